@@ -1,0 +1,1 @@
+"""Collect the X/Twitter API v2 sampled stream and build an hourly archive from it."""

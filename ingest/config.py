@@ -1,0 +1,86 @@
+"""Load and validate the YAML config shared by the workflow and the ``sampled-stream`` command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import jsonschema
+import yaml
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message names the file and key."""
+
+
+def _with_defaults(validator_class):
+    """A validator that fills in schema defaults, as snakemake.utils.validate(set_default=True)."""
+    validate_properties = validator_class.VALIDATORS["properties"]
+
+    def set_defaults(validator, properties, instance, schema):
+        if isinstance(instance, dict):
+            for name, sub in properties.items():
+                if "default" in sub and name not in instance:
+                    instance[name] = sub["default"]
+        yield from validate_properties(validator, properties, instance, schema)
+
+    return jsonschema.validators.extend(validator_class, {"properties": set_defaults})
+
+
+def key_path(error: jsonschema.ValidationError) -> str:
+    parts = []
+    for p in error.absolute_path:
+        parts.append(f"[{p}]" if isinstance(p, int) else (f".{p}" if parts else str(p)))
+    return "".join(parts) or "(top level)"
+
+
+def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """Fill defaults into ``config`` and check it; raise ConfigError naming the bad key."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = [f"{source}: {key_path(e)}: {e.message}" for e in errors]
+        raise ConfigError("invalid config\n  " + "\n  ".join(lines))
+    check_semantics(config, source)
+    return config
+
+
+def check_semantics(config: dict[str, Any], source: str = "config") -> None:
+    """What the schema cannot say: a real time zone, unique server names."""
+    try:
+        ZoneInfo(config["timezone"])
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{source}: timezone: unknown time zone {config['timezone']!r}") from None
+    names = [s["name"] for s in config["servers"]]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{source}: servers: duplicate server name(s) {', '.join(dupes)}")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return validate_config(config, str(path))
+
+
+def server(config: dict[str, Any], name: str) -> dict[str, Any]:
+    for s in config["servers"]:
+        if s["name"] == name:
+            return s
+    known = ", ".join(s["name"] for s in config["servers"])
+    raise ConfigError(f"servers: no server named {name!r} (known: {known})")
+
+
+def timezone(config: dict[str, Any]) -> ZoneInfo:
+    return ZoneInfo(config["timezone"])
