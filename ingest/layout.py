@@ -214,16 +214,18 @@ def raw_hours(raw_dir: Path) -> set[Hour]:
 # --- outputs ------------------------------------------------------------------------------
 
 
+VAULT_SUFFIXES = {
+    "ids": "IDs.txt.xz",
+    "tweets": "tweets.csv.xz",
+    "users": "users.csv.xz",
+    "stats": "stats.json",
+}
+
+
 def vault_paths(vault_dir: Path, hour: Hour) -> dict[str, Path]:
-    """The seed's file names for an hour, plus the hour's stats."""
+    """The seed's file names for an hour (ids, tweets, users), plus the hour's stats."""
     d = Path(vault_dir) / hour.day
-    p = f"{hour.day}_{hour.hh:02d}"
-    return {
-        "ids": d / f"{p}_IDs.txt.xz",
-        "tweets": d / f"{p}_tweets.csv.xz",
-        "users": d / f"{p}_users.csv.xz",
-        "stats": d / f"{p}_stats.json",
-    }
+    return {kind: d / f"{hour.label}_{suffix}" for kind, suffix in VAULT_SUFFIXES.items()}
 
 
 def report_path(vault_dir: Path, day: str) -> Path:
@@ -238,3 +240,18 @@ def day_hours(day: str, tz: ZoneInfo) -> list[Hour]:
 def day_end(day: str, tz: ZoneInfo) -> datetime:
     nxt = date.fromisoformat(day) + timedelta(days=1)
     return datetime(nxt.year, nxt.month, nxt.day, tzinfo=tz).astimezone(UTC)
+
+
+def hours_reading(minute: datetime, tz: ZoneInfo, late_minutes: int) -> set[Hour]:
+    """The hours whose read window contains the minute file starting at ``minute``."""
+    candidates = {
+        hour_of(minute + MINUTE, tz),
+        hour_of(minute, tz),
+        hour_of(minute - timedelta(minutes=late_minutes), tz),
+    }
+    readers = set()
+    for h in candidates:
+        start, end = read_window(h, tz, late_minutes)
+        if start <= minute < end:
+            readers.add(h)
+    return readers

@@ -1,0 +1,174 @@
+"""What a workflow run has to do, decided from what is on disk.
+
+The plan is cheap to make: it lists the raw folders (kept for ``retention.keep_raw_hours``),
+the vault's day folders and the receipt folders, and reads the stats of recent hours only.
+A year of built hours costs a few hundred directory listings, not a DAG of a year.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ingest import layout
+from ingest.layout import Hour, MinuteFile
+
+
+@dataclass
+class Plan:
+    build: list[Hour] = field(default_factory=list)  # hours to build or rebuild now
+    waiting: list[Hour] = field(default_factory=list)  # complete, but a secondary is not in yet
+    reports: list[str] = field(default_factory=list)  # days whose report is rebuilt
+    uploads: list[Hour] = field(default_factory=list)  # hours whose OSF upload is missing
+    mails: list[str] = field(default_factory=list)  # complete days not mailed yet
+
+
+def work_paths(work_dir: str | Path) -> dict[str, Path]:
+    w = Path(work_dir)
+    return {
+        "minutes": w / "minutes",
+        "logs": w / "logs",
+        "osf": w / "osf",
+        "mail": w / "mail",
+        "pulls": w / "pulls",
+        "state": w / "state",
+    }
+
+
+def intermediate(work_dir: str | Path, f: MinuteFile, kind: str) -> Path:
+    """The per-minute intermediate of a raw minute file (kind: tweets or users)."""
+    day, hh = f.path.parent.parent.name, f.path.parent.name
+    return work_paths(work_dir)["minutes"] / f.server / day / hh / f"{f.stem}.{kind}.tsv"
+
+
+def window_files(config: dict[str, Any], hour: Hour) -> dict[str, list[MinuteFile]]:
+    """Each server's raw minute files that hour ``hour`` reads."""
+    tz = ZoneInfo(config["timezone"])
+    start, end = layout.read_window(hour, tz, config["late_minutes"])
+    return {
+        s["name"]: layout.minute_files(s["name"], s["raw_dir"], start, end, tz)
+        for s in config["servers"]
+    }
+
+
+def read_stats(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+
+
+def has_new_input(stats: dict[str, Any], files: dict[str, list[MinuteFile]]) -> bool:
+    """True when a minute file arrived after the hour was built (e.g. a late secondary)."""
+    recorded = stats.get("inputs", {})
+    for server, server_files in files.items():
+        seen = {Path(name).name for name in recorded.get(server, [])}
+        if any(f.path.name not in seen for f in server_files):
+            return True
+    return False
+
+
+def selected(hour: Hour, only: str | None) -> bool:
+    return only is None or hour.label == only or hour.day == only
+
+
+def secondary_waiting(
+    config: dict[str, Any], hour: Hour, now: datetime, pull_state: dict[str, dict]
+) -> bool:
+    """A pulled server whose last pull failed holds an hour back for secondary_wait_minutes."""
+    tz = ZoneInfo(config["timezone"])
+    _, end = layout.hour_bounds(hour, tz)
+    complete_at = end + timedelta(minutes=config["late_minutes"] + config["grace_minutes"])
+    if now >= complete_at + timedelta(minutes=config["secondary_wait_minutes"]):
+        return False
+    return any(
+        not pull_state.get(s["name"], {}).get("ok", True)
+        for s in config["servers"]
+        if s.get("rsync_from")
+    )
+
+
+def make_plan(
+    config: dict[str, Any], now: datetime, pull_state: dict[str, dict] | None = None
+) -> Plan:
+    tz = ZoneInfo(config["timezone"])
+    late, grace = config["late_minutes"], config["grace_minutes"]
+    only = config.get("hours")
+    vault = Path(config["vault_dir"])
+    plan = Plan()
+
+    candidates: set[Hour] = set()
+    for s in config["servers"]:
+        for h in layout.raw_hours(s["raw_dir"]):
+            bounds = layout.hour_bounds(h, tz)
+            if bounds is None:
+                continue  # a folder for an hour the DST jump skipped
+            candidates.add(h)
+            # Copies in h's first minutes may count for the hour before (late arrivals).
+            candidates.add(layout.hour_of(bounds[0] - layout.MINUTE, tz))
+    for hour in sorted(candidates):
+        if not selected(hour, only) or not layout.is_complete(hour, tz, now, late, grace):
+            continue
+        files = window_files(config, hour)
+        if not any(files.values()):
+            continue  # no raw data, nothing to build
+        stats = read_stats(layout.vault_paths(vault, hour)["stats"])
+        if stats is not None and only is None and not has_new_input(stats, files):
+            continue  # built, and nothing new arrived
+        if pull_state and secondary_waiting(config, hour, now, pull_state):
+            plan.waiting.append(hour)
+            continue
+        plan.build.append(hour)
+
+    plan.reports = sorted({h.day for h in plan.build})
+    built = built_hours(vault)
+    if config["osf"]["enabled"]:
+        receipts = _names(work_paths(config["work_dir"])["osf"], ".json")
+        pending = set(plan.build) | {h for h in built if f"{h.label}.json" not in receipts}
+        plan.uploads = sorted(h for h in pending if selected(h, only))
+    if config["email"]["enabled"]:
+        sent = _names(work_paths(config["work_dir"])["mail"], ".sent")
+        days = {h.day for h in built} | set(plan.reports)
+        plan.mails = sorted(
+            d
+            for d in days
+            if f"{d}.sent" not in sent
+            and now >= layout.day_end(d, tz) + timedelta(minutes=late + grace)
+        )
+    return plan
+
+
+def built_hours(vault_dir: Path) -> list[Hour]:
+    """Hours with a stats file in the vault (one listing per day folder)."""
+    out = []
+    if not vault_dir.is_dir():
+        return out
+    for day_dir in vault_dir.iterdir():
+        if not day_dir.is_dir():
+            continue
+        for name in _names(day_dir, "_stats.json"):
+            try:
+                out.append(Hour.parse(name.removesuffix("_stats.json")))
+            except ValueError:
+                continue
+    return sorted(out)
+
+
+def _names(folder: Path, suffix: str) -> set[str]:
+    """File names ending in ``suffix`` anywhere below ``folder``."""
+    if not folder.is_dir():
+        return set()
+    return {p.name for p in folder.rglob(f"*{suffix}")}
+
+
+def pull_state(pulls_dir: Path, servers: list[str]) -> dict[str, dict]:
+    """The latest pull receipt of each pulled server ({} for a server never pulled)."""
+    state = {}
+    for server in servers:
+        receipts = sorted((pulls_dir / server).glob("*.json")) if pulls_dir.is_dir() else []
+        state[server] = json.loads(receipts[-1].read_text()) if receipts else {}
+    return state

@@ -1,0 +1,93 @@
+"""Free disk space once it is safe: intermediates after their hours are built, raw files later.
+
+A raw minute file is read by up to three hours (its own, the one after it starts a minute
+later, the one before it through the late window). Nothing is removed until every one of
+those hours has its stats file, which is written last, after the three .xz files.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ingest import layout
+from ingest.layout import MinuteFile
+from ingest.plan import intermediate, work_paths
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CleanSummary:
+    intermediates_removed: int = 0
+    raw_removed: int = 0
+
+
+def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
+    tz = ZoneInfo(config["timezone"])
+    late = config["late_minutes"]
+    keep = timedelta(hours=config["retention"]["keep_raw_hours"])
+    vault = Path(config["vault_dir"])
+    built: dict[layout.Hour, bool] = {}
+
+    def is_built(h: layout.Hour) -> bool:
+        if h not in built:
+            built[h] = layout.vault_paths(vault, h)["stats"].exists()
+        return built[h]
+
+    summary = CleanSummary()
+    for s in config["servers"]:
+        raw_dir = Path(s["raw_dir"])
+        hours = sorted(layout.raw_hours(raw_dir))
+        if not hours:
+            continue
+        first = layout.hour_bounds(hours[0], tz)
+        last = layout.hour_bounds(hours[-1], tz)
+        if first is None or last is None:
+            continue
+        for f in layout.minute_files(s["name"], raw_dir, first[0], last[1], tz):
+            if not all(is_built(h) for h in layout.hours_reading(f.minute, tz, late)):
+                continue
+            summary.intermediates_removed += _remove_intermediates(config["work_dir"], f)
+            if now - f.minute >= keep:
+                f.path.unlink(missing_ok=True)
+                summary.raw_removed += 1
+        _prune_empty_dirs(raw_dir, now)
+    _prune_empty_dirs(work_paths(config["work_dir"])["minutes"], now)
+    return summary
+
+
+def _remove_intermediates(work_dir: str, f: MinuteFile) -> int:
+    removed = 0
+    for kind in ("tweets", "users"):
+        p = intermediate(work_dir, f, kind)
+        if p.exists():
+            p.unlink()
+            removed += 1
+    # A parse log that says something (skipped lines) is kept; an empty one goes.
+    log_file = parse_log(work_dir, f)
+    if log_file.exists() and log_file.stat().st_size == 0:
+        log_file.unlink()
+    return removed
+
+
+def parse_log(work_dir: str | Path, f: MinuteFile) -> Path:
+    day, hh = f.path.parent.parent.name, f.path.parent.name
+    return work_paths(work_dir)["logs"] / "parse" / f.server / day / hh / f"{f.stem}.log"
+
+
+def _prune_empty_dirs(root: Path, now: datetime) -> None:
+    """Remove empty folders untouched for an hour (a collector may have just made one)."""
+    if not root.is_dir():
+        return
+    cutoff = now.timestamp() - 3600
+    for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        try:
+            if d.stat().st_mtime < cutoff:
+                d.rmdir()
+        except OSError:
+            pass  # not empty

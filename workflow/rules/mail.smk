@@ -1,0 +1,15 @@
+# The day's report by mail, once the day is complete, with a plot of tweets per minute.
+
+
+rule mail_report:
+    input:
+        report=str(VAULT / "{day}/{day}_report.txt"),
+    output:
+        str(WORK["mail"] / "{day}.sent"),
+    log:
+        str(WORK["logs"] / "mail/{day}.log"),
+    params:
+        config=config,
+        now=NOW.isoformat(),
+    script:
+        "../../scripts/mail_report.py"

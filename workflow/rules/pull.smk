@@ -1,0 +1,15 @@
+# Redundancy: pull each secondary's finished minute files over rsync before hours are built.
+# A checkpoint, because which minute files exist is known only after the transfer. Its output
+# is named after this run, so every run pulls once.
+
+
+checkpoint pull:
+    output:
+        str(WORK["pulls"] / "{server}/{run}.json"),
+    log:
+        str(WORK["logs"] / "pull/{server}/{run}.log"),
+    params:
+        server=lambda wildcards: SERVERS[wildcards.server],
+        now=NOW.isoformat(),
+    script:
+        "../../scripts/pull.py"
