@@ -1,0 +1,91 @@
+import os
+
+import pytest
+import yaml
+
+from ingest.config import ConfigError, load_config
+from ingest.secrets import SecretError, read_secret
+
+MINIMAL = """
+timezone: CET
+vault_dir: /data/vault
+work_dir: /data/work
+servers:
+  - name: server1
+    raw_dir: /data/raw/server1
+  - name: server2
+    raw_dir: /data/raw/server2
+osf:
+  enabled: false
+email:
+  enabled: false
+"""
+
+
+def write(tmp_path, text):
+    p = tmp_path / "config.yaml"
+    p.write_text(text)
+    return p
+
+
+def test_minimal_config_gets_defaults(tmp_path):
+    c = load_config(write(tmp_path, MINIMAL))
+    assert (c["late_minutes"], c["grace_minutes"], c["xz_preset"]) == (6, 5, 6)
+    assert c["retention"] == {"keep_raw_hours": 48}
+    assert c["servers"][1]["remove_source_files"] is True
+    assert c["stream"]["url"] == "https://api.twitter.com/2/tweets/sample/stream"
+
+
+def test_example_config_in_repo_is_valid():
+    from pathlib import Path
+
+    load_config(Path(__file__).parents[1] / "config" / "config.yaml")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda c: c.pop("vault_dir"), "'vault_dir' is a required property"),
+        (lambda c: c.update(late_minutes="six"), "late_minutes: 'six' is not of type 'integer'"),
+        (lambda c: c["servers"][1].update(raw_dir=5), "servers[1].raw_dir: 5 is not of type"),
+        (lambda c: c.update(timezone="Mars/Olympus"), "timezone: unknown time zone"),
+        (lambda c: c["servers"][1].update(name="server1"), "duplicate server name(s) server1"),
+        (lambda c: c.update(osf={"enabled": True}), "osf: 'project' is a required property"),
+        (lambda c: c.update(xz_preset=12), "xz_preset: 12 is greater than the maximum of 9"),
+        (lambda c: c.update(late_minuts=3), "Additional properties are not allowed ('late_minuts'"),
+    ],
+)
+def test_invalid_config_names_the_key(tmp_path, change, message):
+    c = yaml.safe_load(MINIMAL)
+    change(c)
+    path = write(tmp_path, yaml.safe_dump(c))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(path) in str(e.value)
+    assert message in str(e.value)
+
+
+def test_unreadable_or_broken_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "servers: [\n"))
+
+
+def test_secret_file_permissions_are_checked(tmp_path, monkeypatch):
+    p = tmp_path / "token"
+    p.write_text("s3cret\n")
+    os.chmod(p, 0o644)
+    with pytest.raises(SecretError, match="chmod 600") as e:
+        read_secret(p, "X_TOKEN", "stream.bearer_token_file")
+    assert "s3cret" not in str(e.value)
+    os.chmod(p, 0o600)
+    assert read_secret(p, "X_TOKEN", "stream.bearer_token_file") == "s3cret"
+    p.write_text("  \n")
+    with pytest.raises(SecretError, match="is empty"):
+        read_secret(p, "X_TOKEN", "t")
+    monkeypatch.setenv("X_TOKEN", "from-env")
+    assert read_secret(None, "X_TOKEN", "t") == "from-env"
+    monkeypatch.delenv("X_TOKEN")
+    with pytest.raises(SecretError, match="X_TOKEN"):
+        read_secret(None, "X_TOKEN", "t")
