@@ -34,5 +34,7 @@ def read_secret(file: str | Path | None, env_var: str, what: str) -> str:
         return value
     value = os.environ.get(env_var, "").strip()
     if not value:
-        raise SecretError(f"{what}: set the config's file key or the environment variable {env_var}")
+        raise SecretError(
+            f"{what}: set the config's file key or the environment variable {env_var}"
+        )
     return value
