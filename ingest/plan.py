@@ -165,10 +165,10 @@ def _names(folder: Path, suffix: str) -> set[str]:
     return {p.name for p in folder.rglob(f"*{suffix}")}
 
 
-def pull_state(pulls_dir: Path, servers: list[str]) -> dict[str, dict]:
-    """The latest pull receipt of each pulled server ({} for a server never pulled)."""
-    state = {}
-    for server in servers:
-        receipts = sorted((pulls_dir / server).glob("*.json")) if pulls_dir.is_dir() else []
-        state[server] = json.loads(receipts[-1].read_text()) if receipts else {}
-    return state
+def pull_state(state_dir: Path, servers: list[str]) -> dict[str, dict]:
+    """Whether each pulled server's last pull worked ({"ok": True} for one never pulled)."""
+    from ingest.rsync import load_state
+
+    return {
+        server: {"ok": load_state(state_dir, server).first_failure is None} for server in servers
+    }

@@ -28,7 +28,7 @@ VAULT = Path(config["vault_dir"])
 SERVERS = {s["name"]: s for s in config["servers"]}
 PULLED = [name for name, s in SERVERS.items() if s.get("rsync_from")]
 PYTHON = sys.executable
-PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["pulls"], PULLED))
+PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
 BUILD = set(PLAN.build)
 
 wildcard_constraints:
@@ -94,8 +94,7 @@ def retention_cleanup():
 
 
 def mail_failure(log_path):
-    if not config["email"]["enabled"]:
-        return
-    from ingest.workflow_mail import mail_workflow_error
+    if config["email"]["enabled"]:
+        from ingest.jobs import failure_mail
 
-    mail_workflow_error(config, NOW, log_path)
+        failure_mail(config, NOW, log_path)

@@ -1,0 +1,86 @@
+"""The workflow's side jobs: pull a secondary, publish to OSF, mail the day, report a failure.
+
+Each function is what one rule's script calls; it wires the concern modules (rsync, osf,
+notify, plot) to the run's config and clock, so the scripts stay one call long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ingest import plan
+from ingest.atomic import atomic_write
+from ingest.layout import Clock, FixedClock
+
+
+def alerts_for(config: dict[str, Any], clock: Clock, log: logging.Logger | None = None):
+    from ingest.notify import Alerts
+
+    state = plan.work_paths(config["work_dir"])["state"] / "alerts.json"
+    return Alerts.from_config(config["email"], state, clock, log)
+
+
+def pull_job(
+    config: dict[str, Any], server: str, now: datetime, receipt: Path, log: logging.Logger
+) -> None:
+    """Pull a secondary's minute files; a failed pull is recorded, not raised (see plan)."""
+    from ingest.rsync import alert_unreachable, pull_server
+
+    server_cfg = next(s for s in config["servers"] if s["name"] == server)
+    state_dir = plan.work_paths(config["work_dir"])["state"]
+    result = pull_server(server_cfg, now, state_dir, log)
+    alerts = alerts_for(config, FixedClock(now), log)
+    alert_unreachable(result, state_dir, alerts, now, config["email"]["alert_after_minutes"])
+    atomic_write(
+        receipt,
+        json.dumps(
+            {"server": server, "ok": result.ok, "error": result.error, "pulled": result.files}
+        ),
+    )
+    _prune_receipts(receipt.parent, keep=48)
+
+
+def _prune_receipts(folder: Path, keep: int) -> None:
+    for old in sorted(folder.glob("*.json"))[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def upload_job(
+    config: dict[str, Any], ids: Path, report: Path, now: datetime, receipt: Path, log
+) -> None:
+    """Publish an hour's IDs file and its day's report; the receipt records both uploads."""
+    from ingest.osf import remote_path_for, upload
+
+    clock = FixedClock(now)
+    receipts = [upload(p, remote_path_for(p), config["osf"], log, clock) for p in (ids, report)]
+    atomic_write(receipt, json.dumps(receipts, indent=1))
+
+
+def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
+    """Mail a complete day's report with its tweets-per-minute plot, once."""
+    from ingest.notify import Mailer, mail_day_report
+    from ingest.plot import minutes_plot_png
+
+    servers = [s["name"] for s in config["servers"]]
+    stats = [json.loads(p.read_text()) for p in sorted(report.parent.glob(f"{day}_*_stats.json"))]
+    png = minutes_plot_png(day, stats, servers)
+    mail_day_report(Mailer.from_config(config["email"]), day, report.read_text(), png, marker)
+    log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
+
+
+def failure_mail(config: dict[str, Any], now: datetime, log_path: str | None) -> None:
+    """Tell the operator a workflow run failed, with the end of its log (rate-limited)."""
+    tail = ""
+    if log_path and Path(log_path).exists():
+        tail = "".join(Path(log_path).read_text(errors="replace").splitlines(True)[-60:])
+    alerts_for(config, FixedClock(now)).alert(
+        "workflow-error",
+        "hourly build failed",
+        f"A run of the hourly workflow failed at {now.isoformat()}.\n"
+        f"Log: {log_path}\n\n{tail}\n"
+        "The next run retries what failed; hours already built are kept.",
+    )

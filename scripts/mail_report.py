@@ -1,0 +1,15 @@
+"""Snakemake entry point of rule mail_report: mail a complete day's report once."""
+
+from pathlib import Path
+
+from ingest.jobs import mail_job
+from ingest.logs import job_logger
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+mail_job(
+    sm.config,
+    sm.wildcards.day,
+    Path(sm.input.report),
+    Path(sm.output[0]),
+    job_logger("mail_report", sm.log[0]),
+)

@@ -1,0 +1,17 @@
+"""Snakemake entry point of rule upload_osf: publish an hour's IDs and the day's report."""
+
+from datetime import datetime
+from pathlib import Path
+
+from ingest.jobs import upload_job
+from ingest.logs import job_logger
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+upload_job(
+    sm.config,
+    Path(sm.input.ids),
+    Path(sm.input.report),
+    datetime.fromisoformat(sm.params.now),
+    Path(sm.output[0]),
+    job_logger("upload_osf", sm.log[0]),
+)
