@@ -92,6 +92,13 @@ class PullResult:
     last_success: datetime | None = None
     seconds: float = 0.0
 
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO instants), e.g. for the pull checkpoint's receipt."""
+        out = asdict(self)
+        for k in ("unreachable_since", "last_success"):
+            out[k] = out[k].isoformat() if out[k] else None
+        return out
+
 
 def _parse(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
