@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -37,8 +38,16 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return "".join(parts) or "(top level)"
 
 
+def normalize(config: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads an unquoted ``now: 2026-01-14T12:00:00+00:00`` as a datetime: keep it text."""
+    if isinstance(config.get("now"), datetime):
+        config["now"] = config["now"].isoformat()
+    return config
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Fill defaults into ``config`` and check it; raise ConfigError naming the bad key."""
+    normalize(config)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     validator = _with_defaults(jsonschema.Draft7Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))

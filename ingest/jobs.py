@@ -53,10 +53,14 @@ def upload_job(
     config: dict[str, Any], ids: Path, report: Path, now: datetime, receipt: Path, log
 ) -> None:
     """Publish an hour's IDs file and its day's report; the receipt records both uploads."""
-    from ingest.osf import remote_path_for, upload
+    from ingest.osf import RetryPolicy, remote_path_for, upload
 
+    osf = config["osf"]
+    policy = RetryPolicy(
+        min_interval=osf["request_interval_seconds"], base_delay=osf["retry_base_seconds"]
+    )
     clock = FixedClock(now)
-    receipts = [upload(p, remote_path_for(p), config["osf"], log, clock) for p in (ids, report)]
+    receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in (ids, report)]
     atomic_write(receipt, json.dumps(receipts, indent=1))
 
 

@@ -10,10 +10,11 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir).parent))
 
 from ingest import layout, plan as planning  # noqa: E402
-from ingest.config import ConfigError, check_semantics  # noqa: E402
+from ingest.config import ConfigError, check_semantics, normalize  # noqa: E402
 
 if not config:
     raise WorkflowError("no config given: run with --configfile config/config.yaml")
+normalize(config)
 validate(config, schema="../schemas/config.schema.yaml")
 try:
     check_semantics(config)
