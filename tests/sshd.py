@@ -118,7 +118,38 @@ def _wait_for_banner(proc: subprocess.Popen, port: int, deadline: float) -> bool
 
 
 def start_sshd(workdir: Path, timeout: float = 10.0) -> Sshd:
-    """Start sshd in the foreground (-D -e) on a free loopback port; raise SshdUnavailable."""
+    """Start sshd in the foreground (-D -e) on a free loopback port and check that the test key
+    logs in; raise SshdUnavailable with the reason otherwise."""
+    server = _start(workdir, timeout, use_pam=False)
+    if _login_works(server):
+        return server
+    log = server.log()
+    server.stop()
+    if "account is locked" in log:
+        # Without PAM, sshd refuses accounts whose password is locked ('!' in /etc/shadow, as
+        # root is on many installs); with PAM the key alone is enough.
+        server = _start(workdir, timeout, use_pam=True)
+        if _login_works(server):
+            return server
+        log = server.log()
+        server.stop()
+    raise SshdUnavailable(f"sshd started but the test key cannot log in; sshd log:\n{log[-2000:]}")
+
+
+def _login_works(server: Sshd) -> bool:
+    try:
+        r = subprocess.run(
+            ["ssh", *server.ssh_args(), server.target, "true"],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired:
+        return False
+    return r.returncode == 0
+
+
+def _start(workdir: Path, timeout: float, use_pam: bool) -> Sshd:
     for tool in (SSHD, "ssh", "ssh-keygen"):
         if shutil.which(tool) is None:
             raise SshdUnavailable(
@@ -129,8 +160,9 @@ def start_sshd(workdir: Path, timeout: float = 10.0) -> Sshd:
         PRIVSEP_DIR.mkdir(mode=0o755, exist_ok=True)
     host_key = workdir / "ssh_host_ed25519_key"
     client_key = workdir / "id_ed25519"
-    _keygen(host_key)
-    _keygen(client_key)
+    for key in (host_key, client_key):
+        if not key.exists():  # a second start (with PAM) keeps the keys
+            _keygen(key)
     authorized = workdir / "authorized_keys"
     authorized.write_text(Path(f"{client_key}.pub").read_text())
     authorized.chmod(0o600)
@@ -156,8 +188,8 @@ def start_sshd(workdir: Path, timeout: float = 10.0) -> Sshd:
                     "KbdInteractiveAuthentication no",
                     # Tests run as root in CI; key-only login keeps that safe on loopback.
                     "PermitRootLogin prohibit-password",
-                    # PAM's session modules (pam_loginuid) fail in containers.
-                    "UsePAM no",
+                    # PAM's session modules can fail in containers, so without PAM first.
+                    f"UsePAM {'yes' if use_pam else 'no'}",
                     f"AllowUsers {user}",
                     "LogLevel VERBOSE",
                     "",
