@@ -1,0 +1,1138 @@
+"""Realistic synthetic sampled-stream lines and raw minute-file trees, deterministic from a seed.
+
+Tests, the demo, the stream emulator and the benchmark all need stream data that looks like
+what X sends (see ``../shared/fixtures/twitter-v2/sample-stream-lines.jsonl``): multilingual
+text with emoji, mentions, hashtags and URLs; line breaks of every kind and quotes/commas in
+text, names and locations; ~45 % retweets; snowflake IDs that encode ``created_at``; a pool
+of recurring authors; occasionally a missing author. Only the stdlib and orjson are used, and
+the hot path avoids per-line heavy work (pools are precomputed), because the benchmark writes
+hundreds of thousands of lines and its 10 % scale millions.
+
+Public API
+- ``TweetFactory(seed).make(created_at)`` / ``.make_ms(ms)``: one stream line as a dict.
+- ``stream_line(tweet, retrieved_at)``: the bytes the collector writes (line + ``__twarc``).
+- ``generate_raw_tree(servers, start, end, tz, ...)``: minute files for several servers.
+- ``snowflake_id`` / ``snowflake_ms`` / ``snowflake_time``: the ID <-> time relation.
+- CLI: ``python -m ingest.generate --config CONFIG --start ISO --hours N``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import bisect
+import math
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from statistics import NormalDist
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from ingest.layout import minute_path
+
+TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch (2010-11-04T01:42:54.657Z)
+TWARC_VERSION = "2.14.0"
+# The URL twarc records: requests' resp.url for the collector's request (fields it asks for,
+# plus backfill). Cosmetic for the build, but keeps lines looking like the real thing.
+STREAM_URL = (
+    "https://api.twitter.com/2/tweets/sample/stream?expansions=author_id"
+    "&tweet.fields=id%2Cconversation_id%2Cauthor_id%2Ccreated_at%2Csource%2Clang%2Ctext"
+    "%2Creferenced_tweets%2Centities%2Cpublic_metrics%2Cpossibly_sensitive"
+    "%2Cedit_history_tweet_ids%2Cin_reply_to_user_id%2Ccontext_annotations"
+    "&user.fields=created_at%2Clocation%2Cname%2Cusername%2Cverified%2Cprotected"
+    "%2Cpublic_metrics%2Cdescription%2Cprofile_image_url%2Curl&backfill_minutes=5"
+)
+BAD_LINE_KINDS = ("blank", "errors", "invalid_json", "invalid_utf8", "cut_last_line")
+OPERATIONAL_DISCONNECT = {
+    "errors": [
+        {
+            "title": "operational-disconnect",
+            "disconnect_type": "OperationalDisconnect",
+            "detail": "This stream has been disconnected for operational reasons.",
+            "type": "https://api.twitter.com/2/problems/operational-disconnect",
+        }
+    ]
+}
+MINUTE_MS = 60_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+# --- IDs and time ---------------------------------------------------------------------------
+
+
+def snowflake_id(ms: int, worker: int = 0, seq: int = 0) -> int:
+    """An X snowflake ID for the instant ``ms`` (Unix epoch milliseconds)."""
+    return ((ms - TWITTER_EPOCH_MS) << 22) | ((worker & 0x3FF) << 12) | (seq & 0xFFF)
+
+
+def snowflake_ms(tweet_id: int | str) -> int:
+    """Unix epoch milliseconds encoded in a snowflake ID."""
+    return (int(tweet_id) >> 22) + TWITTER_EPOCH_MS
+
+
+def snowflake_time(tweet_id: int | str) -> datetime:
+    """The UTC instant encoded in a snowflake ID (its created_at, to the millisecond)."""
+    return _EPOCH + snowflake_ms(tweet_id) * _MS
+
+
+def to_ms(instant: datetime) -> int:
+    """Unix epoch milliseconds of an aware datetime (exact integer arithmetic)."""
+    if instant.tzinfo is None:
+        raise ValueError(f"{instant!r} needs a time zone (use UTC)")
+    return (instant - _EPOCH) // _MS
+
+
+def _api_time(sec: int) -> str:
+    """API v2 created_at: ``2026-01-14T10:00:00.000Z`` (the API sends whole seconds)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(sec))
+
+
+def _twarc_time(sec: int) -> str:
+    """twarc's retrieved_at: ``datetime.now(utc).isoformat(timespec="seconds")``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(sec))
+
+
+# --- content pools --------------------------------------------------------------------------
+# Per language: weight in the sample, then "|"-separated sentences, given names, locations and
+# hashtags. Weights follow the rough mix of the 1 % sample (en, ja, es, pt, ar lead; und is
+# common). Some strings deliberately contain "\n", "\r\n", "\r", quotes and commas: the CSV
+# writer and the parser must cope with them.
+
+# fmt: off
+_LANG_TABLE: list[tuple[str, float, str, str, str, str]] = [
+    ("en", 0.30,
+     "I can't believe it's already Wednesday, where did the week go"
+     "|this is the best thing I've seen all day, thank you for sharing"
+     '|he really said "trust the process" and then left, unreal'
+     "|Breaking: heavy rain expected across the region tonight, stay safe everyone"
+     "|New episode is out now! Link below, let me know what you think"
+     "|not me crying over a commercial at 2am again"
+     "|Congratulations to everyone who graduated today, so proud of you all"
+     "|the way this song hits different at night,\nI'm not okay"
+     "|Reminder: drink water, take breaks, and be kind to yourself"
+     "|Who else is watching the game tonight? Predictions, anyone?"
+     "|Just finished a 10k run, legs are jelly but worth it"
+     "|We're hiring! Remote-friendly roles in data, design and support"
+     "|my cat knocked my coffee off the desk and looked me dead in the eye"
+     "|Thread: 5 things I wish I knew before starting my own business"
+     "|Price drop alert, 40% off for the next 24 hours only",
+     "James|Olivia|Liam|Emma|Noah|Ava|Mia|Ethan|Chloe|Jay",
+     "London, England|Los Angeles, CA|New York, USA|Lagos, Nigeria|Toronto|Sydney, Australia"
+     "|Manila|Texas|she/her|Earth 🌍|Dublin, Ireland",
+     "NowPlaying|NFL|Breaking|giveaway|BTS|crypto|WorldCup|AI"),
+    ("ja", 0.16,
+     "今日はめっちゃ寒かった…明日も仕事がんばろう|新作のゲーム、やっと届いた！今夜は徹夜かも"
+     "|おはようございます☀️今日も一日よろしくお願いします|このアニメの最終回、泣いた。本当にありがとう"
+     "|ラーメン食べに行ったら行列がすごくて諦めた"
+     "|フォロワーさん1000人ありがとうございます！\nこれからもよろしくお願いします"
+     "|「また明日ね」って言われただけで嬉しい|電車が遅れていて、会社に間に合わないかもしれない"
+     "|推しの誕生日、おめでとう🎂ずっと応援してます|抽選結果、外れました…次こそは",
+     "ゆうき|さくら|はると|あおい|たくみ|みゆ|けんた|なな",
+     "東京都|大阪|日本|北海道 札幌市|福岡|神奈川県, 横浜",
+     "拡散希望|プレゼント企画|ポケモン|原神|今日の一枚"),
+    ("es", 0.08,
+     "no puedo más con este calor, alguien más está sufriendo"
+     "|Hoy se cumple un año de la mejor decisión de mi vida"
+     "|Buenos días a todos, que tengan un excelente día"
+     '|mi mamá: "¿ya comiste?" yo: sí. también yo: no'
+     "|El partido de anoche fue increíble, qué golazo"
+     "|Se busca perrito perdido en la colonia Roma, cualquier información se agradece"
+     "|gracias por tanto, de verdad,\nlos quiero mucho"
+     "|Última hora: el gobierno anuncia nuevas medidas económicas",
+     "Sofía|Mateo|Valentina|Santiago|Lucía|Diego|Camila|Andrés",
+     "Ciudad de México|Buenos Aires, Argentina|Madrid, España|Bogotá|Lima, Perú",
+     "LaVozMexico|FelizLunes|Boca|RealMadrid|Noticias"),
+    ("pt", 0.06,
+     "gente eu não aguento mais essa semana|Bom dia! Hoje tem jogo do Flamengo, bora"
+     "|alguém me explica o que aconteceu no BBB ontem"
+     "|saudade de quando a gente só se preocupava com a escola"
+     "|Promoção relâmpago, só hoje, corre que acaba|tô com tanta fome que comeria um boi inteiro",
+     "João|Maria|Pedro|Ana|Lucas|Beatriz|Gabriel|Júlia",
+     "São Paulo, Brasil|Rio de Janeiro|Lisboa, Portugal|Belo Horizonte|Brasil",
+     "BBB26|Flamengo|Bolsonaro|Lula|ForaDaCaixa"),
+    ("ar", 0.06,
+     "صباح الخير على الجميع، يوم جميل إن شاء الله|اللهم اجعل هذا اليوم خيرا لنا ولكم"
+     "|مباراة رائعة اليوم، مبروك للفريق|سبحان الله وبحمده، سبحان الله العظيم"
+     "|أحتاج إجازة طويلة جدا\nبعيدا عن كل شيء|عاجل: ارتفاع درجات الحرارة في معظم المناطق",
+     "محمد|فاطمة|أحمد|نورة|عبدالله|سارة|خالد|ريم",
+     "الرياض, المملكة العربية السعودية|القاهرة|دبي|الكويت|جدة",
+     "السعودية|الهلال|عاجل|رمضان|مصر"),
+    ("ko", 0.04,
+     "오늘 진짜 너무 행복했어 고마워요|컴백 축하해요!! 이번 노래 너무 좋아"
+     "|내일 시험인데 아직 하나도 공부 안 함|날씨가 너무 추워서 밖에 나가기 싫다"
+     "|생일 축하합니다 🎉\n항상 응원할게요",
+     "민지|지훈|서연|도윤|하은|준호", "서울|Seoul, Korea|부산|대한민국",
+     "BTS|방탄소년단|NewJeans|SEVENTEEN|생일축하해"),
+    ("th", 0.04,
+     "วันนี้เหนื่อยมากเลย อยากนอนยาวๆ|ยินดีด้วยนะคะ เก่งมากๆ เลย"
+     "|ใครดูละครเมื่อคืนบ้าง ตอนจบคือดีมาก|หิวข้าวมาก กินอะไรดีวันนี้",
+     "สมชาย|มาลี|ณัฐ|พลอย|ธนา", "กรุงเทพมหานคร|Bangkok, Thailand|เชียงใหม่",
+     "BrightWin|ไบร์ทวิน|ดูละคร|แจกจริง"),
+    ("in", 0.03,
+     "selamat pagi semuanya, semoga hari ini lancar|capek banget hari ini, pengen rebahan aja"
+     "|ada yang tau toko yang buka jam segini?",
+     "Putri|Budi|Ayu|Rizky|Dewi", "Jakarta, Indonesia|Bandung|Surabaya",
+     "Indonesia|infoBDG|giveaway"),
+    ("tr", 0.03,
+     "günaydın herkese, güzel bir gün olsun|bu maçı kaçıran çok şey kaçırdı, inanılmazdı"
+     "|hiçbir şey eskisi gibi değil artık",
+     "Mehmet|Ayşe|Emre|Zeynep|Can", "İstanbul, Türkiye|Ankara|İzmir",
+     "Galatasaray|Fenerbahçe|sondakika"),
+    ("fr", 0.025,
+     "j'en peux plus de ce temps, vivement l'été|Bonne journée à tous, on lâche rien"
+     "|c'est pas possible d'être aussi beau, franchement"
+     "|Le match de ce soir, vous le sentez comment ?",
+     "Léa|Hugo|Chloé|Louis|Manon|Théo", "Paris, France|Lyon|Montréal, Québec|Bruxelles|Abidjan",
+     "PSG|OMPSG|Politique|JeudiPhoto"),
+    ("hi", 0.015,
+     "सभी को सुप्रभात, आपका दिन शुभ हो|आज का मैच बहुत शानदार था|जय श्री राम 🙏",
+     "राहुल|प्रिया|अमित|पूजा", "नई दिल्ली, भारत|Mumbai, India|जयपुर", "India|IPL|जय_हिंद"),
+    ("tl", 0.015,
+     "grabe ang init ngayon, sobrang pagod ako|salamat sa lahat ng sumuporta sa amin",
+     "Juan|Maria|Angelo|Bea", "Manila, Philippines|Cebu City|Quezon City", "PBBGen11|Pilipinas"),
+    ("de", 0.01,
+     "Guten Morgen, heute wird ein guter Tag|Die Bahn hat mal wieder 40 Minuten Verspätung",
+     "Lukas|Anna|Jonas|Lena", "Berlin, Deutschland|München|Wien, Österreich", "Bundesliga|Tatort"),
+    ("ru", 0.01,
+     "Доброе утро всем, хорошего дня|не могу поверить, что это правда",
+     "Алексей|Мария|Дмитрий|Анна", "Москва, Россия|Санкт-Петербург", "новости|футбол"),
+    ("it", 0.01,
+     "buongiorno a tutti, che bella giornata|non ci posso credere, che partita",
+     "Giulia|Marco|Francesca|Luca", "Roma, Italia|Milano", "SerieA|Sanremo2026"),
+    ("fa", 0.01,
+     "صبح همگی بخیر، روز خوبی داشته باشید|این آهنگ خیلی قشنگه",
+     "علی|زهرا|رضا|مریم", "تهران, ایران|Tehran", "ایران"),
+    ("zh", 0.01,
+     "今天天气真好，出去走走|这部电影太好看了，推荐给大家", "小明|李华|王芳", "台北|香港|上海",
+     "台灣|每日一图"),
+    # und / zxx: emoji-only, mention-only or link-only texts; no sentences.
+    ("und", 0.07, "", "✨|Aki|R|JJ", "🌙|somewhere|🇧🇷", "fyp"),
+    ("zxx", 0.01, "", "media|pix", "", ""),
+]
+
+_EMOJI = ("😂 ❤️ 🤣 😭 🙏 😍 🔥 ✨ 🥺 👀 💜 🎉 😊 👇 🇺🇸 🇯🇵 🇧🇷 💀 🥰 😅 👏 💯 🌸 ⚽ 🏳️‍🌈 👩🏽‍💻 "
+          "🙌🏻").split()
+_SOURCES = ("Twitter for iPhone|Twitter for Android|Twitter Web App|Twitter for iPad"
+            "|TweetDeck Web App|IFTTT|Buffer|dlvr.it|WordPress.com|Hootsuite Inc.").split("|")
+# Separators between two sentences: mostly a space or "\n", sometimes "\r\n" or a lone "\r".
+_SEPARATORS = [(0.50, " "), (0.80, "\n"), (0.92, "\n\n"), (0.97, "\r\n"), (1.0, "\r")]
+_DESCRIPTIONS = (
+    "|||just vibes ✨|she/her · 22 · 🇧🇷|Official account. Tweets by the team."
+    "|Love, music & coffee ☕|フォロー歓迎です！\n無言フォロー失礼します"
+    "|Periodista. Opiniones propias."
+    "|🎮 streamer, business: contact@example.com|ARMY 💜 since 2017\nOT7 forever"
+    '|views are my own, "RT ≠ endorsement"|محب للخير 🤍|팬계정 / fan account'
+    "|Dad, runner, engineer.\r\nLondon → Berlin|📍 Lagos, Tech, football and more"
+    "|Artist. Commissions open, DM me|เป็นแค่คนธรรมดา|18+ NSFW ⚠️"
+    "|News, weather and traffic, 24/7.|Futebol, cerveja e churrasco 🍺"
+).split("|")
+_SYLLABLES = ("ka mi ro sun ny lee jo sa to ri an el ma xo ze bo lu ki dan ya fi no star moon "
+              "real the its x tv").split()
+# context_annotations: (domain id, name, description, entity id, name, description or "").
+_CONTEXT = [
+    ("10", "Person", "Named people in the world like Nelson Mandela",
+     "844438182523383808", "BTS", ""),
+    ("54", "Musician", "A musician in the world, like Adele or Bob Dylan",
+     "844438182523383808", "BTS", ""),
+    ("55", "Music Genre", "A category for a musical style, like Pop, Rock, or Rap",
+     "888105153038958593", "K-pop", "K-Pop"),
+    ("11", "Sport", "Types of sports, like soccer and basketball",
+     "847900493514891265", "Soccer", "Soccer"),
+    ("12", "Sports Team", "A sports team organization, like the Golden State Warriors",
+     "10026378521", "Real Madrid CF", ""),
+    ("65", "Interests and Hobbies Vertical",
+     "Top level interests and hobbies groupings, like Food or Travel",
+     "847528391163092993", "Entertainment", "Entertainment"),
+    ("66", "Interests and Hobbies Category",
+     "A grouping of interests and hobbies entities, like Novelty Food or Destinations",
+     "1280542185337778176", "Video games", "Video games"),
+    ("131", "Unified Twitter Taxonomy", "A taxonomy view into the Twitter interests graph",
+     "847878884917886977", "Cryptocurrencies", "Cryptocurrency"),
+    ("35", "Politician", "Politicians in the world, like Joe Biden",
+     "1349149096909668363", "Politics", ""),
+    ("46", "Business Taxonomy",
+     "Categories within Brand Verticals that narrow down the scope of Brands",
+     "1557696940178935808", "Gaming Business",
+     "Brands, companies, advertisers and every non-person handle with the profit intent "
+     "related to offline and online games"),
+    ("139", "Fan Community", "A viral fan community like 'Lovatics' (fans of Demi Lovato)",
+     "1086308747654266880", "BTS ARMY", "BTS fan community ARMY"),
+    ("3", "TV Shows", "Television shows from around the world",
+     "10040395078", "Big Brother Brasil", ""),
+]
+_URL_SITES = [
+    "https://www.youtube.com/watch?v=", "https://open.spotify.com/track/",
+    "https://www.instagram.com/p/", "https://www.nytimes.com/2026/01/14/world/",
+    "https://www3.nhk.or.jp/news/html/20260114/k1", "https://g1.globo.com/politica/noticia/",
+    "https://www.amazon.co.jp/dp/", "https://bit.ly/",
+]
+# fmt: on
+
+
+def _split(s: str) -> list[str]:
+    return s.split("|") if s else []
+
+
+_LANGS = {
+    c: (w, _split(s), _split(n), _split(loc), _split(h)) for c, w, s, n, loc, h in _LANG_TABLE
+}
+_LANG_CODES = list(_LANGS)
+_LANG_CUM: list[float] = []
+_acc = 0.0
+for _code in _LANG_CODES:
+    _acc += _LANGS[_code][0]
+    _LANG_CUM.append(_acc)
+_LANG_TOTAL = _acc
+_CONTEXT_ITEMS = [
+    {
+        "domain": {"id": di, "name": dn, "description": dd},
+        "entity": {"id": ei, "name": en, **({"description": ed} if ed else {})},
+    }
+    for di, dn, dd, ei, en, ed in _CONTEXT
+]
+
+_ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+# Standard normal quantiles: a lognormal draw is then one random() and one exp(), far cheaper
+# than random.lognormvariate on the hot path.
+_Z = [NormalDist().inv_cdf((i + 0.5) / 1024) for i in range(1024)]
+_RETWEET, _REPLY, _QUOTE, _ORIGINAL = range(4)
+
+
+@dataclass
+class _Lang:
+    code: str
+    weight: float
+    sentences: list[str]
+    names: list[str]
+    locations: list[str]
+    hashtags: list[str]
+
+
+class TweetFactory:
+    """Makes realistic sampled-stream lines (``{"data": ..., "includes": {"users": [...]}}``).
+
+    Deterministic: the same seed and the same sequence of ``make`` calls give the same lines.
+    IDs are snowflakes of ``created_at`` with a per-factory sequence in the low bits, so they
+    are unique (within one factory), grow with time and have 19 digits for current dates.
+
+    Speed comes from pools filled on first use: texts (with their entities) per language and
+    kind, author templates, recurring authors. Texts therefore repeat within an hour, as
+    retweets of the same viral tweet do in the real sample. Returned dicts share those pooled
+    parts with other lines: treat them as read-only (serialize or deep-copy before editing).
+    """
+
+    def __init__(
+        self,
+        seed: int = 0,
+        recurring_authors: int = 20_000,
+        recurring_share: float = 0.35,
+        missing_author: float = 0.01,
+        texts_per_language: int = 4096,
+    ) -> None:
+        self._rng = random.Random(seed)
+        rnd = self._rng
+        self._n = 0
+        self._recurring_share = recurring_share
+        self._missing_author = missing_author
+        # Recurring authors: a quadratic pick makes a few of them post often, as real heavy
+        # posters do; their counts move between their tweets (users file: latest tweet wins).
+        self._pool: list[dict | None] = [None] * max(1, recurring_authors)
+        self._templates: list[tuple | None] = [None] * 8192
+        self._tco = ["".join(rnd.choices(_ALNUM, k=10)) for _ in range(4096)]
+        self._handles = [self._new_handle() for _ in range(3000)]
+        self._langs = [_Lang(c, *_LANGS[c]) for c in _LANG_CODES]
+        # Text pools per (language, kind), sized by the language's share of the sample.
+        self._texts: list[list[list | None]] = [
+            [[None] * max(32, int(lang.weight * texts_per_language)) for _ in range(4)]
+            for lang in self._langs
+        ]
+        self._contexts = [rnd.sample(_CONTEXT_ITEMS, rnd.randint(1, 5)) for _ in range(64)]
+        # Lognormal counts as lookup tables (one random() per draw on the hot path).
+        self._followers = [int(math.exp(4.5 + 2.0 * z)) for z in _Z]
+        self._following = [int(math.exp(5.5 + 1.3 * z)) for z in _Z]
+        self._tweet_counts = [int(math.exp(7.5 + 2.0 * z)) + 1 for z in _Z]
+        # Tweet public_metrics at stream time: near zero, except the retweeted original's
+        # retweet_count. Shared read-only dicts.
+        self._rt_metrics = [
+            {"retweet_count": int(math.exp(3 + 2.5 * z)), "reply_count": 0, "like_count": 0,
+             "quote_count": 0, "bookmark_count": 0, "impression_count": 0}
+            for z in _Z
+        ]  # fmt: skip
+        self._metrics = [
+            {"retweet_count": 0, "reply_count": 0, "like_count": 0, "quote_count": 0,
+             "bookmark_count": 0, "impression_count": i}
+            for i in (0, 0, 1, 2)
+        ]  # fmt: skip
+        self._sec_cache: dict[int, str] = {}
+
+    # -- small helpers ------------------------------------------------------------------
+
+    def _new_handle(self) -> str:
+        r = self._rng.random
+        s = _SYLLABLES
+        h = s[int(r() * len(s))] + s[int(r() * len(s))]
+        if r() < 0.6:
+            h += s[int(r() * len(s))]
+        if r() < 0.3:
+            h += "_"
+        if r() < 0.2:
+            h = h.capitalize()
+        return h[:11]
+
+    def _lang_index(self) -> int:
+        return bisect.bisect(_LANG_CUM, self._rng.random() * _LANG_TOTAL)
+
+    def _api_time(self, sec: int) -> str:
+        s = self._sec_cache.get(sec)
+        if s is None:
+            if len(self._sec_cache) > 10_000:
+                self._sec_cache.clear()
+            s = self._sec_cache[sec] = _api_time(sec)
+        return s
+
+    def _tco_url(self) -> str:
+        return "https://t.co/" + self._tco[int(self._rng.random() * 4096)]
+
+    # -- authors ------------------------------------------------------------------------
+
+    def _template(self, now_ms: int) -> tuple:
+        """An author's look (language, name, bio, place, age); shared by many authors."""
+        r = self._rng.random
+        li = self._lang_index()
+        lang = self._langs[li]
+        # Account age: many young accounts, a long tail back to 2007.
+        created_ms = now_ms - int(86_400_000 * (1 + 6_900 * r() ** 1.6))
+        names = lang.names or self._langs[0].names
+        name = names[int(r() * len(names))]
+        u = r()
+        if u < 0.25:
+            name += " " + _EMOJI[int(r() * len(_EMOJI))]
+        elif u < 0.35:
+            name = name.upper() + "🌙"
+        elif u < 0.37:
+            name = f'{name} "{lang.code.upper()}", fan acc'
+        elif u < 0.385:
+            name = name + "\n" + _EMOJI[int(r() * len(_EMOJI))]
+        elif u < 0.39:
+            name = name + "\r\n" + lang.code
+        location = None
+        if lang.locations and r() < 0.55:
+            location = lang.locations[int(r() * len(lang.locations))]
+            v = r()
+            if v < 0.02:
+                location += "\n" + _EMOJI[int(r() * len(_EMOJI))]
+            elif v < 0.03:
+                location += "\r\nand elsewhere"
+            elif v < 0.035:
+                location = f'"{location}", {location}'
+            elif v < 0.04:
+                location += "\r" + lang.code
+        return (
+            li,
+            name,
+            _DESCRIPTIONS[int(r() * len(_DESCRIPTIONS))],
+            location,
+            created_ms,
+            self._api_time(created_ms // 1000),
+            r() < 0.02,  # verified
+            "" if r() < 0.7 else self._tco_url(),
+        )
+
+    def _new_author(self, now_ms: int) -> dict:
+        r = self._rng.random
+        i = int(r() * len(self._templates))
+        t = self._templates[i]
+        if t is None:
+            t = self._templates[i] = self._template(now_ms)
+        li, name, description, location, created_ms, created_at, verified, url = t
+        if created_ms < 1_420_070_400_000 or r() < 0.02:  # before 2015: old sequential IDs
+            uid = str(int(10_000 + r() * 3_000_000_000))
+        else:
+            uid = str(snowflake_id(created_ms, int(r() * 1024), int(r() * 4096)))
+        handle = self._handles[int(r() * 3000)]
+        if r() < 0.7:
+            handle += str(int(r() * 10_000))
+        followers = self._followers[int(r() * 1024)]
+        author = {
+            "id": uid,
+            "name": name,
+            "username": handle,
+            "created_at": created_at,
+            "description": description,
+        }
+        if location is not None:
+            author["location"] = location
+        author["verified"] = verified
+        author["protected"] = r() < 0.002
+        author["public_metrics"] = {
+            "followers_count": followers,
+            "following_count": self._following[int(r() * 1024)],
+            "tweet_count": self._tweet_counts[int(r() * 1024)],
+            "listed_count": int(followers * r() * 0.01),
+        }
+        author["profile_image_url"] = (
+            f"https://pbs.twimg.com/profile_images/{uid}/{self._tco[int(r() * 4096)]}_normal.jpg"
+        )
+        author["url"] = url
+        author["_lang"] = li  # removed from the copy that goes out
+        return author
+
+    def _author(self, now_ms: int) -> dict:
+        r = self._rng.random
+        if r() < self._recurring_share:
+            pool = self._pool
+            i = int(r() * r() * len(pool))  # skewed: low indexes post far more often
+            base = pool[i]
+            if base is None:
+                base = pool[i] = self._new_author(now_ms)
+            pm = base["public_metrics"]
+            pm["tweet_count"] += 1  # the counts move between an author's tweets, as live
+            if r() < 0.3:
+                pm["followers_count"] += 1
+            out = dict(base)
+            out["public_metrics"] = dict(pm)
+            return out
+        return self._new_author(now_ms)
+
+    # -- texts --------------------------------------------------------------------------
+
+    def _text(self, lang: _Lang, kind: int, ms: int) -> list:
+        """[text, entities or None, referenced list (retweets) or None, reply-to user id]."""
+        r = self._rng.random
+        handles = self._handles
+        nh = len(handles)
+        parts: list[str] = []
+        pos = 0  # length so far in code points (the API's entity offsets are code points)
+        mentions: list[dict] = []
+        hashtags: list[dict] = []
+        urls: list[dict] = []
+
+        def add(s: str) -> None:
+            nonlocal pos
+            parts.append(s)
+            pos += len(s)
+
+        def mention(prefix: str, suffix: str) -> None:
+            h = handles[int(r() * nh)]
+            add(prefix)
+            start = pos
+            add("@" + h)
+            mentions.append({"start": start, "end": pos, "username": h})
+            add(suffix)
+
+        def url() -> None:
+            u = self._tco_url()
+            start = pos
+            add(u)
+            site = _URL_SITES[int(r() * len(_URL_SITES))]
+            expanded = site + self._tco[int(r() * 4096)]
+            urls.append(
+                {
+                    "start": start,
+                    "end": pos,
+                    "url": u,
+                    "expanded_url": expanded,
+                    "display_url": expanded.split("://", 1)[1][:26] + "…",
+                }
+            )
+
+        referenced = None
+        reply_to = None
+        if kind == _RETWEET:  # "RT @user: " + the original's text; the same original recurs
+            mention("RT ", ": ")
+            orig = snowflake_id(ms - int(1000 + 259_200_000 * r() ** 3), int(r() * 1024))
+            referenced = [{"type": "retweeted", "id": str(orig)}]
+        elif kind == _REPLY:
+            mention("", " ")
+            if r() < 0.2:
+                mention("", " ")
+            reply_to = str(int(10_000 + r() * 3_000_000_000))
+
+        if lang.sentences:
+            s = lang.sentences
+            add(s[int(r() * len(s))])
+            if r() < 0.35:
+                v = r()
+                sep = " "
+                for p, sep in _SEPARATORS:  # noqa: B007 (sep is the one chosen)
+                    if v < p:
+                        break
+                add(sep + s[int(r() * len(s))])
+            if r() < 0.4:
+                add(" " + "".join(_EMOJI[int(r() * len(_EMOJI))] for _ in range(1 + int(r() * 3))))
+            if lang.hashtags and r() < 0.25:
+                for _ in range(1 + int(r() * 2)):
+                    tag = lang.hashtags[int(r() * len(lang.hashtags))]
+                    add(" ")
+                    start = pos
+                    add("#" + tag)
+                    hashtags.append({"start": start, "end": pos, "tag": tag})
+            if r() < 0.08:
+                mention(" ", "")
+            if r() < 0.25:
+                add(" ")
+                url()
+        elif lang.code == "und":
+            add("".join(_EMOJI[int(r() * len(_EMOJI))] for _ in range(1 + int(r() * 4))))
+            if r() < 0.3:
+                add(" ")
+                url()
+        else:  # zxx: a link or media only
+            url()
+        if kind == _QUOTE:
+            add(" ")
+            url()
+        entities = {}
+        if mentions:
+            entities["mentions"] = mentions
+        if hashtags:
+            entities["hashtags"] = hashtags
+        if urls:
+            entities["urls"] = urls
+        return ["".join(parts), entities or None, referenced, reply_to]
+
+    # -- tweets -------------------------------------------------------------------------
+
+    def make(self, created_at: datetime) -> dict:
+        """One sampled-stream line created at ``created_at`` (aware datetime)."""
+        return self.make_ms(to_ms(created_at))
+
+    def make_ms(self, ms: int) -> dict:
+        """One sampled-stream line created at Unix epoch millisecond ``ms`` (the fast path)."""
+        r = self._rng.random
+        self._n += 1
+        tid = ((ms - TWITTER_EPOCH_MS) << 22) | (int(r() * 1024) << 12) | (self._n & 0xFFF)
+        sid = str(tid)
+        author = self._author(ms)
+        li = author.pop("_lang")
+        if r() >= 0.8:
+            li = self._lang_index()
+        k = r()
+        kind = _RETWEET if k < 0.45 else _REPLY if k < 0.70 else _QUOTE if k < 0.76 else _ORIGINAL
+        pool = self._texts[li][kind]
+        i = int(r() * len(pool))
+        entry = pool[i]
+        if entry is None:
+            entry = pool[i] = self._text(self._langs[li], kind, ms)
+        text, entities, referenced, reply_to = entry
+
+        conversation_id = sid
+        if kind == _REPLY:
+            parent = snowflake_id(ms - int(2000 + 86_400_000 * r() ** 4), int(r() * 1024))
+            if r() < 0.4:  # a reply deeper in a thread: the conversation began earlier
+                conversation_id = str(snowflake_id((parent >> 22) + TWITTER_EPOCH_MS - 60_000))
+            else:
+                conversation_id = str(parent)
+            referenced = [{"type": "replied_to", "id": str(parent)}]
+        elif kind == _QUOTE:
+            quoted = snowflake_id(ms - int(5000 + 86_400_000 * r() ** 2), int(r() * 1024))
+            referenced = [{"type": "quoted", "id": str(quoted)}]
+
+        data: dict = {"edit_history_tweet_ids": [sid], "author_id": author["id"], "text": text}
+        if referenced:
+            data["referenced_tweets"] = referenced
+        data["conversation_id"] = conversation_id
+        data["created_at"] = self._api_time(ms // 1000)
+        data["lang"] = self._langs[li].code
+        data["possibly_sensitive"] = r() < 0.03
+        if kind == _RETWEET:
+            data["public_metrics"] = self._rt_metrics[int(r() * 1024)]
+        else:
+            data["public_metrics"] = self._metrics[int(r() * 4)]
+        if r() < 0.5:  # X stopped sending source for many tweets
+            data["source"] = _SOURCES[int(r() * len(_SOURCES))]
+        if entities:
+            data["entities"] = entities
+        if r() < 0.45:
+            data["context_annotations"] = self._contexts[int(r() * len(self._contexts))]
+        if reply_to:
+            data["in_reply_to_user_id"] = reply_to
+        data["reply_settings"] = "everyone"
+        data["id"] = sid
+
+        v = r()
+        if v < self._missing_author:  # author not expanded: no includes, or an empty one
+            if v < self._missing_author / 2:
+                return {"data": data}
+            return {"data": data, "includes": {}}
+        return {"data": data, "includes": {"users": [author]}}
+
+
+# --- the collector's line -------------------------------------------------------------------
+
+
+def _twarc_suffix(retrieved_sec: int) -> bytes:
+    """The bytes that close a line: ``,"__twarc":{...}}`` + newline."""
+    meta = {"url": STREAM_URL, "version": TWARC_VERSION, "retrieved_at": _twarc_time(retrieved_sec)}
+    return b',"__twarc":' + orjson.dumps(meta) + b"}\n"
+
+
+def stream_line(tweet: dict, retrieved_at: datetime) -> bytes:
+    """The raw-file line the collector writes: the line as received plus twarc's ``__twarc``."""
+    line = dict(tweet)
+    line["__twarc"] = {
+        "url": STREAM_URL,
+        "version": TWARC_VERSION,
+        "retrieved_at": retrieved_at.astimezone(UTC).isoformat(timespec="seconds"),
+    }
+    return orjson.dumps(line) + b"\n"
+
+
+def wire_line(tweet: dict) -> bytes:
+    """The line as X sends it on the wire (compact JSON, CRLF-terminated): for the emulator."""
+    return orjson.dumps(tweet) + b"\r\n"
+
+
+# --- raw trees ------------------------------------------------------------------------------
+
+Interval = tuple[datetime, datetime]
+
+
+@dataclass
+class ServerSummary:
+    """What was written for one server; counts are of lines in files under [start, end)."""
+
+    name: str
+    raw_dir: Path
+    tweets_written: int = 0  # good tweet lines (duplicates included)
+    ids: set[int] | None = field(default_factory=set)  # IDs with at least one good line
+    unique_ids: int = 0
+    files_written: int = 0
+    empty_files: int = 0
+    missing_minutes: list[datetime] = field(default_factory=list)
+    late_copies: int = 0  # good lines retrieved >= 60 s after created_at (backfill)
+    duplicate_copies: int = 0  # good lines of an ID this server already wrote
+    dropped: int = 0  # tweets of the common sequence this server did not get
+    bad_lines: Counter = field(default_factory=Counter)  # kind -> lines (BAD_LINE_KINDS)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "raw_dir": str(self.raw_dir),
+            "tweets_written": self.tweets_written,
+            "unique_ids": self.unique_ids,
+            "files_written": self.files_written,
+            "empty_files": self.empty_files,
+            "missing_minutes": [m.isoformat() for m in self.missing_minutes],
+            "late_copies": self.late_copies,
+            "duplicate_copies": self.duplicate_copies,
+            "dropped": self.dropped,
+            "bad_lines": dict(self.bad_lines),
+        }
+
+
+@dataclass
+class GenerationSummary:
+    start: datetime
+    end: datetime
+    seed: int
+    tweets_generated: int = 0  # the common sequence, created in [start - 1 min, end)
+    lines_written: int = 0  # every line of every file, bad ones included
+    bytes_written: int = 0
+    seconds: float = 0.0
+    servers: dict[str, ServerSummary] = field(default_factory=dict)
+
+    def all_ids(self) -> set[int]:
+        out: set[int] = set()
+        for s in self.servers.values():
+            if s.ids is None:
+                raise ValueError("generated with keep_ids=False")
+            out |= s.ids
+        return out
+
+    def to_dict(self) -> dict:
+        return {
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "seed": self.seed,
+            "tweets_generated": self.tweets_generated,
+            "lines_written": self.lines_written,
+            "bytes_written": self.bytes_written,
+            "seconds": round(self.seconds, 3),
+            "servers": {n: s.to_dict() for n, s in self.servers.items()},
+        }
+
+
+def _intervals_ms(intervals: Iterable[Interval] | None) -> list[tuple[int, int]]:
+    return [(to_ms(a), to_ms(b)) for a, b in (intervals or [])]
+
+
+def _inside(ms: int, intervals: list[tuple[int, int]]) -> bool:
+    return any(a <= ms < b for a, b in intervals)
+
+
+class _Server:
+    """Per-server state while a tree is generated."""
+
+    def __init__(self, name, raw_dir, seed, skew_ms, outages, empties, summary):
+        self.name = name
+        self.raw_dir = Path(raw_dir)
+        self.rng = random.Random(f"{seed}:server:{name}")  # independent of the other servers
+        self.skew_ms = skew_ms
+        self.outages = outages
+        self.empties = empties
+        self.summary = summary
+        self.buffer: dict[int, list[tuple[int, int, bytes]]] = {}
+        self.bursts: list[tuple[int, int, int]] = []  # (gap start, gap end, reconnect) ms
+        self.forced: dict[str, int] = {}  # bad-line kind -> first minute index to carry it
+        self.seen: set[int] = set()
+        self.suffix_cache: dict[int, bytes] = {}
+        self.next_flush = 0
+        self.end_min = 0
+        self.dirs: set[Path] = set()
+
+
+def generate_raw_tree(
+    servers: Sequence[tuple[str, Path | str]],
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    rate_per_minute: float = 3500,
+    disagreement: float = 0.015,
+    seed: int = 0,
+    bad_lines: bool = False,
+    late_fraction: float = 0.002,
+    outages: dict[str, list[Interval]] | None = None,
+    empty_minutes: dict[str, list[Interval]] | None = None,
+    skew_seconds: dict[str, float] | None = None,
+    late_delay: tuple[float, float] = (60.0, 150.0),
+    keep_ids: bool = True,
+) -> GenerationSummary:
+    """Write minute files for every server as their collectors would have, for [start, end).
+
+    One common tweet sequence (the sample is the same for every client) is created from one
+    minute before ``start`` to ``end`` at ``rate_per_minute`` (Poisson-like noise). Each server
+    misses each tweet with probability ``disagreement / 2`` (so two servers differ by about
+    ``disagreement`` of the union) and receives the rest 0.5-3 s after creation plus its
+    clock skew (``skew_seconds``; default 0 s, +0.4 s, -0.3 s, ... by server order). A file
+    holds the copies whose arrival, by that server's clock, falls in its minute, so a tweet
+    created at hh:59:59 lands in the next hour's first file. ``late_fraction`` of the copies
+    come from backfill bursts: a short gap whose tweets arrive ``late_delay`` seconds later
+    (with a few seconds of overlap before the gap delivered twice: within-server duplicates).
+    ``outages`` (per server, UTC intervals): no file and nothing received. ``empty_minutes``:
+    an empty file (connected, nothing came). Copies arriving outside [start, end) are not
+    written. ``bad_lines`` adds every kind in BAD_LINE_KINDS to every server at least once
+    (a corrupted tweet line no longer counts as written). Deterministic for equal arguments.
+    """
+    t0 = time.perf_counter()
+    start = start.astimezone(UTC).replace(second=0, microsecond=0)
+    end_utc = end.astimezone(UTC)
+    end = end_utc.replace(second=0, microsecond=0)
+    if end < end_utc:
+        end += timedelta(minutes=1)
+    if end <= start:
+        raise ValueError(f"empty range: start {start} >= end {end}")
+    start_min = to_ms(start) // MINUTE_MS
+    end_min = to_ms(end) // MINUTE_MS
+    outages = outages or {}
+    empty_minutes = empty_minutes or {}
+    default_skews = [0.0, 0.4, -0.3, 0.8, -0.6]
+    summary = GenerationSummary(start=start, end=end, seed=seed)
+    state: list[_Server] = []
+    for i, (name, raw_dir) in enumerate(servers):
+        skew = (skew_seconds or {}).get(name, default_skews[i % len(default_skews)])
+        s = _Server(
+            name,
+            raw_dir,
+            seed,
+            int(round(skew * 1000)),
+            _intervals_ms(outages.get(name)),
+            _intervals_ms(empty_minutes.get(name)),
+            ServerSummary(name=name, raw_dir=Path(raw_dir), ids=set() if keep_ids else None),
+        )
+        s.next_flush = start_min
+        s.end_min = end_min
+        summary.servers[name] = s.summary
+        state.append(s)
+
+    _plan_bursts(state, start_min, end_min, rate_per_minute, late_fraction, late_delay)
+    if bad_lines:
+        for s in state:
+            candidates = [
+                m
+                for m in range(start_min, end_min)
+                if not _inside(m * MINUTE_MS, s.outages) and not _inside(m * MINUTE_MS, s.empties)
+            ]
+            if candidates:
+                for kind in BAD_LINE_KINDS:
+                    s.forced[kind] = s.rng.choice(candidates)
+
+    factory = TweetFactory(seed)
+    trng = random.Random(f"{seed}:times")
+    rr = trng.random
+    p_drop = disagreement / 2
+    dumps = orjson.dumps
+    make = factory.make_ms
+    for minute in range(start_min - 1, end_min):
+        base = minute * MINUTE_MS
+        n = max(0, int(trng.gauss(rate_per_minute, math.sqrt(rate_per_minute)) + 0.5))
+        for off in sorted([int(rr() * MINUTE_MS) for _ in range(n)]):
+            ms = base + off
+            tweet = make(ms)
+            tid = int(tweet["data"]["id"])
+            body = dumps(tweet)[:-1]  # without the closing brace: __twarc is spliced in
+            delay = 500 + int(rr() ** 2 * 2500)
+            summary.tweets_generated += 1
+            for s in state:
+                srr = s.rng.random
+                if srr() < p_drop:
+                    s.summary.dropped += 1
+                    continue
+                arrival = ms + delay + int(srr() * 150) + s.skew_ms
+                if s.bursts:
+                    for g0, g1, rec in s.bursts:
+                        if g0 - 4000 <= ms < g1:
+                            late = rec + (ms - g0 + 4000) // 25 + s.skew_ms
+                            _buffer(s, late, tid, body, start_min, end_min)
+                            if ms >= g0:  # inside the gap: only the late copy exists
+                                arrival = None
+                            break
+                if arrival is not None:
+                    _buffer(s, arrival, tid, body, start_min, end_min)
+        for s in state:
+            _flush_until(s, minute - 1, tz, summary, bad_lines)
+    for s in state:
+        _flush_until(s, end_min, tz, summary, bad_lines)
+        s.summary.unique_ids = len(s.seen)
+        if keep_ids:
+            s.summary.ids = s.seen
+        s.seen = set()
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _plan_bursts(state, start_min, end_min, rate, late_fraction, late_delay) -> None:
+    """Backfill bursts: a gap of a few seconds whose copies arrive a minute or two later."""
+    if late_fraction <= 0 or rate <= 0:
+        return
+    span = end_min - start_min
+    per_second = rate / 60
+    for s in state:
+        rnd = s.rng
+        expected = late_fraction * rate * span  # late copies wanted for this server
+        events = max(1, round(expected / (per_second * 20)))  # ~20 s gaps at high rates
+        gap_ms = max(500, int(expected / events / per_second * 1000))
+        for _ in range(events):
+            g = int(gap_ms * (0.5 + rnd.random()))
+            g0 = (start_min * MINUTE_MS) + int(rnd.random() * max(1, span * MINUTE_MS - g))
+            rec = (
+                g0
+                + g
+                + int(1000 * (late_delay[0] + rnd.random() * (late_delay[1] - late_delay[0])))
+            )
+            s.bursts.append((g0, g0 + g, rec))
+        s.bursts.sort()
+
+
+def _buffer(s: _Server, arrival: int, tid: int, body: bytes, start_min: int, end_min: int):
+    m = arrival // MINUTE_MS
+    if start_min <= m < end_min:  # the collector ran for [start, end) only
+        lst = s.buffer.get(m)
+        if lst is None:
+            lst = s.buffer[m] = []
+        lst.append((arrival, tid, body))
+
+
+def _flush_until(s: _Server, last_min: int, tz: ZoneInfo, summary: GenerationSummary, bad: bool):
+    """Write every minute file of ``s`` up to minute index ``last_min`` (exclusive of later)."""
+    while s.next_flush <= last_min and s.next_flush < s.end_min:
+        m = s.next_flush
+        s.next_flush += 1
+        copies = s.buffer.pop(m, [])
+        _write_minute(s, m, copies, tz, summary, bad)
+
+
+def _write_minute(s: _Server, m: int, copies: list, tz: ZoneInfo, summary, bad: bool) -> None:
+    sm = s.summary
+    ms0 = m * MINUTE_MS
+    minute_dt = _EPOCH + ms0 * _MS
+    if _inside(ms0, s.outages):
+        sm.missing_minutes.append(minute_dt)
+        return
+    path = minute_path(s.raw_dir, minute_dt, tz)
+    if path.parent not in s.dirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        s.dirs.add(path.parent)
+    if _inside(ms0, s.empties) or not copies:
+        path.write_bytes(b"")
+        sm.files_written += 1
+        sm.empty_files += 1
+        return
+    copies.sort(key=lambda c: (c[0], c[1]))
+    cache = s.suffix_cache
+    lines: list[bytes] = []
+    # Per line: the index of its copy while it is a good tweet line, else None.
+    good: list[int | None] = list(range(len(copies)))
+    for arrival, _tid, body in copies:
+        sec = arrival // 1000
+        suffix = cache.get(sec)
+        if suffix is None:
+            suffix = cache[sec] = _twarc_suffix(sec)
+        lines.append(body + suffix)
+    if len(cache) > 300:
+        cache.clear()
+    if bad:
+        _spoil(s, m, lines, good, copies)
+    seen = s.seen
+    for ci in good:
+        if ci is None:
+            continue
+        arrival, tid, _ = copies[ci]
+        sm.tweets_written += 1
+        if tid in seen:
+            sm.duplicate_copies += 1
+        else:
+            seen.add(tid)
+        if arrival - snowflake_ms(tid) >= MINUTE_MS:
+            sm.late_copies += 1
+    data = b"".join(lines)
+    with open(path, "wb") as f:
+        f.write(data)
+    sm.files_written += 1
+    summary.lines_written += len(lines)
+    summary.bytes_written += len(data)
+
+
+def _spoil(s: _Server, m: int, lines: list[bytes], tids: list, copies: list) -> None:
+    """Mix bad lines into a minute: each kind at its forced minute, plus a random sprinkle."""
+    rnd = s.rng
+    r = rnd.random
+    bl = s.summary.bad_lines
+
+    def due(kind: str, p: float) -> bool:
+        f = s.forced.get(kind)
+        if f is not None and m >= f:
+            del s.forced[kind]
+            return True
+        return r() < p
+
+    # Corruptions of existing tweet lines first (indexes still match ``copies``).
+    if due("invalid_utf8", 0.03):
+        i = int(r() * len(lines))
+        line = lines[i]
+        k = line.find(b'"text":"')
+        k = k + 8 if k >= 0 else len(line) // 2
+        lines[i] = line[:k] + b"\xff\xfe\xc3(" + line[k:]  # bytes no UTF-8 decoder accepts
+        tids[i] = None
+        bl["invalid_utf8"] += 1
+    if due("cut_last_line", 0.005):
+        last = lines[-1]
+        lines[-1] = last[: max(1, int(len(last) * (0.1 + 0.8 * r())))]  # no newline: a crash
+        tids[-1] = None
+        bl["cut_last_line"] += 1
+    # Insertions: never after a cut last line.
+    limit = len(lines) - 1 if tids and tids[-1] is None and not lines[-1].endswith(b"\n") else None
+
+    def insert(line: bytes, kind: str) -> None:
+        top = len(lines) if limit is None else len(lines) - 1
+        i = int(r() * (top + 1))
+        lines.insert(i, line)
+        tids.insert(i, None)
+        bl[kind] += 1
+
+    if due("blank", 0.2):
+        for _ in range(1 + int(r() * 3)):
+            insert(b"\r\n" if r() < 0.3 else b"\n", "blank")
+    if due("errors", 0.02):
+        sec = copies[-1][0] // 1000
+        insert(orjson.dumps(OPERATIONAL_DISCONNECT)[:-1] + _twarc_suffix(sec), "errors")
+    if due("invalid_json", 0.02):
+        choice = r()
+        sources = [lines[i] for i, ci in enumerate(tids) if ci is not None]
+        if choice < 0.5 and sources:
+            # A tweet line cut short mid-line (cut on a character boundary: only the JSON
+            # is broken, not the UTF-8).
+            src = sources[int(r() * len(sources))]
+            cut = src[: max(2, int(len(src) * r() * 0.9))].decode("utf-8", "ignore")
+            bad = cut.rstrip("\r\n").encode() + b"\n"
+            if len(bad) < 3:
+                bad = b'{"data": {"id": \n'
+        elif choice < 0.8:
+            bad = b"<html><body><h1>503 Service Unavailable</h1></body></html>\n"
+        else:
+            bad = b'{"data": {"id": "1", "text": "a"}}}\n'
+        insert(bad, "invalid_json")
+
+
+# --- CLI ------------------------------------------------------------------------------------
+
+
+def _parse_instant(text: str) -> datetime:
+    instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)  # documented: a naive start is UTC
+    return instant.astimezone(UTC)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ingest.config import ConfigError, load_config, timezone
+
+    ap = argparse.ArgumentParser(
+        prog="python -m ingest.generate",
+        description="Write realistic synthetic sampled-stream minute files into the raw_dir "
+        "of every server in the config.",
+    )
+    ap.add_argument("--config", required=True, help="the YAML config (servers[].raw_dir)")
+    ap.add_argument("--start", required=True, help="ISO 8601 start (no offset means UTC)")
+    ap.add_argument("--hours", type=float, required=True, help="how many hours to write")
+    ap.add_argument("--rate", type=float, default=3500, help="tweets per minute (default 3500)")
+    ap.add_argument("--disagreement", type=float, default=0.015)
+    ap.add_argument("--late-fraction", type=float, default=0.002)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--bad-lines", action="store_true", help="sprinkle every kind of bad line")
+    ap.add_argument("--server", action="append", help="only these servers (repeatable)")
+    ap.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = ap.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    start = _parse_instant(args.start)
+    end = start + timedelta(hours=args.hours)
+    servers = [(s["name"], s["raw_dir"]) for s in config["servers"]]
+    if args.server:
+        unknown = set(args.server) - {n for n, _ in servers}
+        if unknown:
+            print(f"unknown server(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+        servers = [s for s in servers if s[0] in args.server]
+    summary = generate_raw_tree(
+        servers,
+        start,
+        end,
+        timezone(config),
+        rate_per_minute=args.rate,
+        disagreement=args.disagreement,
+        seed=args.seed,
+        bad_lines=args.bad_lines,
+        late_fraction=args.late_fraction,
+        keep_ids=False,
+    )
+    if args.json:
+        print(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    else:
+        rate = summary.lines_written / summary.seconds if summary.seconds else 0
+        print(
+            f"{summary.tweets_generated} tweets, {summary.lines_written} lines, "
+            f"{summary.bytes_written / 1e6:.1f} MB in {summary.seconds:.1f} s ({rate:,.0f} lines/s)"
+        )
+        for s in summary.servers.values():
+            print(
+                f"  {s.name}: {s.files_written} files ({s.empty_files} empty, "
+                f"{len(s.missing_minutes)} missing), {s.tweets_written} tweet lines, "
+                f"{s.unique_ids} IDs, {s.late_copies} late, {s.duplicate_copies} duplicate, "
+                f"bad lines {dict(s.bad_lines) or 0} -> {s.raw_dir}"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
