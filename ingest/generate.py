@@ -919,14 +919,14 @@ def _plan_bursts(state, start_min, end_min, rate, late_fraction, late_delay) -> 
         expected = late_fraction * rate * span  # late copies wanted for this server
         events = max(1, round(expected / (per_second * 20)))  # ~20 s gaps at high rates
         gap_ms = max(500, int(expected / events / per_second * 1000))
+        lo, hi = late_delay
         for _ in range(events):
             g = int(gap_ms * (0.5 + rnd.random()))
-            g0 = (start_min * MINUTE_MS) + int(rnd.random() * max(1, span * MINUTE_MS - g))
-            rec = (
-                g0
-                + g
-                + int(1000 * (late_delay[0] + rnd.random() * (late_delay[1] - late_delay[0])))
-            )
+            delay = int(1000 * (lo + rnd.random() * (hi - lo)))
+            # Place the gap so that the reconnect (and its backfill) falls inside the range.
+            room = span * MINUTE_MS - g - delay
+            g0 = start_min * MINUTE_MS + int(rnd.random() * max(1, room))
+            rec = g0 + g + delay
             s.bursts.append((g0, g0 + g, rec))
         s.bursts.sort()
 
