@@ -104,10 +104,13 @@ def test_wire_protocol_lines_and_fields(em: Emulator) -> None:
     got = tweets(w.lines(0.6))
     w.close()
     assert 15 <= len(got) <= 45  # 50/s for 0.6 s
+    assert sum("includes" in t for t in got) >= len(got) - 3
     for t in got:
-        assert set(t) == {"data", "includes"}
+        assert set(t) <= {"data", "includes"}
         assert set(t["data"]) <= set(FIELDS["tweet.fields"].split(",")) | {"edit_history_tweet_ids"}
         assert {"id", "text", "author_id", "created_at", "lang"} <= set(t["data"])
+        if "includes" not in t:  # about 1 % of tweets come without their author
+            continue
         (user,) = t["includes"]["users"]
         assert user["id"] == t["data"]["author_id"]
         assert "public_metrics" in user and "description" not in user
