@@ -71,7 +71,7 @@ def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) 
 
     servers = [s["name"] for s in config["servers"]]
     stats = [json.loads(p.read_text()) for p in sorted(report.parent.glob(f"{day}_*_stats.json"))]
-    png = minutes_plot_png(day, stats, servers)
+    png = minutes_plot_png(day, stats, servers, tz=config["timezone"])
     mail_day_report(Mailer.from_config(config["email"]), day, report.read_text(), png, marker)
     log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
 

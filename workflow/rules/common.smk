@@ -1,4 +1,5 @@
 # Config validation, the run's plan, and the input functions of every rule.
+import os
 import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -6,8 +7,11 @@ from zoneinfo import ZoneInfo
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-# The ingest package sits next to workflow/; this works with or without `pip install -e .`.
-sys.path.insert(0, str(Path(workflow.basedir).parent))
+# The ingest package sits next to workflow/; jobs (shell and script) find it through
+# PYTHONPATH, so the workflow works with or without `pip install -e .`.
+REPO = str(Path(workflow.basedir).parent)
+sys.path.insert(0, REPO)
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
 
 from ingest import layout, plan as planning  # noqa: E402
 from ingest.config import ConfigError, check_semantics, normalize  # noqa: E402
