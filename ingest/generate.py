@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import gc
 import math
 import random
 import sys
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -34,7 +35,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from ingest.layout import minute_path
+from ingest.layout import Hour, hour_of, minute_path
 
 TWITTER_EPOCH_MS = 1288834974657  # X's snowflake epoch (2010-11-04T01:42:54.657Z)
 TWARC_VERSION = "2.14.0"
@@ -60,6 +61,7 @@ OPERATIONAL_DISCONNECT = {
     ]
 }
 MINUTE_MS = 60_000
+_OVERLAP_MS = 4000  # a backfill re-sends this much before the gap: duplicates on one server
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
@@ -221,6 +223,7 @@ _EMOJI = ("😂 ❤️ 🤣 😭 🙏 😍 🔥 ✨ 🥺 👀 💜 🎉 😊 �
           "🙌🏻").split()
 _SOURCES = ("Twitter for iPhone|Twitter for Android|Twitter Web App|Twitter for iPad"
             "|TweetDeck Web App|IFTTT|Buffer|dlvr.it|WordPress.com|Hootsuite Inc.").split("|")
+_ENDINGS = ["", "", "", ".", ".", "!", "!!", "?", "…", " 😂", " 😭", "...", " lol"]
 # Separators between two sentences: mostly a space or "\n", sometimes "\r\n" or a lone "\r".
 _SEPARATORS = [(0.50, " "), (0.80, "\n"), (0.92, "\n\n"), (0.97, "\r\n"), (1.0, "\r")]
 _DESCRIPTIONS = (
@@ -276,8 +279,69 @@ _URL_SITES = [
 # fmt: on
 
 
+# Extra everyday words, so that fresh texts are as varied (and as hard to compress) as real
+# ones rather than a handful of sentences repeated.
+# fmt: off
+_EXTRA_WORDS = {
+    "en": "the a to and of in is it you that for on my this i me so be with just have but "
+          "not are at all like your we what was if do get can out about up one more time "
+          "no love people today now day know good see how will really why back new go got "
+          "much still never need want think make going some they them than here 😭 lol omg "
+          "tbh fr ngl literally actually honestly tonight tomorrow week year game team "
+          "music video song album movie show season fans thank please happy birthday "
+          "finally best worst crazy amazing beautiful sad tired hungry work school home "
+          "money free win live news update official vote president government city road "
+          "weather rain cold hot coffee food pizza dog cat baby mom dad friend friends "
+          "world life heart mind god wow yes yeah okay ok, well, so, \"no\" 'yes' 100% 2026 "
+          "3pm #1 $20 10k",
+    "es": "el la de que y a en un ser se no por con su para como estar tener le lo todo pero "
+          "más hacer o poder decir este ir otro ese si me ya ver porque dar cuando muy sin "
+          "vez mucho saber qué sobre mi alguno mismo yo también hasta año dos querer entre "
+          "así primero desde grande eso ni nos llegar pasar tiempo ella sí día uno bien "
+          "jajaja jajajaja amigo amor vida gente hoy mañana noche partido gol equipo",
+    "pt": "o a de que e do da em um para é com não uma os no se na por mais as dos como mas "
+          "foi ao ele das tem à seu sua ou ser quando muito há nos já está eu também só pelo "
+          "pela até isso ela entre era depois sem mesmo aos ter seus quem nas me esse eles "
+          "kkkkk kkkk mano gente hoje amanhã jogo time amor vida",
+    "fr": "le de un à être et en avoir que pour dans ce il qui ne sur se pas plus pouvoir par "
+          "je avec tout faire son mettre autre on mais nous comme ou si leur y dire elle "
+          "mdr ptdr grave trop bien jsp wsh",
+    "tr": "ve bir bu da ne için çok ben ile o gibi daha mi sen ama var yok değil her şey "
+          "kadar sonra olarak ya de en ki",
+    "in": "yang dan di ini itu dengan untuk tidak ada aku kamu juga ke dari bisa sudah mau "
+          "banget aja udah gak nggak wkwk wkwkwk",
+    "de": "der die und in den von zu das mit sich des auf für ist im dem nicht ein eine als "
+          "auch es an er hat aus bei sind noch nach",
+    "it": "il di che e la in un a per non una sono mi si ma con come lo ha le da questo ci",
+    "tl": "ang ng sa na at mga ko ka ako mo ba lang po naman kasi talaga hindi din rin",
+}
+# fmt: on
+
+
 def _split(s: str) -> list[str]:
     return s.split("|") if s else []
+
+
+_NO_SPACES = {"ja", "zh", "th"}  # scripts written without spaces between words
+
+
+def _vocabulary(code: str, sentences: list[str]) -> list[str]:
+    """Words to compose fresh texts from: the sentences' own words plus everyday words."""
+    words: list[str] = []
+    for sentence in sentences:
+        flat = " ".join(sentence.split())
+        if code in _NO_SPACES:  # 1-3 character pieces read like the script
+            i = 0
+            while i < len(flat):
+                n = 1 + (i * 7 + len(flat)) % 3
+                piece = flat[i : i + n].strip()
+                if piece:
+                    words.append(piece)
+                i += n
+        else:
+            words.extend(flat.split(" "))
+    words.extend(_EXTRA_WORDS.get(code, "").split())
+    return words
 
 
 _LANGS = {
@@ -313,6 +377,8 @@ class _Lang:
     names: list[str]
     locations: list[str]
     hashtags: list[str]
+    vocabulary: list[str] = field(default_factory=list)
+    joiner: str = " "
 
 
 class TweetFactory:
@@ -322,10 +388,11 @@ class TweetFactory:
     IDs are snowflakes of ``created_at`` with a per-factory sequence in the low bits, so they
     are unique (within one factory), grow with time and have 19 digits for current dates.
 
-    Speed comes from pools filled on first use: texts (with their entities) per language and
-    kind, author templates, recurring authors. Texts therefore repeat within an hour, as
-    retweets of the same viral tweet do in the real sample. Returned dicts share those pooled
-    parts with other lines: treat them as read-only (serialize or deep-copy before editing).
+    Speed comes from pools filled on first use: retweeted texts per language (the same viral
+    tweet is retweeted many times in an hour, as in the real sample), author templates,
+    recurring authors. Other texts are composed fresh from each language's words, so an hour
+    compresses about as well as real text does. Returned dicts share pooled parts with other
+    lines: treat them as read-only (serialize or deep-copy before editing).
     """
 
     def __init__(
@@ -334,26 +401,48 @@ class TweetFactory:
         recurring_authors: int = 20_000,
         recurring_share: float = 0.35,
         missing_author: float = 0.01,
-        texts_per_language: int = 4096,
+        retweet_texts: int = 16_384,
     ) -> None:
         self._rng = random.Random(seed)
         rnd = self._rng
         self._n = 0
+        self.last_id = 0  # the ID of the latest line made (saves parsing it back)
         self._recurring_share = recurring_share
         self._missing_author = missing_author
         # Recurring authors: a quadratic pick makes a few of them post often, as real heavy
         # posters do; their counts move between their tweets (users file: latest tweet wins).
         self._pool: list[dict | None] = [None] * max(1, recurring_authors)
         self._templates: list[tuple | None] = [None] * 8192
+        self._avatars = [
+            f"https://pbs.twimg.com/profile_images/{rnd.randrange(10**18, 2 * 10**18)}/"
+            + "".join(rnd.choices(_ALNUM, k=8))
+            + "_normal.jpg"
+            for _ in range(4096)
+        ]
         self._tco = ["".join(rnd.choices(_ALNUM, k=10)) for _ in range(4096)]
         self._handles = [self._new_handle() for _ in range(3000)]
-        self._langs = [_Lang(c, *_LANGS[c]) for c in _LANG_CODES]
-        # Text pools per (language, kind), sized by the language's share of the sample.
-        self._texts: list[list[list | None]] = [
-            [[None] * max(32, int(lang.weight * texts_per_language)) for _ in range(4)]
-            for lang in self._langs
+        self._langs = [
+            _Lang(
+                c,
+                *_LANGS[c],
+                vocabulary=_vocabulary(c, _LANGS[c][1]),
+                joiner="" if c in _NO_SPACES else " ",
+            )
+            for c in _LANG_CODES
+        ]
+        # Retweeted texts per language, sized by the language's share of the sample.
+        self._retweets: list[list[list | None]] = [
+            [None] * max(16, int(lang.weight * retweet_texts)) for lang in self._langs
         ]
         self._contexts = [rnd.sample(_CONTEXT_ITEMS, rnd.randint(1, 5)) for _ in range(64)]
+        self._emoji = ["".join(rnd.choices(_EMOJI, k=rnd.randint(1, 3))) for _ in range(512)]
+        self._links = []  # (t.co URL, expanded URL, display URL)
+        for code in self._tco:
+            expanded = rnd.choice(_URL_SITES) + "".join(rnd.choices(_ALNUM, k=11))
+            display = expanded.split("://", 1)[1]
+            if len(display) > 26:
+                display = display[:26] + "…"
+            self._links.append(("https://t.co/" + code, expanded, display))
         # Lognormal counts as lookup tables (one random() per draw on the hot path).
         self._followers = [int(math.exp(4.5 + 2.0 * z)) for z in _Z]
         self._following = [int(math.exp(5.5 + 1.3 * z)) for z in _Z]
@@ -434,161 +523,160 @@ class TweetFactory:
                 location = f'"{location}", {location}'
             elif v < 0.04:
                 location += "\r" + lang.code
-        return (
-            li,
-            name,
-            _DESCRIPTIONS[int(r() * len(_DESCRIPTIONS))],
-            location,
-            created_ms,
-            self._api_time(created_ms // 1000),
-            r() < 0.02,  # verified
-            "" if r() < 0.7 else self._tco_url(),
-        )
+        # The author's dict in the API's key order; ``_new_author`` copies it and fills in
+        # the per-account fields (a C-level dict copy is far cheaper than building one).
+        shape = {
+            "id": "",
+            "name": name,
+            "username": "",
+            "created_at": self._api_time(created_ms // 1000),
+            "description": _DESCRIPTIONS[int(r() * len(_DESCRIPTIONS))],
+        }
+        if location is not None:
+            shape["location"] = location
+        shape["verified"] = r() < 0.02
+        shape["protected"] = False
+        shape["public_metrics"] = None
+        shape["profile_image_url"] = ""
+        shape["url"] = "" if r() < 0.7 else self._tco_url()
+        return li, created_ms, shape
 
-    def _new_author(self, now_ms: int) -> dict:
+    def _new_author(self, now_ms: int) -> tuple[dict, int]:
+        """A fresh account (and its language index) from one of the templates."""
         r = self._rng.random
         i = int(r() * len(self._templates))
         t = self._templates[i]
         if t is None:
             t = self._templates[i] = self._template(now_ms)
-        li, name, description, location, created_ms, created_at, verified, url = t
+        li, created_ms, shape = t
+        author = shape.copy()
         if created_ms < 1_420_070_400_000 or r() < 0.02:  # before 2015: old sequential IDs
-            uid = str(int(10_000 + r() * 3_000_000_000))
+            author["id"] = str(int(10_000 + r() * 3_000_000_000))
         else:
-            uid = str(snowflake_id(created_ms, int(r() * 1024), int(r() * 4096)))
+            author["id"] = str(
+                ((created_ms - TWITTER_EPOCH_MS) << 22) | int(r() * 4_194_304)  # 22 low bits
+            )
         handle = self._handles[int(r() * 3000)]
-        if r() < 0.7:
-            handle += str(int(r() * 10_000))
+        author["username"] = handle + str(int(r() * 10_000)) if r() < 0.7 else handle
+        if r() < 0.002:
+            author["protected"] = True
         followers = self._followers[int(r() * 1024)]
-        author = {
-            "id": uid,
-            "name": name,
-            "username": handle,
-            "created_at": created_at,
-            "description": description,
-        }
-        if location is not None:
-            author["location"] = location
-        author["verified"] = verified
-        author["protected"] = r() < 0.002
         author["public_metrics"] = {
             "followers_count": followers,
             "following_count": self._following[int(r() * 1024)],
             "tweet_count": self._tweet_counts[int(r() * 1024)],
             "listed_count": int(followers * r() * 0.01),
         }
-        author["profile_image_url"] = (
-            f"https://pbs.twimg.com/profile_images/{uid}/{self._tco[int(r() * 4096)]}_normal.jpg"
-        )
-        author["url"] = url
-        author["_lang"] = li  # removed from the copy that goes out
-        return author
+        author["profile_image_url"] = self._avatars[int(r() * 4096)]
+        return author, li
 
-    def _author(self, now_ms: int) -> dict:
+    def _author(self, now_ms: int) -> tuple[dict, int]:
         r = self._rng.random
         if r() < self._recurring_share:
             pool = self._pool
             i = int(r() * r() * len(pool))  # skewed: low indexes post far more often
-            base = pool[i]
-            if base is None:
-                base = pool[i] = self._new_author(now_ms)
+            entry = pool[i]
+            if entry is None:
+                entry = pool[i] = self._new_author(now_ms)
+            base, li = entry
             pm = base["public_metrics"]
             pm["tweet_count"] += 1  # the counts move between an author's tweets, as live
             if r() < 0.3:
                 pm["followers_count"] += 1
-            out = dict(base)
-            out["public_metrics"] = dict(pm)
-            return out
+            out = base.copy()
+            out["public_metrics"] = pm.copy()
+            return out, li
         return self._new_author(now_ms)
 
     # -- texts --------------------------------------------------------------------------
+
+    def _words(self, lang: _Lang) -> str:
+        """A sentence: now and then a curated one, mostly fresh words of the language."""
+        r = self._rng.random
+        if r() < 0.15:  # curated: real phrasing, with its quotes, commas and line breaks
+            return lang.sentences[int(r() * len(lang.sentences))]
+        vocab = lang.vocabulary
+        nv = len(vocab)
+        text = lang.joiner.join([vocab[int(r() * nv)] for _ in range(2 + int(r() * r() * 24))])
+        if lang.joiner:
+            text = text[:1].upper() + text[1:]
+        return text + _ENDINGS[int(r() * len(_ENDINGS))]
 
     def _text(self, lang: _Lang, kind: int, ms: int) -> list:
         """[text, entities or None, referenced list (retweets) or None, reply-to user id]."""
         r = self._rng.random
         handles = self._handles
-        nh = len(handles)
         parts: list[str] = []
         pos = 0  # length so far in code points (the API's entity offsets are code points)
         mentions: list[dict] = []
         hashtags: list[dict] = []
         urls: list[dict] = []
-
-        def add(s: str) -> None:
-            nonlocal pos
-            parts.append(s)
-            pos += len(s)
-
-        def mention(prefix: str, suffix: str) -> None:
-            h = handles[int(r() * nh)]
-            add(prefix)
-            start = pos
-            add("@" + h)
-            mentions.append({"start": start, "end": pos, "username": h})
-            add(suffix)
-
-        def url() -> None:
-            u = self._tco_url()
-            start = pos
-            add(u)
-            site = _URL_SITES[int(r() * len(_URL_SITES))]
-            expanded = site + self._tco[int(r() * 4096)]
-            urls.append(
-                {
-                    "start": start,
-                    "end": pos,
-                    "url": u,
-                    "expanded_url": expanded,
-                    "display_url": expanded.split("://", 1)[1][:26] + "…",
-                }
-            )
-
         referenced = None
         reply_to = None
-        if kind == _RETWEET:  # "RT @user: " + the original's text; the same original recurs
-            mention("RT ", ": ")
+        if kind == _RETWEET:  # "RT @user: " + the original's text
+            h = handles[int(r() * 3000)]
+            parts.append(f"RT @{h}: ")
+            mentions.append({"start": 3, "end": 4 + len(h), "username": h})
+            pos = 6 + len(h)
             orig = snowflake_id(ms - int(1000 + 259_200_000 * r() ** 3), int(r() * 1024))
             referenced = [{"type": "retweeted", "id": str(orig)}]
         elif kind == _REPLY:
-            mention("", " ")
-            if r() < 0.2:
-                mention("", " ")
+            for _ in range(2 if r() < 0.2 else 1):
+                h = handles[int(r() * 3000)]
+                parts.append(f"@{h} ")
+                mentions.append({"start": pos, "end": pos + 1 + len(h), "username": h})
+                pos += 2 + len(h)
             reply_to = str(int(10_000 + r() * 3_000_000_000))
 
+        link = 0.0
         if lang.sentences:
-            s = lang.sentences
-            add(s[int(r() * len(s))])
+            body = self._words(lang)
             if r() < 0.35:
                 v = r()
                 sep = " "
                 for p, sep in _SEPARATORS:  # noqa: B007 (sep is the one chosen)
                     if v < p:
                         break
-                add(sep + s[int(r() * len(s))])
+                body += sep + self._words(lang)
             if r() < 0.4:
-                add(" " + "".join(_EMOJI[int(r() * len(_EMOJI))] for _ in range(1 + int(r() * 3))))
+                body += " " + self._emoji[int(r() * 512)]
+            parts.append(body)
+            pos += len(body)
             if lang.hashtags and r() < 0.25:
                 for _ in range(1 + int(r() * 2)):
                     tag = lang.hashtags[int(r() * len(lang.hashtags))]
-                    add(" ")
-                    start = pos
-                    add("#" + tag)
-                    hashtags.append({"start": start, "end": pos, "tag": tag})
+                    parts.append(f" #{tag}")
+                    hashtags.append({"start": pos + 1, "end": pos + 2 + len(tag), "tag": tag})
+                    pos += 2 + len(tag)
             if r() < 0.08:
-                mention(" ", "")
-            if r() < 0.25:
-                add(" ")
-                url()
+                h = handles[int(r() * 3000)]
+                parts.append(f" @{h}")
+                mentions.append({"start": pos + 1, "end": pos + 2 + len(h), "username": h})
+                pos += 2 + len(h)
+            link = 0.25
         elif lang.code == "und":
-            add("".join(_EMOJI[int(r() * len(_EMOJI))] for _ in range(1 + int(r() * 4))))
-            if r() < 0.3:
-                add(" ")
-                url()
-        else:  # zxx: a link or media only
-            url()
-        if kind == _QUOTE:
-            add(" ")
-            url()
+            body = self._emoji[int(r() * 512)]
+            parts.append(body)
+            pos += len(body)
+            link = 0.3
+        else:  # zxx: a link (media) only
+            link = 1.0
+        for _ in range((r() < link) + (kind == _QUOTE)):  # a link; a quote links the quoted
+            u, expanded, display = self._links[int(r() * 4096)]
+            if pos:
+                parts.append(" ")
+                pos += 1
+            parts.append(u)
+            urls.append(
+                {
+                    "start": pos,
+                    "end": pos + len(u),
+                    "url": u,
+                    "expanded_url": expanded,
+                    "display_url": display,
+                }
+            )
+            pos += len(u)
         entities = {}
         if mentions:
             entities["mentions"] = mentions
@@ -609,18 +697,22 @@ class TweetFactory:
         r = self._rng.random
         self._n += 1
         tid = ((ms - TWITTER_EPOCH_MS) << 22) | (int(r() * 1024) << 12) | (self._n & 0xFFF)
+        self.last_id = tid
         sid = str(tid)
-        author = self._author(ms)
-        li = author.pop("_lang")
+        author, li = self._author(ms)
         if r() >= 0.8:
             li = self._lang_index()
         k = r()
         kind = _RETWEET if k < 0.45 else _REPLY if k < 0.70 else _QUOTE if k < 0.76 else _ORIGINAL
-        pool = self._texts[li][kind]
-        i = int(r() * len(pool))
-        entry = pool[i]
-        if entry is None:
-            entry = pool[i] = self._text(self._langs[li], kind, ms)
+        if kind == _RETWEET:
+            # Retweets come from a pool: the same viral tweet is retweeted again and again.
+            pool = self._retweets[li]
+            i = int(r() * len(pool))
+            entry = pool[i]
+            if entry is None:
+                entry = pool[i] = self._text(self._langs[li], kind, ms)
+        else:
+            entry = self._text(self._langs[li], kind, ms)
         text, entities, referenced, reply_to = entry
 
         conversation_id = sid
@@ -640,7 +732,7 @@ class TweetFactory:
             data["referenced_tweets"] = referenced
         data["conversation_id"] = conversation_id
         data["created_at"] = self._api_time(ms // 1000)
-        data["lang"] = self._langs[li].code
+        data["lang"] = _LANG_CODES[li]
         data["possibly_sensitive"] = r() < 0.03
         if kind == _RETWEET:
             data["public_metrics"] = self._rt_metrics[int(r() * 1024)]
@@ -676,6 +768,8 @@ def _twarc_suffix(retrieved_sec: int) -> bytes:
 
 def stream_line(tweet: dict, retrieved_at: datetime) -> bytes:
     """The raw-file line the collector writes: the line as received plus twarc's ``__twarc``."""
+    if retrieved_at.tzinfo is None:
+        raise ValueError(f"{retrieved_at!r} needs a time zone (use UTC)")
     line = dict(tweet)
     line["__twarc"] = {
         "url": STREAM_URL,
@@ -747,6 +841,20 @@ class GenerationSummary:
             out |= s.ids
         return out
 
+    def ids_by_hour(self, tz: ZoneInfo, server: str | None = None) -> dict[Hour, set[int]]:
+        """Written IDs (of one server, or all) grouped by the local hour of their created_at.
+
+        With the default ``late_delay`` every copy arrives well within the build's late
+        window, so this is what each hour's IDs file should hold.
+        """
+        ids = self.servers[server].ids if server else self.all_ids()
+        if ids is None:
+            raise ValueError("generated with keep_ids=False")
+        out: dict[Hour, set[int]] = {}
+        for tid in ids:
+            out.setdefault(hour_of(snowflake_time(tid), tz), set()).add(tid)
+        return out
+
     def to_dict(self) -> dict:
         return {
             "start": self.start.isoformat(),
@@ -779,7 +887,10 @@ class _Server:
         self.outages = outages
         self.empties = empties
         self.summary = summary
-        self.buffer: dict[int, list[tuple[int, int, bytes]]] = {}
+        self.buffer: defaultdict[int, list[tuple]] = defaultdict(list)
+        self.special: defaultdict[int, list[tuple]] = defaultdict(list)
+        self.special_seen: set[int] = set()
+        self.start_min = 0
         self.bursts: list[tuple[int, int, int]] = []  # (gap start, gap end, reconnect) ms
         self.forced: dict[str, int] = {}  # bad-line kind -> first minute index to carry it
         self.seen: set[int] = set()
@@ -847,7 +958,7 @@ def generate_raw_tree(
             _intervals_ms(empty_minutes.get(name)),
             ServerSummary(name=name, raw_dir=Path(raw_dir), ids=set() if keep_ids else None),
         )
-        s.next_flush = start_min
+        s.next_flush = s.start_min = start_min
         s.end_min = end_min
         summary.servers[name] = s.summary
         state.append(s)
@@ -868,41 +979,59 @@ def generate_raw_tree(
     trng = random.Random(f"{seed}:times")
     rr = trng.random
     p_drop = disagreement / 2
+    jitter = 150 / (1 - p_drop)  # the uniform that decided "kept" also gives the jitter
     dumps = orjson.dumps
     make = factory.make_ms
-    for minute in range(start_min - 1, end_min):
-        base = minute * MINUTE_MS
-        n = max(0, int(trng.gauss(rate_per_minute, math.sqrt(rate_per_minute)) + 0.5))
-        for off in sorted([int(rr() * MINUTE_MS) for _ in range(n)]):
-            ms = base + off
-            tweet = make(ms)
-            tid = int(tweet["data"]["id"])
-            body = dumps(tweet)[:-1]  # without the closing brace: __twarc is spliced in
-            delay = 500 + int(rr() ** 2 * 2500)
-            summary.tweets_generated += 1
+    per_server = [
+        (
+            s,
+            s.rng.random,
+            s.skew_ms,
+            s.bursts,
+            min((b[0] - _OVERLAP_MS for b in s.bursts), default=0),
+            max((b[1] for b in s.bursts), default=0),
+            s.buffer,
+        )
+        for s in state
+    ]
+    generated = 0
+    gc_was_enabled = gc.isenabled()
+    gc.disable()  # millions of acyclic dicts: the cyclic collector only costs time here
+    try:
+        for minute in range(start_min - 1, end_min):
+            base = minute * MINUTE_MS
+            n = max(0, int(trng.gauss(rate_per_minute, math.sqrt(rate_per_minute)) + 0.5))
+            generated += n
+            for off in sorted([int(rr() * MINUTE_MS) for _ in range(n)]):
+                ms = base + off
+                body = dumps(make(ms))[:-1]  # without the closing brace: __twarc goes there
+                tid = factory.last_id
+                delay = 500 + int(rr() ** 2 * 2500)
+                for s, srr, skew, bursts, blo, bhi, buf in per_server:
+                    u = srr()
+                    if u < p_drop:
+                        s.summary.dropped += 1
+                        continue
+                    arrival = ms + delay + int((u - p_drop) * jitter) + skew
+                    if blo <= ms < bhi and _burst_copy(s, bursts, ms, tid, body, arrival):
+                        continue
+                    m = arrival // MINUTE_MS
+                    if start_min <= m < end_min:  # the collector ran for [start, end) only
+                        buf[m].append((arrival, tid, body))
             for s in state:
-                srr = s.rng.random
-                if srr() < p_drop:
-                    s.summary.dropped += 1
-                    continue
-                arrival = ms + delay + int(srr() * 150) + s.skew_ms
-                if s.bursts:
-                    for g0, g1, rec in s.bursts:
-                        if g0 - 4000 <= ms < g1:
-                            late = rec + (ms - g0 + 4000) // 25 + s.skew_ms
-                            _buffer(s, late, tid, body, start_min, end_min)
-                            if ms >= g0:  # inside the gap: only the late copy exists
-                                arrival = None
-                            break
-                if arrival is not None:
-                    _buffer(s, arrival, tid, body, start_min, end_min)
+                _flush_until(s, minute - 1, tz, summary, bad_lines, keep_ids)
         for s in state:
-            _flush_until(s, minute - 1, tz, summary, bad_lines)
+            _flush_until(s, end_min, tz, summary, bad_lines, keep_ids)
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    summary.tweets_generated = generated
     for s in state:
-        _flush_until(s, end_min, tz, summary, bad_lines)
-        s.summary.unique_ids = len(s.seen)
+        sm = s.summary
+        sm.unique_ids = sm.tweets_written - sm.duplicate_copies
         if keep_ids:
-            s.summary.ids = s.seen
+            sm.ids = s.seen
+            assert len(s.seen) == sm.unique_ids
         s.seen = set()
     summary.seconds = time.perf_counter() - t0
     return summary
@@ -931,25 +1060,39 @@ def _plan_bursts(state, start_min, end_min, rate, late_fraction, late_delay) -> 
         s.bursts.sort()
 
 
-def _buffer(s: _Server, arrival: int, tid: int, body: bytes, start_min: int, end_min: int):
+def _burst_copy(s: _Server, bursts, ms: int, tid: int, body: bytes, arrival: int) -> bool:
+    """Queue the copies of a tweet near a backfill burst; True if it has no normal copy."""
+    for g0, g1, rec in bursts:
+        if g0 - _OVERLAP_MS <= ms < g1:
+            # The backfill after the reconnect re-sends the gap (and a few seconds before it,
+            # which the server already had: duplicates), fast and in created order.
+            late = rec + (ms - g0 + _OVERLAP_MS) // 25 + s.skew_ms
+            _special(s, late, tid, body, True)
+            if ms >= g0:  # inside the gap: only the late copy exists
+                return True
+            _special(s, arrival, tid, body, False)
+            return True
+    return False
+
+
+def _special(s: _Server, arrival: int, tid: int, body: bytes, late: bool) -> None:
     m = arrival // MINUTE_MS
-    if start_min <= m < end_min:  # the collector ran for [start, end) only
-        lst = s.buffer.get(m)
-        if lst is None:
-            lst = s.buffer[m] = []
-        lst.append((arrival, tid, body))
+    if s.start_min <= m < s.end_min:
+        s.special[m].append((arrival, tid, body, late))
 
 
-def _flush_until(s: _Server, last_min: int, tz: ZoneInfo, summary: GenerationSummary, bad: bool):
-    """Write every minute file of ``s`` up to minute index ``last_min`` (exclusive of later)."""
+def _flush_until(s: _Server, last_min: int, tz: ZoneInfo, summary, bad: bool, keep_ids: bool):
+    """Write every minute file of ``s`` up to minute index ``last_min``."""
     while s.next_flush <= last_min and s.next_flush < s.end_min:
         m = s.next_flush
         s.next_flush += 1
-        copies = s.buffer.pop(m, [])
-        _write_minute(s, m, copies, tz, summary, bad)
+        _write_minute(s, m, tz, summary, bad, keep_ids)
 
 
-def _write_minute(s: _Server, m: int, copies: list, tz: ZoneInfo, summary, bad: bool) -> None:
+def _write_minute(s: _Server, m: int, tz: ZoneInfo, summary, bad: bool, keep_ids: bool) -> None:
+    # Copies: (arrival ms, id, body) and, near backfill bursts, (arrival, id, body, late).
+    copies = s.buffer.pop(m, [])
+    special = s.special.pop(m, [])
     sm = s.summary
     ms0 = m * MINUTE_MS
     minute_dt = _EPOCH + ms0 * _MS
@@ -960,43 +1103,63 @@ def _write_minute(s: _Server, m: int, copies: list, tz: ZoneInfo, summary, bad: 
     if path.parent not in s.dirs:
         path.parent.mkdir(parents=True, exist_ok=True)
         s.dirs.add(path.parent)
-    if _inside(ms0, s.empties) or not copies:
+    if _inside(ms0, s.empties) or not (copies or special):
         path.write_bytes(b"")
         sm.files_written += 1
         sm.empty_files += 1
         return
-    copies.sort(key=lambda c: (c[0], c[1]))
+    if special:
+        copies.extend(special)
+    copies.sort()  # arrival order, as the collector appends them
     cache = s.suffix_cache
-    lines: list[bytes] = []
-    # Per line: the index of its copy while it is a good tweet line, else None.
-    good: list[int | None] = list(range(len(copies)))
-    for arrival, _tid, body in copies:
-        sec = arrival // 1000
-        suffix = cache.get(sec)
-        if suffix is None:
-            suffix = cache[sec] = _twarc_suffix(sec)
-        lines.append(body + suffix)
     if len(cache) > 300:
         cache.clear()
+    last_sec = -1
+    suffix = b""
     if bad:
+        lines: list[bytes] = []
+        for c in copies:
+            sec = c[0] // 1000
+            if sec != last_sec:
+                suffix = cache.get(sec) or cache.setdefault(sec, _twarc_suffix(sec))
+                last_sec = sec
+            lines.append(c[2] + suffix)
+        good: list[int | None] = list(range(len(copies)))  # line -> its copy while good
         _spoil(s, m, lines, good, copies)
-    seen = s.seen
-    for ci in good:
-        if ci is None:
-            continue
-        arrival, tid, _ = copies[ci]
-        sm.tweets_written += 1
-        if tid in seen:
-            sm.duplicate_copies += 1
-        else:
-            seen.add(tid)
-        if arrival - snowflake_ms(tid) >= MINUTE_MS:
-            sm.late_copies += 1
-    data = b"".join(lines)
+        good_copies = [copies[ci] for ci in good if ci is not None]
+        special = [c for c in good_copies if len(c) == 4]
+        n_lines = len(lines)
+        data = b"".join(lines)
+    else:
+        parts: list[bytes] = []
+        for c in copies:
+            sec = c[0] // 1000
+            if sec != last_sec:
+                suffix = cache.get(sec) or cache.setdefault(sec, _twarc_suffix(sec))
+                last_sec = sec
+            parts.append(c[2])
+            parts.append(suffix)
+        good_copies = copies
+        n_lines = len(copies)
+        data = b"".join(parts)
     with open(path, "wb") as f:
         f.write(data)
+    # Accounting. Duplicates and late copies only come from backfill bursts (``special``).
     sm.files_written += 1
-    summary.lines_written += len(lines)
+    sm.tweets_written += len(good_copies)
+    sm.late_copies += sum(1 for c in special if c[3])
+    if keep_ids:
+        before = len(s.seen)
+        s.seen.update(c[1] for c in good_copies)
+        sm.duplicate_copies += len(good_copies) - (len(s.seen) - before)
+    else:
+        seen = s.special_seen
+        for c in special:
+            if c[1] in seen:
+                sm.duplicate_copies += 1
+            else:
+                seen.add(c[1])
+    summary.lines_written += n_lines
     summary.bytes_written += len(data)
 
 
@@ -1064,10 +1227,10 @@ def _spoil(s: _Server, m: int, lines: list[bytes], tids: list, copies: list) -> 
 # --- CLI ------------------------------------------------------------------------------------
 
 
-def _parse_instant(text: str) -> datetime:
+def _parse_instant(text: str, tz: ZoneInfo) -> datetime:
     instant = datetime.fromisoformat(text.replace("Z", "+00:00"))
     if instant.tzinfo is None:
-        instant = instant.replace(tzinfo=UTC)  # documented: a naive start is UTC
+        instant = instant.replace(tzinfo=tz)  # documented: local time, as the raw tree's hours
     return instant.astimezone(UTC)
 
 
@@ -1080,7 +1243,11 @@ def main(argv: list[str] | None = None) -> int:
         "of every server in the config.",
     )
     ap.add_argument("--config", required=True, help="the YAML config (servers[].raw_dir)")
-    ap.add_argument("--start", required=True, help="ISO 8601 start (no offset means UTC)")
+    ap.add_argument(
+        "--start",
+        required=True,
+        help="ISO 8601 start, e.g. 2026-01-14T10:00 (without an offset: the config's timezone)",
+    )
     ap.add_argument("--hours", type=float, required=True, help="how many hours to write")
     ap.add_argument("--rate", type=float, default=3500, help="tweets per minute (default 3500)")
     ap.add_argument("--disagreement", type=float, default=0.015)
@@ -1095,7 +1262,11 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(e, file=sys.stderr)
         return 2
-    start = _parse_instant(args.start)
+    try:
+        start = _parse_instant(args.start, timezone(config))
+    except ValueError as e:
+        print(f"--start: {e}", file=sys.stderr)
+        return 2
     end = start + timedelta(hours=args.hours)
     servers = [(s["name"], s["raw_dir"]) for s in config["servers"]]
     if args.server:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 import sys
@@ -33,9 +34,15 @@ API_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.000Z$")
 TWARC_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\+00:00$")
 
 
-def _make(n: int, seed: int = 1, start: datetime = T0, step_ms: int = 37) -> list[dict]:
+@functools.cache
+def _made(n: int, seed: int = 1, step_ms: int = 37) -> tuple[dict, ...]:
     f = TweetFactory(seed)
-    return [f.make(start + timedelta(milliseconds=i * step_ms)) for i in range(n)]
+    return tuple(f.make(T0 + timedelta(milliseconds=i * step_ms)) for i in range(n))
+
+
+def _make(n: int, seed: int = 1, step_ms: int = 37) -> tuple[dict, ...]:
+    """Lines made in sequence (cached: the lines are read-only)."""
+    return _made(n, seed, step_ms)
 
 
 def _api_dt(s: str) -> datetime:
@@ -111,7 +118,7 @@ def test_shape_matches_the_real_sample_stream_lines():
     # request did not ask for them (entities): both are sent by the API today.
     newer = {"edit_history_tweet_ids", "entities"}
 
-    made = _make(2000)
+    made = _make(6000)
     assert {k for t in made for k in t} <= {"data", "includes"}
     for t in made:
         d = t["data"]
@@ -282,8 +289,8 @@ def test_tree_files_names_and_arrival_minutes(tmp_path):
 
 
 def test_tweet_from_the_last_second_lands_in_the_next_hour_file(tmp_path):
-    start = datetime(2026, 1, 14, 10, 57, tzinfo=UTC)
-    servers, _ = _tree(tmp_path, start=start, end=start + timedelta(minutes=5), rate_per_minute=900)
+    start = datetime(2026, 1, 14, 10, 58, tzinfo=UTC)
+    servers, _ = _tree(tmp_path, start=start, end=start + timedelta(minutes=3), rate_per_minute=600)
     crossed = 0
     for _, raw_dir in servers:
         for minute, good, _ in _read_tree(raw_dir, BERLIN):
@@ -300,7 +307,7 @@ def test_tweet_from_the_last_second_lands_in_the_next_hour_file(tmp_path):
 
 
 def test_disagreement_close_to_requested(tmp_path):
-    _, summary = _tree(tmp_path, rate_per_minute=2000, disagreement=0.06, late_fraction=0)
+    _, summary = _tree(tmp_path, rate_per_minute=1000, disagreement=0.06, late_fraction=0)
     a, b = summary.servers["server1"].ids, summary.servers["server2"].ids
     diff = len(a ^ b) / len(a | b)
     assert 0.045 < diff < 0.075, diff
@@ -329,13 +336,13 @@ def test_bad_lines_every_kind_and_counted(tmp_path):
         assert set(found) == set(BAD_LINE_KINDS), found
         assert found == summary.servers[name].bad_lines
     # Without the option every line is a good tweet line.
-    servers, summary = _tree(tmp_path / "clean")
+    servers, summary = _tree(tmp_path / "clean", end=T0 + timedelta(minutes=2))
     for _, raw_dir in servers:
         assert not any(bad for _, _, bad in _read_tree(raw_dir, BERLIN))
 
 
 def test_late_backfill_and_duplicates(tmp_path):
-    servers, summary = _tree(tmp_path, late_fraction=0.05, rate_per_minute=600)
+    servers, summary = _tree(tmp_path, late_fraction=0.05, rate_per_minute=400)
     for name, raw_dir in servers:
         s = summary.servers[name]
         assert s.late_copies > 0.02 * s.tweets_written
@@ -383,6 +390,33 @@ def test_outages_empty_minutes_and_skew(tmp_path):
     assert sum(d.total_seconds() for d in later) / len(later) > 0.1
 
 
+def test_dst_end_repeated_hour_has_distinct_files(tmp_path):
+    # 2026-10-25: Berlin goes from 03:00 CEST back to 02:00 CET at 01:00 UTC.
+    start = datetime(2026, 10, 25, 0, 58, tzinfo=UTC)
+    servers, summary = _tree(tmp_path, start=start, end=start + timedelta(minutes=4))
+    names = sorted(p.name for p in (servers[0][1] / "2026-10-25" / "02").glob("*.jsonl"))
+    assert names == [
+        "2026-10-25T0200+0100.jsonl",
+        "2026-10-25T0201+0100.jsonl",
+        "2026-10-25T0258+0200.jsonl",
+        "2026-10-25T0259+0200.jsonl",
+    ]
+    minutes = sorted(m for m, _, _ in _read_tree(servers[0][1], BERLIN))
+    assert minutes == [start + timedelta(minutes=i) for i in range(4)]
+
+
+def test_ids_by_hour_groups_by_created_hour(tmp_path):
+    start = datetime(2026, 1, 14, 10, 58, tzinfo=UTC)
+    _, summary = _tree(tmp_path, start=start, end=start + timedelta(minutes=3))
+    by_hour = summary.ids_by_hour(BERLIN)
+    assert set(by_hour) == {hour_of(start, BERLIN), hour_of(start + timedelta(hours=1), BERLIN)}
+    assert set().union(*by_hour.values()) == summary.all_ids()
+    one = summary.ids_by_hour(BERLIN, "server1")
+    assert set().union(*one.values()) == summary.servers["server1"].ids
+    for hour, ids in by_hour.items():
+        assert all(hour_of(snowflake_time(i), BERLIN) == hour for i in ids)
+
+
 def test_copies_outside_the_range_are_not_written(tmp_path):
     start = T0 + timedelta(seconds=30)  # floored to the minute
     servers, summary = _tree(tmp_path, start=start, end=start + timedelta(minutes=2))
@@ -392,7 +426,7 @@ def test_copies_outside_the_range_are_not_written(tmp_path):
         assert minutes == [T0 + timedelta(minutes=i) for i in range(3)]
 
 
-def test_cli_writes_into_the_config_servers(tmp_path):
+def test_cli_writes_into_the_config_servers(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(
         f"timezone: CET\nvault_dir: {tmp_path}/vault\nwork_dir: {tmp_path}/work\n"
@@ -402,9 +436,9 @@ def test_cli_writes_into_the_config_servers(tmp_path):
     )
     assert main(["--config", str(config), "--start", "2026-01-14T10:00", "--hours", "0.05",
                  "--rate", "60", "--bad-lines"]) == 0  # fmt: skip
-    for raw in ("raw1", "raw2"):
-        files = sorted((tmp_path / raw / "2026-01-14" / "11").glob("*.jsonl"))
-        assert [f.name for f in files] == [f"2026-01-14T110{i}+0100.jsonl" for i in range(3)]
+    for raw in ("raw1", "raw2"):  # a start without offset is in the config's timezone
+        files = sorted((tmp_path / raw / "2026-01-14" / "10").glob("*.jsonl"))
+        assert [f.name for f in files] == [f"2026-01-14T100{i}+0100.jsonl" for i in range(3)]
     # The module runs as a program too.
     proc = subprocess.run(
         [sys.executable, "-m", "ingest.generate", "--config", str(config), "--start",
@@ -413,9 +447,8 @@ def test_cli_writes_into_the_config_servers(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert orjson.loads(proc.stdout)["servers"]["server2"]["files_written"] == 1
-    bad = subprocess.run(
-        [sys.executable, "-m", "ingest.generate", "--config", str(tmp_path / "nope.yaml"),
-         "--start", "2026-01-14T10:00", "--hours", "1"],
-        cwd=REPO, capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert bad.returncode == 2 and "not found" in bad.stderr
+
+    assert main(["--config", str(tmp_path / "nope.yaml"), "--start", "2026-01-14T10:00",
+                 "--hours", "1"]) == 2  # fmt: skip
+    assert "not found" in capsys.readouterr().err
+    assert main(["--config", str(config), "--start", "yesterday", "--hours", "1"]) == 2
