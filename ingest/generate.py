@@ -933,6 +933,8 @@ def generate_raw_tree(
     (a corrupted tweet line no longer counts as written). Deterministic for equal arguments.
     """
     t0 = time.perf_counter()
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("start and end need a time zone (use UTC)")
     start = start.astimezone(UTC).replace(second=0, microsecond=0)
     end_utc = end.astimezone(UTC)
     end = end_utc.replace(second=0, microsecond=0)
@@ -949,6 +951,8 @@ def generate_raw_tree(
     state: list[_Server] = []
     for i, (name, raw_dir) in enumerate(servers):
         skew = (skew_seconds or {}).get(name, default_skews[i % len(default_skews)])
+        if abs(skew) >= 30:  # minute files are flushed a minute behind the tweets
+            raise ValueError(f"skew_seconds[{name!r}] = {skew}: must be under 30 s")
         s = _Server(
             name,
             raw_dir,
@@ -1176,26 +1180,25 @@ def _spoil(s: _Server, m: int, lines: list[bytes], tids: list, copies: list) -> 
             return True
         return r() < p
 
-    # Corruptions of existing tweet lines first (indexes still match ``copies``).
-    if due("invalid_utf8", 0.03):
-        i = int(r() * len(lines))
+    # Corruptions of existing tweet lines first (each line gets one kind of damage only).
+    cut = int(due("cut_last_line", 0.005))
+    if cut:
+        last = lines[-1]
+        lines[-1] = last[: max(1, int(len(last) * (0.1 + 0.8 * r())))]  # no newline: a crash
+        tids[-1] = None
+        bl["cut_last_line"] += 1
+    whole = len(lines) - cut  # lines that still end with a newline
+    if whole > 0 and due("invalid_utf8", 0.03):
+        i = int(r() * whole)
         line = lines[i]
         k = line.find(b'"text":"')
         k = k + 8 if k >= 0 else len(line) // 2
         lines[i] = line[:k] + b"\xff\xfe\xc3(" + line[k:]  # bytes no UTF-8 decoder accepts
         tids[i] = None
         bl["invalid_utf8"] += 1
-    if due("cut_last_line", 0.005):
-        last = lines[-1]
-        lines[-1] = last[: max(1, int(len(last) * (0.1 + 0.8 * r())))]  # no newline: a crash
-        tids[-1] = None
-        bl["cut_last_line"] += 1
-    # Insertions: never after a cut last line.
-    limit = len(lines) - 1 if tids and tids[-1] is None and not lines[-1].endswith(b"\n") else None
 
     def insert(line: bytes, kind: str) -> None:
-        top = len(lines) if limit is None else len(lines) - 1
-        i = int(r() * (top + 1))
+        i = int(r() * (len(lines) - cut + 1))  # never after a cut last line
         lines.insert(i, line)
         tids.insert(i, None)
         bl[kind] += 1
@@ -1213,8 +1216,8 @@ def _spoil(s: _Server, m: int, lines: list[bytes], tids: list, copies: list) -> 
             # A tweet line cut short mid-line (cut on a character boundary: only the JSON
             # is broken, not the UTF-8).
             src = sources[int(r() * len(sources))]
-            cut = src[: max(2, int(len(src) * r() * 0.9))].decode("utf-8", "ignore")
-            bad = cut.rstrip("\r\n").encode() + b"\n"
+            prefix = src[: max(2, int(len(src) * r() * 0.9))].decode("utf-8", "ignore")
+            bad = prefix.rstrip("\r\n").encode() + b"\n"
             if len(bad) < 3:
                 bad = b'{"data": {"id": \n'
         elif choice < 0.8:

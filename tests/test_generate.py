@@ -316,8 +316,15 @@ def test_disagreement_close_to_requested(tmp_path):
 
 def test_deterministic_trees(tmp_path):
     kw = {"bad_lines": True, "late_fraction": 0.05, "rate_per_minute": 200}
-    _tree(tmp_path / "a", **kw)
-    _tree(tmp_path / "b", **kw)
+    _, sa = _tree(tmp_path / "a", **kw)
+    _, sb = _tree(tmp_path / "b", keep_ids=False, **kw)  # same files, same counts, no ID sets
+    da, db = sa.to_dict(), sb.to_dict()
+    da.pop("seconds"), db.pop("seconds")
+    for d in (da, db):
+        for server in d["servers"].values():
+            server.pop("raw_dir")
+    assert da == db
+    assert sb.servers["server1"].ids is None and sa.servers["server1"].duplicate_copies > 0
     fa = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.jsonl"))
     fb = sorted(p.relative_to(tmp_path / "b") for p in (tmp_path / "b").rglob("*.jsonl"))
     assert fa == fb and len(fa) == 12
