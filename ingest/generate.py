@@ -9,11 +9,16 @@ the hot path avoids per-line heavy work (pools are precomputed), because the ben
 hundreds of thousands of lines and its 10 % scale millions.
 
 Public API
-- ``TweetFactory(seed).make(created_at)`` / ``.make_ms(ms)``: one stream line as a dict.
-- ``stream_line(tweet, retrieved_at)``: the bytes the collector writes (line + ``__twarc``).
-- ``generate_raw_tree(servers, start, end, tz, ...)``: minute files for several servers.
+- ``TweetFactory(seed).make(created_at)`` / ``.make_ms(ms)``: one stream line as a dict
+  (read-only: it shares pooled parts with other lines); ``.last_id``: its ID as an int.
+- ``stream_line(tweet, retrieved_at)``: the bytes the collector writes (line + ``__twarc``);
+  ``wire_line(tweet)``: the bytes X sends (CRLF-terminated).
+- ``generate_raw_tree(servers, start, end, tz, ...) -> GenerationSummary``: minute files for
+  several servers; the summary has per-server counts, ID sets and ``ids_by_hour(tz)``.
 - ``snowflake_id`` / ``snowflake_ms`` / ``snowflake_time``: the ID <-> time relation.
-- CLI: ``python -m ingest.generate --config CONFIG --start ISO --hours N``.
+- ``BAD_LINE_KINDS``, ``OPERATIONAL_DISCONNECT``: the bad lines a raw file can hold.
+- CLI: ``python -m ingest.generate --config CONFIG --start ISO --hours N [--rate R]
+  [--seed S] [--bad-lines] [--json]``.
 """
 
 from __future__ import annotations
