@@ -1,0 +1,892 @@
+"""Benchmark of the hourly build (``make bench [SCALE=10]``): build vs xz floor vs the seed.
+
+Steps (see issue 5 and ``tests/bench/README.md``):
+
+1. Generate once, cached under ``--cache/scale-N/raw`` (a marker file records the parameters):
+   a realistic 1 %-rate hour (``--scale`` times that) for two servers with ``ingest.generate``,
+   every minute file the hour's read window needs, from 1 min before the hour to
+   ``late_minutes`` after it.
+2. Build the hour through ``snakemake`` as cron would, in a fresh run directory (the raw
+   tree is hard-linked in, so retention can never touch the cache): first, untimed, the hour
+   before it (so, as in steady operation, the late-window minutes shared with the previous
+   hour are parsed already), then, timed, the run that builds the hour. Also timed: a "cold"
+   build of the hour alone (``--config hours=...``), where all of its window is parsed.
+3. The floor: ``xz -6 -T2`` of the hour's own tweets CSV; and sizes vs single-thread ``xz -6``.
+4. The baseline: ``tests/bench/seed_baseline.py`` (jq per minute file, then pandas).
+5. The parts, outside Snakemake: every parse job as its own process, the same files in one
+   process (start-up cost), the hourly merge alone; and a dry run against a year of built
+   hours.
+
+Prints one table and writes it to ``--cache/scale-N/results.md`` (and ``results.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import measure  # noqa: E402
+
+from ingest import layout  # noqa: E402
+
+TZ_NAME = "CET"
+TZ = ZoneInfo(TZ_NAME)
+HOUR = layout.Hour("2026-01-14", 11)  # local (CET): 10:00-11:00 UTC, a plain winter hour
+PREV = layout.Hour("2026-01-14", 10)
+LATE = 6
+GRACE = 5
+RATE = 3500  # tweets a minute at 1 % (per server, before the servers' small losses)
+DISAGREEMENT = 0.015
+SEED = 20260114
+SERVERS = ("server1", "server2")
+GEN_VERSION = 2  # bump to invalidate caches when the generation parameters change
+PYTHON = sys.executable
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# --- machine --------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+    def version(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False).stdout
+            return out.splitlines()[0].strip() if out else "?"
+        except OSError:
+            return "not found"
+
+    import snakemake
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": model,
+        "mem_gb": round(mem_gb, 1),
+        "python": platform.python_version(),
+        "snakemake": snakemake.__version__,
+        "xz": version(["xz", "--version"]),
+        "jq": version(["jq", "--version"]),
+        "kernel": platform.release(),
+    }
+
+
+# --- 1. data --------------------------------------------------------------------------------
+
+
+def window() -> tuple[datetime, datetime]:
+    """UTC [start, end) of the minute files the hour reads."""
+    return layout.read_window(HOUR, TZ, LATE)
+
+
+def ensure_data(scale_dir: Path, scale: float) -> dict:
+    """The cached raw tree of the hour's window for both servers (generated once)."""
+    raw = scale_dir / "raw"
+    marker = scale_dir / "raw.complete.json"
+    start, end = window()
+    params = {
+        "version": GEN_VERSION,
+        "hour": HOUR.label,
+        "timezone": TZ_NAME,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "rate_per_minute": RATE * scale,
+        "disagreement": DISAGREEMENT,
+        "seed": SEED,
+        "bad_lines": True,
+        # Data made by another version of the generator is made again.
+        "generator_sha256": hashlib.sha256((ROOT / "ingest/generate.py").read_bytes()).hexdigest(),
+    }
+    if marker.exists():
+        cached = json.loads(marker.read_text())
+        if cached.get("params") == params:
+            log(f"raw data: cached in {raw}")
+            return cached
+        log("raw data: cache made with other parameters, generating again")
+    if raw.exists():
+        shutil.rmtree(raw)
+    marker.unlink(missing_ok=True)
+    from ingest.generate import generate_raw_tree
+
+    log(f"raw data: generating {RATE * scale:.0f} tweets/min x {len(SERVERS)} servers into {raw}")
+    summary = generate_raw_tree(
+        [(s, raw / s) for s in SERVERS],
+        start,
+        end,
+        TZ,
+        rate_per_minute=RATE * scale,
+        disagreement=DISAGREEMENT,
+        seed=SEED,
+        bad_lines=True,
+        keep_ids=False,
+    )
+    info = summary.to_dict()
+    info.pop("servers", None)
+    info["servers"] = {
+        name: {k: v for k, v in s.to_dict().items() if k not in ("ids", "missing_minutes")}
+        for name, s in summary.servers.items()
+    }
+    info["raw_bytes"] = sum(f.stat().st_size for f in raw.rglob("*.jsonl"))
+    done = {"params": params, "summary": info}
+    marker.write_text(json.dumps(done, indent=1, default=str))
+    log(f"raw data: {info['raw_bytes'] / 2**20:.0f} MiB in {info.get('seconds', 0):.0f} s")
+    return done
+
+
+# --- 2. the build through snakemake -----------------------------------------------------------
+
+
+def write_config(run: Path, raw_root: Path, vault: Path | None = None, extra: dict | None = None):
+    import yaml
+
+    cfg = {
+        "timezone": TZ_NAME,
+        "vault_dir": str(vault or run / "vault"),
+        "work_dir": str(run / "work"),
+        "servers": [{"name": s, "raw_dir": str(raw_root / s)} for s in SERVERS],
+        "late_minutes": LATE,
+        "grace_minutes": GRACE,
+        "xz_preset": 6,
+        "xz_threads": 2,
+        "osf": {"enabled": False},
+        "email": {"enabled": False},
+    }
+    cfg.update(extra or {})
+    path = run / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False))
+    return path
+
+
+def due_time(hour: layout.Hour) -> datetime:
+    """The first cron minute at which ``hour`` is complete (end + late + grace), plus one."""
+    _, end = layout.hour_bounds(hour, TZ)
+    return end + timedelta(minutes=LATE + GRACE + 1)
+
+
+def snakemake_cmd(run: Path, cfg: Path, now: datetime, *extra: str, hours: str = "") -> list[str]:
+    config = [f"now={now.isoformat()}"] + ([f"hours={hours}"] if hours else [])
+    return [
+        PYTHON,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(ROOT / "workflow" / "Snakefile"),
+        "--directory",
+        str(run),
+        "--configfile",
+        str(cfg),
+        "--cores",
+        "2",
+        "--config",
+        *config,
+        *extra,
+    ]
+
+
+def new_run_dir(scale_dir: Path, data_raw: Path, name: str) -> tuple[Path, Path]:
+    """A fresh run directory with the cached raw tree hard-linked in."""
+    runs = scale_dir / "runs"
+    runs.mkdir(exist_ok=True)
+    run = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
+    raw = run / "raw"
+    subprocess.run(["cp", "-al", str(data_raw), str(raw)], check=True)
+    return run, raw
+
+
+def dry_run_jobs(cmd: list[str], env: dict) -> dict[str, int]:
+    """Job counts per rule of a ``snakemake -n`` (to check what a timed run will do)."""
+    out = subprocess.run(
+        [*cmd, "-n", "--quiet", "rules"], capture_output=True, text=True, env=env, check=False
+    )
+    counts: dict[str, int] = {}
+    in_table = False
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if parts[:2] == ["job", "count"]:
+            in_table = True
+            continue
+        if in_table and len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    if out.returncode != 0:
+        raise RuntimeError(f"dry run failed:\n{out.stdout}\n{out.stderr}")
+    return counts
+
+
+def sm_env() -> dict:
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(PYTHON).parent}:{env.get('PATH', '')}"
+    # parse_minute's `python -m ingest.minutes` needs the package: installed by `make setup`
+    # (pip install -e .); the path makes the benchmark work before that, too.
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), env.get("PYTHONPATH")) if x)
+    return env
+
+
+def run_build(scale_dir: Path, data_raw: Path, mode: str, sample: float | None) -> dict:
+    """Build the hour through snakemake. mode: steady (cron, previous hour built) or cold."""
+    run, raw = new_run_dir(scale_dir, data_raw, mode)
+    cfg = write_config(run, raw)
+    env = sm_env()
+    logs = run / "bench-logs"
+    logs.mkdir()
+    now = due_time(HOUR)
+    if mode == "steady":
+        # Untimed: the previous hour, built by the cron run an hour earlier.
+        prev = snakemake_cmd(run, cfg, due_time(PREV))
+        with open(logs / "prev.log", "w") as f:
+            subprocess.run(prev, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+    cmd = snakemake_cmd(run, cfg, now, hours="" if mode == "steady" else HOUR.label)
+    jobs = dry_run_jobs(cmd, env)
+    log(f"build ({mode}): jobs {jobs}")
+    if jobs.get("build_hour") != 1:
+        raise RuntimeError(f"expected exactly one build_hour job, the plan has {jobs}")
+    subprocess.run(["sync"], check=False)
+    with open(logs / "build.log", "w") as f:
+        res = measure.run(f"build ({mode})", cmd, env=env, sample=sample, stdout=f, stderr=f)
+    out = layout.vault_paths(run / "vault", HOUR)
+    for p in out.values():
+        if not p.exists():
+            raise RuntimeError(f"build ({mode}) did not write {p}; see {logs / 'build.log'}")
+    return {"result": res, "run": run, "jobs": jobs, "outputs": out}
+
+
+# --- 3. the floor ---------------------------------------------------------------------------
+
+
+def decompress(xz_file: Path, target: Path) -> None:
+    with open(target, "wb") as f:
+        subprocess.run(["xz", "-d", "-c", "-T2", str(xz_file)], stdout=f, check=True)
+
+
+def run_floor(tweets_xz: Path, tmp: Path) -> dict:
+    csv = tmp / "tweets.csv"
+    decompress(tweets_xz, csv)
+    with open(tmp / "floor.xz", "wb") as f:
+        res = measure.run("floor: xz -6 -T2", ["xz", "-6", "-T2", "-c", str(csv)], stdout=f)
+    t2_size = (tmp / "floor.xz").stat().st_size
+    with open(tmp / "floor1.xz", "wb") as f:
+        res1 = measure.run("xz -6 -T1", ["xz", "-6", "-T1", "-c", str(csv)], stdout=f)
+    t1_size = (tmp / "floor1.xz").stat().st_size
+    return {
+        "result": res,
+        "result_t1": res1,
+        "csv_bytes": csv.stat().st_size,
+        "xz_T2_bytes": t2_size,
+        "xz_T1_bytes": t1_size,
+        "csv": csv,
+    }
+
+
+# --- 4. the baseline -----------------------------------------------------------------------
+
+
+def run_baseline(scale_dir: Path, data_raw: Path, own_hour_only: bool = True) -> dict:
+    run = Path(tempfile.mkdtemp(prefix="baseline-", dir=scale_dir / "runs"))
+    cmd = [
+        PYTHON,
+        str(Path(__file__).resolve().parent / "seed_baseline.py"),
+        *[a for s in SERVERS for a in ("--server", f"{s}={data_raw / s}")],
+        "--hour",
+        HOUR.label,
+        "--timezone",
+        TZ_NAME,
+        "--late-minutes",
+        str(LATE),
+        "--out",
+        str(run / "out"),
+        "--work",
+        str(run / "csv"),
+    ]
+    if own_hour_only:
+        cmd.append("--own-hour-only")
+    with open(run / "stdout.json", "w") as out, open(run / "stderr.log", "w") as err:
+        res = measure.run("baseline (seed)", cmd, stdout=out, stderr=err)
+    report = json.loads((run / "stdout.json").read_text().strip().splitlines()[-1])
+    sizes = {p.name: p.stat().st_size for p in (run / "out").iterdir()}
+    return {"result": res, "report": report, "sizes": sizes, "run": run}
+
+
+# --- 5. the parts ---------------------------------------------------------------------------
+
+
+def hour_minute_files(raw_root: Path) -> dict[str, list[layout.MinuteFile]]:
+    start, end = window()
+    return {s: layout.minute_files(s, raw_root / s, start, end, TZ) for s in SERVERS}
+
+
+def run_parts(scale_dir: Path, data_raw: Path) -> dict:
+    """Per-minute parsing outside Snakemake: one process per file vs one for all files."""
+    run = Path(tempfile.mkdtemp(prefix="parts-", dir=scale_dir / "runs"))
+    files = hour_minute_files(data_raw)
+    jobs = [(s, f.path) for s, fs in files.items() for f in fs]
+    out = run / "minutes"
+    out.mkdir()
+    base = [PYTHON, "-m", "ingest.minutes", "--timezone", TZ_NAME, "--late-minutes", str(LATE)]
+    # One process per file, as the workflow's parse_minute jobs run (sequentially here).
+    script = run / "per_file.sh"
+    lines = ["set -e", f"cd {ROOT}"]
+    for i, (s, p) in enumerate(jobs):
+        lines.append(
+            " ".join(
+                [*base, "--server", s, str(p), str(out / f"{i}.t.tsv"), str(out / f"{i}.u.tsv")]
+            )
+            + " 2>/dev/null"
+        )
+    script.write_text("\n".join(lines) + "\n")
+    per_file = measure.run(
+        "parse: one process per file", ["bash", str(script)], env=sm_env(), sample=None
+    )
+    # All files in one process: what is left without the per-job start-up.
+    batch = run / "batch.txt"
+    batch.write_text(
+        "".join(
+            f"{p}\t{out / f'b{i}.t.tsv'}\t{out / f'b{i}.u.tsv'}\t{s}\n"
+            for i, (s, p) in enumerate(jobs)
+        )
+    )
+    one = measure.run(
+        "parse: all files in one process",
+        [*base, "--batch", str(batch)],
+        cwd=ROOT,
+        sample=None,
+        stderr=subprocess.DEVNULL,
+    )
+    # Start-up alone: the same command on an empty minute file.
+    empty = run / "empty" / "2026-01-14" / "11"
+    empty.mkdir(parents=True)
+    (empty / "2026-01-14T1130+0100.jsonl").write_bytes(b"")
+    n = 20
+    script2 = run / "startup.sh"
+    script2.write_text(
+        f"set -e\ncd {ROOT}\n"
+        + "".join(
+            " ".join(
+                [
+                    *base,
+                    "--server",
+                    "s",
+                    str(empty / "2026-01-14T1130+0100.jsonl"),
+                    str(out / "e.t.tsv"),
+                    str(out / "e.u.tsv"),
+                ]
+            )
+            + "\n"
+            for _ in range(n)
+        )
+    )
+    startup = measure.run(
+        "parse: start-up only (empty file)", ["bash", str(script2)], env=sm_env(), sample=None
+    )
+    sizes = {
+        "raw_bytes": sum(p.stat().st_size for _, p in jobs),
+        "intermediate_bytes": sum(p.stat().st_size for p in out.glob("b*.tsv")),
+    }
+    shutil.rmtree(out)
+    return {
+        "files": len(jobs),
+        "per_file": per_file,
+        "one_process": one,
+        "startup_per_job_s": startup.wall / n,
+        "startup_cpu_per_job_s": startup.cpu / n,
+        **sizes,
+    }
+
+
+def run_merge_alone(build: dict, scale_dir: Path) -> dict | None:
+    """The hourly merge alone (ingest.hourly.build_hour) on the cold run's intermediates."""
+    try:
+        import ingest.hourly  # noqa: F401
+    except ImportError:
+        return None
+    run = build["run"]
+    from ingest import plan as planning
+    from ingest.config import load_config
+
+    cfg = load_config(run / "config.yaml")
+    files = planning.window_files(cfg, HOUR)
+    inputs = {
+        s: [
+            (
+                str(planning.intermediate(cfg["work_dir"], f, "tweets")),
+                str(planning.intermediate(cfg["work_dir"], f, "users")),
+            )
+            for f in fs
+        ]
+        for s, fs in files.items()
+    }
+    missing = [
+        t for pairs in inputs.values() for pair in pairs for t in pair if not Path(t).exists()
+    ]
+    if missing:
+        log(f"merge alone: {len(missing)} intermediates gone (retention?), skipped")
+        return None
+    out = Path(tempfile.mkdtemp(prefix="merge-", dir=scale_dir / "runs"))
+    spec = out / "spec.json"
+    outputs = {k: str(out / f"{HOUR.label}_{v}") for k, v in layout.VAULT_SUFFIXES.items()}
+    spec.write_text(json.dumps({"inputs": inputs, "outputs": outputs}))
+    code = (
+        "import json, resource, sys, time\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        "from ingest.hourly import build_hour\n"
+        "from ingest.layout import Hour\n"
+        f"spec = json.load(open({str(spec)!r}))\n"
+        "t0 = time.perf_counter()\n"
+        f"build_hour(Hour({HOUR.day!r}, {HOUR.hh}), {TZ_NAME!r}, "
+        "{k: [tuple(p) for p in v] for k, v in spec['inputs'].items()}, spec['outputs'], "
+        f"xz_preset=6, xz_threads=2, server_names={list(SERVERS)!r})\n"
+        "s = resource.getrusage(resource.RUSAGE_SELF)\n"
+        "c = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "print(json.dumps({'wall': time.perf_counter() - t0, 'self_cpu': s.ru_utime + s.ru_stime,"
+        " 'self_rss_mb': s.ru_maxrss / 1024, 'children_cpu': c.ru_utime + c.ru_stime,"
+        " 'children_rss_mb': c.ru_maxrss / 1024}))\n"
+    )
+    with open(out / "stdout.json", "w") as f:
+        res = measure.run("merge alone (build_hour)", [PYTHON, "-c", code], stdout=f, sample=0.1)
+    inner = json.loads((out / "stdout.json").read_text().strip().splitlines()[-1])
+    shutil.rmtree(out)
+    return {"result": res, "inner": inner}
+
+
+# --- dry run over a year ---------------------------------------------------------------------
+
+
+def ensure_year(cache: Path) -> tuple[Path, datetime]:
+    """A year of built hours (tiny fake vault files, stats, reports) and 48 h of raw minutes.
+
+    Every hour but the last complete one is built; its stats list the raw files it read, so
+    the plan finds exactly one pending hour. Shared by every scale (cache/year).
+    """
+    root = cache / "year"
+    marker = root / "complete.json"
+    last = HOUR  # the pending hour
+    now = due_time(last)
+    if marker.exists() and json.loads(marker.read_text()).get("version") == GEN_VERSION:
+        return root, now
+    if root.exists():
+        shutil.rmtree(root)
+    log("dry run: making a year of built hours")
+    vault = root / "vault"
+    raw = root / "raw"
+    _, last_end = layout.hour_bounds(last, TZ)
+    first_day = (last_end.astimezone(TZ) - timedelta(days=365)).date()
+    day = first_day
+    last_day = datetime.fromisoformat(last.day).date()
+    raw_from = last_end - timedelta(hours=48)
+    n_hours = 0
+    while day <= last_day:
+        d = day.isoformat()
+        dd = vault / d
+        dd.mkdir(parents=True)
+        rows = ["hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %"]
+        for h in layout.day_hours(d, TZ):
+            if (d, h.hh) >= (last.day, last.hh):
+                break
+            paths = layout.vault_paths(vault, h)
+            for kind in ("ids", "tweets", "users"):
+                paths[kind].write_bytes(b"\xfd7zXZ\x00fake")
+            start, end = layout.read_window(h, TZ, LATE)
+            inputs = {}
+            if end > raw_from:
+                for s in SERVERS:
+                    names = []
+                    t = start
+                    while t < end:
+                        if t >= raw_from:
+                            p = layout.minute_path(raw / s, t, TZ)
+                            p.parent.mkdir(parents=True, exist_ok=True)
+                            p.write_bytes(b"")
+                            names.append(p.name)
+                        t += layout.MINUTE
+                    inputs[s] = names
+            paths["stats"].write_text(json.dumps({"hour": h.label, "inputs": inputs}))
+            rows.append(f"{h.hh}\t3500\t3500\t3550\t50\t1.41%")
+            n_hours += 1
+        layout.report_path(vault, d).write_text("\n".join(rows) + "\n")
+        day += timedelta(days=1)
+    # The pending hour's raw minutes; raw-one: the same alone (for an empty-vault dry run).
+    start, end = layout.read_window(last, TZ, LATE)
+    for tree in (raw, root / "raw-one"):
+        for s in SERVERS:
+            t = start
+            while t < end:
+                p = layout.minute_path(tree / s, t, TZ)
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.touch()
+                t += layout.MINUTE
+    marker.write_text(json.dumps({"version": GEN_VERSION, "hours": n_hours}))
+    return root, now
+
+
+def run_dry_year(cache: Path, scale_dir: Path, repeat: int = 3) -> dict:
+    """``snakemake -n`` against a year of built hours, and against an empty vault."""
+    root, now = ensure_year(cache)
+    hours = json.loads((root / "complete.json").read_text())["hours"]
+    env = sm_env()
+    out = {"hours": hours}
+    for name, raw, vault in [
+        ("year", root / "raw", root / "vault"),
+        ("empty", root / "raw-one", None),
+    ]:
+        run = Path(tempfile.mkdtemp(prefix=f"dry-{name}-", dir=scale_dir / "runs"))
+        cfg = write_config(run, raw, vault=vault)
+        cmd = [*snakemake_cmd(run, cfg, now), "-n", "--quiet", "rules"]
+        results = []
+        for i in range(repeat):
+            with open(run / f"dry{i}.log", "w") as f:
+                results.append(
+                    measure.run(f"dry run ({name})", cmd, env=env, stdout=f, stderr=f, sample=None)
+                )
+        out[name] = {
+            "result": min(results, key=lambda r: r.wall),
+            "walls": [r.wall for r in results],
+            "cpus": [r.cpu for r in results],
+            "jobs": dry_run_jobs(snakemake_cmd(run, cfg, now), env),
+        }
+    return out
+
+
+# --- report ---------------------------------------------------------------------------------
+
+
+def mb(x: float) -> str:
+    return f"{x:.0f}"
+
+
+def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+
+    def fmt(r):
+        return "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"
+
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([fmt(header), sep, *(fmt(r) for r in rows)])
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description="Benchmark the hourly build (issue 5).")
+    ap.add_argument("--scale", type=float, default=1, help="1 = 1 %% rate, 10 = 10 %% rate")
+    ap.add_argument("--cache", type=Path, default=ROOT / "bench-cache")
+    ap.add_argument(
+        "--skip",
+        action="append",
+        default=[],
+        help="parts to skip: cold, baseline, parts, merge, dry (repeatable)",
+    )
+    ap.add_argument("--keep", action="store_true", help="keep the run directories")
+    ap.add_argument(
+        "--sample",
+        type=float,
+        default=0.1,
+        help="process sampler interval in seconds (per-kind RSS), 0 = off",
+    )
+    args = ap.parse_args(argv)
+
+    scale = args.scale
+    tag = f"{scale:g}"
+    cache = args.cache.resolve()
+    scale_dir = cache / f"scale-{tag}"
+    scale_dir.mkdir(parents=True, exist_ok=True)
+    runs = scale_dir / "runs"
+    if runs.exists():
+        shutil.rmtree(runs)
+    runs.mkdir()
+    sample = args.sample or None
+    info = machine()
+    log(f"machine: {info['nproc']} x {info['cpu']}, {info['mem_gb']} GB")
+
+    data = ensure_data(scale_dir, scale)
+    data_raw = scale_dir / "raw"
+    results: dict = {"machine": info, "scale": scale, "hour": HOUR.label, "data": data["summary"]}
+
+    steady = run_build(scale_dir, data_raw, "steady", sample)
+    r = steady["result"]
+    log(f"build (steady): {r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB")
+    cold = None
+    if "cold" not in args.skip:
+        cold = run_build(scale_dir, data_raw, "cold", sample)
+        r = cold["result"]
+        log(f"build (cold): {r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB")
+
+    floor = run_floor(steady["outputs"]["tweets"], Path(tempfile.mkdtemp(dir=runs)))
+    log(f"floor: {floor['result'].wall:.1f} s wall, {floor['result'].cpu:.1f} s CPU")
+    floor["csv"].unlink()
+
+    baseline = None
+    if "baseline" not in args.skip:
+        baseline = run_baseline(scale_dir, data_raw)
+        r = baseline["result"]
+        log(f"baseline: {r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB")
+
+    parts = None
+    if "parts" not in args.skip:
+        parts = run_parts(scale_dir, data_raw)
+        log(
+            f"parts: {parts['per_file'].wall:.1f} s per-file, {parts['one_process'].wall:.1f} s one"
+        )
+    merge = None
+    if "merge" not in args.skip and cold is not None:
+        merge = run_merge_alone(cold, scale_dir)
+    dry = None
+    if "dry" not in args.skip:
+        dry = run_dry_year(cache, scale_dir)
+        log(
+            f"dry run: {dry['year']['result'].wall:.2f} s"
+            f" (empty vault {dry['empty']['result'].wall:.2f} s)"
+        )
+
+    out_sizes = {k: p.stat().st_size for k, p in steady["outputs"].items()}
+    results.update(
+        {
+            "build": {**steady["result"].to_json(), "jobs": steady["jobs"]},
+            "cold": cold and {**cold["result"].to_json(), "jobs": cold["jobs"]},
+            "floor": {
+                **floor["result"].to_json(),
+                "csv_bytes": floor["csv_bytes"],
+                "xz_T1_bytes": floor["xz_T1_bytes"],
+                "xz_T2_bytes": floor["xz_T2_bytes"],
+                "xz_T1": floor["result_t1"].to_json(),
+            },
+            "outputs_bytes": out_sizes,
+            "baseline": baseline
+            and {
+                **baseline["result"].to_json(),
+                "report": baseline["report"],
+                "sizes": baseline["sizes"],
+            },
+            "parts": parts
+            and {k: v.to_json() if isinstance(v, measure.Result) else v for k, v in parts.items()},
+            "merge": merge and {"result": merge["result"].to_json(), "inner": merge["inner"]},
+            "dry": dry
+            and {
+                "hours": dry["hours"],
+                **{
+                    k: {
+                        **dry[k]["result"].to_json(),
+                        "walls": dry[k]["walls"],
+                        "cpus": dry[k]["cpus"],
+                        "jobs": dry[k]["jobs"],
+                    }
+                    for k in ("year", "empty")
+                },
+            },
+        }
+    )
+    (scale_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    md = render(results, args.sample)
+    print()
+    print(md)
+    (scale_dir / "results.md").write_text(md)
+    log(f"wrote {scale_dir / 'results.md'} and results.json")
+    if not args.keep:
+        shutil.rmtree(runs, ignore_errors=True)
+    return 0
+
+
+def render(res: dict, sample: float) -> str:
+    """The markdown the README carries (from results.json's dict)."""
+    scale = res["scale"]
+    tag = f"{scale:g}"
+    info = res["machine"]
+    b, f = res["build"], res["floor"]
+
+    def row(label, r, digits=1):
+        return (
+            label,
+            f"{r['wall_s']:.{digits}f}",
+            f"{r['cpu_s']:.1f}",
+            f"{r['peak_rss_mb']:.0f}",
+            f"{r['other_cpu_s']:.1f}",
+        )
+
+    rows = [row("build: snakemake, as cron (previous hour built)", b)]
+    if res["cold"]:
+        rows.append(row("build, cold: the hour alone, whole window parsed", res["cold"]))
+    rows.append(row("floor: xz -6 -T2 of the hour's tweets CSV", f))
+    if res["baseline"]:
+        rows.append(row("baseline: the seed's way (jq per file + pandas)", res["baseline"]))
+    if res["dry"]:
+        d = res["dry"]
+        rows.append(row(f"dry run (-n), {d['hours']} built hours in the vault", d["year"], 2))
+        rows.append(row("dry run (-n), empty vault", d["empty"], 2))
+    main_table = table(rows, ("run", "wall s", "CPU s", "peak RSS MB", "other load CPU s"))
+
+    ratios = [
+        ("build / floor, wall", f"{b['wall_s'] / f['wall_s']:.2f}", "<= 1.5"),
+        ("build / floor, CPU", f"{b['cpu_s'] / f['cpu_s']:.2f}", ""),
+    ]
+    if res["cold"]:
+        ratios.append(
+            ("cold build / floor, wall", f"{res['cold']['wall_s'] / f['wall_s']:.2f}", "")
+        )
+    if res["baseline"]:
+        bl = res["baseline"]
+        ratios.append(("baseline / build, wall", f"{bl['wall_s'] / b['wall_s']:.2f}", ""))
+        ratios.append(("baseline / build, CPU", f"{bl['cpu_s'] / b['cpu_s']:.2f}", ""))
+    rss_goal = 300 if scale <= 1 else 600
+    ratios.append(
+        ("build peak RSS MB (biggest process)", f"{b['peak_rss_mb']:.0f}", f"<= {rss_goal}")
+    )
+    size = res["outputs_bytes"]["tweets"] / f["xz_T1_bytes"]
+    ratios.append(("tweets.csv.xz size / xz -6 -T1 size", f"{size:.4f}", "<= 1.02"))
+    if res["dry"]:
+        ratios.append(
+            ("dry run with a year built, wall s", f"{res['dry']['year']['wall_s']:.2f}", "< 5")
+        )
+    ratio_table = table(ratios, ("figure", "value", "goal"))
+
+    ds = res["data"]
+    tweets = sum(s.get("tweets_written", 0) for s in ds["servers"].values())
+    mib = 2**20
+    o = res["outputs_bytes"]
+    start, end = window()
+    notes = [
+        f"Data: scale {tag} ({RATE * scale:.0f} tweets/min generated, {DISAGREEMENT:.1%} "
+        f"disagreement), hour {res['hour']} {TZ_NAME}, minute files {start:%H:%M}-{end:%H:%M} UTC "
+        f"of 2 servers: {ds['raw_bytes'] / mib:.0f} MiB, {tweets} tweet lines.",
+        f"Output: tweets CSV {f['csv_bytes'] / mib:.1f} MiB -> tweets.csv.xz "
+        f"{o['tweets'] / mib:.2f} MiB (xz -6 -T1: {f['xz_T1_bytes'] / mib:.2f} MiB, -T2: "
+        f"{f['xz_T2_bytes'] / mib:.2f} MiB); users.csv.xz {o['users'] / mib:.2f} MiB; "
+        f"IDs.txt.xz {o['ids'] / mib:.2f} MiB.",
+        f"Jobs in the timed cron run: {b['jobs']}"
+        + (f"; in the cold run: {res['cold']['jobs']}" if res["cold"] else "")
+        + ".",
+        "CPU s: user+sys of every process of the run (RUSAGE_CHILDREN of a wrapper). Peak RSS: "
+        "the biggest single process (ru_maxrss). Other load: CPU the rest of the machine used "
+        "meanwhile (/proc/stat); if it is not near 0, wall times are inflated.",
+    ]
+    if res["baseline"]:
+        rep = res["baseline"]["report"]
+        notes.append(
+            f"Baseline: the hour's own 60 files per server, as the seed read them; jq "
+            f"{rep['jq_s']:.0f} s, pandas {rep['pandas_s']:.0f} s; {rep['total']} tweets, "
+            f"diff {rep['diff_pct']} %."
+        )
+
+    kinds_rows = []
+    for label in ("build", "cold"):
+        r = res.get(label)
+        if not r:
+            continue
+        for k, v in r["kinds"].items():
+            seen = f"{v['first_s']:.1f}-{v['last_s']:.1f}" if v["first_s"] is not None else ""
+            kinds_rows.append(
+                (
+                    label,
+                    k,
+                    v["processes"],
+                    f"{v['peak_rss_mb']:.0f}",
+                    f"{v['cpu_s_sampled']:.1f}",
+                    seen,
+                )
+            )
+    kinds_table = ""
+    if kinds_rows:
+        kinds_table = (
+            f"Per process kind (sampled every {sample:g} s; short jobs' CPU is undercounted):\n\n"
+            + table(
+                kinds_rows,
+                ("run", "process kind", "processes", "peak RSS MB", "CPU s (sampled)", "seen at s"),
+            )
+        )
+
+    parts_rows = []
+    p = res.get("parts")
+    if p:
+        pf, op = p["per_file"], p["one_process"]
+        parts_rows += [
+            (
+                f"parse {p['files']} minute files, a process each",
+                f"{pf['wall_s']:.1f}",
+                f"{pf['cpu_s']:.1f}",
+                f"{pf['peak_rss_mb']:.0f}",
+            ),
+            (
+                f"parse {p['files']} minute files in one process",
+                f"{op['wall_s']:.1f}",
+                f"{op['cpu_s']:.1f}",
+                f"{op['peak_rss_mb']:.0f}",
+            ),
+            (
+                "parse start-up, per job (empty file)",
+                f"{p['startup_per_job_s']:.3f}",
+                f"{p['startup_cpu_per_job_s']:.3f}",
+                "",
+            ),
+        ]
+    m = res.get("merge")
+    if m:
+        r, inner = m["result"], m["inner"]
+        parts_rows += [
+            (
+                "hourly merge alone (python + xz)",
+                f"{r['wall_s']:.1f}",
+                f"{r['cpu_s']:.1f}",
+                f"{r['peak_rss_mb']:.0f}",
+            ),
+            (
+                "  of which the python process",
+                "",
+                f"{inner['self_cpu']:.1f}",
+                f"{inner['self_rss_mb']:.0f}",
+            ),
+            (
+                "  of which xz subprocesses",
+                "",
+                f"{inner['children_cpu']:.1f}",
+                f"{inner['children_rss_mb']:.0f}",
+            ),
+        ]
+    parts_table = ""
+    if parts_rows:
+        parts_table = "Parts, run outside Snakemake, one after the other:\n\n" + table(
+            parts_rows, ("part", "wall s", "CPU s", "peak RSS MB")
+        )
+
+    return (
+        "\n\n".join(
+            x
+            for x in [
+                f"### Hourly build benchmark, scale {tag}",
+                f"Machine: {info['nproc']} cores ({info['cpu']}), {info['mem_gb']} GB RAM; Python "
+                f"{info['python']}, Snakemake {info['snakemake']}, {info['xz']}, {info['jq']}.",
+                f"Command: `make bench SCALE={tag}` (`.venv/bin/python tests/bench/bench.py "
+                f"--scale {tag} --cache bench-cache`).",
+                main_table,
+                ratio_table,
+                "\n".join(f"- {n}" for n in notes),
+                kinds_table,
+                parts_table,
+            ]
+            if x
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
