@@ -49,7 +49,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     """Fill defaults into ``config`` and check it; raise ConfigError naming the bad key."""
     normalize(config)
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = _with_defaults(jsonschema.Draft7Validator)(schema)
+    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"{source}: {key_path(e)}: {e.message}" for e in errors]
