@@ -1,0 +1,196 @@
+"""Write files so that a final name only ever holds a complete file.
+
+Everything goes to a temporary name in the target's directory (same file system, so the
+rename is atomic), is flushed and fsynced, then renamed over the final name; the directory is
+fsynced so the rename survives a power loss. The temporary name never ends in the final suffix,
+so globs such as ``*.jsonl`` or Snakemake's output patterns never see a half-written file.
+
+``XzWriter`` pipes bytes into the ``xz`` program: it compresses with several threads, where
+Python's ``lzma`` module uses one and is about twice as slow on the hourly files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+BUFFER = 1 << 20  # 1 MiB: few, large writes into the xz pipe keep Python off the critical path
+
+
+def temp_name(path: Path) -> Path:
+    """A unique temporary sibling of ``path``: ``.{name}.tmp-<pid>-<random>``."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (not every file system allows this)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+@contextlib.contextmanager
+def atomic_file(
+    path: str | Path, mode: str = "wb", *, durable: bool = True, **open_kwargs
+) -> Iterator[IO]:
+    """Open a temporary sibling of ``path``; on success fsync it and rename it to ``path``.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    ``durable=False`` skips the fsyncs (still atomic for readers, not across a power loss).
+    """
+    if not mode.startswith("w"):
+        raise ValueError(f"atomic_file writes whole files; mode {mode!r} is not a write mode")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path)
+    f = open(tmp, mode, **open_kwargs)  # noqa: SIM115 - closed below on every path
+    try:
+        yield f
+        f.flush()
+        if durable:
+            os.fsync(f.fileno())
+        f.close()
+        os.replace(tmp, path)
+    except BaseException:
+        f.close()
+        _remove(tmp)
+        raise
+    if durable:
+        fsync_dir(path.parent)
+
+
+def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> None:
+    """Write ``data`` to ``path`` atomically (str is written as UTF-8)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    with atomic_file(path, "wb", durable=durable) as f:
+        f.write(data)
+
+
+class XzError(RuntimeError):
+    """xz failed (exit code, or it could not be started)."""
+
+
+class XzWriter:
+    """Compress bytes written to it with an ``xz`` subprocess into a temporary file.
+
+    ``write`` what belongs in the file, then ``finish()`` (waits for xz, checks its exit code,
+    fsyncs) and ``commit()`` (renames to the final name). ``abort()`` kills xz and removes the
+    temporary file; it is safe to call at any point, also after ``finish``. Splitting
+    ``finish`` from ``commit`` lets a caller decide after compressing whether to keep the result
+    and rename several files together.
+    """
+
+    def __init__(self, path: str | Path, preset: int = 6, threads: int = 2) -> None:
+        if not (0 <= int(preset) <= 9) or int(threads) < 0:
+            raise ValueError(f"xz preset must be 0-9 and threads >= 0 (got {preset}, {threads})")
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._state = "aborted"  # until xz runs
+        self.tmp = temp_name(self.path)
+        xz = shutil.which("xz")
+        if xz is None:
+            raise XzError("the xz program is not installed (apt-get install xz-utils)")
+        self._out = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self._err = tempfile.TemporaryFile()  # never a pipe: a chatty xz cannot block on it
+        try:
+            self._proc = subprocess.Popen(
+                [xz, f"-{int(preset)}", f"-T{int(threads)}", "-c", "-q"],
+                stdin=subprocess.PIPE,
+                stdout=self._out,
+                stderr=self._err,
+                bufsize=BUFFER,
+            )
+        except BaseException:
+            self._out.close()
+            self._err.close()
+            _remove(self.tmp)
+            raise
+        self._state = "open"
+        self.write = self._proc.stdin.write  # the hot path: a bound method of the 1 MiB buffer
+
+    def finish(self) -> None:
+        """Close xz's input, wait for it and check it; the temporary file is then complete."""
+        if self._state != "open":
+            raise XzError(f"{self.path}: finish() after {self._state}")
+        try:
+            self._proc.stdin.close()
+            code = self._proc.wait()
+            if code != 0:
+                self._err.seek(0)
+                msg = self._err.read().decode("utf-8", "replace").strip()
+                raise XzError(f"xz exited with {code} writing {self.path}: {msg}")
+            self._out.flush()
+            os.fsync(self._out.fileno())
+            self._out.close()
+            self._err.close()
+        except BaseException:
+            self.abort()
+            raise
+        self._state = "finished"
+
+    def commit(self, *, sync_dir: bool = True) -> None:
+        """Rename the finished temporary file to its final name."""
+        if self._state != "finished":
+            raise XzError(f"{self.path}: commit() before finish() (state {self._state})")
+        os.replace(self.tmp, self.path)
+        self._state = "committed"
+        if sync_dir:
+            fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        """Stop xz (if running) and remove the temporary file. Idempotent."""
+        if self._state in ("aborted", "committed"):
+            return
+        self._state = "aborted"
+        proc = self._proc
+        if proc.poll() is None:
+            proc.kill()
+        with contextlib.suppress(OSError, ValueError):
+            proc.stdin.close()
+        proc.wait()
+        self._out.close()
+        self._err.close()
+        _remove(self.tmp)
+
+    def __enter__(self) -> XzWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.abort()
+            return
+        self.finish()
+        self.commit()
+
+
+@contextlib.contextmanager
+def xz_writer(path: str | Path, preset: int = 6, threads: int = 2) -> Iterator[XzWriter]:
+    """``with xz_writer(p) as w: w.write(b"...")``: ``p`` appears only when xz succeeded."""
+    w = XzWriter(path, preset, threads)
+    try:
+        yield w
+    except BaseException:
+        w.abort()
+        raise
+    w.finish()
+    w.commit()

@@ -1,0 +1,151 @@
+"""Atomic writes and the xz pipe: a final name only ever holds a complete file."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import subprocess
+
+import pytest
+
+from ingest.atomic import XzError, XzWriter, atomic_file, atomic_write, temp_name, xz_writer
+
+
+def listing(d) -> list[str]:
+    return sorted(p.name for p in d.iterdir())
+
+
+def test_atomic_write_creates_parents_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "a" / "b" / "file.json"
+    atomic_write(target, '{"x": "é"}')
+    assert target.read_text(encoding="utf-8") == '{"x": "é"}'
+    assert listing(target.parent) == ["file.json"]
+    atomic_write(target, b"second")
+    assert target.read_bytes() == b"second"
+    assert listing(target.parent) == ["file.json"]
+
+
+def test_atomic_write_not_durable_still_renames(tmp_path):
+    target = tmp_path / "f.tsv"
+    atomic_write(target, b"x", durable=False)
+    assert target.read_bytes() == b"x"
+    assert listing(tmp_path) == ["f.tsv"]
+
+
+def test_temp_name_is_hidden_and_does_not_end_in_the_suffix(tmp_path):
+    t = temp_name(tmp_path / "2026-01-14T1106+0100.jsonl")
+    assert t.parent == tmp_path
+    assert t.name.startswith(".2026-01-14T1106+0100.jsonl.tmp-")
+    assert not t.name.endswith(".jsonl")
+    assert temp_name(tmp_path / "x") != temp_name(tmp_path / "x")
+
+
+def test_atomic_file_exception_keeps_the_old_file_and_removes_the_temp(tmp_path):
+    target = tmp_path / "report.txt"
+    target.write_text("old")
+    with pytest.raises(RuntimeError), atomic_file(target, "w") as f:
+        f.write("half a new fi")
+        seen = listing(tmp_path)
+        assert len(seen) == 2  # the old file and the temp
+        raise RuntimeError("crash")
+    assert target.read_text() == "old"
+    assert listing(tmp_path) == ["report.txt"]
+
+
+def test_atomic_file_refuses_read_modes(tmp_path):
+    with pytest.raises(ValueError), atomic_file(tmp_path / "x", "rb"):
+        pass
+
+
+def test_xz_writer_round_trip(tmp_path):
+    target = tmp_path / "out" / "t.csv.xz"
+    payload = b"".join(b"%d,\xc3\xa9 row\n" % i for i in range(50_000))
+    with xz_writer(target, preset=1, threads=2) as w:
+        for i in range(0, len(payload), 1000):
+            w.write(payload[i : i + 1000])
+        assert not target.exists()  # only under a temporary name while writing
+    assert lzma.decompress(target.read_bytes()) == payload
+    assert listing(target.parent) == ["t.csv.xz"]
+
+
+def test_xz_output_decompresses_the_same_whatever_the_thread_count(tmp_path):
+    payload = os.urandom(200_000) + b"abc" * 300_000
+    outs = []
+    for threads in (1, 2):
+        p = tmp_path / f"{threads}.xz"
+        with xz_writer(p, preset=1, threads=threads) as w:
+            w.write(payload)
+        outs.append(lzma.decompress(p.read_bytes()))
+    assert outs[0] == outs[1] == payload
+
+
+def test_xz_writer_exception_leaves_nothing_and_kills_xz(tmp_path):
+    target = tmp_path / "t.csv.xz"
+    target.write_bytes(b"previous build")
+    writer = None
+    with pytest.raises(KeyError), xz_writer(target, preset=1) as w:
+        writer = w
+        w.write(b"some rows\n" * 1000)
+        raise KeyError("boom")
+    assert target.read_bytes() == b"previous build"
+    assert listing(tmp_path) == ["t.csv.xz"]
+    assert writer._proc.poll() is not None  # xz is gone
+
+
+def test_xz_dying_is_an_error_and_leaves_no_file(tmp_path):
+    target = tmp_path / "bad.xz"
+    with pytest.raises((XzError, BrokenPipeError)):
+        with xz_writer(target, preset=1) as w:
+            w.write(b"x" * 1000)
+            w._proc.kill()  # as if xz crashed or was OOM-killed
+            w._proc.wait(timeout=30)
+            w.write(b"x" * (4 << 20))
+    assert listing(tmp_path) == []
+
+
+def test_xz_dying_after_the_last_write_is_caught_by_the_exit_code(tmp_path):
+    target = tmp_path / "bad.xz"
+    w = XzWriter(target, preset=1)
+    w.write(b"x" * 10)
+    w._proc.kill()
+    w._proc.wait(timeout=30)
+    with pytest.raises((XzError, BrokenPipeError)):
+        w.finish()
+    assert listing(tmp_path) == []
+
+
+@pytest.mark.parametrize(("preset", "threads"), [(42, 2), (-1, 2), (6, -1)])
+def test_xz_writer_refuses_bad_settings(tmp_path, preset, threads):
+    with pytest.raises(ValueError):
+        XzWriter(tmp_path / "a.xz", preset, threads)
+    assert listing(tmp_path) == []
+
+
+def test_xz_writer_finish_then_abort_removes_the_finished_temp(tmp_path):
+    w = XzWriter(tmp_path / "a.xz", preset=0, threads=1)
+    w.write(b"hello\n")
+    w.finish()
+    assert len(listing(tmp_path)) == 1 and not (tmp_path / "a.xz").exists()
+    w.abort()
+    w.abort()  # idempotent
+    assert listing(tmp_path) == []
+    with pytest.raises(XzError):
+        w.commit()
+
+
+def test_xz_writer_commit_needs_finish(tmp_path):
+    w = XzWriter(tmp_path / "a.xz", preset=0, threads=1)
+    try:
+        with pytest.raises(XzError):
+            w.commit()
+    finally:
+        w.abort()
+    assert listing(tmp_path) == []
+
+
+def test_xz_cli_reads_what_we_write(tmp_path):
+    target = tmp_path / "ids.txt.xz"
+    with xz_writer(target) as w:
+        w.write(b"1\n2\n3\n")
+    out = subprocess.run(["xz", "-dc", str(target)], capture_output=True, check=True).stdout
+    assert out == b"1\n2\n3\n"
