@@ -103,3 +103,22 @@ def mail_failure(log_path):
         from ingest.jobs import failure_mail
 
         failure_mail(config, NOW, log_path)
+
+
+def describe_plan():
+    """One line per kind of pending work: what `snakemake -n` should make obvious."""
+    lines = [f"plan at {NOW.isoformat()}:"]
+    for what, items in [
+        ("hours to build", [h.label for h in PLAN.build]),
+        ("hours waiting for a secondary", [h.label for h in PLAN.waiting]),
+        ("uploads to OSF", [h.label for h in PLAN.uploads]),
+        ("day reports to mail", PLAN.mails),
+    ]:
+        if items:
+            lines.append(f"  {what} ({len(items)}): {', '.join(items)}")
+    if len(lines) == 1:
+        lines.append("  nothing pending")
+    return "\n".join(lines)
+
+
+print(describe_plan(), file=sys.stderr)
