@@ -1,0 +1,277 @@
+"""Per-minute intermediates: one raw minute file -> sorted ``.tweets.tsv`` and ``.users.tsv``.
+
+Both outputs start with one ``#`` line of JSON metadata (server, file, minute, line counts,
+skipped lines by reason); every other line is a tweet copy with fixed-width sort keys in front
+of its CSV row, sorted as bytes, so the hourly merge is a plain ``heapq.merge`` of lines:
+
+- tweets: ``{id:020d}\\t{retrieved_at key}\\t{hour label}\\t{20-column tweets CSV row}``
+- users:  ``{author_id:020d}\\t{created_at key}\\t{id:020d}\\t{retrieved_at key}\\t{hour label}\\t
+  {12-column users CSV row}``
+
+Keys are fixed-width UTC ``YYYY-mm-ddTHH:MM:SS.ffffff+00:00``; labels ``YYYY-mm-dd_HH``.
+
+Command line (used by the workflow's ``shell:``; imports nothing heavier than orjson)::
+
+    python -m ingest.minutes --server S --timezone TZ --late-minutes N RAW OUT_TWEETS OUT_USERS
+    python -m ingest.minutes --server S --timezone TZ --late-minutes N R1 T1 U1 R2 T2 U2 ...
+    python -m ingest.minutes --timezone TZ --late-minutes N --batch FILE   # or - for stdin
+        (FILE: one "RAW OUT_TWEETS OUT_USERS [SERVER]" per line, tab or space separated)
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import logging
+import sys
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from ingest.assign import HourAssigner
+from ingest.atomic import atomic_write
+from ingest.layout import parse_minute_name
+from ingest.parse import iter_lines, parse_line
+
+MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
+
+# Fixed positions in an intermediate line (see the module docstring).
+ID_W = 20
+KEY_W = 32
+LABEL_W = 13
+T_KEY_END = ID_W + 1 + KEY_W  # tweets: sort key (id, retrieved) is line[:T_KEY_END]
+T_LABEL = slice(T_KEY_END + 1, T_KEY_END + 1 + LABEL_W)
+T_ROW = T_KEY_END + 1 + LABEL_W + 1
+U_TWEET_END = ID_W + 1 + KEY_W + 1 + ID_W  # users: (author, created, id) is line[:U_TWEET_END]
+U_KEY_END = U_TWEET_END + 1 + KEY_W  # ... and with retrieved: line[:U_KEY_END]
+U_LABEL = slice(U_KEY_END + 1, U_KEY_END + 1 + LABEL_W)
+U_ROW = U_KEY_END + 1 + LABEL_W + 1
+
+
+@dataclass
+class MinuteSummary:
+    server: str
+    file: str
+    minute: datetime  # UTC start
+    lines: int = 0
+    tweets: int = 0
+    users: int = 0
+    keepalives: int = 0
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def meta(self) -> dict:
+        return {
+            "server": self.server,
+            "file": self.file,
+            "minute": self.minute.isoformat(),
+            "lines": self.lines,
+            "tweets": self.tweets,
+            "keepalives": self.keepalives,
+            "skipped": dict(sorted(self.skipped.items())),
+        }
+
+
+class SkipLog:
+    """Logs ``<file>:<line>: <reason>``, at most ``cap`` per file, then a summary line."""
+
+    def __init__(self, log, file: str, cap: int = MAX_LOGGED) -> None:
+        self.log = log
+        self.file = file
+        self.cap = cap
+        self.count = 0
+
+    def _emit(self, msg: str) -> None:
+        if self.log is None:
+            return
+        if isinstance(self.log, logging.Logger):
+            self.log.warning(msg)
+        else:
+            self.log.write(msg + "\n")
+
+    def __call__(self, lineno: int, reason: str) -> None:
+        self.count += 1
+        if self.count <= self.cap:
+            self._emit(f"{self.file}:{lineno}: {reason}")
+
+    def close(self) -> None:
+        if self.count > self.cap:
+            self._emit(f"{self.file}: {self.count - self.cap} more skipped lines not listed")
+
+
+def read_meta(path: str | Path) -> dict:
+    """The ``#`` metadata line of an intermediate file."""
+    with open(path, "rb") as f:
+        first = f.readline()
+    if not first.startswith(b"#"):
+        raise ValueError(f"{path}: no metadata line")
+    return orjson.loads(first[1:])
+
+
+def parse_minute_file(
+    raw_path: str | Path,
+    out_tweets: str | Path,
+    out_users: str | Path,
+    server: str,
+    tz: ZoneInfo,
+    late_minutes: int,
+    log=None,
+    *,
+    durable: bool = True,
+) -> MinuteSummary:
+    """Parse one raw minute file into its two sorted intermediates (written atomically).
+
+    ``log``: a file object (``write``) or a ``logging.Logger`` for skipped lines.
+    ``durable=False``: skip the fsyncs (the files are still renamed into place whole).
+    """
+    # The parsed objects hold no cycles; the cyclic collector would only rescan the growing
+    # lists of lines again and again (a third of the run time when it is left on).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _parse_minute_file(
+            Path(raw_path), out_tweets, out_users, server, tz, late_minutes, log, durable
+        )
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+
+
+def _parse_minute_file(
+    raw_path: Path,
+    out_tweets: str | Path,
+    out_users: str | Path,
+    server: str,
+    tz: ZoneInfo,
+    late_minutes: int,
+    log,
+    durable: bool,
+) -> MinuteSummary:
+    minute = parse_minute_name(raw_path.name, tz)
+    if minute is None:
+        raise ValueError(f"{raw_path}: not a minute file name")
+    summary = MinuteSummary(server, str(raw_path), minute)
+    assigner = HourAssigner(tz, late_minutes, minute)
+    label_of = assigner.label
+    file_key = assigner.file_key
+    skip = SkipLog(log, str(raw_path))
+    skipped = summary.skipped
+    tweet_lines: list[str] = []
+    user_lines: list[str] = []
+
+    data = raw_path.read_bytes()
+    for lineno, raw, unterminated in iter_lines(data):
+        summary.lines += 1
+        line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)
+        kind = line.kind
+        if kind != "tweets":
+            if kind == "keepalive":
+                summary.keepalives += 1
+            else:
+                skipped[line.reason] = skipped.get(line.reason, 0) + 1
+                skip(lineno, line.reason)
+            continue
+        for reason in line.dropped:
+            skipped[reason] = skipped.get(reason, 0) + 1
+            skip(lineno, f"{reason} (one tweet of a page)")
+        for t in line.tweets:
+            rkey = t.retrieved_key
+            try:
+                label = label_of(t.created_key, rkey)
+            except ValueError:
+                skipped["bad_created_at"] = skipped.get("bad_created_at", 0) + 1
+                skip(lineno, "bad_created_at")
+                continue
+            tid = t.id_key
+            author = t.author
+            tweet_lines.append(f"{tid}\t{rkey}\t{label}\t{t.head},{author}\n")
+            summary.tweets += 1
+            aid = t.author_id
+            if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:
+                if aid[0] == "0":
+                    aid = str(int(aid))
+                # The author columns are shared by the tweet row and the user row.
+                user_lines.append(
+                    f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t"
+                    f"{aid},{t.lang},{author}\n"
+                )
+    skip.close()
+    summary.users = len(user_lines)
+
+    head = "#" + orjson.dumps(summary.meta()).decode() + "\n"
+    tweet_lines.sort()
+    user_lines.sort()
+    # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
+    data = (head + "".join(tweet_lines)).encode("utf-8", "replace")
+    atomic_write(out_tweets, data, durable=durable)
+    data = (head + "".join(user_lines)).encode("utf-8", "replace")
+    atomic_write(out_users, data, durable=durable)
+    return summary
+
+
+# --- command line ---------------------------------------------------------------------------
+
+
+def _triples(items: list[str]) -> list[tuple[str, str, str]]:
+    if len(items) % 3:
+        raise SystemExit(
+            "give RAW OUT_TWEETS OUT_USERS triples (argument count not a multiple of 3)"
+        )
+    return [tuple(items[i : i + 3]) for i in range(0, len(items), 3)]  # type: ignore[misc]
+
+
+def _batch(path: str, default_server: str | None) -> list[tuple[str, str, str, str]]:
+    text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    jobs = []
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) == 3 and default_server:
+            parts.append(default_server)
+        if len(parts) != 4:
+            raise SystemExit(f"{path}:{n}: expected RAW OUT_TWEETS OUT_USERS [SERVER]")
+        jobs.append(tuple(parts))
+    return jobs  # type: ignore[return-value]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m ingest.minutes",
+        description="Parse raw minute files into sorted per-minute intermediates.",
+    )
+    p.add_argument("--server", help="server name (required unless every --batch line names one)")
+    p.add_argument("--timezone", required=True, help="IANA zone of the hour labels, e.g. CET")
+    p.add_argument("--late-minutes", type=int, required=True)
+    p.add_argument("--batch", help="file of 'RAW OUT_TWEETS OUT_USERS [SERVER]' lines, - = stdin")
+    p.add_argument("--log", help="append skipped-line messages here (default: stderr)")
+    p.add_argument(
+        "files", nargs="*", help="RAW OUT_TWEETS OUT_USERS [RAW OUT_TWEETS OUT_USERS ...]"
+    )
+    args = p.parse_args(argv)
+
+    jobs: list[tuple[str, str, str, str]] = []
+    if args.files:
+        if not args.server:
+            p.error("--server is required with positional files")
+        jobs += [(*t, args.server) for t in _triples(args.files)]
+    if args.batch:
+        jobs += _batch(args.batch, args.server)
+    if not jobs:
+        p.error("nothing to do: give RAW OUT_TWEETS OUT_USERS or --batch FILE")
+
+    tz = ZoneInfo(args.timezone)
+    log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr  # noqa: SIM115
+    try:
+        for raw, out_t, out_u, server in jobs:
+            parse_minute_file(raw, out_t, out_u, server, tz, args.late_minutes, log=log)
+    finally:
+        if log is not sys.stderr:
+            log.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

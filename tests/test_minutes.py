@@ -1,0 +1,384 @@
+"""Per-minute intermediates: one raw minute file -> sorted tweets and users lines + metadata."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from ingest.minutes import (
+    T_KEY_END,
+    T_LABEL,
+    T_ROW,
+    U_KEY_END,
+    U_LABEL,
+    U_ROW,
+    U_TWEET_END,
+    main,
+    parse_minute_file,
+    read_meta,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures" / "twitter-v2"
+CET = ZoneInfo("CET")
+
+
+def tweet(tid, created, author="42", text="hi", **extra) -> dict:
+    return {
+        "id": str(tid),
+        "author_id": author,
+        "created_at": created,
+        "text": text,
+        "lang": "en",
+        "conversation_id": str(tid),
+        **extra,
+    }
+
+
+def user(uid="42", name="Ada", followers=1) -> dict:
+    return {
+        "id": uid,
+        "name": name,
+        "username": f"u{uid}",
+        "created_at": "2010-01-02T03:04:05.000Z",
+        "verified": False,
+        "protected": False,
+        "public_metrics": {
+            "followers_count": followers,
+            "following_count": 2,
+            "tweet_count": 3,
+            "listed_count": 4,
+        },
+    }
+
+
+def line(t: dict, users: list[dict] | None, retrieved: str | None) -> bytes:
+    obj: dict = {"data": t, "includes": {"users": users or []}}
+    if retrieved:
+        obj["__twarc"] = {"url": "u", "version": "2.14.0", "retrieved_at": retrieved}
+    return json.dumps(obj, ensure_ascii=False).encode()
+
+
+def write_raw(d: Path, name: str, lines: list[bytes], terminated: bool = True) -> Path:
+    d.mkdir(parents=True, exist_ok=True)
+    p = d / name
+    data = b"\n".join(lines) + (b"\n" if terminated and lines else b"")
+    p.write_bytes(data)
+    return p
+
+
+def body(path: Path) -> list[bytes]:
+    return path.read_bytes().split(b"\n")[1:-1]
+
+
+@pytest.fixture
+def minute_file(tmp_path):
+    """11:06 CET file with every kind of line."""
+    lines = [
+        line(tweet(300, "2026-01-14T10:05:59.000Z"), [user()], "2026-01-14T10:06:01+00:00"),
+        b"",
+        line(
+            tweet(100, "2026-01-14T10:06:00.500Z", author="7"),
+            [user("7")],
+            "2026-01-14T10:06:02+00:00",
+        ),
+        b'{"errors": [{"title": "operational-disconnect"}]}',
+        b"\xff\xfe not utf8",
+        b"{not json",
+        line(tweet(99, "2026-01-14T09:59:59.000Z"), [], "2026-01-14T10:06:03+00:00"),  # late copy
+        line(
+            tweet(5, "2026-01-14T07:00:00.000Z"), [user()], "2026-01-14T10:06:04+00:00"
+        ),  # v. late
+        b"   ",
+        line(tweet(300, "2026-01-14T10:05:59.000Z"), [user()], "2026-01-14T10:06:00.250000+00:00"),
+        b'{"data": {"id": "77"',  # cut
+    ]
+    return write_raw(
+        tmp_path / "raw" / "2026-01-14" / "11", "2026-01-14T1106+0100.jsonl", lines, False
+    )
+
+
+def test_meta_counts_every_line_kind(minute_file, tmp_path):
+    log = io.StringIO()
+    s = parse_minute_file(
+        minute_file, tmp_path / "t.tsv", tmp_path / "u.tsv", "server1", CET, 6, log=log
+    )
+    meta = read_meta(tmp_path / "t.tsv")
+    assert meta == read_meta(tmp_path / "u.tsv")
+    assert meta == {
+        "server": "server1",
+        "file": str(minute_file),
+        "minute": "2026-01-14T10:06:00+00:00",
+        "lines": 11,
+        "tweets": 5,
+        "keepalives": 2,
+        "skipped": {"error_message": 1, "invalid_json": 1, "invalid_utf8": 1, "truncated": 1},
+    }
+    assert (s.tweets, s.keepalives, s.lines) == (5, 2, 11)
+    assert log.getvalue().splitlines() == [
+        f"{minute_file}:4: error_message",
+        f"{minute_file}:5: invalid_utf8",
+        f"{minute_file}:6: invalid_json",
+        f"{minute_file}:11: truncated",
+    ]
+
+
+def test_tweet_lines_are_sorted_fixed_width_and_labelled(minute_file, tmp_path):
+    parse_minute_file(minute_file, tmp_path / "t.tsv", tmp_path / "u.tsv", "server1", CET, 6)
+    lines = body(tmp_path / "t.tsv")
+    assert lines == sorted(lines)
+    ids = [ln[:20] for ln in lines]
+    # numeric order through zero padding: 5 < 99 < 100 < 300 (twice: two copies)
+    assert ids == [b"%020d" % i for i in (5, 99, 100, 300, 300)]
+    for ln in lines:
+        assert ln[20:21] == b"\t" and ln[T_KEY_END : T_KEY_END + 1] == b"\t"
+        assert ln[T_ROW - 1 : T_ROW] == b"\t"
+    labels = {int(ln[:20]): ln[T_LABEL].decode() for ln in lines}
+    assert labels[300] == "2026-01-14_11"
+    assert labels[100] == "2026-01-14_11"
+    # created 10:59:59 CET; hour 10's late window ends at 11:06 CET (exclusive), this file's
+    # minute: it counts for the hour it arrived in
+    assert labels[99] == "2026-01-14_11"
+    assert labels[5] == "2026-01-14_11"  # created 08:00 CET, backfilled hours later
+    # the two copies of 300 sort by retrieved_at (fixed width with microseconds)
+    assert lines[3][21:T_KEY_END] == b"2026-01-14T10:06:00.250000+00:00"
+    assert lines[4][21:T_KEY_END] == b"2026-01-14T10:06:01.000000+00:00"
+    row = lines[3][T_ROW:].decode().split(",")
+    assert row[:5] == ["300", "300", "42", "2026-01-14 10:05:59+00:00", "2026-01-14 10:06:00+00:00"]
+
+
+def test_user_lines(minute_file, tmp_path):
+    parse_minute_file(minute_file, tmp_path / "t.tsv", tmp_path / "u.tsv", "server1", CET, 6)
+    lines = body(tmp_path / "u.tsv")
+    assert lines == sorted(lines)
+    # 99 has no author in its includes: no user line
+    assert [(int(ln[:20]), int(ln[54:74])) for ln in lines] == [
+        (7, 100),
+        (42, 5),
+        (42, 300),
+        (42, 300),
+    ]
+    ln = lines[0]
+    assert ln[21:53] == b"2026-01-14T10:06:00.500000+00:00"  # created_at key
+    assert ln[U_TWEET_END + 1 : U_KEY_END] == b"2026-01-14T10:06:02.000000+00:00"
+    assert ln[U_LABEL] == b"2026-01-14_11"
+    assert ln[U_ROW:].decode().split(",") == [
+        "7", "en", "2010-01-02 03:04:05+00:00", "", "Ada", "u7",
+        "false", "false", "1", "2", "3", "4",
+    ]  # fmt: skip
+
+
+def test_missing_retrieved_at_takes_the_file_minute(tmp_path):
+    raw = write_raw(
+        tmp_path,
+        "2026-01-14T1106+0100.jsonl",
+        [line(tweet(1, "2026-01-14T10:05:30.000Z"), [user()], None)],
+    )
+    parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+    (ln,) = body(tmp_path / "t.tsv")
+    assert ln[21:T_KEY_END] == b"2026-01-14T10:06:00.000000+00:00"
+    assert b",2026-01-14 10:06:00+00:00," in ln
+
+
+def test_empty_file_is_connected_with_nothing(tmp_path):
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", [])
+    s = parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+    assert s.tweets == 0 and s.lines == 0
+    assert (tmp_path / "t.tsv").read_bytes().count(b"\n") == 1  # only the metadata line
+    assert read_meta(tmp_path / "u.tsv")["tweets"] == 0
+
+
+def test_seed_collector_file_names_are_read(tmp_path):
+    raw = write_raw(
+        tmp_path,
+        "sampled_stream_2026-01-14_11:06:00_to_2026-01-14_11:07:00.jsonl",
+        [line(tweet(1, "2026-01-14T10:06:30.000Z"), [user()], None)],
+    )
+    parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+    assert read_meta(tmp_path / "t.tsv")["minute"] == "2026-01-14T10:06:00+00:00"
+
+
+def test_not_a_minute_file_name_is_an_error(tmp_path):
+    raw = write_raw(tmp_path, "whatever.jsonl", [])
+    with pytest.raises(ValueError):
+        parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+    assert not (tmp_path / "t.tsv").exists()
+
+
+def test_skipped_line_messages_are_capped_per_file(tmp_path):
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", [b"{bad"] * 50 + [b"[1]"])
+    log = io.StringIO()
+    s = parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6, log=log)
+    assert s.skipped == {"invalid_json": 50, "not_object": 1}
+    out = log.getvalue().splitlines()
+    assert len(out) == 21
+    assert out[0] == f"{raw}:1: invalid_json"
+    assert out[-1] == f"{raw}: 31 more skipped lines not listed"
+
+
+def test_log_can_be_a_logger(tmp_path, caplog):
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", [b"{bad"])
+    with caplog.at_level(logging.WARNING):
+        parse_minute_file(
+            raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6, log=logging.getLogger("t")
+        )
+    assert f"{raw}:1: invalid_json" in caplog.text
+
+
+def test_a_broken_line_never_costs_the_rest_of_the_file(tmp_path):
+    good = [
+        line(tweet(i, "2026-01-14T10:06:00.000Z"), [user()], "2026-01-14T10:06:01+00:00")
+        for i in range(1, 6)
+    ]
+    lines = [
+        good[0],
+        b"\x00\x01garbage",
+        good[1],
+        b'{"data": {"id": "x"}}',
+        good[2],
+        b"",
+        good[3],
+        b"[]",
+        good[4],
+    ]
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", lines)
+    s = parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+    assert s.tweets == 5
+    assert s.skipped == {"invalid_json": 1, "bad_id": 1, "not_object": 1}
+
+
+def test_lone_surrogate_line_is_kept_and_written_as_valid_utf8(tmp_path):
+    raw_line = (
+        b'{"data": {"id": "5", "created_at": "2026-01-14T10:06:00.000Z", "text": "a\\ud800b"},'
+        b' "__twarc": {"retrieved_at": "2026-01-14T10:06:01+00:00"}}'
+    )
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", [raw_line])
+    s = parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+    assert s.tweets == 1
+    (tmp_path / "t.tsv").read_bytes().decode("utf-8")  # valid UTF-8
+
+
+def test_real_capture_with_cut_last_line(tmp_path):
+    src = FIXTURES / "streaming_output_with_error.jsonl"
+    if not src.exists():
+        pytest.skip(f"real payload fixture {src} not present (needs ../shared beside the repo)")
+    raw = tmp_path / "2021-04-01T1752+0200.jsonl"
+    raw.write_bytes(src.read_bytes())
+    log = io.StringIO()
+    s = parse_minute_file(
+        raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", ZoneInfo("Europe/Berlin"), 6, log=log
+    )
+    assert s.tweets == 7
+    assert s.skipped == {"truncated": 1}
+    assert log.getvalue() == f"{raw}:8: truncated\n"
+    labels = {ln[T_LABEL] for ln in body(tmp_path / "t.tsv")}
+    assert labels <= {b"2021-04-01_17", b"2021-04-01_18"}
+
+
+def test_outputs_are_atomic_no_temp_left(minute_file, tmp_path):
+    out = tmp_path / "mid" / "a" / "b"
+    parse_minute_file(minute_file, out / "t.tsv", out / "u.tsv", "s", CET, 6)
+    assert sorted(p.name for p in out.iterdir()) == ["t.tsv", "u.tsv"]
+
+
+# --- command line ----------------------------------------------------------------------------
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ingest.minutes", *args], cwd=REPO, capture_output=True, text=True
+    )
+
+
+def test_cli_single_file(minute_file, tmp_path):
+    r = run_cli(
+        "--server", "server1", "--timezone", "CET", "--late-minutes", "6",
+        str(minute_file), str(tmp_path / "t.tsv"), str(tmp_path / "u.tsv"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert read_meta(tmp_path / "t.tsv")["tweets"] == 5
+    assert f"{minute_file}:11: truncated" in r.stderr
+
+
+def test_cli_triples_and_batch(tmp_path):
+    raws = [
+        write_raw(
+            tmp_path / "raw",
+            f"2026-01-14T110{m}+0100.jsonl",
+            [line(tweet(m + 1, "2026-01-14T10:06:00.000Z"), [user()], None)],
+        )
+        for m in range(4)
+    ]
+    r = run_cli(
+        "--server", "a", "--timezone", "CET", "--late-minutes", "6",
+        "--log", str(tmp_path / "skip.log"),
+        str(raws[0]), str(tmp_path / "0.t"), str(tmp_path / "0.u"),
+        str(raws[1]), str(tmp_path / "1.t"), str(tmp_path / "1.u"),
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert read_meta(tmp_path / "1.t")["server"] == "a"
+    batch = tmp_path / "jobs.txt"
+    batch.write_text(
+        f"# raw tweets users [server]\n{raws[2]}\t{tmp_path / '2.t'}\t{tmp_path / '2.u'}\tb\n"
+        f"{raws[3]} {tmp_path / '3.t'} {tmp_path / '3.u'}\n"
+    )
+    r = run_cli("--server", "c", "--timezone", "CET", "--late-minutes", "6", "--batch", str(batch))
+    assert r.returncode == 0, r.stderr
+    assert read_meta(tmp_path / "2.t")["server"] == "b"
+    assert read_meta(tmp_path / "3.t")["server"] == "c"
+
+
+def test_cli_errors(tmp_path):
+    r = run_cli("--server", "a", "--timezone", "CET", "--late-minutes", "6", "x", "y")
+    assert r.returncode != 0 and "multiple of 3" in r.stderr
+    r = run_cli("--timezone", "CET", "--late-minutes", "6")
+    assert r.returncode != 0 and "nothing to do" in r.stderr
+    r = run_cli(
+        "--server",
+        "a",
+        "--timezone",
+        "CET",
+        "--late-minutes",
+        "6",
+        str(tmp_path / "2026-01-14T1106+0100.jsonl"),
+        "t",
+        "u",
+    )
+    assert r.returncode != 0 and "No such file" in r.stderr
+
+
+def test_cli_imports_no_pandas_or_snakemake():
+    code = (
+        "import sys, ingest.minutes, ingest.hourly, ingest.report;"
+        "print(sorted(m for m in ('pandas', 'snakemake', 'numpy') if m in sys.modules))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "[]"
+
+
+def test_main_in_process(minute_file, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "--server",
+                "s",
+                "--timezone",
+                "CET",
+                "--late-minutes",
+                "6",
+                str(minute_file),
+                str(tmp_path / "t"),
+                str(tmp_path / "u"),
+            ]
+        )
+        == 0
+    )
+    assert "truncated" in capsys.readouterr().err

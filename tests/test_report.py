@@ -1,0 +1,106 @@
+"""The seed's day report, rebuilt from per-hour stats."""
+
+from __future__ import annotations
+
+import json
+
+from ingest.report import report_table, write_day_report
+
+
+def stats(label: str, counts: dict, total: int, diff: int) -> dict:
+    return {
+        "hour": label,
+        "servers": list(counts),
+        "counts": counts,
+        "total": total,
+        "diff": diff,
+        "diff_pct": round(100 * diff / total, 2) if total else 0.0,
+    }
+
+
+def write_stats(d, *items) -> list:
+    paths = []
+    for s in items:
+        p = d / f"{s['hour']}_stats.json"
+        p.write_text(json.dumps(s))
+        paths.append(p)
+    return paths
+
+
+def test_two_servers_in_hour_order(tmp_path):
+    paths = write_stats(
+        tmp_path,
+        stats("2026-01-14_10", {"s1": 158234, "s2": 158190}, 158301, 178),
+        stats("2026-01-14_02", {"s1": 3, "s2": 1}, 3, 2),
+        stats("2026-01-14_00", {"s1": 0, "s2": 0}, 0, 0),
+    )
+    out = tmp_path / "2026-01-14_report.txt"
+    text = write_day_report("2026-01-14", paths, out, ["s1", "s2"])
+    assert out.read_text() == text
+    assert text == (
+        "hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n"
+        "0\t0\t0\t0\t0\t0.00%\n"
+        "2\t3\t1\t3\t2\t66.67%\n"
+        "10\t158234\t158190\t158301\t178\t0.11%\n"
+    )
+
+
+def test_rebuilt_not_appended(tmp_path):
+    paths = write_stats(tmp_path, stats("2026-01-14_05", {"a": 5, "b": 5}, 5, 0))
+    out = tmp_path / "r.txt"
+    write_day_report("2026-01-14", paths, out, ["a", "b"])
+    write_day_report("2026-01-14", paths, out, ["a", "b"])
+    assert out.read_text().count("\n") == 2
+    paths += write_stats(tmp_path, stats("2026-01-14_06", {"a": 7, "b": 6}, 7, 1))
+    write_day_report("2026-01-14", paths, out, ["a", "b"])
+    assert out.read_text().splitlines()[1:] == ["5\t5\t5\t5\t0\t0.00%", "6\t7\t6\t7\t1\t14.29%"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".json")) == ["r.txt"]
+
+
+def test_one_server(tmp_path):
+    paths = write_stats(tmp_path, stats("2026-01-14_23", {"only": 42}, 42, 0))
+    text = report_table("2026-01-14", paths, ["only"])
+    assert text == "hour\ttweets\n23\t42\n"
+
+
+def test_three_servers(tmp_path):
+    s = stats("2026-01-14_07", {"a": 3, "b": 4, "c": 4}, 5, 3)
+    text = report_table("2026-01-14", [s], ["a", "b", "c"])
+    assert text == "hour\tserv 1\tserv 2\tserv 3\ttotal\tdiff\tdiff %\n7\t3\t4\t4\t5\t3\t60.00%\n"
+
+
+def test_other_days_and_missing_server_counts(tmp_path):
+    items = [
+        stats("2026-01-13_23", {"s1": 9, "s2": 9}, 9, 0),
+        {**stats("2026-01-14_01", {"s1": 4}, 4, 4), "counts": {"s1": 4}},
+    ]
+    text = report_table("2026-01-14", items, ["s1", "s2"])
+    assert text.splitlines()[1:] == ["1\t4\t0\t4\t4\t100.00%"]
+
+
+def test_empty_day_has_only_the_header(tmp_path):
+    assert (
+        report_table("2026-01-14", [], ["s1", "s2"])
+        == "hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n"
+    )
+
+
+def test_report_from_real_hourly_stats(tmp_path):
+    """The stats files build_hour writes are what the report reads."""
+    from zoneinfo import ZoneInfo
+
+    from ingest import layout
+    from ingest.hourly import build_hour
+    from ingest.layout import Hour
+
+    tz = ZoneInfo("CET")
+    hour = Hour("2026-01-14", 11)
+    outputs = layout.vault_paths(tmp_path / "vault", hour)
+    build_hour(hour, tz, {}, outputs, server_names=["s1", "s2"], xz_preset=0)
+    text = write_day_report(
+        "2026-01-14",
+        [outputs["stats"]],
+        layout.report_path(tmp_path / "vault", "2026-01-14"),
+        ["s1", "s2"],
+    )
+    assert text.splitlines()[1] == "11\t0\t0\t0\t0\t0.00%"
