@@ -158,8 +158,8 @@ def _parse_minute_file(
     file_key = assigner.file_key
     skip = SkipLog(log, str(raw_path))
     skipped = summary.skipped
-    tweet_lines: list[str] = []
-    user_lines: list[str] = []
+    tweet_lines: list[bytes] = []
+    user_lines: list[bytes] = []
 
     data = raw_path.read_bytes()
     for lineno, raw, unterminated in iter_lines(data):
@@ -185,8 +185,14 @@ def _parse_minute_file(
                 skip(lineno, "bad_created_at")
                 continue
             tid = t.id_key
-            author = t.author
-            tweet_lines.append(f"{tid}\t{rkey}\t{label}\t{t.head},{author}\n")
+            # Lines are built as bytes: encoding each piece once is about twice as fast as
+            # encoding the joined text (a single emoji makes a whole str 4 bytes a character).
+            # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
+            author = t.author.encode("utf-8", "replace")
+            tweet_lines.append(
+                b"%b%b,%b\n"
+                % (f"{tid}\t{rkey}\t{label}\t".encode(), t.head.encode("utf-8", "replace"), author)
+            )
             summary.tweets += 1
             aid = t.author_id
             if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:
@@ -194,20 +200,21 @@ def _parse_minute_file(
                     aid = str(int(aid))
                 # The author columns are shared by the tweet row and the user row.
                 user_lines.append(
-                    f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t"
-                    f"{aid},{t.lang},{author}\n"
+                    b"%b%b,%b\n"
+                    % (
+                        f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t{aid},".encode(),
+                        t.lang.encode("utf-8", "replace"),
+                        author,
+                    )
                 )
     skip.close()
     summary.users = len(user_lines)
 
-    head = "#" + orjson.dumps(summary.meta()).decode() + "\n"
+    head = b"#" + orjson.dumps(summary.meta()) + b"\n"
     tweet_lines.sort()
     user_lines.sort()
-    # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
-    data = (head + "".join(tweet_lines)).encode("utf-8", "replace")
-    atomic_write(out_tweets, data, durable=durable)
-    data = (head + "".join(user_lines)).encode("utf-8", "replace")
-    atomic_write(out_users, data, durable=durable)
+    atomic_write(out_tweets, head + b"".join(tweet_lines), durable=durable)
+    atomic_write(out_users, head + b"".join(user_lines), durable=durable)
     return summary
 
 
