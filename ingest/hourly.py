@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from ingest.atomic import XzWriter, atomic_write, fsync_dir
+from ingest.atomic import XzWriter, atomic_write, fsync_dir, remove_stale_temps
 from ingest.layout import Hour, hour_bounds
 from ingest.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
 from ingest.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
@@ -118,7 +118,8 @@ def build_hour(
 
     An hour is never replaced by a build with fewer tweets: if ``outputs["stats"]`` exists with
     a larger total (and its files are there), the old files are kept, their mtimes bumped, and
-    the old stats returned.
+    the old stats returned (their ``inputs`` extended by this build's, so the new files count
+    as seen).
     """
     hour = Hour.parse(hour) if isinstance(hour, str) else hour
     tz = ZoneInfo(tz) if isinstance(tz, str) else tz
@@ -132,6 +133,9 @@ def build_hour(
     start, end = bounds
     out = {k: Path(outputs[k]) for k in ("ids", "tweets", "users", "stats")}
     label = hour.label.encode()
+    for p in out.values():
+        for tmp in remove_stale_temps(p):
+            _emit(log, logging.INFO, f"removed {tmp}, left by an interrupted build")
 
     # --- metadata of every input: tweets per minute, skipped lines, raw file names ----------
     if expected_minutes is None:
@@ -224,6 +228,16 @@ def build_hour(
     if old is not None and old.get("total", 0) > total and all(p.exists() for p in kept):
         for w in writers:
             w.abort()
+        # The old stats learn of the new inputs: they have been considered, so a planner
+        # that rebuilds hours with unseen inputs does not try again on every run.
+        old_inputs = old.get("inputs", {})
+        merged = {
+            s: sorted(set(old_inputs.get(s, [])) | set(raw_names.get(s, [])))
+            for s in dict.fromkeys([*old_inputs, *names])
+        }
+        if merged != old_inputs:
+            old["inputs"] = merged
+            atomic_write(out["stats"], orjson.dumps(old, option=orjson.OPT_INDENT_2) + b"\n")
         _bump(kept)
         _emit(
             log,

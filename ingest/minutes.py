@@ -161,52 +161,56 @@ def _parse_minute_file(
     tweet_lines: list[bytes] = []
     user_lines: list[bytes] = []
 
-    data = raw_path.read_bytes()
-    for lineno, raw, unterminated in iter_lines(data):
-        summary.lines += 1
-        line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)
-        kind = line.kind
-        if kind != "tweets":
-            if kind == "keepalive":
-                summary.keepalives += 1
-            else:
-                skipped[line.reason] = skipped.get(line.reason, 0) + 1
-                skip(lineno, line.reason)
-            continue
-        for reason in line.dropped:
-            skipped[reason] = skipped.get(reason, 0) + 1
-            skip(lineno, f"{reason} (one tweet of a page)")
-        for t in line.tweets:
-            rkey = t.retrieved_key
-            try:
-                label = label_of(t.created_key, rkey)
-            except ValueError:
-                skipped["bad_created_at"] = skipped.get("bad_created_at", 0) + 1
-                skip(lineno, "bad_created_at")
+    with open(raw_path, "rb", buffering=1 << 20) as f:
+        for lineno, raw, unterminated in iter_lines(f):
+            summary.lines += 1
+            line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)
+            kind = line.kind
+            if kind != "tweets":
+                if kind == "keepalive":
+                    summary.keepalives += 1
+                else:
+                    skipped[line.reason] = skipped.get(line.reason, 0) + 1
+                    skip(lineno, line.reason)
                 continue
-            tid = t.id_key
-            # Lines are built as bytes: encoding each piece once is about twice as fast as
-            # encoding the joined text (a single emoji makes a whole str 4 bytes a character).
-            # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
-            author = t.author.encode("utf-8", "replace")
-            tweet_lines.append(
-                b"%b%b,%b\n"
-                % (f"{tid}\t{rkey}\t{label}\t".encode(), t.head.encode("utf-8", "replace"), author)
-            )
-            summary.tweets += 1
-            aid = t.author_id
-            if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:
-                if aid[0] == "0":
-                    aid = str(int(aid))
-                # The author columns are shared by the tweet row and the user row.
-                user_lines.append(
+            for reason in line.dropped:
+                skipped[reason] = skipped.get(reason, 0) + 1
+                skip(lineno, f"{reason} (one tweet of a page)")
+            for t in line.tweets:
+                rkey = t.retrieved_key
+                try:
+                    label = label_of(t.created_key, rkey)
+                except ValueError:
+                    skipped["bad_created_at"] = skipped.get("bad_created_at", 0) + 1
+                    skip(lineno, "bad_created_at")
+                    continue
+                tid = t.id_key
+                # Lines are built as bytes: encoding each piece once is about twice as fast as
+                # encoding the joined text (a single emoji makes a whole str 4 bytes a character).
+                # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
+                author = t.author.encode("utf-8", "replace")
+                tweet_lines.append(
                     b"%b%b,%b\n"
                     % (
-                        f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t{aid},".encode(),
-                        t.lang.encode("utf-8", "replace"),
+                        f"{tid}\t{rkey}\t{label}\t".encode(),
+                        t.head.encode("utf-8", "replace"),
                         author,
                     )
                 )
+                summary.tweets += 1
+                aid = t.author_id
+                if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:
+                    if aid[0] == "0":
+                        aid = str(int(aid))
+                    # The author columns are shared by the tweet row and the user row.
+                    user_lines.append(
+                        b"%b%b,%b\n"
+                        % (
+                            f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t{aid},".encode(),
+                            t.lang.encode("utf-8", "replace"),
+                            author,
+                        )
+                    )
     skip.close()
     summary.users = len(user_lines)
 

@@ -20,9 +20,12 @@ as plain bytes.
 from __future__ import annotations
 
 import csv
+import io
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import BinaryIO
 
 import orjson
 
@@ -445,15 +448,19 @@ def parse_line(
     return Line("skipped", reason="no_tweet")
 
 
-def iter_lines(data: bytes):
-    """(line number from 1, raw line without newline, unterminated) for a file's bytes."""
-    parts = data.split(b"\n")
-    last = parts.pop()  # after the final newline: b"" for a complete file
-    n = 0
-    for n, raw in enumerate(parts, 1):  # noqa: B007 - n is used after the loop
-        yield n, raw, False
-    if last:
-        yield n + 1, last, True
+def iter_lines(source: bytes | BinaryIO) -> Iterator[tuple[int, bytes, bool]]:
+    """(line number from 1, raw line without its newline, unterminated) of bytes or a file.
+
+    Reading a file line by line keeps memory at one line, not the whole minute (70 MB a
+    minute at the 10 % rate). ``unterminated`` marks a last line without a newline.
+    """
+    if isinstance(source, bytes | bytearray):
+        source = io.BytesIO(source)
+    for n, raw in enumerate(source, 1):
+        if raw[-1:] == b"\n":
+            yield n, raw[:-1], False
+        else:
+            yield n, raw, True
 
 
 # --- CSV ------------------------------------------------------------------------------------

@@ -8,7 +8,15 @@ import subprocess
 
 import pytest
 
-from ingest.atomic import XzError, XzWriter, atomic_file, atomic_write, temp_name, xz_writer
+from ingest.atomic import (
+    XzError,
+    XzWriter,
+    atomic_file,
+    atomic_write,
+    remove_stale_temps,
+    temp_name,
+    xz_writer,
+)
 
 
 def listing(d) -> list[str]:
@@ -149,3 +157,16 @@ def test_xz_cli_reads_what_we_write(tmp_path):
         w.write(b"1\n2\n3\n")
     out = subprocess.run(["xz", "-dc", str(target)], capture_output=True, check=True).stdout
     assert out == b"1\n2\n3\n"
+
+
+def test_remove_stale_temps_spares_live_writers(tmp_path):
+    target = tmp_path / "2026-01-14_11_tweets.csv.xz"
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = tmp_path / f".{target.name}.tmp-{dead.pid}-abcd"
+    live = tmp_path / f".{target.name}.tmp-1-abcd"  # pid 1 always runs
+    other = tmp_path / f".other.tmp-{dead.pid}-abcd"
+    for p in (stale, live, other):
+        p.write_bytes(b"x")
+    assert remove_stale_temps(target) == [stale]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])

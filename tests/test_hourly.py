@@ -396,10 +396,19 @@ def test_never_replaced_by_a_build_with_fewer_tweets(tmp_path, caplog):
         os.utime(p, (old, old))
     import logging
 
+    w.add(on_time("s1", 9, t, file_minute=utc(2026, 1, 14, 10, 44)))  # a new s1 file
     with caplog.at_level(logging.WARNING):
         kept = w.build(H11, servers=["s1"], log=logging.getLogger("hourly"))[0]
-    assert kept == full
-    assert {k: p.read_bytes() for k, p in out.items()} == before
+    # the data files and counts stay; the new input is recorded as seen
+    assert {k: v for k, v in kept.items() if k != "inputs"} == {
+        k: v for k, v in full.items() if k != "inputs"
+    }
+    assert kept["inputs"]["s1"] == sorted([*full["inputs"]["s1"], "2026-01-14T1144+0100.jsonl"])
+    assert kept["inputs"]["s2"] == full["inputs"]["s2"]
+    assert json.loads(out["stats"].read_text()) == kept
+    assert {k: p.read_bytes() for k, p in out.items() if k != "stats"} == {
+        k: v for k, v in before.items() if k != "stats"
+    }
     assert all(p.stat().st_mtime > old + 1000 for p in out.values())  # bumped: up to date
     assert "kept the existing files" in caplog.text
     assert sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
@@ -408,8 +417,8 @@ def test_never_replaced_by_a_build_with_fewer_tweets(tmp_path, caplog):
     # more (or as many) tweets: replaced
     w.add(on_time("s1", 4, t))
     more, _ = w.build(H11)
-    assert more["total"] == 4
-    assert read_ids(out["ids"]) == [1, 2, 3, 4]
+    assert more["total"] == 5
+    assert read_ids(out["ids"]) == [1, 2, 3, 4, 9]
 
 
 def test_an_exception_mid_write_leaves_no_final_file(tmp_path):
