@@ -474,10 +474,6 @@ class Collector:
             self.stop_reason = reason
             self._stop.set()
 
-    @property
-    def stopping(self) -> bool:
-        return self._stop.is_set()
-
     def run(self) -> int:
         """Collect until ``stop()``; close the current minute; return the exit code (0)."""
         if self._lock_fd is None:
