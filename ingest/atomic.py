@@ -13,10 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -26,7 +22,7 @@ BUFFER = 1 << 20  # 1 MiB: few, large writes into the xz pipe keep Python off th
 
 def temp_name(path: Path) -> Path:
     """A unique temporary sibling of ``path``: ``.{name}.tmp-<pid>-<random>``."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:
@@ -142,6 +138,11 @@ class XzWriter:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._state = "aborted"  # until xz runs
         self.tmp = temp_name(self.path)
+        # Imported here: the per-minute command line never compresses, and starts faster.
+        import shutil
+        import subprocess
+        import tempfile
+
         xz = shutil.which("xz")
         if xz is None:
             raise XzError("the xz program is not installed (apt-get install xz-utils)")

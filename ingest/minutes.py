@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -86,7 +85,7 @@ class SkipLog:
     def _emit(self, msg: str) -> None:
         if self.log is None:
             return
-        if isinstance(self.log, logging.Logger):
+        if hasattr(self.log, "warning"):  # a logging.Logger (not imported: start-up time)
             self.log.warning(msg)
         else:
             self.log.write(msg + "\n")

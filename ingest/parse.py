@@ -23,7 +23,7 @@ import csv
 import io
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -223,14 +223,25 @@ class Tweet:
         return next(csv.reader([self.user_csv]))
 
 
-@dataclass(slots=True)
 class Line:
     """What one raw line held."""
 
-    kind: str  # "tweets" | "keepalive" | "error_message" | "skipped"
-    tweets: list[Tweet] = field(default_factory=list)
-    reason: str | None = None  # for "skipped"
-    dropped: list[str] = field(default_factory=list)  # reasons for unusable tweets of a page
+    __slots__ = ("kind", "tweets", "reason", "dropped")
+
+    def __init__(
+        self,
+        kind: str,  # "tweets" | "keepalive" | "error_message" | "skipped"
+        tweets: list[Tweet] | None = None,
+        reason: str | None = None,  # for "skipped"
+        dropped: list[str] | None = None,  # reasons for unusable tweets of a page
+    ) -> None:
+        self.kind = kind
+        self.tweets = tweets if tweets is not None else []
+        self.reason = reason
+        self.dropped = dropped if dropped is not None else []
+
+    def __repr__(self) -> str:
+        return f"Line({self.kind!r}, {len(self.tweets)} tweets, reason={self.reason!r})"
 
 
 EMPTY_AUTHOR = "," * (len(TWEET_COLUMNS) - AUTHOR_START - 1)
@@ -374,13 +385,11 @@ def _retrieved(obj: dict) -> str | None:
 
 
 def _loads(raw: bytes) -> tuple[object, str | None]:
-    """(object, None) or (None, reason)."""
-    try:
-        return orjson.loads(raw), None
-    except orjson.JSONDecodeError:
-        pass
-    # orjson refuses some valid JSON that a stream can carry (a lone surrogate escape in a
-    # tweet's text, integers beyond 64 bits): let the standard parser have a go.
+    """After orjson failed: (object, None) or (None, reason).
+
+    orjson refuses some valid JSON that a stream can carry (a lone surrogate escape in a
+    tweet's text, integers beyond 64 bits): let the standard parser have a go.
+    """
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -403,19 +412,26 @@ def parse_line(
     """
     if not raw or raw.isspace():
         return Line("keepalive")
-    obj, reason = _loads(raw)
-    if reason is not None:
-        if unterminated and reason == "invalid_json":
-            reason = "truncated"
-        return Line("skipped", reason=reason)
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        obj, reason = _loads(raw)
+        if reason is not None:
+            if unterminated and reason == "invalid_json":
+                reason = "truncated"
+            return Line("skipped", reason=reason)
     if type(obj) is not dict:
         return Line("skipped", reason="not_object")
 
     data = obj.get("data")
     retrieved = _retrieved(obj) or default_retrieved
     if type(data) is dict:  # stream line: the common case
-        users = _users_by_id(obj)
-        user = _find_user(users, data.get("author_id"))
+        user = None
+        inc = obj.get("includes")
+        if type(inc) is dict:
+            users = inc.get("users")
+            if type(users) is list and users:
+                user = _find_user(users, data.get("author_id"))
         rec = tweet_record(data, user, retrieved)
         if type(rec) is str:
             return Line("skipped", reason=rec)
