@@ -16,6 +16,9 @@ Command line (used by the workflow's ``shell:``; imports nothing heavier than or
     python -m ingest.minutes --server S --timezone TZ --late-minutes N R1 T1 U1 R2 T2 U2 ...
     python -m ingest.minutes --timezone TZ --late-minutes N --batch FILE   # or - for stdin
         (FILE: one "RAW OUT_TWEETS OUT_USERS [SERVER]" per line, tab or space separated)
+
+Options: ``--log FILE`` appends skipped-line messages there (default stderr); ``--no-fsync``
+skips the fsyncs (files still appear whole, but a power loss may leave an empty one).
 """
 
 from __future__ import annotations
@@ -258,6 +261,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", help="file of 'RAW OUT_TWEETS OUT_USERS [SERVER]' lines, - = stdin")
     p.add_argument("--log", help="append skipped-line messages here (default: stderr)")
     p.add_argument(
+        "--no-fsync",
+        action="store_true",
+        help="skip fsync (outputs are still renamed into place whole; not power-loss safe)",
+    )
+    p.add_argument(
         "files", nargs="*", help="RAW OUT_TWEETS OUT_USERS [RAW OUT_TWEETS OUT_USERS ...]"
     )
     args = p.parse_args(argv)
@@ -276,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     log = open(args.log, "a", encoding="utf-8") if args.log else sys.stderr  # noqa: SIM115
     try:
         for raw, out_t, out_u, server in jobs:
-            parse_minute_file(raw, out_t, out_u, server, tz, args.late_minutes, log=log)
+            parse_minute_file(
+                raw, out_t, out_u, server, tz, args.late_minutes, log=log, durable=not args.no_fsync
+            )
     finally:
         if log is not sys.stderr:
             log.close()

@@ -329,7 +329,10 @@ def test_cli_triples_and_batch(tmp_path):
         f"# raw tweets users [server]\n{raws[2]}\t{tmp_path / '2.t'}\t{tmp_path / '2.u'}\tb\n"
         f"{raws[3]} {tmp_path / '3.t'} {tmp_path / '3.u'}\n"
     )
-    r = run_cli("--server", "c", "--timezone", "CET", "--late-minutes", "6", "--batch", str(batch))
+    r = run_cli(
+        "--server", "c", "--timezone", "CET", "--late-minutes", "6", "--no-fsync",
+        "--batch", str(batch),
+    )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert read_meta(tmp_path / "2.t")["server"] == "b"
     assert read_meta(tmp_path / "3.t")["server"] == "c"
