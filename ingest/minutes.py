@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ingest.assign import HourAssigner
-from ingest.atomic import atomic_write
+from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.layout import parse_minute_name
 from ingest.parse import iter_lines, parse_line
 
@@ -154,6 +154,8 @@ def _parse_minute_file(
     minute = parse_minute_name(raw_path.name, tz)
     if minute is None:
         raise ValueError(f"{raw_path}: not a minute file name")
+    for out in (out_tweets, out_users):
+        remove_stale_temps(out)  # left by a killed run; a running writer's temp is spared
     summary = MinuteSummary(server, str(raw_path), minute)
     assigner = HourAssigner(tz, late_minutes, minute)
     label_of = assigner.label
