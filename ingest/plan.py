@@ -25,6 +25,9 @@ class Plan:
     reports: list[str] = field(default_factory=list)  # days whose report is rebuilt
     uploads: list[Hour] = field(default_factory=list)  # hours whose OSF upload is missing
     mails: list[str] = field(default_factory=list)  # complete days not mailed yet
+    # Minute files of hours still in progress, parsed ahead so the hour's build is only the
+    # merge (a cron run every few minutes spreads the parsing over the hour).
+    ahead: list[MinuteFile] = field(default_factory=list)
 
 
 def work_paths(work_dir: str | Path) -> dict[str, Path]:
@@ -110,10 +113,15 @@ def make_plan(
             candidates.add(h)
             # Copies in h's first minutes may count for the hour before (late arrivals).
             candidates.add(layout.hour_of(bounds[0] - layout.MINUTE, tz))
+    ahead: set[MinuteFile] = set()
     for hour in sorted(candidates):
-        if not selected(hour, only) or not layout.is_complete(hour, tz, now, late, grace):
+        if not selected(hour, only):
             continue
         files = window_files(config, hour)
+        if not layout.is_complete(hour, tz, now, late, grace):
+            if only is None:
+                ahead.update(f for fs in files.values() for f in fs)
+            continue
         if not any(files.values()):
             continue  # no raw data, nothing to build
         stats = read_stats(layout.vault_paths(vault, hour)["stats"])
@@ -124,6 +132,7 @@ def make_plan(
             continue
         plan.build.append(hour)
 
+    plan.ahead = sorted(ahead, key=lambda f: (f.minute, f.server))
     plan.reports = sorted({h.day for h in plan.build})
     built = built_hours(vault)
     if config["osf"]["enabled"]:

@@ -94,3 +94,13 @@ def test_uploads_and_mails_follow_receipts(tmp_path):
     assert p.mails == []  # the day is not complete yet
     p = plan.make_plan(c, utc(2026, 1, 14, 23, 11))
     assert p.mails == ["2026-01-14"]
+
+
+def test_minutes_of_hours_in_progress_are_parsed_ahead(tmp_path):
+    c = make_config(tmp_path)
+    touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 9, 0), 80)  # until 10:20 UTC
+    p = plan.make_plan(c, utc(2026, 1, 14, 10, 21))
+    assert p.build == [Hour("2026-01-14", 9), Hour("2026-01-14", 10)]
+    # Local hour 11 (10:00-11:00 UTC) is in progress: its window's files so far go ahead.
+    expected = {utc(2026, 1, 14, 9, 59) + timedelta(minutes=i) for i in range(21)}
+    assert {f.minute for f in p.ahead} == expected

@@ -84,6 +84,7 @@ def all_targets():
     targets = [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED]
     for h in PLAN.build:
         targets += [str(p) for p in layout.vault_paths(VAULT, h).values()]
+    targets += [str(planning.intermediate(config["work_dir"], f, k)) for f in PLAN.ahead for k in ("tweets", "users")]
     targets += [str(layout.report_path(VAULT, d)) for d in PLAN.reports]
     targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in PLAN.uploads]
     targets += [str(WORK["mail"] / f"{d}.sent") for d in PLAN.mails]
@@ -116,6 +117,8 @@ def describe_plan():
     ]:
         if items:
             lines.append(f"  {what} ({len(items)}): {', '.join(items)}")
+    if PLAN.ahead:
+        lines.append(f"  minute files to parse ahead of their hour: {len(PLAN.ahead)}")
     if len(lines) == 1:
         lines.append("  nothing pending")
     return "\n".join(lines)

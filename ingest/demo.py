@@ -1,0 +1,247 @@
+"""`make demo`: the whole system on this machine, no credentials, a couple of minutes.
+
+1. A stream stand-in on 127.0.0.1 and two collectors (server1, server2) on a fast clock
+   (one minute per second), server2 suffering cut connections, 503s and a stall; a loopback
+   SMTP server receives their notices.
+2. Meanwhile the project's generator writes the hour before, as if collected earlier.
+3. `snakemake -n` shows what is pending, `snakemake` builds it, a second run does nothing.
+4. The day report, the files and a few rows are printed.
+Everything lands under ./demo-run (removed at the start of the next demo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import lzma
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import yaml
+
+from ingest import layout
+from ingest.generate import generate_raw_tree
+
+REPO = Path(__file__).resolve().parents[1]
+SPEED = 60  # one clock minute per real second
+CLOCK_START = datetime(2026, 1, 14, 9, 58, 30, tzinfo=UTC)  # 10:58:30 in Berlin
+COLLECT_UNTIL = datetime(2026, 1, 14, 11, 7, 10, tzinfo=UTC)  # past hour 11's late window
+NOW = datetime(2026, 1, 14, 11, 12, tzinfo=UTC)  # the workflow's "now": hour 11 is complete
+TZ = ZoneInfo("Europe/Berlin")
+
+
+def say(text: str) -> None:
+    print(f"\n== {text}", flush=True)
+
+
+class MailSink:
+    """A loopback SMTP server that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[str] = []
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
+                sink.messages.append(envelope.content.decode("utf-8", "replace"))
+                return "250 OK"
+
+        with socket.socket() as s:  # aiosmtpd needs a port number up front
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self.controller.start()
+
+    def subjects(self) -> list[str]:
+        out = []
+        for m in self.messages:
+            out += [line[9:] for line in m.splitlines() if line.startswith("Subject: ")]
+        return out
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+
+def write_config(root: Path, stream_url: str, smtp_port: int) -> Path:
+    token = root / "bearer_token"
+    token.write_text("demo-token\n")
+    token.chmod(0o600)
+    config = {
+        "timezone": "Europe/Berlin",
+        "vault_dir": str(root / "vault"),
+        "work_dir": str(root / "work"),
+        "servers": [{"name": s, "raw_dir": str(root / "raw" / s)} for s in ("server1", "server2")],
+        "stream": {"url": stream_url, "bearer_token_file": str(token), "stall_seconds": 2},
+        "osf": {"enabled": False},
+        "email": {
+            "enabled": True,
+            "smtp_host": "127.0.0.1",
+            "smtp_port": smtp_port,
+            "security": "none",
+            "from": "collector@demo.invalid",
+            "to": ["researcher@demo.invalid"],
+            "alert_after_minutes": 1,
+        },
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "ingest.cli", *args]
+
+
+def fault(url: str, kind: str, **params: str) -> None:
+    import requests
+
+    base = url.split("/2/")[0]
+    requests.post(f"{base}/_fault", params={"kind": kind, "client": "server2", **params}, timeout=5)
+
+
+def collect(root: Path, smtp: MailSink) -> Path:
+    epoch = time.time() + 3  # a shared timeline for the stand-in and both collectors
+    clock = ["--speed", str(SPEED), "--clock-start", CLOCK_START.isoformat()]
+    clock += ["--clock-epoch", f"{epoch:.3f}"]
+    token_file = root / "stand-in-token"
+    token_file.write_text("demo-token\n")
+    token_file.chmod(0o600)
+    log_dir = root / "logs"
+    log_dir.mkdir(parents=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    emulator = subprocess.Popen(
+        cli("emulate", "--port", "0", "--rate", "150", "--keepalive", "0.5")
+        + ["--token-file", str(token_file), *clock],
+        stdout=subprocess.PIPE,
+        stderr=open(log_dir / "emulator.log", "w"),  # noqa: SIM115
+        text=True,
+        env=env,
+    )
+    url = emulator.stdout.readline().strip()
+    config = write_config(root, url, smtp.port)
+    say(f"1/4 stream stand-in at {url}; collectors server1 and server2 (1 minute = 1 s)")
+    collectors = [
+        subprocess.Popen(
+            cli("collect", "--config", str(config), "--server", name, "--backoff-scale", "0.01")
+            + clock,
+            stdout=subprocess.DEVNULL,
+            stderr=open(log_dir / f"collector-{name}.log", "w"),  # noqa: SIM115
+            env=env,
+        )
+        for name in ("server1", "server2")
+    ]
+    say("2/4 meanwhile: the hour before, written by the project's generator (as if collected)")
+    summary = generate_raw_tree(
+        [(s, root / "raw" / s) for s in ("server1", "server2")],
+        CLOCK_START - timedelta(minutes=59, seconds=30),
+        CLOCK_START + timedelta(seconds=30),
+        TZ,
+        rate_per_minute=600,
+        bad_lines=True,
+        seed=1,
+    )
+    print(f"   {summary.tweets_generated} tweets, {summary.lines_written} lines written")
+
+    faults = {20: ("cut", {}), 30: ("503", {"count": "3"}), 45: ("stall", {"seconds": "4"})}
+    real_seconds = (COLLECT_UNTIL - CLOCK_START).total_seconds() / SPEED
+    t0 = epoch
+    while time.time() < epoch:
+        time.sleep(0.1)
+    for second in range(1, int(real_seconds) + 2):
+        time.sleep(max(0.0, t0 + second - time.time()))
+        if second in faults:
+            kind, params = faults[second]
+            fault(url, kind, **params)
+            print(f"   t+{second:>2}s  server2: injected fault '{kind}'", flush=True)
+        if second % 15 == 0:
+            files = {
+                s: len(list((root / "raw" / s).rglob("*.jsonl"))) for s in ("server1", "server2")
+            }
+            print(f"   t+{second:>2}s  minute files so far: {files}", flush=True)
+    for p in collectors:
+        p.terminate()
+    for p in collectors:
+        print(f"   collector exited with {p.wait(timeout=30)} on SIGTERM")
+    subprocess.run(cli("status", "--config", str(config), *clock), env=env, check=False)
+    emulator.terminate()
+    emulator.wait(timeout=10)
+    return config
+
+
+def snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
+    cmd += ["--directory", str(config.parent), "--configfile", str(config), "--quiet", "rules"]
+    cmd += ["--config", f"now={NOW.isoformat()}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True)
+
+
+def show_outputs(root: Path) -> None:
+    day = "2026-01-14"
+    report = layout.report_path(root / "vault", day)
+    print(f"\n{report}:\n")
+    print(report.read_text())
+    print("files:")
+    for p in sorted((root / "vault" / day).iterdir()):
+        print(f"   {p.stat().st_size:>9,d}  {p}")
+    tweets = layout.vault_paths(root / "vault", layout.Hour(day, 11))["tweets"]
+    rows = list(csv.reader(io.StringIO(lzma.decompress(tweets.read_bytes()).decode())))
+    print(f"\n{tweets.name}: {len(rows) - 1} rows; a few of them:")
+    for r in rows[1:4]:
+        print(f"   {r[0]}  {r[3]}  {r[6]:>3}  {r[8]:<10} @{r[13]}: {r[7][:60]}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", default="demo-run", help="where everything goes (recreated)")
+    root = Path(parser.parse_args(argv).dir).resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    started = time.monotonic()
+    smtp = MailSink()
+    try:
+        config = collect(root, smtp)
+        say("3/4 snakemake -n: what is pending")
+        dry = snakemake(config, "-n")
+        print(
+            "\n".join(
+                line for line in dry.stderr.splitlines() if line.startswith(" ") or "plan" in line
+            )
+        )
+        say("4/4 snakemake: build the hours, then once more (nothing to do)")
+        t = time.monotonic()
+        run = snakemake(config)
+        if run.returncode != 0:
+            print(run.stderr[-3000:])
+            return 1
+        print(f"   built in {time.monotonic() - t:.0f} s")
+        again = snakemake(config)
+        print(
+            "   second run:",
+            "Nothing to be done" if "Nothing to be done" in again.stderr else again.stderr[-500:],
+        )
+        show_outputs(root)
+        print("\nmails the collectors sent to the loopback SMTP server:")
+        for s in smtp.subjects():
+            print(f"   {s}")
+    finally:
+        smtp.stop()
+    print(f"\ndemo done in {time.monotonic() - started:.0f} s; everything is under {root}")
+    print(
+        f"try: .venv/bin/snakemake --snakefile workflow/Snakefile --directory {root} "
+        f"--configfile {root}/config.yaml -n --config now={NOW.isoformat()}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,256 @@
+"""The Snakemake workflow end to end: generated raw data of two servers -> the hourly vault.
+
+One world is built once per module (Snakemake runs dominate the time); the tests then run
+the workflow again against it: idempotence, late data, a day rebuild, an interrupted run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import lzma
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from ingest import layout
+from ingest.generate import TweetFactory, generate_raw_tree, stream_line
+from ingest.layout import Hour
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+TZ = ZoneInfo("Europe/Berlin")
+SEED_COLUMNS = (
+    "id,conversation_id,author_id,created_at,retrieved_at,source,lang,text,reference_type,"
+    "referenced_tweet_id,author.created_at,author.location,author.name,author.username,"
+    "author.verified,author.protected,author.public_metrics.followers_count,"
+    "author.public_metrics.following_count,author.public_metrics.tweet_count,"
+    "author.public_metrics.listed_count"
+).split(",")
+# Local 11:00-12:00 (10:00-11:00 UTC) is the hour under test; data runs from 10:55 local.
+START = datetime(2026, 1, 14, 9, 55, tzinfo=UTC)
+END = datetime(2026, 1, 14, 11, 7, tzinfo=UTC)
+NOW = "2026-01-14T11:12:00+00:00"  # hour 11 complete (end + 6 late + 5 grace), hour 12 not
+H10, H11 = Hour("2026-01-14", 10), Hour("2026-01-14", 11)
+
+
+def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
+    cmd += ["--directory", str(workdir), "--configfile", str(config or workdir / "config.yaml")]
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, cwd="/")
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def write_config(root: Path, servers=("server1", "server2"), **extra) -> Path:
+    config = {
+        "timezone": "Europe/Berlin",
+        "vault_dir": str(root / "vault"),
+        "work_dir": str(root / "work"),
+        "servers": [{"name": s, "raw_dir": str(root / "raw" / s)} for s in servers],
+        "osf": {"enabled": False},
+        "email": {"enabled": False},
+        "now": NOW,
+        **extra,
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_xz_lines(path: Path) -> list[str]:
+    return lzma.decompress(path.read_bytes()).decode().splitlines()
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(lzma.decompress(path.read_bytes()).decode())))
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = tmp_path_factory.mktemp("world")
+    write_config(root)
+    summary = generate_raw_tree(
+        [(s, root / "raw" / s) for s in ("server1", "server2")],
+        START,
+        END,
+        TZ,
+        rate_per_minute=40,
+        bad_lines=True,
+        seed=7,
+    )
+    dry = snakemake(root, "-n")
+    vault_after_dry_run = (root / "vault").exists()
+    first = snakemake(root)
+    return {
+        "root": root,
+        "summary": summary,
+        "dry": dry,
+        "vault_after_dry_run": vault_after_dry_run,
+        "first": first,
+    }
+
+
+def test_dry_run_lists_pending_hours_and_writes_nothing(world):
+    out = world["dry"].stdout + world["dry"].stderr
+    assert "2026-01-14_11" in out and "2026-01-14_10" in out
+    assert "2026-01-14_12" not in out  # not complete at NOW
+    assert "build_hour" in out
+    assert not world["vault_after_dry_run"]
+
+
+def test_every_output_of_the_hour(world):
+    vault = world["root"] / "vault"
+    summary = world["summary"]
+    paths = layout.vault_paths(vault, H11)
+    expected = summary.ids_by_hour(TZ)[H11]
+
+    ids = read_xz_lines(paths["ids"])
+    assert [int(i) for i in ids] == sorted(expected)  # numeric order, no duplicates
+
+    rows = read_csv(paths["tweets"])
+    assert rows[0] == SEED_COLUMNS
+    assert [int(r[0]) for r in rows[1:]] == sorted(expected)
+    for r in rows[1:]:
+        assert len(r) == 20
+        assert r[3].endswith("+00:00") and len(r[3]) == 25  # created_at, seed format
+        assert r[8] in {"original", "retweeted", "quoted", "replied_to"}
+        assert r[14] in {"true", "false", ""}
+        assert "\n" not in r[7] and "\r" not in r[7]
+    created = {layout.hour_of(datetime.fromisoformat(r[3]), TZ) for r in rows[1:]}
+    assert created == {H11}
+
+    users = read_csv(paths["users"])
+    assert users[0][:2] == ["author_id", "lang"] and len(users[0]) == 12
+    authors = [int(u[0]) for u in users[1:]]
+    assert authors == sorted(set(authors))
+    assert set(authors) == {int(r[2]) for r in rows[1:] if r[10]}
+
+    stats = json.loads(paths["stats"].read_text())
+    s1 = summary.ids_by_hour(TZ, "server1")[H11]
+    s2 = summary.ids_by_hour(TZ, "server2")[H11]
+    assert stats["counts"] == {"server1": len(s1), "server2": len(s2)}
+    assert stats["total"] == len(expected)
+    assert stats["diff"] == len(s1 ^ s2)
+    assert sum(sum(n.values()) for n in stats["skipped"].values()) > 0  # bad lines counted
+    assert len(stats["minutes"]["server1"]) == 60
+
+
+def test_each_tweet_lands_in_exactly_one_hour(world):
+    vault = world["root"] / "vault"
+    seen: dict[int, Hour] = {}
+    for hour in (H10, H11):
+        for i in read_xz_lines(layout.vault_paths(vault, hour)["ids"]):
+            assert int(i) not in seen, f"{i} in {seen.get(int(i))} and {hour}"
+            seen[int(i)] = hour
+    by_hour = world["summary"].ids_by_hour(TZ)
+    assert set(seen) == by_hour[H10] | by_hour[H11]
+
+
+def test_day_report(world):
+    report = (world["root"] / "vault" / "2026-01-14" / "2026-01-14_report.txt").read_text()
+    lines = report.splitlines()
+    assert lines[0] == "hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %"
+    stats = json.loads(layout.vault_paths(world["root"] / "vault", H11)["stats"].read_text())
+    c = stats["counts"]
+    pct = f"{100 * stats['diff'] / stats['total']:.2f}%"
+    assert f"11\t{c['server1']}\t{c['server2']}\t{stats['total']}\t{stats['diff']}\t{pct}" in lines
+    assert [line.split("\t")[0] for line in lines[1:]] == ["10", "11"]
+
+
+def test_intermediates_go_once_built(world):
+    minutes = world["root"] / "work" / "minutes"
+    left = [p for p in minutes.rglob("*.tsv")] if minutes.exists() else []
+    # Only minutes that hour 12 (not built yet) still needs are kept.
+    assert left and all("T12" in p.name or "T1159" in p.name for p in left), left[:5]
+    assert any((world["root"] / "raw" / "server1").rglob("*.jsonl"))  # raw kept 48 h
+
+
+def test_second_run_does_nothing(world):
+    vault = world["root"] / "vault"
+    before = {p: p.stat().st_mtime_ns for p in vault.rglob("*")}
+    out = snakemake(world["root"])
+    assert "Nothing to be done" in out.stdout + out.stderr
+    assert {p: p.stat().st_mtime_ns for p in vault.rglob("*")} == before
+
+
+def test_late_minute_of_secondary_rebuilds_its_hour(world):
+    root = world["root"]
+    h10_files = layout.vault_paths(root / "vault", H10)
+    h10_before = h10_files["ids"].stat().st_mtime_ns
+    # server2 delivers a minute it had missed: a new tweet created in hour 11.
+    created = datetime(2026, 1, 14, 10, 30, 5, tzinfo=UTC)
+    tweet = TweetFactory(seed=99).make(created)
+    path = layout.minute_path(root / "raw" / "server2", created, TZ)
+    path.with_name("late.tmp").write_bytes(stream_line(tweet, created + timedelta(seconds=2)))
+    # The original minute file exists; a late minute arrives under its own (seed-style) name.
+    late = path.with_name("sampled_stream_2026-01-14_11:30:00_to_2026-01-14_11:31:00.jsonl")
+    path.with_name("late.tmp").rename(late)
+    old_total = json.loads(layout.vault_paths(root / "vault", H11)["stats"].read_text())["total"]
+
+    snakemake(root)
+    ids = {int(i) for i in read_xz_lines(layout.vault_paths(root / "vault", H11)["ids"])}
+    assert int(tweet["data"]["id"]) in ids
+    stats = json.loads(layout.vault_paths(root / "vault", H11)["stats"].read_text())
+    assert stats["total"] == old_total + 1
+    assert h10_files["ids"].stat().st_mtime_ns == h10_before  # other hours left alone
+
+
+def test_rebuild_a_day_on_request(world):
+    root = world["root"]
+    stats_path = layout.vault_paths(root / "vault", H11)["stats"]
+    before = stats_path.read_bytes()
+    mtime = stats_path.stat().st_mtime_ns
+    time.sleep(0.01)
+    snakemake(root, "--config", "hours=2026-01-14", "--forcerun", "build_hour")
+    assert stats_path.stat().st_mtime_ns > mtime
+    assert stats_path.read_bytes() == before  # same raw input, same output
+
+
+def test_interrupted_run_leaves_no_half_written_file(tmp_path):
+    config = write_config(tmp_path, servers=("server1",))
+    generate_raw_tree(
+        [("server1", tmp_path / "raw" / "server1")], START, END, TZ, rate_per_minute=400, seed=3
+    )
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
+    cmd += ["--directory", str(tmp_path), "--configfile", str(config)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    vault_day = tmp_path / "vault" / "2026-01-14"
+    deadline = time.monotonic() + 240
+    # Wait until an hourly output is being written, then pull the plug.
+    while time.monotonic() < deadline and proc.poll() is None:
+        if vault_day.exists() and any(".tmp" in p.name for p in vault_day.iterdir()):
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+    for p in vault_day.iterdir():
+        if p.name.endswith(".xz"):
+            lzma.decompress(p.read_bytes())  # a final name always holds a complete file
+    # After a crash the next run (as cron runs it, under flock) completes the hour.
+    snakemake(tmp_path, "--nolock", config=config)
+    for hour in (H10, H11):
+        for p in layout.vault_paths(tmp_path / "vault", hour).values():
+            assert p.exists()
+    assert not [p for p in vault_day.iterdir() if ".tmp" in p.name]
+
+
+def test_bad_config_stops_with_the_key_named(tmp_path):
+    config = write_config(tmp_path, late_minutes="six")
+    out = snakemake(tmp_path, "-n", config=config, check=False)
+    assert out.returncode != 0
+    assert "late_minutes" in out.stderr and "six" in out.stderr
