@@ -1,14 +1,17 @@
 # Hourly stage: merge every server's minutes of the hour into the three .xz files and stats.
+# update(): Snakemake must not delete an hour's files before rebuilding it (nothing is deleted
+# before its replacement is written; a rebuild with fewer tweets keeps the old files), and
+# restores them if the rebuild fails.
 
 
 rule build_hour:
     input:
         unpack(hour_inputs),
     output:
-        ids=vault_file("ids"),
-        tweets=vault_file("tweets"),
-        users=vault_file("users"),
-        stats=vault_file("stats"),
+        ids=update(vault_file("ids")),
+        tweets=update(vault_file("tweets")),
+        users=update(vault_file("users")),
+        stats=update(vault_file("stats")),
     log:
         str(WORK["logs"] / "build/{day}_{hh}.log"),
     params:

@@ -5,7 +5,7 @@ rule day_report:
     input:
         day_stats,
     output:
-        str(VAULT / "{day}/{day}_report.txt"),
+        update(str(VAULT / "{day}/{day}_report.txt")),
     log:
         str(WORK["logs"] / "report/{day}.log"),
     params:
