@@ -38,6 +38,9 @@ from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+# The code under test (workflow/ and ingest/): this checkout, or a copy given with --code
+# (to measure a change without touching the checkout). The bench's own helpers use ROOT.
+CODE = ROOT
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import measure  # noqa: E402
@@ -196,7 +199,7 @@ def snakemake_cmd(run: Path, cfg: Path, now: datetime, *extra: str, hours: str =
         "-m",
         "snakemake",
         "--snakefile",
-        str(ROOT / "workflow" / "Snakefile"),
+        str(CODE / "workflow" / "Snakefile"),
         "--directory",
         str(run),
         "--configfile",
@@ -243,7 +246,7 @@ def sm_env() -> dict:
     env["PATH"] = f"{Path(PYTHON).parent}:{env.get('PATH', '')}"
     # parse_minute's `python -m ingest.minutes` needs the package: installed by `make setup`
     # (pip install -e .); the path makes the benchmark work before that, too.
-    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(ROOT), env.get("PYTHONPATH")) if x)
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (str(CODE), env.get("PYTHONPATH")) if x)
     return env
 
 
@@ -349,7 +352,7 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
     base = [PYTHON, "-m", "ingest.minutes", "--timezone", TZ_NAME, "--late-minutes", str(LATE)]
     # One process per file, as the workflow's parse_minute jobs run (sequentially here).
     script = run / "per_file.sh"
-    lines = ["set -e", f"cd {ROOT}"]
+    lines = ["set -e", f"cd {CODE}"]
     for i, (s, p) in enumerate(jobs):
         lines.append(
             " ".join(
@@ -372,7 +375,8 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
     one = measure.run(
         "parse: all files in one process",
         [*base, "--batch", str(batch)],
-        cwd=ROOT,
+        cwd=CODE,
+        env=sm_env(),
         sample=None,
         stderr=subprocess.DEVNULL,
     )
@@ -383,7 +387,7 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
     n = 20
     script2 = run / "startup.sh"
     script2.write_text(
-        f"set -e\ncd {ROOT}\n"
+        f"set -e\ncd {CODE}\n"
         + "".join(
             " ".join(
                 [
@@ -451,7 +455,7 @@ def run_merge_alone(build: dict, scale_dir: Path) -> dict | None:
     spec.write_text(json.dumps({"inputs": inputs, "outputs": outputs}))
     code = (
         "import json, resource, sys, time\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"sys.path.insert(0, {str(CODE)!r})\n"
         "from ingest.hourly import build_hour\n"
         "from ingest.layout import Hour\n"
         f"spec = json.load(open({str(spec)!r}))\n"
@@ -599,6 +603,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     ap.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT,
+        help="a copy of the project whose workflow/ and ingest/ are measured (default: this one)",
+    )
+    ap.add_argument(
         "--sample",
         type=float,
         default=0.1,
@@ -606,6 +616,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = ap.parse_args(argv)
 
+    global CODE
+    CODE = args.code.resolve()
     scale = args.scale
     tag = f"{scale:g}"
     cache = args.cache.resolve()
