@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,48 @@ def alerts_for(config: dict[str, Any], clock: Clock, log: logging.Logger | None 
 
     state = plan.work_paths(config["work_dir"])["state"] / "alerts.json"
     return Alerts.from_config(config["email"], state, clock, log)
+
+
+def parse_job(
+    config: dict[str, Any], now: datetime, workers: int, log_path: str, receipt: Path
+) -> None:
+    """Parse the minute files due now (pulled ones included) into their intermediates.
+
+    Skipped lines go to the log with file and line number; totals go to the receipt.
+    """
+    from ingest.minutes import parse_many
+
+    started = time.monotonic()
+    # No pull state: every hour that could be built in this run gets its minutes parsed.
+    due = plan.make_plan(config, now).to_parse
+    jobs = [
+        (
+            str(f.path),
+            *(str(plan.intermediate(config["work_dir"], f, k)) for k in ("tweets", "users")),
+            f.server,
+        )
+        for f in due
+    ]
+    Path(log_path).parent.mkdir(parents=True, exist_ok=True)
+    metas = parse_many(jobs, config["timezone"], config["late_minutes"], workers, log_path)
+    skipped: dict[str, int] = {}
+    for m in metas:
+        for reason, n in m["skipped"].items():
+            skipped[reason] = skipped.get(reason, 0) + n
+    summary = {
+        "files": len(metas),
+        "tweets": sum(m["tweets"] for m in metas),
+        "skipped": skipped,
+        "seconds": round(time.monotonic() - started, 2),
+    }
+    write_receipt(receipt, summary)
+
+
+def write_receipt(path: Path, data: Any, keep: int = 48) -> None:
+    """A run's receipt, written atomically; only the latest ``keep`` of its kind are kept."""
+    atomic_write(path, json.dumps(data, indent=1))
+    for old in sorted(path.parent.glob("*.json"))[:-keep]:
+        old.unlink(missing_ok=True)
 
 
 def pull_job(

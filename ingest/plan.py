@@ -25,15 +25,17 @@ class Plan:
     reports: list[str] = field(default_factory=list)  # days whose report is rebuilt
     uploads: list[Hour] = field(default_factory=list)  # hours whose OSF upload is missing
     mails: list[str] = field(default_factory=list)  # complete days not mailed yet
-    # Minute files of hours still in progress, parsed ahead so the hour's build is only the
-    # merge (a cron run every few minutes spreads the parsing over the hour).
-    ahead: list[MinuteFile] = field(default_factory=list)
+    # Minute files whose intermediates are missing or older than the raw file: those of the
+    # hours to build, and those of hours still in progress, parsed ahead so that an hour's
+    # build is mostly the merge (a cron run every few minutes spreads the parsing out).
+    to_parse: list[MinuteFile] = field(default_factory=list)
 
 
 def work_paths(work_dir: str | Path) -> dict[str, Path]:
     w = Path(work_dir)
     return {
         "minutes": w / "minutes",
+        "parsed": w / "parsed",
         "logs": w / "logs",
         "osf": w / "osf",
         "mail": w / "mail",
@@ -114,6 +116,7 @@ def make_plan(
             # Copies in h's first minutes may count for the hour before (late arrivals).
             candidates.add(layout.hour_of(bounds[0] - layout.MINUTE, tz))
     ahead: set[MinuteFile] = set()
+    needed: set[MinuteFile] = set()
     for hour in sorted(candidates):
         if not selected(hour, only):
             continue
@@ -131,8 +134,12 @@ def make_plan(
             plan.waiting.append(hour)
             continue
         plan.build.append(hour)
+        needed.update(f for fs in files.values() for f in fs)
 
-    plan.ahead = sorted(ahead, key=lambda f: (f.minute, f.server))
+    plan.to_parse = sorted(
+        (f for f in needed | ahead if not _parsed(config["work_dir"], f)),
+        key=lambda f: (f.minute, f.server),
+    )
     plan.reports = sorted({h.day for h in plan.build})
     built = built_hours(vault)
     if config["osf"]["enabled"]:
@@ -142,13 +149,29 @@ def make_plan(
     if config["email"]["enabled"]:
         sent = _names(work_paths(config["work_dir"])["mail"], ".sent")
         days = {h.day for h in built} | set(plan.reports)
+        # A day with an hour held back for a secondary is mailed once that hour is built: the
+        # report goes only once, so it must not go without the day's last hours.
+        held = {h.day for h in plan.waiting}
         plan.mails = sorted(
             d
             for d in days
             if f"{d}.sent" not in sent
+            and d not in held
             and now >= layout.day_end(d, tz) + timedelta(minutes=late + grace)
         )
     return plan
+
+
+def _parsed(work_dir: str, f: MinuteFile) -> bool:
+    """Are the minute's intermediates there and newer than the raw file?"""
+    try:
+        raw_mtime = f.path.stat().st_mtime
+        return all(
+            intermediate(work_dir, f, kind).stat().st_mtime >= raw_mtime
+            for kind in ("tweets", "users")
+        )
+    except FileNotFoundError:
+        return False
 
 
 def built_hours(vault_dir: Path) -> list[Hour]:

@@ -1,4 +1,5 @@
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -101,6 +102,24 @@ def test_minutes_of_hours_in_progress_are_parsed_ahead(tmp_path):
     touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 9, 0), 80)  # until 10:20 UTC
     p = plan.make_plan(c, utc(2026, 1, 14, 10, 21))
     assert p.build == [Hour("2026-01-14", 9), Hour("2026-01-14", 10)]
-    # Local hour 11 (10:00-11:00 UTC) is in progress: its window's files so far go ahead.
-    expected = {utc(2026, 1, 14, 9, 59) + timedelta(minutes=i) for i in range(21)}
-    assert {f.minute for f in p.ahead} == expected
+    # Local hour 11 (10:00-11:00 UTC) is in progress: its minutes so far are parsed too.
+    every = {utc(2026, 1, 14, 9, 0) + timedelta(minutes=i) for i in range(80)}
+    assert {f.minute for f in p.to_parse} == every
+
+
+def test_parsed_minutes_are_not_parsed_again_until_the_raw_file_changes(tmp_path):
+    c = make_config(tmp_path)
+    touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 10, 0), 3)
+    p = plan.make_plan(c, utc(2026, 1, 14, 10, 5))
+    assert len(p.to_parse) == 3
+    for f in p.to_parse[:2]:
+        for kind in ("tweets", "users"):
+            out = plan.intermediate(c["work_dir"], f, kind)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text("")
+    assert [f.minute for f in plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse] == [
+        utc(2026, 1, 14, 10, 2)
+    ]
+    newer = p.to_parse[0].path.stat().st_mtime + 10
+    os.utime(p.to_parse[0].path, (newer, newer))  # the collector appended after a restart
+    assert len(plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse) == 2

@@ -1,6 +1,7 @@
 # Config validation, the run's plan, and the input functions of every rule.
 import os
 import sys
+import time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -27,14 +28,17 @@ except ConfigError as e:
 
 TZ = ZoneInfo(config["timezone"])
 NOW = layout.clock_from(config.get("now")).now()
-RUN = NOW.strftime("%Y%m%dT%H%M%S")
+# Names this invocation's receipts (pull, parse); real time, unlike NOW, so runs never share one.
+RUN = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 WORK = planning.work_paths(config["work_dir"])
 VAULT = Path(config["vault_dir"])
 SERVERS = {s["name"]: s for s in config["servers"]}
 PULLED = [name for name, s in SERVERS.items() if s.get("rsync_from")]
 PYTHON = sys.executable
+# The plan from what is on disk before this run's pulls: what `-n` prints. With pulled servers
+# the run's targets are planned again once the pulls are done (run_plan).
 PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
-BUILD = set(PLAN.build)
+_AFTER_PULLS = {}
 
 wildcard_constraints:
     server="|".join(SERVERS),
@@ -63,10 +67,9 @@ def hour_inputs(wildcards):
     even though their intermediates are long gone.
     """
     hour = hour_of(wildcards)
-    if hour not in BUILD:
+    if hour not in run_plan().build:  # the secondary's minutes are known only after its pull
         return {}
-    for server in PULLED:  # the secondary's minutes are known only after its pull
-        checkpoints.pull.get(server=server, run=RUN)
+    checkpoints.parse_minutes.get(run=RUN)  # the intermediates exist once it has run
     files = planning.window_files(config, hour)
     return {
         f"{server}__{kind}": [str(planning.intermediate(config["work_dir"], f, kind)) for f in fs]
@@ -77,18 +80,46 @@ def hour_inputs(wildcards):
 
 def day_stats(wildcards):
     """Stats of the day's hours built in this run: a new one makes the report stale."""
-    return [str(layout.vault_paths(VAULT, h)["stats"]) for h in PLAN.build if h.day == wildcards.day]
+    return [str(layout.vault_paths(VAULT, h)["stats"]) for h in run_plan().build if h.day == wildcards.day]
+
+
+def run_plan():
+    """The plan this run carries out: with pulled servers, made again once their pulls are done.
+
+    Until this run's pull checkpoints have finished, checkpoints.pull.get raises and Snakemake
+    runs them first. Planned again because the pulls change the plan: a pull that just failed
+    holds complete hours back (secondary_wait_minutes) instead of letting them be built without
+    the secondary, and minute files a secondary delivers late rebuild their hours in this run.
+    """
+    if not PULLED:
+        return PLAN
+    if "plan" not in _AFTER_PULLS:
+        for server in PULLED:
+            checkpoints.pull.get(server=server, run=RUN)
+        after = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
+        _AFTER_PULLS["plan"] = after
+        print(describe_plan(after, "after pulling " + ", ".join(PULLED)), file=sys.stderr)
+    return _AFTER_PULLS["plan"]
+
+
+def targets_of(plan):
+    targets = [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED]
+    for h in plan.build:
+        targets += [str(p) for p in layout.vault_paths(VAULT, h).values()]
+    if plan.to_parse or PULLED:
+        targets.append(str(WORK["parsed"] / f"{RUN}.json"))
+    targets += [str(layout.report_path(VAULT, d)) for d in plan.reports]
+    targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in plan.uploads]
+    targets += [str(WORK["mail"] / f"{d}.sent") for d in plan.mails]
+    return targets
 
 
 def all_targets():
-    targets = [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED]
-    for h in PLAN.build:
-        targets += [str(p) for p in layout.vault_paths(VAULT, h).values()]
-    targets += [str(planning.intermediate(config["work_dir"], f, k)) for f in PLAN.ahead for k in ("tweets", "users")]
-    targets += [str(layout.report_path(VAULT, d)) for d in PLAN.reports]
-    targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in PLAN.uploads]
-    targets += [str(WORK["mail"] / f"{d}.sent") for d in PLAN.mails]
-    return targets
+    """Inputs of rule all: the plan's targets; with pulled servers an input function, so that
+    the targets are those of the plan made after the pulls (see run_plan)."""
+    if not PULLED:
+        return targets_of(PLAN)
+    return [lambda wildcards: targets_of(run_plan())]
 
 
 def retention_cleanup():
@@ -106,22 +137,22 @@ def mail_failure(log_path):
         failure_mail(config, NOW, log_path)
 
 
-def describe_plan():
+def describe_plan(plan, when=""):
     """One line per kind of pending work: what `snakemake -n` should make obvious."""
-    lines = [f"plan at {NOW.isoformat()}:"]
+    lines = [f"plan at {NOW.isoformat()}{' ' + when if when else ''}:"]
     for what, items in [
-        ("hours to build", [h.label for h in PLAN.build]),
-        ("hours waiting for a secondary", [h.label for h in PLAN.waiting]),
-        ("uploads to OSF", [h.label for h in PLAN.uploads]),
-        ("day reports to mail", PLAN.mails),
+        ("hours to build", [h.label for h in plan.build]),
+        ("hours waiting for a secondary", [h.label for h in plan.waiting]),
+        ("uploads to OSF", [h.label for h in plan.uploads]),
+        ("day reports to mail", plan.mails),
     ]:
         if items:
             lines.append(f"  {what} ({len(items)}): {', '.join(items)}")
-    if PLAN.ahead:
-        lines.append(f"  minute files to parse ahead of their hour: {len(PLAN.ahead)}")
+    if plan.to_parse:
+        lines.append(f"  minute files to parse: {len(plan.to_parse)}")
     if len(lines) == 1:
         lines.append("  nothing pending")
     return "\n".join(lines)
 
 
-print(describe_plan(), file=sys.stderr)
+print(describe_plan(PLAN, f"(before pulling {', '.join(PULLED)})" if PULLED else ""), file=sys.stderr)

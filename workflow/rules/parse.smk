@@ -1,19 +1,20 @@
-# Per-minute stage: one raw minute file of one server -> its sorted tweet and user rows.
-# A lean `shell:` call (no Snakemake or pandas import) keeps the ~130 jobs of an hour cheap.
+# Per-minute stage: every raw minute file of every server -> its sorted tweet and user rows
+# (work_dir/minutes/{server}/{day}/{HH}/{minute}.tweets.tsv and .users.tsv), the inputs of
+# build_hour. One job per run parses all minute files due, in `threads` processes: measured
+# here, one Snakemake job per minute file cost more than the parsing itself (README, Speed).
+# A checkpoint, so the hours' inputs are looked at again once their files exist; it runs after
+# this run's pulls and finds the files due itself, pulled ones included.
 
 
-rule parse_minute:
+checkpoint parse_minutes:
     input:
-        raw_minute,
+        [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED],
     output:
-        tweets=str(WORK["minutes"] / "{server}/{day}/{hh}/{stem}.tweets.tsv"),
-        users=str(WORK["minutes"] / "{server}/{day}/{hh}/{stem}.users.tsv"),
+        str(WORK["parsed"] / "{run}.json"),
     log:
-        str(WORK["logs"] / "parse/{server}/{day}/{hh}/{stem}.log"),
+        str(WORK["logs"] / "parse/{run}.log"),
     params:
-        python=PYTHON,
-        timezone=config["timezone"],
-        late=config["late_minutes"],
-    shell:
-        "{params.python} -m ingest.minutes --server {wildcards.server} --timezone {params.timezone}"
-        " --late-minutes {params.late} {input:q} {output.tweets:q} {output.users:q} 2> {log:q}"
+        now=NOW.isoformat(),
+    threads: 2
+    script:
+        "../../scripts/parse_minutes.py"
