@@ -58,6 +58,7 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
                 summary.raw_removed += 1
         _prune_empty_dirs(raw_dir, now)
     _prune_empty_dirs(work_paths(config["work_dir"])["minutes"], now)
+    _remove_empty_logs(work_paths(config["work_dir"])["logs"] / "parse")
     return summary
 
 
@@ -68,16 +69,15 @@ def _remove_intermediates(work_dir: str, f: MinuteFile) -> int:
         if p.exists():
             p.unlink()
             removed += 1
-    # A parse log that says something (skipped lines) is kept; an empty one goes.
-    log_file = parse_log(work_dir, f)
-    if log_file.exists() and log_file.stat().st_size == 0:
-        log_file.unlink()
     return removed
 
 
-def parse_log(work_dir: str | Path, f: MinuteFile) -> Path:
-    day, hh = f.path.parent.parent.name, f.path.parent.name
-    return work_paths(work_dir)["logs"] / "parse" / f.server / day / hh / f"{f.stem}.log"
+def _remove_empty_logs(folder: Path) -> None:
+    """A run's parse log that says something (skipped lines) is kept; an empty one goes."""
+    if folder.is_dir():
+        for log_file in folder.glob("*.log"):
+            if log_file.stat().st_size == 0:
+                log_file.unlink()
 
 
 def _prune_empty_dirs(root: Path, now: datetime) -> None:
