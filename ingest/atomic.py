@@ -12,10 +12,11 @@ Python's ``lzma`` module uses one and is about twice as slow on the hourly files
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 BUFFER = 1 << 20  # 1 MiB: few, large writes into the xz pipe keep Python off the critical path
 
@@ -115,6 +116,11 @@ def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -
         data = data.encode("utf-8")
     with atomic_file(path, "wb", durable=durable) as f:
         f.write(data)
+
+
+def atomic_write_json(path: str | Path, data: Any) -> None:
+    """Small state and receipt files: JSON, indented, keys sorted, written atomically."""
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class XzError(RuntimeError):

@@ -19,11 +19,9 @@ import contextlib
 import fcntl
 import json
 import logging
-import os
 import smtplib
 import socket
 import ssl
-import tempfile
 import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
+from ingest.atomic import atomic_write_json
 from ingest.layout import Clock
 from ingest.secrets import read_secret
 
@@ -159,20 +158,6 @@ def _domain(address: str) -> str | None:
 # --- rate-limited alerts --------------------------------------------------------------------
 
 
-def _write_json_atomic(path: Path, data: Any) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 class Alerts:
     """Rate-limited alert mails: ``alert(kind, subject, body)`` never raises.
 
@@ -226,7 +211,7 @@ class Alerts:
                     )
                     state = {}
                 yield state
-                _write_json_atomic(self.state_path, state)
+                atomic_write_json(self.state_path, state)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -444,7 +429,7 @@ def mail_day_report(
         attachments.append((f"{day}_tweets_per_minute.png", png, "image/png"))
     message_id = mailer.send(f"report {day}", report_text, attachments)
     marker.parent.mkdir(parents=True, exist_ok=True)
-    _write_json_atomic(
+    atomic_write_json(
         marker,
         {"day": day, "message_id": message_id, "to": mailer.to, "sent_at": formatdate()},
     )

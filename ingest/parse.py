@@ -51,22 +51,9 @@ TWEET_COLUMNS = (
     "author.public_metrics.tweet_count",
     "author.public_metrics.listed_count",
 )
-USER_COLUMNS = (
-    "author_id",
-    "lang",
-    "author.created_at",
-    "author.location",
-    "author.name",
-    "author.username",
-    "author.verified",
-    "author.protected",
-    "author.public_metrics.followers_count",
-    "author.public_metrics.following_count",
-    "author.public_metrics.tweet_count",
-    "author.public_metrics.listed_count",
-)
 # Index of the first author column in a tweet row; a users row is [author_id, lang] + row[A:].
 AUTHOR_START = TWEET_COLUMNS.index("author.created_at")
+USER_COLUMNS = ("author_id", "lang", *TWEET_COLUMNS[AUTHOR_START:])
 
 # Why a line (or one tweet of a page) was not used.
 REASONS = {

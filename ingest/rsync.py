@@ -30,7 +30,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.atomic import atomic_write_json
 from ingest.layout import Hour
 
 if TYPE_CHECKING:
@@ -122,22 +122,7 @@ def load_state(state_dir: Path, server_name: str) -> PullState:
 
 
 def save_state(state_dir: Path, server_name: str, state: PullState) -> None:
-    _write_json_atomic(state_path(state_dir, server_name), asdict(state))
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    atomic_write_json(state_path(state_dir, server_name), asdict(state))
 
 
 @contextlib.contextmanager
