@@ -190,6 +190,11 @@ def show_outputs(root: Path) -> None:
     report = layout.report_path(root / "vault", day)
     print(f"\n{report}:\n")
     print(report.read_text())
+    print(
+        "   hour 11 was collected live: server2's cut, 503s and stall were made good by\n"
+        "   backfill_minutes on reconnect. Hour 10 (generated) shows the ~1.5 % disagreement\n"
+        "   of real redundant collectors; hour 09 holds tweets of 09:59 that arrived at 10:00.\n"
+    )
     print("files:")
     for p in sorted((root / "vault" / day).iterdir()):
         print(f"   {p.stat().st_size:>9,d}  {p}")
