@@ -21,7 +21,6 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 import yaml
-from aiosmtpd.controller import Controller
 
 from ingest.collector import (
     Backoff,
@@ -37,6 +36,7 @@ from ingest.layout import minute_path, parse_minute_name
 from ingest.notify import Alerts, Mailer
 from ingest.status import read_status
 from ingest.stream_client import HTTPStatusError, StreamClient
+from tests.smtp import smtp_fixture  # noqa: F401  (registers the fixture "smtp")
 
 ROOT = Path(__file__).resolve().parents[1]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -104,31 +104,6 @@ def make(tmp_path: Path, url: str, clock, **kw) -> Collector:
     }
     settings.update(kw)
     return Collector(**settings)
-
-
-class Sink:
-    def __init__(self) -> None:
-        self.messages: list[tuple[str, str]] = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-        text = envelope.content.decode("utf-8", "replace")
-        subject = next(x for x in text.splitlines() if x.startswith("Subject:"))
-        self.messages.append((subject, text))
-        return "250 OK"
-
-    def subjects(self) -> list[str]:
-        return [s for s, _ in self.messages]
-
-
-@pytest.fixture
-def smtp():
-    sink = Sink()
-    c = Controller(sink, hostname="127.0.0.1", port=free_port())
-    c.start()
-    try:
-        yield sink, c.port
-    finally:
-        c.stop()
 
 
 def alerts_for(port: int, tmp_path: Path, clock) -> Alerts:
@@ -363,7 +338,7 @@ def test_auth_failure_alerts_retries_slowly_and_picks_up_a_fixed_token(
         assert minute_files(tmp_path / "raw") or parts(tmp_path / "raw")
     wait_for(lambda: any("bearer token" in s for s in sink.subjects()), what="auth mail")
     assert em.stats()["attempts"]["s1 200"] == 1
-    for _, text in sink.messages:
+    for text in sink.raw:
         assert TOKEN not in text and "revoked-token" not in text
 
 
@@ -388,9 +363,9 @@ def test_notices_started_disconnected_recovered_stopped(tmp_path, em, clock, smt
     wait_for(lambda: any("collector stopped" in s for s in sink.subjects()), what="stopped mail")
     subjects = sink.subjects()
     assert len(subjects) == 4, subjects
-    down = next(t for s, t in sink.messages if "stream disconnected" in s)
+    down = next(t for s, t in zip(subjects, sink.raw, strict=True) if "stream disconnected" in s)
     assert "Connection broken" in down  # what dropped it; the 503s are in the log
-    stopped = next(t for s, t in sink.messages if "collector stopped" in s)
+    stopped = next(t for s, t in zip(subjects, sink.raw, strict=True) if "collector stopped" in s)
     assert "end of block" in stopped
 
 

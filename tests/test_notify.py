@@ -3,21 +3,15 @@ attachments, rate limits shared through the state file, failures that never rais
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
-import socket
 import ssl
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from ingest.layout import FixedClock
 from ingest.notify import (
@@ -29,39 +23,10 @@ from ingest.notify import (
 )
 from ingest.rsync import PullResult, alert_unreachable, load_state, save_state
 from ingest.secrets import SecretError
+from tests.smtp import Sink, free_port, start
 
 T0 = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Pa55word"
-
-
-@dataclass
-class Sink:
-    """An aiosmtpd handler that keeps what it receives."""
-
-    messages: list[email.message.EmailMessage] = field(default_factory=list)
-    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
-    logins: list[tuple[str, str]] = field(default_factory=list)
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
-        msg = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
-        self.messages.append(msg)
-        self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
-        return "250 OK"
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data):
-        if isinstance(auth_data, LoginPassword):
-            user, password = auth_data.login.decode(), auth_data.password.decode()
-            self.logins.append((user, password))
-            ok = user == "collector" and password == PASSWORD
-            # handled=False: aiosmtpd answers 535 itself (True would mean "already answered").
-            return AuthResult(success=ok, handled=False)
-        return AuthResult(success=False, handled=False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +62,6 @@ def server_context(cert: tuple[Path, Path]) -> ssl.SSLContext:
     return ctx
 
 
-def start(sink: Sink, **kw) -> Controller:
-    c = Controller(sink, hostname="127.0.0.1", port=free_port(), **kw)
-    c.start()
-    return c
-
-
 @pytest.fixture
 def plain():
     sink = Sink()
@@ -113,7 +72,7 @@ def plain():
 
 @pytest.fixture
 def starttls(cert):
-    sink = Sink()
+    sink = Sink(login=("collector", PASSWORD))
     c = start(
         sink,
         tls_context=server_context(cert),
