@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -119,15 +120,21 @@ def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) 
     log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
 
 
-def failure_mail(config: dict[str, Any], now: datetime, log_path: str | None) -> None:
-    """Tell the operator a workflow run failed, with the end of its log (rate-limited)."""
+def failure_mail(config: dict[str, Any], now: datetime, log: str | Sequence[str] | None) -> None:
+    """Tell the operator a workflow run failed, with the end of its log (rate-limited).
+
+    ``log`` is what Snakemake hands ``onerror``: since Snakemake 9 a list of the run's log
+    files (one, unless logger plugins add more), a single path before.
+    """
+    paths = [log] if isinstance(log, str) else list(log or [])
     tail = ""
-    if log_path and Path(log_path).exists():
-        tail = "".join(Path(log_path).read_text(errors="replace").splitlines(True)[-60:])
+    for path in map(Path, paths):
+        if path.is_file():
+            tail += "".join(path.read_text(errors="replace").splitlines(True)[-60:])
     alerts_for(config, FixedClock(now)).alert(
         "workflow-error",
         "hourly build failed",
         f"A run of the hourly workflow failed at {now.isoformat()}.\n"
-        f"Log: {log_path}\n\n{tail}\n"
+        f"Log: {', '.join(paths) or 'none'}\n\n{tail}\n"
         "The next run retries what failed; hours already built are kept.",
     )

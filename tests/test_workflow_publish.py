@@ -1,0 +1,402 @@
+"""The workflow's side rules end to end: rsync pull of a secondary, OSF upload, day mail.
+
+Snakemake runs as cron would run it (a subprocess, ``--nolock``, ``--config now=...`` as the
+clock) against real parts on 127.0.0.1: an sshd with a throwaway key, the OSF API stand-in
+(tests/osf_standin.py) and an aiosmtpd sink (tests/smtp.py). Data spans are a few minutes
+and ``late_minutes``/``grace_minutes`` are 1, so each run parses a dozen minute files.
+
+Times: Europe/Berlin is UTC+1 in January. Local hour 11 is 10:00-11:00 UTC and complete at
+11:02 UTC; local hour 23 of 2026-01-14 ends the day at 23:00 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import lzma
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from ingest import layout, plan
+from ingest.config import validate_config
+from ingest.generate import generate_raw_tree
+from ingest.layout import Hour
+from ingest.osf import RetryPolicy
+from tests.osf_standin import OSFStandIn
+from tests.smtp import (
+    Sink,
+    free_port,
+    smtp_fixture,  # noqa: F401  (registers the fixture "smtp")
+    start,
+)
+from tests.sshd import sshd  # noqa: F401  (pytest finds the fixture by name)
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+TZ = ZoneInfo("Europe/Berlin")
+H11 = Hour("2026-01-14", 11)
+PREFIX = "[sampled-stream] "
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)
+
+
+def snakemake(root: Path, now: str) -> subprocess.CompletedProcess:
+    """One run as cron starts it (the clock fixed at ``now``); the caller checks returncode."""
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
+    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml")]
+    cmd += ["--config", f"now={now}"]
+    return subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+
+
+def ok(proc: subprocess.CompletedProcess) -> str:
+    said = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{said[-4000:]}"
+    return said
+
+
+def write_config(root: Path, servers: list[dict], **extra) -> None:
+    config = {
+        "timezone": "Europe/Berlin",
+        "vault_dir": str(root / "vault"),
+        "work_dir": str(root / "work"),
+        "servers": servers,
+        "late_minutes": 1,
+        "grace_minutes": 1,
+        "xz_preset": 1,
+        "osf": {"enabled": False},
+        "email": {"enabled": False},
+        **extra,
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def email_config(port: int, **extra) -> dict:
+    return {
+        "enabled": True,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "security": "none",
+        "from": "archive@example.org",
+        "to": ["ops@example.org"],
+        **extra,
+    }
+
+
+def two_servers(root: Path):
+    """server1's minutes in its raw_dir, server2's in the secondary's raw dir ("remote"), for
+    local hour 11 (10:50-11:01 UTC), with an in-progress file the pull must leave alone."""
+    remote = root / "remote" / "server2"
+    summary = generate_raw_tree(
+        [("server1", root / "raw" / "server1"), ("server2", remote)],
+        utc(2026, 1, 14, 10, 50),
+        utc(2026, 1, 14, 11, 1),
+        TZ,
+        rate_per_minute=30,
+        late_fraction=0,  # every copy within the 1-minute late window: exact expected counts
+        seed=11,
+    )
+    part = layout.minute_path(remote, utc(2026, 1, 14, 11, 1), TZ)
+    part = part.with_name(part.name + ".part")
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(b'{"data": {"id": "1"}}\n')
+    return summary, remote, part
+
+
+def expected_counts(summary) -> dict[str, int]:
+    return {s: len(summary.ids_by_hour(TZ, s)[H11]) for s in ("server1", "server2")}
+
+
+def stats_of(root: Path, hour: Hour = H11) -> dict:
+    return json.loads(layout.vault_paths(root / "vault", hour)["stats"].read_text())
+
+
+def ids_of(path: Path) -> set[int]:
+    return {int(x) for x in lzma.decompress(path.read_bytes()).split()}
+
+
+def body(msg) -> str:
+    return msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+
+
+# --- rsync ----------------------------------------------------------------------------------
+
+
+def test_pull_through_sshd_builds_the_hour_with_the_secondary(tmp_path, sshd):  # noqa: F811
+    summary, remote, part = two_servers(tmp_path)
+    remote_files = sorted(p.relative_to(remote) for p in remote.rglob("*.jsonl"))
+    write_config(
+        tmp_path,
+        [
+            {"name": "server1", "raw_dir": str(tmp_path / "raw" / "server1")},
+            {
+                "name": "server2",
+                "raw_dir": str(tmp_path / "raw" / "server2"),
+                "rsync_from": f"{sshd.user}@{sshd.host}:{remote}/",
+                "ssh_key_file": str(sshd.key_file),
+                "ssh_port": sshd.port,
+            },
+        ],
+    )
+    ok(snakemake(tmp_path, "2026-01-14T11:05:00+00:00"))
+
+    stats = stats_of(tmp_path)
+    assert stats["counts"] == expected_counts(summary) and stats["counts"]["server2"] > 0
+    assert stats["missing_servers"] == []
+    assert (
+        ids_of(layout.vault_paths(tmp_path / "vault", H11)["ids"]) == (summary.ids_by_hour(TZ)[H11])
+    )
+    # Every complete minute came over and left the secondary; the in-progress file stayed.
+    pulled = tmp_path / "raw" / "server2"
+    assert sorted(p.relative_to(pulled) for p in pulled.rglob("*.jsonl")) == remote_files
+    assert list(remote.rglob("*.jsonl")) == []
+    assert part.read_bytes() == b'{"data": {"id": "1"}}\n'
+    assert not list(pulled.rglob("*.part"))
+    (receipt,) = (tmp_path / "work" / "pulls" / "server2").glob("*.json")
+    assert json.loads(receipt.read_text())["ok"] is True
+
+
+def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp_path, smtp):
+    sink, smtp_port = smtp
+    summary, remote, _ = two_servers(tmp_path)
+    server1 = {"name": "server1", "raw_dir": str(tmp_path / "raw" / "server1")}
+    server2 = {"name": "server2", "raw_dir": str(tmp_path / "raw" / "server2")}
+    closed_port = free_port()  # nothing listens there: ssh gets "connection refused"
+    unreachable = {**server2, "rsync_from": f"root@127.0.0.1:{remote}/", "ssh_port": closed_port}
+    settings = {
+        "secondary_wait_minutes": 30,
+        "email": email_config(smtp_port, alert_after_minutes=20),
+    }
+    write_config(tmp_path, [server1, unreachable], **settings)
+    stats_path = layout.vault_paths(tmp_path / "vault", H11)["stats"]
+
+    # 3 min after the hour is complete: the pull fails, the hour waits for the secondary.
+    said = ok(snakemake(tmp_path, "2026-01-14T11:05:00+00:00"))
+    assert "hours waiting for a secondary (1): 2026-01-14_11" in said
+    assert not stats_path.exists()
+    assert sink.messages == []  # unreachable for 0 min < alert_after_minutes
+
+    # 33 min after: past secondary_wait_minutes, built with server1 only; the alert goes out.
+    said = ok(snakemake(tmp_path, "2026-01-14T11:35:00+00:00"))
+    stats = stats_of(tmp_path)
+    assert stats["counts"] == {"server1": expected_counts(summary)["server1"], "server2": 0}
+    assert stats["missing_servers"] == ["server2"]
+    assert all(n is None for n in stats["minutes"]["server2"].values())
+    (alert,) = sink.wait_for(1)
+    assert alert["Subject"] == PREFIX + "server2: cannot pull minute files for 30 min"
+    assert "Connection refused" in body(alert)
+
+    # The secondary is back (here as a local path) with its minutes: the same run pulls them
+    # and rebuilds the hour with both servers.
+    write_config(tmp_path, [server1, {**server2, "rsync_from": f"{remote}/"}], **settings)
+    ok(snakemake(tmp_path, "2026-01-14T11:40:00+00:00"))
+    stats = stats_of(tmp_path)
+    assert stats["counts"] == expected_counts(summary) and stats["missing_servers"] == []
+    report = (tmp_path / "vault" / "2026-01-14" / "2026-01-14_report.txt").read_text()
+    c = stats["counts"]
+    assert f"11\t{c['server1']}\t{c['server2']}\t{stats['total']}\t" in report
+    assert list(remote.rglob("*.jsonl")) == []
+    assert sink.wait_for(2)[1]["Subject"] == PREFIX + "server2: minute files pulled again"
+    assert len(sink.messages) == 2  # no failure mails: every run succeeded
+
+
+def test_day_with_an_hour_held_back_for_a_secondary_is_not_mailed_yet(tmp_path):
+    """The day's report is mailed once: not while its last hour waits for a secondary."""
+    config = validate_config(
+        {
+            "timezone": "Europe/Berlin",
+            "vault_dir": str(tmp_path / "vault"),
+            "work_dir": str(tmp_path / "work"),
+            "servers": [
+                {"name": "server1", "raw_dir": str(tmp_path / "raw1")},
+                {"name": "server2", "raw_dir": str(tmp_path / "raw2"), "rsync_from": "h:/r/"},
+            ],
+            "email": email_config(25),
+        }
+    )
+    for minute in (utc(2026, 1, 14, 21, 30), utc(2026, 1, 14, 22, 30)):  # local 22 and 23
+        path = layout.minute_path(tmp_path / "raw1", minute, TZ)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    stats = layout.vault_paths(tmp_path / "vault", Hour("2026-01-14", 22))["stats"]
+    stats.parent.mkdir(parents=True)
+    stats.write_text(json.dumps({"inputs": {"server1": ["2026-01-14T2230+0100.jsonl"]}}))
+    down = {"server2": {"ok": False}}
+    # Day complete (23:11 UTC) but hour 23 waits for server2 until 00:11.
+    p = plan.make_plan(config, utc(2026, 1, 14, 23, 20), down)
+    assert p.waiting == [Hour("2026-01-14", 23)] and p.mails == []
+    p = plan.make_plan(config, utc(2026, 1, 15, 0, 12), down)
+    assert p.build == [Hour("2026-01-14", 23)] and p.mails == ["2026-01-14"]
+
+
+# --- OSF and mail ---------------------------------------------------------------------------
+# One world, five runs: local hour 23 of 2026-01-14 (22:50-23:00 UTC) and hour 00 of
+# 2026-01-15 (23:00-23:10 UTC) of one server.
+D1_23, D2_00 = Hour("2026-01-14", 23), Hour("2026-01-15", 0)
+
+
+@pytest.fixture(scope="module")
+def publish(tmp_path_factory):
+    root = tmp_path_factory.mktemp("publish")
+    generate_raw_tree(
+        [("server1", root / "raw" / "server1")],
+        utc(2026, 1, 14, 22, 50),
+        utc(2026, 1, 14, 23, 10),
+        TZ,
+        rate_per_minute=30,
+        seed=5,
+    )
+    standin = OSFStandIn().start()
+    sink = Sink()
+    controller = start(sink)
+    token_file = root / "osf_token"
+    token_file.write_text(standin.token + "\n")
+    token_file.chmod(0o600)
+    write_config(
+        root,
+        [{"name": "server1", "raw_dir": str(root / "raw" / "server1")}],
+        osf={
+            "enabled": True,
+            "project": standin.project,
+            "api_url": standin.api_url,
+            "token_file": str(token_file),
+            "request_interval_seconds": 0,
+            "retry_base_seconds": 0,
+        },
+        email=email_config(controller.port, max_per_hour=1),
+    )
+    w = {"root": root, "standin": standin, "sink": sink, "runs": {}, "snap": {}}
+
+    def run(name: str, now: str) -> None:
+        w["runs"][name] = snakemake(root, now)
+        w["snap"][name] = {
+            "requests": standin.total_requests,
+            "files": standin.file_count(),
+            "mails": len(sink.messages),
+        }
+
+    try:
+        # The day 2026-01-14 is complete (23:02 UTC): its hour 23 is built, uploaded, mailed.
+        run("first", "2026-01-14T23:05:00+00:00")
+        run("again", "2026-01-14T23:06:00+00:00")
+        # Hour 00 of the next day is due; OSF answers 503 to every try of its upload, twice.
+        attempts = RetryPolicy().attempts
+        standin.inject(503, times=attempts, method="GET", path=r"^/v2/nodes/")
+        run("osf_down", "2026-01-15T00:05:00+00:00")
+        w["receipt_after_failure"] = receipt_path(root, D2_00).exists()
+        w["upload_log_after_failure"] = (root / "work/logs/osf/2026-01-15_00.log").read_text()
+        standin.inject(503, times=attempts, method="GET", path=r"^/v2/nodes/")
+        run("osf_down_again", "2026-01-15T00:10:00+00:00")
+        run("osf_back", "2026-01-15T00:15:00+00:00")
+        yield w
+    finally:
+        controller.stop()
+        standin.stop()
+
+
+def receipt_path(root: Path, hour: Hour) -> Path:
+    return root / "work" / "osf" / hour.day / f"{hour.label}.json"
+
+
+def remote_of(hour: Hour, name: str) -> str:
+    y, m, d = hour.day.split("-")
+    return f"{y}/{m}/{d}/{name}"
+
+
+def test_first_run_uploads_the_hours_ids_and_the_day_report(publish):
+    root, standin = publish["root"], publish["standin"]
+    ok(publish["runs"]["first"])
+    vault = layout.vault_paths(root / "vault", D1_23)
+    report = layout.report_path(root / "vault", "2026-01-14")
+    assert publish["snap"]["first"]["files"] == 2
+    ids_remote = remote_of(D1_23, vault["ids"].name)
+    assert ids_remote == "2026/01/14/2026-01-14_23_IDs.txt.xz"
+    assert standin.read(ids_remote) == vault["ids"].read_bytes()
+    # Later runs built 2026-01-15 only: this day's report on OSF is the one uploaded first.
+    assert standin.read(remote_of(D1_23, report.name)) == report.read_bytes()
+    receipts = json.loads(receipt_path(root, D1_23).read_text())
+    assert [r["remote_path"] for r in receipts] == [ids_remote, "2026/01/14/2026-01-14_report.txt"]
+    assert all(r["requests"] <= 10 for r in receipts)  # the path is walked, not listed
+
+
+def test_second_run_uploads_nothing(publish):
+    said = ok(publish["runs"]["again"])
+    assert "Nothing to be done" in said
+    assert publish["snap"]["again"] == publish["snap"]["first"]
+
+
+def test_failed_upload_fails_only_its_job_and_the_next_run_retries(publish):
+    root, standin = publish["root"], publish["standin"]
+    failed = publish["runs"]["osf_down"]
+    assert failed.returncode != 0
+    assert "upload_osf" in failed.stdout + failed.stderr
+    assert not publish["receipt_after_failure"]
+    # The hour itself was built and its report written: only the upload failed.
+    for p in layout.vault_paths(root / "vault", D2_00).values():
+        assert p.exists()
+    assert "HTTP 503; retry 5/5" in publish["upload_log_after_failure"]
+    assert publish["runs"]["osf_down_again"].returncode != 0
+
+    ok(publish["runs"]["osf_back"])
+    vault = layout.vault_paths(root / "vault", D2_00)
+    assert receipt_path(root, D2_00).exists()
+    assert standin.read("2026/01/15/2026-01-15_00_IDs.txt.xz") == vault["ids"].read_bytes()
+    report = layout.report_path(root / "vault", "2026-01-15")
+    assert standin.read("2026/01/15/2026-01-15_report.txt") == report.read_bytes()
+
+
+def test_only_ids_and_reports_ever_reach_osf(publish):
+    standin = publish["standin"]
+    names = sorted(e.name for e in standin.by_id.values() if e.kind == "file")
+    assert names == [
+        "2026-01-14_23_IDs.txt.xz",
+        "2026-01-14_report.txt",
+        "2026-01-15_00_IDs.txt.xz",
+        "2026-01-15_report.txt",
+    ]
+    for _method, _path, query, _outcome in standin.requests:
+        assert "tweets" not in query and "users" not in query
+
+
+def test_complete_day_report_is_mailed_once_with_its_plot(publish):
+    root, sink = publish["root"], publish["sink"]
+    assert publish["snap"]["first"]["mails"] == 1
+    reports = [m for m in sink.messages if m["Subject"] == PREFIX + "report 2026-01-14"]
+    assert len(reports) == 1  # across all five runs
+    msg = reports[0]
+    report = layout.report_path(root / "vault", "2026-01-14").read_text()
+    assert body(msg).startswith(report)
+    parts = {p.get_filename(): p for p in msg.iter_attachments()}
+    assert set(parts) == {"2026-01-14_report.txt", "2026-01-14_tweets_per_minute.png"}
+    png = parts["2026-01-14_tweets_per_minute.png"]
+    assert png.get_content_type() == "image/png"
+    assert png.get_content().startswith(b"\x89PNG\r\n\x1a\n")
+    marker = json.loads((root / "work" / "mail" / "2026-01-14.sent").read_text())
+    assert marker["message_id"] == msg["Message-ID"]
+    assert not (root / "work" / "mail" / "2026-01-15.sent").exists()  # not complete yet
+
+
+def test_failing_runs_mail_their_error_rate_limited(publish):
+    sink, snap = publish["sink"], publish["snap"]
+    errors = [m for m in sink.messages if m["Subject"] == PREFIX + "hourly build failed"]
+    # Two failing runs within the hour, email.max_per_hour 1: one mail.
+    assert snap["osf_down"]["mails"] == snap["first"]["mails"] + 1
+    assert len(errors) == 1 and snap["osf_back"]["mails"] == len(sink.messages) == 2
+    text = body(errors[0])
+    assert "2026-01-15T00:05:00+00:00" in text and "upload_osf" in text
+
+
+def test_the_osf_token_stays_out_of_logs_and_mails(publish):
+    root, token = publish["root"], publish["standin"].token
+    for log in [*(root / "work" / "logs").rglob("*.log"), *(root / ".snakemake").rglob("*.log")]:
+        assert token not in log.read_text(errors="replace"), log
+    for raw in publish["sink"].raw:
+        assert token not in raw
+    for proc in publish["runs"].values():
+        assert token not in proc.stdout + proc.stderr
