@@ -10,13 +10,14 @@ import json
 import logging
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from ingest import plan
+from ingest import layout, plan
 from ingest.atomic import atomic_write
-from ingest.layout import Clock, FixedClock
+from ingest.layout import Clock, FixedClock, Hour
 
 
 def alerts_for(config: dict[str, Any], clock: Clock, log: logging.Logger | None = None):
@@ -76,7 +77,12 @@ def pull_job(
 
     server_cfg = next(s for s in config["servers"] if s["name"] == server)
     state_dir = plan.work_paths(config["work_dir"])["state"]
-    result = pull_server(server_cfg, now, state_dir, log)
+    hours = None
+    if not server_cfg.get("remove_source_files", True):
+        # The secondary keeps its copies: pull only hours retention still keeps here, or each
+        # run would fetch again every minute file retention has removed, forever.
+        hours = retained_hours(config, now)
+    result = pull_server(server_cfg, now, state_dir, log, hours=hours)
     alerts = alerts_for(config, FixedClock(now), log)
     alert_unreachable(result, state_dir, alerts, now, config["email"]["alert_after_minutes"])
     atomic_write(
@@ -91,6 +97,15 @@ def pull_job(
 def _prune_receipts(folder: Path, keep: int) -> None:
     for old in sorted(folder.glob("*.json"))[:-keep]:
         old.unlink(missing_ok=True)
+
+
+def retained_hours(config: dict[str, Any], now: datetime) -> list[Hour]:
+    """Hours whose minute files are all younger than retention.keep_raw_hours, up to the one
+    after ``now`` (a collector's clock may run a little ahead)."""
+    tz = ZoneInfo(config["timezone"])
+    oldest = now - timedelta(hours=config["retention"]["keep_raw_hours"])
+    hours = layout.hours_between(oldest, now + layout.HOUR, tz)
+    return [h for h in hours if (b := layout.hour_bounds(h, tz)) is not None and b[0] >= oldest]
 
 
 def upload_job(

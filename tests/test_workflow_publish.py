@@ -12,6 +12,7 @@ Times: Europe/Berlin is UTC+1 in January. Local hour 11 is 10:00-11:00 UTC and c
 from __future__ import annotations
 
 import json
+import logging
 import lzma
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from ingest import layout, plan
+from ingest import jobs, layout, plan
 from ingest.config import validate_config
 from ingest.generate import generate_raw_tree
 from ingest.layout import Hour
@@ -204,6 +205,38 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
     assert list(remote.rglob("*.jsonl")) == []
     assert sink.wait_for(2)[1]["Subject"] == PREFIX + "server2: minute files pulled again"
     assert len(sink.messages) == 2  # no failure mails: every run succeeded
+
+
+def test_pull_keeping_the_secondarys_copies_fetches_only_hours_retention_keeps(tmp_path):
+    """remove_source_files: false leaves every file on the secondary: a pull of all of them
+    would bring back, every run, each file retention removed here."""
+    remote, raw = tmp_path / "remote", tmp_path / "raw2"
+    old, recent = utc(2026, 1, 11, 10, 30), utc(2026, 1, 14, 10, 30)  # 3 days and 35 min ago
+    for minute in (old, recent):
+        path = layout.minute_path(remote, minute, TZ)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("")
+    config = validate_config(
+        {
+            "timezone": "Europe/Berlin",
+            "vault_dir": str(tmp_path / "vault"),
+            "work_dir": str(tmp_path / "work"),
+            "servers": [
+                {"name": "server1", "raw_dir": str(tmp_path / "raw1")},
+                {
+                    "name": "server2",
+                    "raw_dir": str(raw),
+                    "rsync_from": f"{remote}/",
+                    "remove_source_files": False,
+                },
+            ],
+        }
+    )
+    receipt = tmp_path / "work" / "pulls" / "server2" / "run.json"
+    log = logging.getLogger("test-pull")
+    jobs.pull_job(config, "server2", utc(2026, 1, 14, 11, 5), receipt, log)
+    assert [p.name for p in raw.rglob("*.jsonl")] == ["2026-01-14T1130+0100.jsonl"]
+    assert len(list(remote.rglob("*.jsonl"))) == 2  # the secondary keeps its copies
 
 
 def test_day_with_an_hour_held_back_for_a_secondary_is_not_mailed_yet(tmp_path):
