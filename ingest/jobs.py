@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout, plan
-from ingest.atomic import atomic_write
+from ingest.atomic import atomic_write_json
 from ingest.layout import Clock, FixedClock, Hour
 
 
@@ -64,7 +64,7 @@ def parse_job(
 
 def write_receipt(path: Path, data: Any, keep: int = 48) -> None:
     """A run's receipt, written atomically; only the latest ``keep`` of its kind are kept."""
-    atomic_write(path, json.dumps(data, indent=1))
+    atomic_write_json(path, data)
     for old in sorted(path.parent.glob("*.json"))[:-keep]:
         old.unlink(missing_ok=True)
 
@@ -85,18 +85,7 @@ def pull_job(
     result = pull_server(server_cfg, now, state_dir, log, hours=hours)
     alerts = alerts_for(config, FixedClock(now), log)
     alert_unreachable(result, state_dir, alerts, now, config["email"]["alert_after_minutes"])
-    atomic_write(
-        receipt,
-        json.dumps(
-            {"server": server, "ok": result.ok, "error": result.error, "pulled": result.files}
-        ),
-    )
-    _prune_receipts(receipt.parent, keep=48)
-
-
-def _prune_receipts(folder: Path, keep: int) -> None:
-    for old in sorted(folder.glob("*.json"))[:-keep]:
-        old.unlink(missing_ok=True)
+    write_receipt(receipt, result.to_json())
 
 
 def retained_hours(config: dict[str, Any], now: datetime) -> list[Hour]:
@@ -120,7 +109,7 @@ def upload_job(
     )
     clock = FixedClock(now)
     receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in (ids, report)]
-    atomic_write(receipt, json.dumps(receipts, indent=1))
+    atomic_write_json(receipt, receipts)
 
 
 def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
