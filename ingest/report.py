@@ -5,7 +5,8 @@ Two servers (the seed's layout)::
     hour	serv 1	serv 2	total	diff	diff %
     0	158234	158190	158301	178	0.11%
 
-One server: ``hour\\ttweets``. More than two: one ``serv N`` column per server, then total,
+A server with no minute file at all for an hour (down, or a secondary not pulled in time) shows
+``-`` in its column. One server: ``hour\\ttweets``. More than two: one ``serv N`` column per server, then total,
 diff (IDs not seen by every server) and diff %.
 """
 
@@ -53,7 +54,9 @@ def report_table(day: str, stats: Iterable[dict | str | Path], server_names: Seq
         diff_pct = s.get("diff_pct")
         if diff_pct is None:
             diff_pct = round(100 * s["diff"] / s["total"], 2) if s["total"] else 0.0
-        row = [str(h.hh), *(str(counts.get(n, 0)) for n in names)]
+        # A server without a single minute file for the hour shows "-", not a count of 0.
+        missing = set(s.get("missing_servers", []))
+        row = [str(h.hh), *("-" if n in missing else str(counts.get(n, 0)) for n in names)]
         row += [str(s["total"]), str(s["diff"]), f"{diff_pct:.2f}%"]
         lines.append("\t".join(row))
     return "\n".join(lines) + "\n"

@@ -104,3 +104,10 @@ def test_report_from_real_hourly_stats(tmp_path):
         ["s1", "s2"],
     )
     assert text.splitlines()[1] == "11\t0\t0\t0\t0\t0.00%"
+
+
+def test_a_server_without_any_minute_file_shows_as_missing():
+    item = {**stats("2026-01-14_05", {"s1": 7, "s2": 0}, 7, 7), "missing_servers": ["s2"]}
+    assert report_table("2026-01-14", [item], ["s1", "s2"]).splitlines()[1] == (
+        "5\t7\t-\t7\t7\t100.00%"
+    )
