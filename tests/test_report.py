@@ -103,7 +103,7 @@ def test_report_from_real_hourly_stats(tmp_path):
         layout.report_path(tmp_path / "vault", "2026-01-14"),
         ["s1", "s2"],
     )
-    assert text.splitlines()[1] == "11\t0\t0\t0\t0\t0.00%"
+    assert text.splitlines()[1] == "11\t-\t-\t0\t0\t0.00%"  # no minute file at all
 
 
 def test_a_server_without_any_minute_file_shows_as_missing():
