@@ -68,8 +68,7 @@ def add_clock_options(p: argparse.ArgumentParser) -> None:
 
 
 def make_clock(args: argparse.Namespace):
-    from ingest.collector import ScaledClock
-    from ingest.layout import SystemClock
+    from ingest.layout import ScaledClock, SystemClock
 
     if args.speed == 1.0 and not args.clock_start and args.clock_epoch is None:
         return SystemClock()

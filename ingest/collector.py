@@ -30,10 +30,9 @@ import logging
 import os
 import socket
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -70,29 +69,6 @@ class SetupError(ValueError):
 
 
 # --- time -----------------------------------------------------------------------------------
-
-
-class ScaledClock:
-    """Wall-clock time running ``speed`` times as fast, reading ``start`` at ``epoch``.
-
-    ``ScaledClock()`` is the system clock. With ``speed=60`` a minute lasts one real second.
-    Processes given the same ``start`` and ``epoch`` (Unix seconds) agree on the time, so a
-    demo's stand-in and collectors share one fast timeline.
-    """
-
-    def __init__(
-        self, speed: float = 1.0, start: datetime | None = None, epoch: float | None = None
-    ) -> None:
-        if speed <= 0:
-            raise ValueError(f"clock speed must be positive, not {speed}")
-        self.speed = float(speed)
-        self.epoch = time.time() if epoch is None else float(epoch)
-        if start is not None and start.tzinfo is None:
-            raise ValueError("clock start needs a UTC offset")
-        self.start = start.astimezone(UTC) if start else datetime.fromtimestamp(self.epoch, UTC)
-
-    def now(self) -> datetime:
-        return self.start + timedelta(seconds=(time.time() - self.epoch) * self.speed)
 
 
 def real_seconds(clock: Clock, seconds: float) -> float:

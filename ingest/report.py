@@ -5,9 +5,9 @@ Two servers (the seed's layout)::
     hour	serv 1	serv 2	total	diff	diff %
     0	158234	158190	158301	178	0.11%
 
-A server with no minute file at all for an hour (down, or a secondary not pulled in time) shows
-``-`` in its column. One server: ``hour\\ttweets``. More than two: one ``serv N`` column per server, then total,
-diff (IDs not seen by every server) and diff %.
+A server with no minute file at all for an hour (down, or a secondary not pulled in time)
+shows ``-`` in its column. One server: ``hour\\ttweets``. More than two: one ``serv N`` column
+per server, then total, diff (IDs not seen by every server) and diff %.
 """
 
 from __future__ import annotations

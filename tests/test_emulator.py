@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from ingest.collector import ScaledClock
 from ingest.emulator import STREAM_PATH, Emulator
+from ingest.layout import ScaledClock
 
 TOKEN = "emu-test-token"
 FIELDS = {

@@ -12,9 +12,9 @@ import pytest
 import yaml
 
 from ingest import cli
-from ingest.collector import Collector, ScaledClock, running
+from ingest.collector import Collector, running
 from ingest.emulator import Emulator
-from ingest.layout import hour_of, minute_path, parse_minute_name
+from ingest.layout import ScaledClock, hour_of, minute_path, parse_minute_name
 from ingest.status import newest_minute, read_status, status_path, write_status
 
 BERLIN = ZoneInfo("Europe/Berlin")
