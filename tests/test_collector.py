@@ -25,14 +25,13 @@ import yaml
 from ingest.collector import (
     Backoff,
     Collector,
-    ScaledClock,
     commit_minute,
     complete_lines,
     recover_partials,
     running,
 )
 from ingest.emulator import Emulator
-from ingest.layout import minute_path, parse_minute_name
+from ingest.layout import ScaledClock, minute_path, parse_minute_name
 from ingest.notify import Alerts, Mailer
 from ingest.status import read_status
 from ingest.stream_client import HTTPStatusError, StreamClient
