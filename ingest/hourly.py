@@ -22,6 +22,7 @@ import heapq
 import logging
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -186,8 +187,17 @@ def build_hour(
         writers.append(w_tweets)
         w_users = XzWriter(out["users"], xz_preset, xz_threads)
         writers.append(w_users)
-        mask_counts = _merge_tweets(tweet_files, label, w_tweets.write, w_ids.write)
-        n_users = _merge_users(user_files, label, w_users.write)
+        # Users are merged in a second thread at the same time: each xz reads only a block or
+        # two ahead, so merged one after the other the users' xz would start only once the
+        # tweets' xz was nearly done, leaving a core idle (the GIL is free while a write waits).
+        with ThreadPoolExecutor(1) as pool:
+            users_done = pool.submit(_merge_users, user_files, label, w_users.write)
+            try:
+                mask_counts = _merge_tweets(tweet_files, label, w_tweets.write, w_ids.write)
+            except BaseException:
+                w_users.abort()  # unblocks the users thread
+                raise
+            n_users = users_done.result()
         for w in writers:
             w.finish()
     except BaseException:
