@@ -137,7 +137,9 @@ class XzWriter:
     and rename several files together.
     """
 
-    def __init__(self, path: str | Path, preset: int = 6, threads: int = 2) -> None:
+    def __init__(
+        self, path: str | Path, preset: int = 6, threads: int = 2, block_size: int | None = None
+    ) -> None:
         if not (0 <= int(preset) <= 9) or int(threads) < 0:
             raise ValueError(f"xz preset must be 0-9 and threads >= 0 (got {preset}, {threads})")
         self.path = Path(path)
@@ -156,7 +158,8 @@ class XzWriter:
         self._err = tempfile.TemporaryFile()  # never a pipe: a chatty xz cannot block on it
         try:
             self._proc = subprocess.Popen(
-                [xz, f"-{int(preset)}", f"-T{int(threads)}", "-c", "-q"],
+                [xz, f"-{int(preset)}", f"-T{int(threads)}", "-c", "-q"]
+                + ([f"--block-size={int(block_size)}"] if block_size else []),
                 stdin=subprocess.PIPE,
                 stdout=self._out,
                 stderr=self._err,
