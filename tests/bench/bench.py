@@ -3,14 +3,15 @@
 Steps (see issue 5 and ``tests/bench/README.md``):
 
 1. Generate once, cached under ``--cache/scale-N/raw`` (a marker file records the parameters):
-   a realistic 1 %-rate hour (``--scale`` times that) for two servers with ``ingest.generate``,
-   every minute file the hour's read window needs, from 1 min before the hour to
-   ``late_minutes`` after it.
-2. Build the hour through ``snakemake`` as cron would, in a fresh run directory (the raw
-   tree is hard-linked in, so retention can never touch the cache): first, untimed, the hour
-   before it (so, as in steady operation, the late-window minutes shared with the previous
-   hour are parsed already), then, timed, the run that builds the hour. Also timed: a "cold"
-   build of the hour alone (``--config hours=...``), where all of its window is parsed.
+   a realistic 1 %-rate hour (``--scale`` times that) for two servers with ``ingest.generate``:
+   the minute files of the hour's read window (1 min before the hour to ``late_minutes``
+   after it) and on to the cron run that builds the hour.
+2. Build the hour through ``snakemake`` as cron would, in a fresh run directory whose raw
+   tree fills up (hard links into the cache, so retention can never touch it) as the
+   collectors would have written it: cron every ``--cron-minutes`` (10, as the README
+   installs it), each run seeing the files complete at its time. The last hour's runs, up
+   to the one that builds the hour, are timed. Also timed: an hourly cron (all parsing in
+   the build run) and a "cold" build of the hour alone (``--config hours=...``).
 3. The floor: ``xz -6 -T2`` of the hour's own tweets CSV; and sizes vs single-thread ``xz -6``.
 4. The baseline: ``tests/bench/seed_baseline.py`` (jq per minute file, then pandas).
 5. The parts, outside Snakemake: every parse job as its own process, the same files in one
@@ -57,7 +58,7 @@ RATE = 3500  # tweets a minute at 1 % (per server, before the servers' small los
 DISAGREEMENT = 0.015
 SEED = 20260114
 SERVERS = ("server1", "server2")
-GEN_VERSION = 2  # bump to invalidate caches when the generation parameters change
+GEN_VERSION = 3  # bump to invalidate caches when the generation parameters change
 PYTHON = sys.executable
 
 
@@ -108,11 +109,17 @@ def window() -> tuple[datetime, datetime]:
     return layout.read_window(HOUR, TZ, LATE)
 
 
+def data_range() -> tuple[datetime, datetime]:
+    """UTC [start, end) of the generated minute files: the hour's read window, and on to the
+    cron run that builds the hour (the next hour's first minutes are parsed ahead then)."""
+    return window()[0], due_time(HOUR)
+
+
 def ensure_data(scale_dir: Path, scale: float) -> dict:
     """The cached raw tree of the hour's window for both servers (generated once)."""
     raw = scale_dir / "raw"
     marker = scale_dir / "raw.complete.json"
-    start, end = window()
+    start, end = data_range()
     params = {
         "version": GEN_VERSION,
         "hour": HOUR.label,
@@ -156,6 +163,9 @@ def ensure_data(scale_dir: Path, scale: float) -> dict:
         for name, s in summary.servers.items()
     }
     info["raw_bytes"] = sum(f.stat().st_size for f in raw.rglob("*.jsonl"))
+    info["window_bytes"] = sum(
+        f.path.stat().st_size for fs in hour_minute_files(raw).values() for f in fs
+    )
     done = {"params": params, "summary": info}
     marker.write_text(json.dumps(done, indent=1, default=str))
     log(f"raw data: {info['raw_bytes'] / 2**20:.0f} MiB in {info.get('seconds', 0):.0f} s")
@@ -212,14 +222,46 @@ def snakemake_cmd(run: Path, cfg: Path, now: datetime, *extra: str, hours: str =
     ]
 
 
-def new_run_dir(scale_dir: Path, data_raw: Path, name: str) -> tuple[Path, Path]:
-    """A fresh run directory with the cached raw tree hard-linked in."""
+def new_run_dir(scale_dir: Path, data_raw: Path | None, name: str) -> tuple[Path, Path]:
+    """A fresh run directory; with ``data_raw``, the cached raw tree hard-linked in."""
     runs = scale_dir / "runs"
     runs.mkdir(exist_ok=True)
     run = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
     raw = run / "raw"
-    subprocess.run(["cp", "-al", str(data_raw), str(raw)], check=True)
+    if data_raw is not None:
+        subprocess.run(["cp", "-al", str(data_raw), str(raw)], check=True)
+    else:
+        raw.mkdir()
     return run, raw
+
+
+def link_arrived(data_raw: Path, raw: Path, now: datetime) -> int:
+    """Hard-link the cached minute files that are complete at ``now`` into the run's raw tree
+    (a collector finishes the file of minute m at m + 1 min); returns how many are there."""
+    start, _ = data_range()
+    n = 0
+    for s in SERVERS:
+        for f in layout.minute_files(
+            s, data_raw / s, start, now - layout.MINUTE + timedelta(seconds=1), TZ
+        ):
+            target = raw / s / f.path.relative_to(data_raw / s)
+            if not target.exists():
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.link(f.path, target)
+            n += 1
+    return n
+
+
+def cron_times(interval: int) -> list[datetime]:
+    """Cron runs every ``interval`` minutes up to the one that builds the hour (its due time)."""
+    due = due_time(HOUR)
+    start, _ = data_range()
+    times = []
+    t = due
+    while t > start + layout.MINUTE:
+        times.append(t)
+        t -= timedelta(minutes=interval)
+    return sorted(times)
 
 
 def dry_run_jobs(cmd: list[str], env: dict) -> dict[str, int]:
@@ -250,32 +292,64 @@ def sm_env() -> dict:
     return env
 
 
-def run_build(scale_dir: Path, data_raw: Path, mode: str, sample: float | None) -> dict:
-    """Build the hour through snakemake. mode: steady (cron, previous hour built) or cold."""
-    run, raw = new_run_dir(scale_dir, data_raw, mode)
+def run_build(
+    scale_dir: Path, data_raw: Path, mode: str, sample: float | None, interval: int = 10
+) -> dict:
+    """Build the hour through snakemake.
+
+    mode "cron": cron runs every ``interval`` minutes while the minute files arrive (each run
+    sees the files complete at its time); the runs of the last hour up to the one that builds
+    the hour are timed (the hour's whole cost; earlier runs only warm up). mode "cold": the
+    hour alone (``hours=``), all its window parsed in one run.
+    """
+    if mode == "cold":
+        run, raw = new_run_dir(scale_dir, data_raw, mode)
+        times = [due_time(HOUR)]
+    else:
+        run, raw = new_run_dir(scale_dir, None, f"{mode}{interval}")
+        times = cron_times(interval)
     cfg = write_config(run, raw)
     env = sm_env()
     logs = run / "bench-logs"
     logs.mkdir()
-    now = due_time(HOUR)
-    if mode == "steady":
-        # Untimed: the previous hour, built by the cron run an hour earlier.
-        prev = snakemake_cmd(run, cfg, due_time(PREV))
-        with open(logs / "prev.log", "w") as f:
-            subprocess.run(prev, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
-    cmd = snakemake_cmd(run, cfg, now, hours="" if mode == "steady" else HOUR.label)
-    jobs = dry_run_jobs(cmd, env)
-    log(f"build ({mode}): jobs {jobs}")
+    due = due_time(HOUR)
+    runs = []
+    jobs: dict[str, int] = {}
+    for now in times:
+        if mode != "cold":
+            link_arrived(data_raw, raw, now)
+        cmd = snakemake_cmd(run, cfg, now, hours=HOUR.label if mode == "cold" else "")
+        timed = now > due - timedelta(hours=1)
+        name = now.strftime("%H%M")
+        if not timed:
+            with open(logs / f"{name}.log", "w") as f:
+                subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+            continue
+        run_jobs = dry_run_jobs(cmd, env)
+        for k, v in run_jobs.items():
+            jobs[k] = jobs.get(k, 0) + v
+        subprocess.run(["sync"], check=False)
+        with open(logs / f"{name}.log", "w") as f:
+            res = measure.run(f"{mode} {name}", cmd, env=env, sample=sample, stdout=f, stderr=f)
+        runs.append({"at": now.isoformat(), "jobs": run_jobs, "result": res})
+    log(f"build ({mode}, {interval} min): timed runs {len(runs)}, jobs {jobs}")
     if jobs.get("build_hour") != 1:
-        raise RuntimeError(f"expected exactly one build_hour job, the plan has {jobs}")
-    subprocess.run(["sync"], check=False)
-    with open(logs / "build.log", "w") as f:
-        res = measure.run(f"build ({mode})", cmd, env=env, sample=sample, stdout=f, stderr=f)
+        raise RuntimeError(f"expected exactly one build_hour job, the timed runs had {jobs}")
     out = layout.vault_paths(run / "vault", HOUR)
     for p in out.values():
         if not p.exists():
-            raise RuntimeError(f"build ({mode}) did not write {p}; see {logs / 'build.log'}")
-    return {"result": res, "run": run, "jobs": jobs, "outputs": out}
+            raise RuntimeError(f"build ({mode}) did not write {p}; see {logs}")
+    last = runs[-1]["result"]
+    total = measure.Result(
+        f"{mode} total",
+        sum(r["result"].wall for r in runs),
+        sum(r["result"].user for r in runs),
+        sum(r["result"].sys for r in runs),
+        max(r["result"].peak_rss_mb for r in runs),
+        0,
+        machine_busy=sum(r["result"].machine_busy for r in runs),
+    )
+    return {"result": total, "last": last, "runs": runs, "run": run, "jobs": jobs, "outputs": out}
 
 
 # --- 3. the floor ---------------------------------------------------------------------------
@@ -410,8 +484,14 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
         "raw_bytes": sum(p.stat().st_size for _, p in jobs),
         "intermediate_bytes": sum(p.stat().st_size for p in out.glob("b*.tsv")),
     }
-    shutil.rmtree(out)
+    for p in out.glob("[0-9e]*.tsv"):
+        p.unlink()
+    # The one-process outputs stay for the merge measurement (run_merge_alone).
+    inputs: dict[str, list[tuple[str, str]]] = {s: [] for s in SERVERS}
+    for i, (s, _) in enumerate(jobs):
+        inputs[s].append((str(out / f"b{i}.t.tsv"), str(out / f"b{i}.u.tsv")))
     return {
+        "intermediates": inputs,
         "files": len(jobs),
         "per_file": per_file,
         "one_process": one,
@@ -421,34 +501,9 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
     }
 
 
-def run_merge_alone(build: dict, scale_dir: Path) -> dict | None:
-    """The hourly merge alone (ingest.hourly.build_hour) on the cold run's intermediates."""
-    try:
-        import ingest.hourly  # noqa: F401
-    except ImportError:
-        return None
-    run = build["run"]
-    from ingest import plan as planning
-    from ingest.config import load_config
-
-    cfg = load_config(run / "config.yaml")
-    files = planning.window_files(cfg, HOUR)
-    inputs = {
-        s: [
-            (
-                str(planning.intermediate(cfg["work_dir"], f, "tweets")),
-                str(planning.intermediate(cfg["work_dir"], f, "users")),
-            )
-            for f in fs
-        ]
-        for s, fs in files.items()
-    }
-    missing = [
-        t for pairs in inputs.values() for pair in pairs for t in pair if not Path(t).exists()
-    ]
-    if missing:
-        log(f"merge alone: {len(missing)} intermediates gone (retention?), skipped")
-        return None
+def run_merge_alone(parts: dict, scale_dir: Path) -> dict:
+    """The hourly merge alone (ingest.hourly.build_hour) on the intermediates of the parts."""
+    inputs = parts["intermediates"]
     out = Path(tempfile.mkdtemp(prefix="merge-", dir=scale_dir / "runs"))
     spec = out / "spec.json"
     outputs = {k: str(out / f"{HOUR.label}_{v}") for k, v in layout.VAULT_SUFFIXES.items()}
@@ -473,6 +528,10 @@ def run_merge_alone(build: dict, scale_dir: Path) -> dict | None:
         res = measure.run("merge alone (build_hour)", [PYTHON, "-c", code], stdout=f, sample=0.1)
     inner = json.loads((out / "stdout.json").read_text().strip().splitlines()[-1])
     shutil.rmtree(out)
+    for pairs in inputs.values():
+        for pair in pairs:
+            for p in pair:
+                Path(p).unlink(missing_ok=True)
     return {"result": res, "inner": inner}
 
 
@@ -599,9 +658,12 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        help="parts to skip: cold, baseline, parts, merge, dry (repeatable)",
+        help="parts to skip: hourly, cold, baseline, parts, merge, dry (repeatable)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
+    ap.add_argument(
+        "--cron-minutes", type=int, default=10, help="interval of the simulated cron runs"
+    )
     ap.add_argument(
         "--code",
         type=Path,
@@ -635,34 +697,42 @@ def main(argv: list[str] | None = None) -> int:
     data_raw = scale_dir / "raw"
     results: dict = {"machine": info, "scale": scale, "hour": HOUR.label, "data": data["summary"]}
 
-    steady = run_build(scale_dir, data_raw, "steady", sample)
-    r = steady["result"]
-    log(f"build (steady): {r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB")
-    cold = None
-    if "cold" not in args.skip:
-        cold = run_build(scale_dir, data_raw, "cold", sample)
-        r = cold["result"]
-        log(f"build (cold): {r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB")
+    def brief(r: measure.Result) -> str:
+        return (
+            f"{r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB,"
+            f" other load {r.other_cpu:.0f} s"
+        )
 
-    floor = run_floor(steady["outputs"]["tweets"], Path(tempfile.mkdtemp(dir=runs)))
-    log(f"floor: {floor['result'].wall:.1f} s wall, {floor['result'].cpu:.1f} s CPU")
+    builds: dict[str, dict] = {}
+    builds["cron"] = run_build(scale_dir, data_raw, "cron", sample, args.cron_minutes)
+    log(f"cron: the build run: {brief(builds['cron']['last'])}")
+    log(f"cron: the hour's runs: {brief(builds['cron']['result'])}")
+    if "hourly" not in args.skip and args.cron_minutes != 60:
+        builds["hourly"] = run_build(scale_dir, data_raw, "cron", sample, 60)
+        log(f"hourly cron: {brief(builds['hourly']['last'])}")
+    if "cold" not in args.skip:
+        builds["cold"] = run_build(scale_dir, data_raw, "cold", sample)
+        log(f"cold: {brief(builds['cold']['last'])}")
+
+    main_out = builds["cron"]["outputs"]
+    floor = run_floor(main_out["tweets"], Path(tempfile.mkdtemp(dir=runs)))
+    log(f"floor: {brief(floor['result'])}")
     floor["csv"].unlink()
 
     baseline = None
     if "baseline" not in args.skip:
         baseline = run_baseline(scale_dir, data_raw)
-        r = baseline["result"]
-        log(f"baseline: {r.wall:.1f} s wall, {r.cpu:.1f} s CPU, {r.peak_rss_mb:.0f} MB")
+        log(f"baseline: {brief(baseline['result'])}")
 
     parts = None
     if "parts" not in args.skip:
         parts = run_parts(scale_dir, data_raw)
-        log(
-            f"parts: {parts['per_file'].wall:.1f} s per-file, {parts['one_process'].wall:.1f} s one"
-        )
+        log(f"parse, a process per file: {brief(parts['per_file'])}")
+        log(f"parse, one process: {brief(parts['one_process'])}")
     merge = None
-    if "merge" not in args.skip and cold is not None:
-        merge = run_merge_alone(cold, scale_dir)
+    if parts and "merge" not in args.skip:
+        merge = run_merge_alone(parts, scale_dir)
+        log(f"merge alone: {brief(merge['result'])}")
     dry = None
     if "dry" not in args.skip:
         dry = run_dry_year(cache, scale_dir)
@@ -671,11 +741,20 @@ def main(argv: list[str] | None = None) -> int:
             f" (empty vault {dry['empty']['result'].wall:.2f} s)"
         )
 
-    out_sizes = {k: p.stat().st_size for k, p in steady["outputs"].items()}
+    def build_json(b: dict) -> dict:
+        return {
+            "total": b["result"].to_json(),
+            "last": b["last"].to_json(),
+            "jobs": b["jobs"],
+            "runs": [
+                {"at": r["at"], "jobs": r["jobs"], **r["result"].to_json()} for r in b["runs"]
+            ],
+        }
+
     results.update(
         {
-            "build": {**steady["result"].to_json(), "jobs": steady["jobs"]},
-            "cold": cold and {**cold["result"].to_json(), "jobs": cold["jobs"]},
+            "cron_minutes": args.cron_minutes,
+            "builds": {k: build_json(v) for k, v in builds.items()},
             "floor": {
                 **floor["result"].to_json(),
                 "csv_bytes": floor["csv_bytes"],
@@ -683,7 +762,7 @@ def main(argv: list[str] | None = None) -> int:
                 "xz_T2_bytes": floor["xz_T2_bytes"],
                 "xz_T1": floor["result_t1"].to_json(),
             },
-            "outputs_bytes": out_sizes,
+            "outputs_bytes": {k: p.stat().st_size for k, p in main_out.items()},
             "baseline": baseline
             and {
                 **baseline["result"].to_json(),
@@ -691,7 +770,11 @@ def main(argv: list[str] | None = None) -> int:
                 "sizes": baseline["sizes"],
             },
             "parts": parts
-            and {k: v.to_json() if isinstance(v, measure.Result) else v for k, v in parts.items()},
+            and {
+                k: v.to_json() if isinstance(v, measure.Result) else v
+                for k, v in parts.items()
+                if k != "intermediates"
+            },
             "merge": merge and {"result": merge["result"].to_json(), "inner": merge["inner"]},
             "dry": dry
             and {
@@ -724,7 +807,12 @@ def render(res: dict, sample: float) -> str:
     scale = res["scale"]
     tag = f"{scale:g}"
     info = res["machine"]
-    b, f = res["build"], res["floor"]
+    f = res["floor"]
+    builds = res["builds"]
+    cron = builds["cron"]
+    every = res["cron_minutes"]
+    b = cron["last"]
+    hour_total = cron["total"]
 
     def row(label, r, digits=1):
         return (
@@ -735,9 +823,21 @@ def render(res: dict, sample: float) -> str:
             f"{r['other_cpu_s']:.1f}",
         )
 
-    rows = [row("build: snakemake, as cron (previous hour built)", b)]
-    if res["cold"]:
-        rows.append(row("build, cold: the hour alone, whole window parsed", res["cold"]))
+    n_runs = len(cron["runs"])
+    rows = [
+        row(f"build: the cron run that builds the hour (cron every {every} min)", b),
+        row(f"build: all {n_runs} cron runs of the hour (parsing spread over them)", hour_total),
+    ]
+    if "hourly" in builds:
+        rows.append(
+            row(
+                "build with an hourly cron (all parsing in the build run)", builds["hourly"]["last"]
+            )
+        )
+    if "cold" in builds:
+        rows.append(
+            row("build, cold: the hour alone, its whole window parsed", builds["cold"]["last"])
+        )
     rows.append(row("floor: xz -6 -T2 of the hour's tweets CSV", f))
     if res["baseline"]:
         rows.append(row("baseline: the seed's way (jq per file + pandas)", res["baseline"]))
@@ -748,20 +848,26 @@ def render(res: dict, sample: float) -> str:
     main_table = table(rows, ("run", "wall s", "CPU s", "peak RSS MB", "other load CPU s"))
 
     ratios = [
-        ("build / floor, wall", f"{b['wall_s'] / f['wall_s']:.2f}", "<= 1.5"),
-        ("build / floor, CPU", f"{b['cpu_s'] / f['cpu_s']:.2f}", ""),
+        ("build run / floor, wall", f"{b['wall_s'] / f['wall_s']:.2f}", "<= 1.5"),
+        ("all the hour's runs / floor, wall", f"{hour_total['wall_s'] / f['wall_s']:.2f}", ""),
+        ("all the hour's runs / floor, CPU", f"{hour_total['cpu_s'] / f['cpu_s']:.2f}", ""),
     ]
-    if res["cold"]:
-        ratios.append(
-            ("cold build / floor, wall", f"{res['cold']['wall_s'] / f['wall_s']:.2f}", "")
-        )
+    if "hourly" in builds:
+        h = builds["hourly"]["last"]
+        ratios.append(("hourly-cron build / floor, wall", f"{h['wall_s'] / f['wall_s']:.2f}", ""))
+    if "cold" in builds:
+        c = builds["cold"]["last"]
+        ratios.append(("cold build / floor, wall", f"{c['wall_s'] / f['wall_s']:.2f}", ""))
     if res["baseline"]:
         bl = res["baseline"]
-        ratios.append(("baseline / build, wall", f"{bl['wall_s'] / b['wall_s']:.2f}", ""))
-        ratios.append(("baseline / build, CPU", f"{bl['cpu_s'] / b['cpu_s']:.2f}", ""))
+        ratios.append(("baseline / build run, wall", f"{bl['wall_s'] / b['wall_s']:.2f}", ""))
+        ratios.append(
+            ("baseline / all the hour's runs, CPU", f"{bl['cpu_s'] / hour_total['cpu_s']:.2f}", "")
+        )
     rss_goal = 300 if scale <= 1 else 600
+    peak = max(x["last"]["peak_rss_mb"] for x in builds.values())
     ratios.append(
-        ("build peak RSS MB (biggest process)", f"{b['peak_rss_mb']:.0f}", f"<= {rss_goal}")
+        ("build peak RSS MB (biggest process, any build)", f"{peak:.0f}", f"<= {rss_goal}")
     )
     size = res["outputs_bytes"]["tweets"] / f["xz_T1_bytes"]
     ratios.append(("tweets.csv.xz size / xz -6 -T1 size", f"{size:.4f}", "<= 1.02"))
@@ -772,21 +878,21 @@ def render(res: dict, sample: float) -> str:
     ratio_table = table(ratios, ("figure", "value", "goal"))
 
     ds = res["data"]
-    tweets = sum(s.get("tweets_written", 0) for s in ds["servers"].values())
     mib = 2**20
     o = res["outputs_bytes"]
     start, end = window()
     notes = [
         f"Data: scale {tag} ({RATE * scale:.0f} tweets/min generated, {DISAGREEMENT:.1%} "
-        f"disagreement), hour {res['hour']} {TZ_NAME}, minute files {start:%H:%M}-{end:%H:%M} UTC "
-        f"of 2 servers: {ds['raw_bytes'] / mib:.0f} MiB, {tweets} tweet lines.",
+        f"disagreement), hour {res['hour']} {TZ_NAME}: its window's minute files "
+        f"({start:%H:%M}-{end:%H:%M} UTC) of 2 servers hold "
+        f"{ds.get('window_bytes', ds['raw_bytes']) / mib:.0f} MiB of JSON lines.",
         f"Output: tweets CSV {f['csv_bytes'] / mib:.1f} MiB -> tweets.csv.xz "
         f"{o['tweets'] / mib:.2f} MiB (xz -6 -T1: {f['xz_T1_bytes'] / mib:.2f} MiB, -T2: "
         f"{f['xz_T2_bytes'] / mib:.2f} MiB); users.csv.xz {o['users'] / mib:.2f} MiB; "
         f"IDs.txt.xz {o['ids'] / mib:.2f} MiB.",
-        f"Jobs in the timed cron run: {b['jobs']}"
-        + (f"; in the cold run: {res['cold']['jobs']}" if res["cold"] else "")
-        + ".",
+        f"Cron every {every} min: the minute files appear as a collector finishes them and each "
+        f"run sees those complete at its time; the {n_runs} runs up to the one that builds the "
+        f"hour are timed (jobs: {cron['jobs']}; in the build run: {cron['runs'][-1]['jobs']}).",
         "CPU s: user+sys of every process of the run (RUSAGE_CHILDREN of a wrapper). Peak RSS: "
         "the biggest single process (ru_maxrss). Other load: CPU the rest of the machine used "
         "meanwhile (/proc/stat); if it is not near 0, wall times are inflated.",
@@ -800,10 +906,9 @@ def render(res: dict, sample: float) -> str:
         )
 
     kinds_rows = []
-    for label in ("build", "cold"):
-        r = res.get(label)
-        if not r:
-            continue
+    for label, r in [("cron build run", b)] + [
+        (f"{k} build", builds[k]["last"]) for k in ("hourly", "cold") if k in builds
+    ]:
         for k, v in r["kinds"].items():
             seen = f"{v['first_s']:.1f}-{v['last_s']:.1f}" if v["first_s"] is not None else ""
             kinds_rows.append(
