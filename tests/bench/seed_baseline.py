@@ -30,29 +30,9 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ingest import layout  # noqa: E402 (only for listing the hour's minute files)
+from ingest.parse import TWEET_COLUMNS  # noqa: E402
 
-COLUMNS = [
-    "id",
-    "conversation_id",
-    "author_id",
-    "created_at",
-    "retrieved_at",
-    "source",
-    "lang",
-    "text",
-    "reference_type",
-    "referenced_tweet_id",
-    "author.created_at",
-    "author.location",
-    "author.name",
-    "author.username",
-    "author.verified",
-    "author.protected",
-    "author.public_metrics.followers_count",
-    "author.public_metrics.following_count",
-    "author.public_metrics.tweet_count",
-    "author.public_metrics.listed_count",
-]
+COLUMNS = list(TWEET_COLUMNS)  # the seed's 20 columns, in its order
 AUTHOR_COLS = ["author_id", "lang", *COLUMNS[10:]]
 
 # One stream line -> one CSV row of the 20 columns. Stream lines carry the tweet in .data and
