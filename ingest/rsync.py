@@ -338,22 +338,6 @@ def pull_server(
     return result
 
 
-def secondary_ready(
-    hour_complete_at: datetime, now: datetime, wait_minutes: int, state: PullState | None
-) -> bool:
-    """May an hour that completed at ``hour_complete_at`` be built now as far as this server goes?
-
-    Yes once a pull succeeded at or after the hour's completion (its minutes are all here), or,
-    whatever the pulls do, once ``wait_minutes`` have passed since the completion: an unreachable
-    secondary must not hold the primary's data back for long. (The hour is rebuilt when the
-    secondary's minutes arrive later.)
-    """
-    if now >= hour_complete_at + timedelta(minutes=wait_minutes):
-        return True
-    last = state.last_success_at if state else None
-    return last is not None and last >= hour_complete_at
-
-
 def alert_unreachable(
     result: PullResult,
     state_dir: Path,

@@ -15,12 +15,10 @@ import pytest
 
 from ingest.layout import Hour, minute_files
 from ingest.rsync import (
-    PullState,
     RsyncConfigError,
     load_state,
     pull_server,
     rsync_commands,
-    secondary_ready,
     split_source,
 )
 from tests.sshd import Sshd, sshd  # noqa: F401 - the fixture
@@ -249,19 +247,3 @@ def test_unreachable_host_fails_fast_and_tracks_the_outage(tmp_path: Path) -> No
     assert ok.ok and ok.unreachable_since is None
     assert ok.last_success == NOW + timedelta(hours=2)
     assert load_state(state, "server2").first_failure is None
-
-
-def test_secondary_ready() -> None:
-    complete = datetime(2026, 1, 14, 10, 11, tzinfo=UTC)  # hour end + late + grace
-    # Never pulled, not waited long enough: not yet.
-    assert not secondary_ready(complete, complete + timedelta(minutes=59), 60, None)
-    # After the wait, the hour goes ahead even though the secondary is gone.
-    failing = PullState(first_failure=(complete - timedelta(hours=3)).isoformat())
-    assert secondary_ready(complete, complete + timedelta(minutes=60), 60, failing)
-    # A pull that succeeded after completion brought all of its minutes: ready at once.
-    pulled = PullState(last_success=(complete + timedelta(minutes=1)).isoformat())
-    assert secondary_ready(complete, complete + timedelta(minutes=2), 60, pulled)
-    # A success from before the hour was complete proves nothing about its last minutes.
-    stale = PullState(last_success=(complete - timedelta(minutes=1)).isoformat())
-    assert not secondary_ready(complete, complete + timedelta(minutes=2), 60, stale)
-    assert secondary_ready(complete, complete, 0, None)
