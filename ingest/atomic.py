@@ -130,7 +130,8 @@ class XzError(RuntimeError):
 class XzWriter:
     """Compress bytes written to it with an ``xz`` subprocess into a temporary file.
 
-    ``write`` what belongs in the file, then ``finish()`` (waits for xz, checks its exit code,
+    ``write`` what belongs in the file, optionally ``end_input()`` to let xz finish while the
+    caller does other work, then ``finish()`` (waits for xz, checks its exit code,
     fsyncs) and ``commit()`` (renames to the final name). ``abort()`` kills xz and removes the
     temporary file; it is safe to call at any point, also after ``finish``. Splitting
     ``finish`` from ``commit`` lets a caller decide after compressing whether to keep the result
@@ -173,12 +174,16 @@ class XzWriter:
         self._state = "open"
         self.write = self._proc.stdin.write  # the hot path: a bound method of the 1 MiB buffer
 
+    def end_input(self) -> None:
+        """Everything is written: xz may compress its last block now (``finish`` waits for it)."""
+        self._proc.stdin.close()
+
     def finish(self) -> None:
-        """Close xz's input, wait for it and check it; the temporary file is then complete."""
+        """End xz's input, wait for it and check it; the temporary file is then complete."""
         if self._state != "open":
             raise XzError(f"{self.path}: finish() after {self._state}")
         try:
-            self._proc.stdin.close()
+            self._proc.stdin.close()  # a no-op after end_input()
             code = self._proc.wait()
             if code != 0:
                 self._err.seek(0)

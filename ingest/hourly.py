@@ -101,19 +101,27 @@ def _bump(paths: Iterable[Path]) -> None:
 MIB = 1 << 20
 
 
-def tweets_block_size(tweet_files: list[tuple[int, Path]], servers: int, threads: int) -> int:
-    """xz block size that splits the hour's tweets CSV into about one block per thread.
+def tweets_block_size(csv_bytes: int, threads: int) -> int:
+    """xz block size that cuts the hour's tweets CSV (about ``csv_bytes``) into a block a thread.
 
-    xz -T compresses blocks independently; its default (24 MiB at -6) cuts a 1 % hour into
-    three blocks, and each cut costs dictionary context (3.7 % larger than one block, measured).
-    One block per thread keeps both cores busy with one cut; 64 MiB at most bounds xz's memory
-    at the 10 % rate. The CSV's size is estimated from the intermediates (one copy per server).
+    xz -T compresses blocks independently, each block in one thread. Its default (24 MiB at -6)
+    cut a 1 % hour into 24 + 24 + 14 MiB: each cut costs dictionary context (3.7 % larger than
+    one block, measured) and the short last block leaves a core idle. Equal blocks, one per
+    thread, keep every core busy to the end with the fewest cuts; 2 % extra so that the
+    estimate's error makes no tiny last block. 64 MiB at most bounds xz's memory at the 10 %
+    rate.
     """
     threads = threads or os.cpu_count() or 1  # 0: xz's one thread per core
     if threads == 1:
         return 0  # one thread: xz writes a single block anyway
-    estimate = sum(p.stat().st_size for _, p in tweet_files) / max(1, servers)
-    return int(min(64 * MIB, max(MIB, estimate / threads + MIB)))
+    return int(min(64 * MIB, max(MIB, csv_bytes * 1.02 / threads)))
+
+
+def _row_bytes(meta: dict, label: str, tweets_tsv: Path) -> int:
+    """CSV bytes of the tweet rows of ``label`` in an intermediate (per its metadata)."""
+    if "row_bytes" in meta:
+        return meta["row_bytes"].get(label, 0)
+    return tweets_tsv.stat().st_size  # made by an older version: an upper bound
 
 
 def build_hour(
@@ -171,6 +179,9 @@ def build_hour(
     raw_names: dict[str, list[str]] = {}
     tweet_files: list[tuple[int, Path]] = []
     user_files: list[tuple[int, Path]] = []
+    # The tweets CSV's size, for xz's block size: per minute file, the biggest server's rows
+    # (servers see nearly the same tweets; one with an outage adds nothing to the other's).
+    csv_by_minute: dict[datetime, int] = {}
     for rank, server in enumerate(names):
         counts: dict[str, int | None] = {minute_keys[m]: None for m in minutes}
         skips: dict[str, int] = {}
@@ -184,6 +195,8 @@ def build_hour(
                 )
             minute = datetime.fromisoformat(meta["minute"]).astimezone(UTC)
             found.append((minute, Path(meta["file"]).name))
+            n_bytes = _row_bytes(meta, hour.label, Path(tweets_tsv))
+            csv_by_minute[minute] = max(csv_by_minute.get(minute, 0), n_bytes)
             if start <= minute < end:
                 key = minute_keys.get(minute) or _minute_key(minute, tz)
                 counts[key] = (counts.get(key) or 0) + meta["tweets"]
@@ -201,7 +214,7 @@ def build_hour(
     try:
         w_ids = XzWriter(out["ids"], xz_preset, xz_threads)
         writers.append(w_ids)
-        block = tweets_block_size(tweet_files, len(names), xz_threads)
+        block = tweets_block_size(sum(csv_by_minute.values()), xz_threads)
         w_tweets = XzWriter(out["tweets"], xz_preset, xz_threads, block)
         writers.append(w_tweets)
         w_users = XzWriter(out["users"], xz_preset, xz_threads)
@@ -209,10 +222,12 @@ def build_hour(
         # Users are merged in a second thread at the same time: each xz reads only a block or
         # two ahead, so merged one after the other the users' xz would start only once the
         # tweets' xz was nearly done, leaving a core idle (the GIL is free while a write waits).
+        # Each input is ended as soon as its rows are written: xz compresses its last block
+        # (for the users and IDs, often their only one) only once its input ends.
         with ThreadPoolExecutor(1) as pool:
-            users_done = pool.submit(_merge_users, user_files, label, w_users.write)
+            users_done = pool.submit(_merge_users, user_files, label, w_users)
             try:
-                mask_counts = _merge_tweets(tweet_files, label, w_tweets.write, w_ids.write)
+                mask_counts = _merge_tweets(tweet_files, label, w_tweets, w_ids)
             except BaseException:
                 w_users.abort()  # unblocks the users thread
                 raise
@@ -308,8 +323,10 @@ def _read_stats(path: Path) -> dict | None:
         return None
 
 
-def _merge_tweets(files, label: bytes, write_tweet, write_id) -> dict[int, int]:
+def _merge_tweets(files, label: bytes, tweets: XzWriter, ids: XzWriter) -> dict[int, int]:
     """Write the hour's tweet rows and IDs; return {bitmask of servers that saw it: n IDs}."""
+    write_tweet = tweets.write
+    write_id = ids.write
     write_tweet(format_row(TWEET_COLUMNS).encode() + b"\n")
     masks: dict[int, int] = {}
     cur = None
@@ -328,11 +345,14 @@ def _merge_tweets(files, label: bytes, write_tweet, write_id) -> dict[int, int]:
             mask |= 1 << rank
     if cur is not None:
         masks[mask] = masks.get(mask, 0) + 1
+    tweets.end_input()
+    ids.end_input()
     return masks
 
 
-def _merge_users(files, label: bytes, write_user) -> int:
+def _merge_users(files, label: bytes, users: XzWriter) -> int:
     """Write one row per author from their latest tweet of the hour; return the row count."""
+    write_user = users.write
     write_user(format_row(USER_COLUMNS).encode() + b"\n")
     n = 0
     cur = None
@@ -355,4 +375,5 @@ def _merge_users(files, label: bytes, write_user) -> int:
     if cur is not None:
         write_user(best_line[U_ROW:])
         n += 1
+    users.end_input()
     return n

@@ -1,8 +1,9 @@
 """Per-minute intermediates: one raw minute file -> sorted ``.tweets.tsv`` and ``.users.tsv``.
 
 Both outputs start with one ``#`` line of JSON metadata (server, file, minute, line counts,
-skipped lines by reason); every other line is a tweet copy with fixed-width sort keys in front
-of its CSV row, sorted as bytes, so the hourly merge is a plain ``heapq.merge`` of lines:
+skipped lines by reason, CSV bytes of the tweet rows per hour label); every other line is a
+tweet copy with fixed-width sort keys in front of its CSV row, sorted as bytes, so the hourly
+merge is a plain ``heapq.merge`` of lines:
 
 - tweets: ``{id:020d}\\t{retrieved_at key}\\t{hour label}\\t{20-column tweets CSV row}``
 - users:  ``{author_id:020d}\\t{created_at key}\\t{id:020d}\\t{retrieved_at key}\\t{hour label}\\t
@@ -63,6 +64,8 @@ class MinuteSummary:
     users: int = 0
     keepalives: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
+    # Bytes of the tweets CSV rows by hour label: the hourly build sizes xz's blocks with them.
+    row_bytes: dict[str, int] = field(default_factory=dict)
 
     def meta(self) -> dict:
         return {
@@ -73,6 +76,7 @@ class MinuteSummary:
             "tweets": self.tweets,
             "keepalives": self.keepalives,
             "skipped": dict(sorted(self.skipped.items())),
+            "row_bytes": dict(sorted(self.row_bytes.items())),
         }
 
 
@@ -162,6 +166,7 @@ def _parse_minute_file(
     file_key = assigner.file_key
     skip = SkipLog(log, str(raw_path))
     skipped = summary.skipped
+    row_bytes = summary.row_bytes
     tweet_lines: list[bytes] = []
     user_lines: list[bytes] = []
 
@@ -193,14 +198,13 @@ def _parse_minute_file(
                 # encoding the joined text (a single emoji makes a whole str 4 bytes a character).
                 # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
                 author = t.author.encode("utf-8", "replace")
-                tweet_lines.append(
-                    b"%b%b,%b\n"
-                    % (
-                        f"{tid}\t{rkey}\t{label}\t".encode(),
-                        t.head.encode("utf-8", "replace"),
-                        author,
-                    )
+                tweet_line = b"%b%b,%b\n" % (
+                    f"{tid}\t{rkey}\t{label}\t".encode(),
+                    t.head.encode("utf-8", "replace"),
+                    author,
                 )
+                tweet_lines.append(tweet_line)
+                row_bytes[label] = row_bytes.get(label, 0) + len(tweet_line) - T_ROW
                 summary.tweets += 1
                 aid = t.author_id
                 if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:

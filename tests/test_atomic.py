@@ -87,6 +87,19 @@ def test_xz_output_decompresses_the_same_whatever_the_thread_count(tmp_path):
     assert outs[0] == outs[1] == payload
 
 
+def test_xz_writer_end_input_lets_xz_finish_before_finish(tmp_path):
+    target = tmp_path / "t.csv.xz"
+    w = XzWriter(target, preset=1, threads=2)
+    w.write(b"row\n" * 100_000)
+    w.end_input()
+    assert w._proc.wait(timeout=30) == 0  # compressed without anyone waiting for it
+    with pytest.raises(ValueError):
+        w.write(b"too late\n")
+    w.finish()
+    w.commit()
+    assert lzma.decompress(target.read_bytes()) == b"row\n" * 100_000
+
+
 def test_xz_writer_exception_leaves_nothing_and_kills_xz(tmp_path):
     target = tmp_path / "t.csv.xz"
     target.write_bytes(b"previous build")

@@ -18,9 +18,9 @@ import pytest
 
 from ingest import layout
 from ingest.assign import assign_hour
-from ingest.hourly import InputError, build_hour
+from ingest.hourly import MIB, InputError, build_hour, tweets_block_size
 from ingest.layout import Hour
-from ingest.minutes import parse_minute_file
+from ingest.minutes import parse_minute_file, read_meta
 from ingest.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
 
 CET = ZoneInfo("CET")
@@ -512,3 +512,41 @@ def test_generated_hours_match_a_reference_from_the_raw_lines(tmp_path):
         assert stats["diff"] == sum(len({c[3] for c in cs}) < 2 for cs in expected.values())
         assert stats["total"] > 5000 and 0 < stats["diff"] < stats["total"] * 0.1
         assert sum(sum(s.values()) for s in stats["skipped"].values()) > 0
+
+
+# --- xz block size -------------------------------------------------------------------------
+
+
+def test_row_bytes_of_the_intermediates_add_up_to_the_tweets_csv(tmp_path):
+    """The estimate behind the xz block size is exact for one server."""
+    w = World(tmp_path, servers=["only"])
+    w.add(
+        # Counts for the hour before (label 10), though in the hour's first minute file.
+        Copy("only", 1, utc(2026, 1, 14, 9, 59, 58), utc(2026, 1, 14, 10, 0, 1)),
+        on_time("only", 2, utc(2026, 1, 14, 10, 30), text="Grüße 👋🏽 مرحبا"),
+        on_time("only", 3, utc(2026, 1, 14, 10, 31), text='quote "and" comma, newline\n'),
+        # Counts for this hour, though in a late-window file after it.
+        Copy("only", 4, utc(2026, 1, 14, 10, 59, 59), utc(2026, 1, 14, 11, 0, 3)),
+        # Counts for the next hour, in the same late-window file.
+        on_time("only", 5, utc(2026, 1, 14, 11, 0, 1)),
+    )
+    stats, out = w.build(H11)
+    assert stats["total"] == 3
+    metas = [read_meta(t) for t, _ in w.inputs(H11)["only"]]
+    estimate = sum(m["row_bytes"].get(H11.label, 0) for m in metas)
+    header, rows = contents(out)["tweets"].split(b"\n", 1)
+    assert estimate == len(rows)
+
+
+@pytest.mark.parametrize(
+    ("csv_bytes", "threads", "block"),
+    [
+        (100 * MIB, 2, int(100 * MIB * 1.02 / 2)),  # one block per thread, 2 % spare
+        (100 * MIB, 4, int(100 * MIB * 1.02 / 4)),
+        (100 * MIB, 1, 0),  # one thread: xz's single block
+        (1000 * MIB, 2, 64 * MIB),  # the 10 % rate: bounded memory
+        (1000, 2, MIB),  # a tiny hour: never tiny blocks
+    ],
+)
+def test_tweets_block_size(csv_bytes, threads, block):
+    assert tweets_block_size(csv_bytes, threads) == block

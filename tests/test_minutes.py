@@ -112,6 +112,12 @@ def test_meta_counts_every_line_kind(minute_file, tmp_path):
     )
     meta = read_meta(tmp_path / "t.tsv")
     assert meta == read_meta(tmp_path / "u.tsv")
+    # The CSV bytes of each hour's rows (with their newline), as the hourly merge writes them.
+    row_bytes: dict[str, int] = {}
+    for line in body(tmp_path / "t.tsv"):
+        label = line[T_LABEL].decode()
+        row_bytes[label] = row_bytes.get(label, 0) + len(line[T_ROW:]) + 1
+    assert meta.pop("row_bytes") == row_bytes
     assert meta == {
         "server": "server1",
         "file": str(minute_file),
