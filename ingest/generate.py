@@ -31,9 +31,10 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from pathlib import Path
 from statistics import NormalDist
 from zoneinfo import ZoneInfo
@@ -1123,16 +1124,8 @@ def _write_minute(s: _Server, m: int, tz: ZoneInfo, summary, bad: bool, keep_ids
     cache = s.suffix_cache
     if len(cache) > 300:
         cache.clear()
-    last_sec = -1
-    suffix = b""
     if bad:
-        lines: list[bytes] = []
-        for c in copies:
-            sec = c[0] // 1000
-            if sec != last_sec:
-                suffix = cache.get(sec) or cache.setdefault(sec, _twarc_suffix(sec))
-                last_sec = sec
-            lines.append(c[2] + suffix)
+        lines = [body + suffix for body, suffix in _with_suffixes(copies, cache)]
         good: list[int | None] = list(range(len(copies)))  # line -> its copy while good
         _spoil(s, m, lines, good, copies)
         good_copies = [copies[ci] for ci in good if ci is not None]
@@ -1140,17 +1133,9 @@ def _write_minute(s: _Server, m: int, tz: ZoneInfo, summary, bad: bool, keep_ids
         n_lines = len(lines)
         data = b"".join(lines)
     else:
-        parts: list[bytes] = []
-        for c in copies:
-            sec = c[0] // 1000
-            if sec != last_sec:
-                suffix = cache.get(sec) or cache.setdefault(sec, _twarc_suffix(sec))
-                last_sec = sec
-            parts.append(c[2])
-            parts.append(suffix)
         good_copies = copies
         n_lines = len(copies)
-        data = b"".join(parts)
+        data = b"".join(chain.from_iterable(_with_suffixes(copies, cache)))
     with open(path, "wb") as f:
         f.write(data)
     # Accounting. Duplicates and late copies only come from backfill bursts (``special``).
@@ -1170,6 +1155,19 @@ def _write_minute(s: _Server, m: int, tz: ZoneInfo, summary, bad: bool, keep_ids
                 seen.add(c[1])
     summary.lines_written += n_lines
     summary.bytes_written += len(data)
+
+
+def _with_suffixes(copies: list, cache: dict[int, bytes]) -> Iterator[tuple[bytes, bytes]]:
+    """(body, twarc suffix) of each copy; the suffix holds retrieved_at, so it changes by the
+    second and is made once per second."""
+    last_sec = -1
+    suffix = b""
+    for c in copies:
+        sec = c[0] // 1000
+        if sec != last_sec:
+            suffix = cache.get(sec) or cache.setdefault(sec, _twarc_suffix(sec))
+            last_sec = sec
+        yield c[2], suffix
 
 
 def _spoil(s: _Server, m: int, lines: list[bytes], tids: list, copies: list) -> None:

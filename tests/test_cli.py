@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import subprocess
@@ -21,14 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cli-test-token-5d1e"
 
 
-@pytest.fixture(autouse=True)
-def restore_logging():
-    """``collect`` configures the root logger; put pytest's handlers back afterwards."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
+pytestmark = pytest.mark.usefixtures("restore_logging")  # in conftest.py
 
 
 def test_console_script_is_declared() -> None:

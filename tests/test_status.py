@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,15 +19,6 @@ from ingest.status import newest_minute, read_status, status_path, write_status
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKEN = "status-test-token-91c2"
 T0 = datetime.fromisoformat("2026-01-14T10:05:00+00:00")  # 11:05 in Berlin
-
-
-@pytest.fixture
-def restore_logging():
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def wait_for(predicate, timeout: float = 10.0):

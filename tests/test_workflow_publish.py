@@ -207,6 +207,22 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
     assert len(sink.messages) == 2  # no failure mails: every run succeeded
 
 
+def secondary_config(tmp_path: Path, server2: dict, **extra) -> dict:
+    """A validated config: server1 local, server2 as given (a secondary to pull from)."""
+    return validate_config(
+        {
+            "timezone": "Europe/Berlin",
+            "vault_dir": str(tmp_path / "vault"),
+            "work_dir": str(tmp_path / "work"),
+            "servers": [
+                {"name": "server1", "raw_dir": str(tmp_path / "raw1")},
+                {"name": "server2", **server2},
+            ],
+            **extra,
+        }
+    )
+
+
 def test_pull_keeping_the_secondarys_copies_fetches_only_hours_retention_keeps(tmp_path):
     """remove_source_files: false leaves every file on the secondary: a pull of all of them
     would bring back, every run, each file retention removed here."""
@@ -216,21 +232,8 @@ def test_pull_keeping_the_secondarys_copies_fetches_only_hours_retention_keeps(t
         path = layout.minute_path(remote, minute, TZ)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("")
-    config = validate_config(
-        {
-            "timezone": "Europe/Berlin",
-            "vault_dir": str(tmp_path / "vault"),
-            "work_dir": str(tmp_path / "work"),
-            "servers": [
-                {"name": "server1", "raw_dir": str(tmp_path / "raw1")},
-                {
-                    "name": "server2",
-                    "raw_dir": str(raw),
-                    "rsync_from": f"{remote}/",
-                    "remove_source_files": False,
-                },
-            ],
-        }
+    config = secondary_config(
+        tmp_path, {"raw_dir": str(raw), "rsync_from": f"{remote}/", "remove_source_files": False}
     )
     receipt = tmp_path / "work" / "pulls" / "server2" / "run.json"
     log = logging.getLogger("test-pull")
@@ -241,17 +244,10 @@ def test_pull_keeping_the_secondarys_copies_fetches_only_hours_retention_keeps(t
 
 def test_day_with_an_hour_held_back_for_a_secondary_is_not_mailed_yet(tmp_path):
     """The day's report is mailed once: not while its last hour waits for a secondary."""
-    config = validate_config(
-        {
-            "timezone": "Europe/Berlin",
-            "vault_dir": str(tmp_path / "vault"),
-            "work_dir": str(tmp_path / "work"),
-            "servers": [
-                {"name": "server1", "raw_dir": str(tmp_path / "raw1")},
-                {"name": "server2", "raw_dir": str(tmp_path / "raw2"), "rsync_from": "h:/r/"},
-            ],
-            "email": email_config(25),
-        }
+    config = secondary_config(
+        tmp_path,
+        {"raw_dir": str(tmp_path / "raw2"), "rsync_from": "h:/r/"},
+        email=email_config(25),
     )
     for minute in (utc(2026, 1, 14, 21, 30), utc(2026, 1, 14, 22, 30)):  # local 22 and 23
         path = layout.minute_path(tmp_path / "raw1", minute, TZ)
