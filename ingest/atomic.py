@@ -176,14 +176,17 @@ class XzWriter:
 
     def end_input(self) -> None:
         """Everything is written: xz may compress its last block now (``finish`` waits for it)."""
-        self._proc.stdin.close()
+        try:
+            self._proc.stdin.close()
+        except BrokenPipeError:
+            pass  # xz is gone: finish() reports it with xz's exit code and message
 
     def finish(self) -> None:
         """End xz's input, wait for it and check it; the temporary file is then complete."""
         if self._state != "open":
             raise XzError(f"{self.path}: finish() after {self._state}")
         try:
-            self._proc.stdin.close()  # a no-op after end_input()
+            self.end_input()  # a no-op when already ended
             code = self._proc.wait()
             if code != 0:
                 self._err.seek(0)
