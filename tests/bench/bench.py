@@ -636,10 +636,6 @@ def run_dry_year(cache: Path, scale_dir: Path, repeat: int = 3) -> dict:
 # --- report ---------------------------------------------------------------------------------
 
 
-def mb(x: float) -> str:
-    return f"{x:.0f}"
-
-
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
