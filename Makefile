@@ -27,7 +27,7 @@ format: setup
 	$(BIN)/ruff check --fix ingest scripts tests
 
 demo: setup
-	$(BIN)/python -m ingest.demo
+	$(BIN)/python -m ingest.devtools.demo
 
 bench: setup
 	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --cache $(BENCH_CACHE)

@@ -2,10 +2,10 @@
 
     sampled-stream collect --config CONFIG --server NAME
     sampled-stream status  --config CONFIG [--server NAME] [--json]
-    sampled-stream emulate --port P [--rate 55] [--keepalive 20] [--token-file F] [--seed S]
 
 A plain argparse dispatch: each subcommand is ``add_<name>(subparsers)`` setting ``func``,
-so other modules can add theirs (append to ``SUBCOMMANDS``).
+so other modules can add theirs (append to ``SUBCOMMANDS``). The stream stand-in has its
+own command line, ``python -m ingest.devtools.emulate``, since production never needs it.
 
 Exit codes: 0 done (the collector also after SIGTERM/SIGINT), 2 bad config or usage, 1 crash.
 """
@@ -17,16 +17,14 @@ import json
 import logging
 import signal
 import sys
-import threading
 from collections.abc import Callable
 from datetime import datetime
-from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(threadName)s] %(message)s"
 
 
 def setup_logging(level: str) -> None:
-    from ingest.stream_client import install_redaction, protect_logs
+    from ingest.collect.stream_client import install_redaction, protect_logs
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
@@ -68,7 +66,7 @@ def add_clock_options(p: argparse.ArgumentParser) -> None:
 
 
 def make_clock(args: argparse.Namespace):
-    from ingest.layout import ScaledClock, SystemClock
+    from ingest.clock import ScaledClock, SystemClock
 
     if args.speed == 1.0 and not args.clock_start and args.clock_epoch is None:
         return SystemClock()
@@ -103,7 +101,7 @@ def add_collect(sub: argparse._SubParsersAction) -> None:
 
 def cmd_collect(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from ingest.collector import Collector, SetupError
+    from ingest.collect.collector import Collector, SetupError
     from ingest.config import ConfigError, load_config
     from ingest.notify import MailConfigError
     from ingest.secrets import SecretError
@@ -126,7 +124,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         return collector.run()
     except Exception as e:  # noqa: BLE001 - report, then let systemd restart us
-        logging.getLogger("ingest.collector").exception("collector crashed")
+        logging.getLogger("ingest.collect.collector").exception("collector crashed")
         return _fail("collect", f"crashed: {type(e).__name__}: {e}", 1)
 
 
@@ -148,8 +146,8 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from ingest.collect.status import format_report, report_all
     from ingest.config import ConfigError, load_config
-    from ingest.status import format_report, report_all
 
     try:
         config = load_config(args.config)
@@ -168,83 +166,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-# --- emulate --------------------------------------------------------------------------------
-
-
-def add_emulate(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "emulate",
-        help="run a loopback stand-in for the sampled stream (tests, demo)",
-        description="Serve GET /2/tweets/sample/stream with realistic tweets, keep-alives and "
-        "faults on request (POST /_fault?kind=cut|stall|disconnect-line|malformed|drop|429|"
-        "503|500|401|403&count=N&client=NAME&seconds=S; GET /_stats). Prints the stream URL "
-        "on stdout once listening.",
-    )
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=0, help="0: pick a free port (printed)")
-    p.add_argument("--rate", type=float, default=55.0, help="tweets per second (default 55)")
-    p.add_argument(
-        "--keepalive", type=float, default=20.0, help="seconds of silence before a keep-alive"
-    )
-    tok = p.add_mutually_exclusive_group()
-    tok.add_argument("--token", help="accepted bearer token (visible in ps: use --token-file)")
-    tok.add_argument("--token-file", help="file holding the accepted bearer token")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generated tweets")
-    p.add_argument(
-        "--refuse-backfill",
-        type=int,
-        choices=[400, 403],
-        help="answer requests with backfill_minutes with this status",
-    )
-    p.add_argument(
-        "--split-chunks", action="store_true", help="cut HTTP chunks in the middle of lines"
-    )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    add_clock_options(p)
-    p.set_defaults(func=cmd_emulate)
-
-
-def cmd_emulate(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
-    from ingest.emulator import Emulator
-
-    token = args.token
-    if args.token_file:
-        try:
-            token = Path(args.token_file).read_text(encoding="utf-8").strip()
-        except OSError as e:
-            return _fail("emulate", f"--token-file: {e}")
-    try:
-        em = Emulator(
-            args.host,
-            args.port,
-            rate=args.rate,
-            keepalive=args.keepalive,
-            token=token,
-            seed=args.seed,
-            clock=make_clock(args),
-            refuse_backfill=args.refuse_backfill,
-            split_chunks=args.split_chunks,
-        )
-    except (OSError, ValueError) as e:
-        return _fail("emulate", str(e))
-    done = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: done.set())
-    signal.signal(signal.SIGINT, lambda *_: done.set())
-    em.start()
-    print(em.url, flush=True)
-    while not done.wait(1.0):
-        pass
-    em.stop()
-    return 0
-
-
 # --- dispatch -------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_collect,
     add_status,
-    add_emulate,
 ]
 
 

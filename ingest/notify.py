@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.atomic import atomic_write_json
-from ingest.layout import Clock
+from ingest.clock import Clock
 from ingest.secrets import read_secret
 
 _log = logging.getLogger(__name__)

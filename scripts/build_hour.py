@@ -1,6 +1,6 @@
 """Snakemake entry point of rule build_hour: merge an hour's minutes into the vault files."""
 
-from ingest.hourly import build_hour
+from ingest.build.hourly import build_hour
 from ingest.layout import Hour
 from ingest.logs import job_logger
 

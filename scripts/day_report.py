@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
+from ingest.build.report import write_day_report
 from ingest.logs import job_logger
-from ingest.report import write_day_report
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 out = Path(sm.output[0])

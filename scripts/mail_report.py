@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from ingest.jobs import mail_job
 from ingest.logs import job_logger
+from ingest.publish.jobs import mail_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 mail_job(

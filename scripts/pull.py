@@ -3,8 +3,8 @@
 from datetime import datetime
 from pathlib import Path
 
-from ingest.jobs import pull_job
 from ingest.logs import job_logger
+from ingest.publish.jobs import pull_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 pull_job(

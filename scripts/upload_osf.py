@@ -3,8 +3,8 @@
 from datetime import datetime
 from pathlib import Path
 
-from ingest.jobs import upload_job
 from ingest.logs import job_logger
+from ingest.publish.jobs import upload_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 upload_job(

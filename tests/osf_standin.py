@@ -1,4 +1,4 @@
-"""A loopback stand-in of the OSF API parts that osfclient and ingest.osf use.
+"""A loopback stand-in of the OSF API parts that osfclient and ingest.publish.osf use.
 
 A real HTTP server on 127.0.0.1 (random port) speaking two dialects, as OSF does:
 

@@ -55,7 +55,7 @@ class Sshd:
         return f"{self.user}@{self.host}"
 
     def ssh_args(self) -> list[str]:
-        """Options for a plain ``ssh`` call to this server (not used by ingest.rsync itself)."""
+        """Options for a plain ``ssh`` call to this server (ingest.publish.rsync makes its own)."""
         return [
             "-i",
             str(self.key_file),

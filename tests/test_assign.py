@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.assign import HourAssigner, assign_hour
+from ingest.build.assign import HourAssigner, assign_hour
+from ingest.build.parse import datetime_key
 from ingest.layout import Hour, hour_of, read_window
-from ingest.parse import datetime_key
 
 CET = ZoneInfo("CET")
 BERLIN = ZoneInfo("Europe/Berlin")

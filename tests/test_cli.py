@@ -14,7 +14,8 @@ import requests
 import yaml
 
 from ingest import cli
-from ingest.collector import Collector
+from ingest.collect.collector import Collector
+from ingest.devtools import emulate
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cli-test-token-5d1e"
@@ -33,19 +34,12 @@ def test_help_for_every_subcommand(capsys) -> None:
         cli.main(["--help"])
     assert e.value.code == 0
     out = capsys.readouterr().out
-    for name in ("collect", "status", "emulate"):
+    for name in ("collect", "status"):
         assert name in out
+    assert "emulate" not in out  # a development tool: python -m ingest.devtools.emulate
     expected = {
         "collect": ["--config", "--server", "--speed", "--backoff-scale", "TWITTER_BEARER_TOKEN"],
         "status": ["--config", "--json", "--server"],
-        "emulate": [
-            "--port",
-            "--rate",
-            "--keepalive",
-            "--token-file",
-            "--seed",
-            "--refuse-backfill",
-        ],
     }
     for name, options in expected.items():
         with pytest.raises(SystemExit) as e:
@@ -54,6 +48,22 @@ def test_help_for_every_subcommand(capsys) -> None:
         out = capsys.readouterr().out
         for option in options:
             assert option in out, (name, option)
+
+
+def test_emulate_help(capsys) -> None:
+    with pytest.raises(SystemExit) as e:
+        emulate.main(["--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for option in (
+        "--port",
+        "--rate",
+        "--keepalive",
+        "--token-file",
+        "--seed",
+        "--refuse-backfill",
+    ):
+        assert option in out
 
 
 def test_usage_errors_exit_2(capsys) -> None:
@@ -144,7 +154,7 @@ def test_token_from_the_environment(tmp_path, monkeypatch) -> None:
 def test_emulate_as_a_process(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [sys.executable, "-m", "ingest.cli", "emulate", "--port", "0", "--rate", "40"]
+    args = [sys.executable, "-m", "ingest.devtools.emulate", "--port", "0", "--rate", "40"]
     args += ["--keepalive", "0.2", "--token-file", tf, "--speed", "60", "--log-level", "warning"]
     proc = subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
     try:

@@ -22,7 +22,8 @@ import orjson
 import pytest
 import yaml
 
-from ingest.collector import (
+from ingest.clock import ScaledClock
+from ingest.collect.collector import (
     Backoff,
     Collector,
     commit_minute,
@@ -30,11 +31,11 @@ from ingest.collector import (
     recover_partials,
     running,
 )
-from ingest.emulator import Emulator
-from ingest.layout import ScaledClock, minute_path, parse_minute_name
+from ingest.collect.status import read_status
+from ingest.collect.stream_client import HTTPStatusError, StreamClient
+from ingest.devtools.emulator import Emulator
+from ingest.layout import minute_path, parse_minute_name
 from ingest.notify import Alerts, Mailer
-from ingest.status import read_status
-from ingest.stream_client import HTTPStatusError, StreamClient
 from tests.smtp import smtp_fixture  # noqa: F401  (registers the fixture "smtp")
 
 ROOT = Path(__file__).resolve().parents[1]

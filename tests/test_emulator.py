@@ -10,8 +10,8 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from ingest.emulator import STREAM_PATH, Emulator
-from ingest.layout import ScaledClock
+from ingest.clock import ScaledClock
+from ingest.devtools.emulator import STREAM_PATH, Emulator
 
 TOKEN = "emu-test-token"
 FIELDS = {

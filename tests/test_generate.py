@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
-from ingest.generate import (
+from ingest.devtools.generate import (
     BAD_LINE_KINDS,
     TweetFactory,
     generate_raw_tree,
@@ -448,7 +448,7 @@ def test_cli_writes_into_the_config_servers(tmp_path, capsys):
         assert [f.name for f in files] == [f"2026-01-14T100{i}+0100.jsonl" for i in range(3)]
     # The module runs as a program too.
     proc = subprocess.run(
-        [sys.executable, "-m", "ingest.generate", "--config", str(config), "--start",
+        [sys.executable, "-m", "ingest.devtools.generate", "--config", str(config), "--start",
          "2026-01-14T12:00:00+01:00", "--hours", "0.01", "--rate", "30", "--json"],
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )  # fmt: skip

@@ -17,11 +17,11 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import layout
-from ingest.assign import assign_hour
-from ingest.hourly import MIB, InputError, build_hour, tweets_block_size
+from ingest.build.assign import assign_hour
+from ingest.build.hourly import MIB, InputError, build_hour, tweets_block_size
+from ingest.build.minutes import parse_minute_file, read_meta
+from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
 from ingest.layout import Hour
-from ingest.minutes import parse_minute_file, read_meta
-from ingest.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
 
 CET = ZoneInfo("CET")
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -473,7 +473,7 @@ def test_identical_input_gives_identical_outputs(tmp_path):
 
 
 def test_generated_hours_match_a_reference_from_the_raw_lines(tmp_path):
-    from ingest.generate import generate_raw_tree
+    from ingest.devtools.generate import generate_raw_tree
 
     root = tmp_path
     w = World(root, servers=["server1", "server2"], tz=BERLIN)

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest import layout
+from ingest import clock, layout
 from ingest.layout import Hour
 
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -101,6 +101,6 @@ def test_completeness_needs_late_and_grace():
 
 
 def test_clock_from_requires_offset():
-    assert layout.clock_from("2026-01-14T12:00:00+01:00").now() == utc(2026, 1, 14, 11)
+    assert clock.clock_from("2026-01-14T12:00:00+01:00").now() == utc(2026, 1, 14, 11)
     with pytest.raises(ValueError, match="UTC offset"):
-        layout.clock_from("2026-01-14T12:00:00")
+        clock.clock_from("2026-01-14T12:00:00")

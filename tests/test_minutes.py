@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.minutes import (
+from ingest.build.minutes import (
     T_KEY_END,
     T_LABEL,
     T_ROW,
@@ -299,7 +299,10 @@ def test_outputs_are_atomic_no_temp_left(minute_file, tmp_path):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ingest.minutes", *args], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "ingest.build.minutes", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
 
 
@@ -365,7 +368,7 @@ def test_cli_errors(tmp_path):
 
 def test_cli_imports_no_pandas_or_snakemake():
     code = (
-        "import sys, ingest.minutes, ingest.hourly, ingest.report;"
+        "import sys, ingest.build.minutes, ingest.build.hourly, ingest.build.report;"
         "print(sorted(m for m in ('pandas', 'snakemake', 'numpy') if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

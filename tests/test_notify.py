@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.layout import FixedClock
+from ingest.clock import FixedClock
 from ingest.notify import (
     Alerts,
     DisconnectTracker,
@@ -21,7 +21,8 @@ from ingest.notify import (
     MailError,
     mail_day_report,
 )
-from ingest.rsync import PullResult, alert_unreachable, load_state, save_state
+from ingest.publish.rsync import PullResult, alert_unreachable
+from ingest.pull_state import load_state, save_state
 from ingest.secrets import SecretError
 from tests.smtp import Sink, free_port, start
 
@@ -243,7 +244,7 @@ def test_rate_limit_across_concurrent_processes(plain, tmp_path: Path) -> None:
     sink, port = plain
     code = (
         "import sys; from datetime import datetime;"
-        "from ingest.layout import FixedClock; from ingest.notify import Alerts, Mailer;"
+        "from ingest.clock import FixedClock; from ingest.notify import Alerts, Mailer;"
         f"m = Mailer('127.0.0.1', {port}, 'a@example.org', ['b@example.org'], 'none');"
         f"a = Alerts(m, {str(tmp_path / 'alerts.json')!r},"
         f" FixedClock(datetime.fromisoformat({T0.isoformat()!r})), max_per_hour=4);"
@@ -437,7 +438,7 @@ def test_unreachable_secondary_alert_once_and_recovery(plain, tmp_path: Path) ->
 
 
 def test_day_report_mailed_once_with_plot(plain, tmp_path: Path) -> None:
-    from ingest.plot import minutes_plot_png
+    from ingest.publish.plot import minutes_plot_png
 
     sink, port = plain
     report = "hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n0\t10\t9\t10\t1\t10.00%\n"

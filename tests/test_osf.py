@@ -1,4 +1,4 @@
-"""ingest.osf against a loopback stand-in of the OSF API (tests/osf_standin.py)."""
+"""ingest.publish.osf against a loopback stand-in of the OSF API (tests/osf_standin.py)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from osfclient import OSF
 
-from ingest.layout import FixedClock
-from ingest.osf import (
+from ingest.clock import FixedClock
+from ingest.publish.osf import (
     OSFAPISession,
     OSFAuthError,
     OSFError,

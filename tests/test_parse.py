@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.parse import (
+from ingest.build.parse import (
     TWEET_COLUMNS,
     USER_COLUMNS,
     format_row,

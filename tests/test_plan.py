@@ -3,7 +3,8 @@ import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ingest import layout, plan
+from ingest import layout
+from ingest.build import plan
 from ingest.config import validate_config
 from ingest.layout import Hour
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from ingest.report import report_table, write_day_report
+from ingest.build.report import report_table, write_day_report
 
 
 def stats(label: str, counts: dict, total: int, diff: int) -> dict:
@@ -90,7 +90,7 @@ def test_report_from_real_hourly_stats(tmp_path):
     from zoneinfo import ZoneInfo
 
     from ingest import layout
-    from ingest.hourly import build_hour
+    from ingest.build.hourly import build_hour
     from ingest.layout import Hour
 
     tz = ZoneInfo("CET")

@@ -1,7 +1,8 @@
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ingest import layout, plan, retention
+from ingest import layout
+from ingest.build import plan, retention
 from ingest.config import validate_config
 from ingest.layout import Hour
 

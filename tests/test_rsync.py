@@ -1,4 +1,4 @@
-"""ingest.rsync: pulling a secondary's minute files, locally and through a real sshd."""
+"""ingest.publish.rsync: pulling a secondary's minute files, locally and through a real sshd."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest.layout import Hour, minute_files
-from ingest.rsync import (
+from ingest.publish.rsync import (
     RsyncConfigError,
-    load_state,
     pull_server,
     rsync_commands,
     split_source,
 )
+from ingest.pull_state import load_state
 from tests.sshd import Sshd, sshd  # noqa: F401 - the fixture
 
 TZ = ZoneInfo("Europe/Berlin")

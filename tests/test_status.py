@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from ingest import cli
-from ingest.collector import Collector, running
-from ingest.emulator import Emulator
-from ingest.layout import ScaledClock, hour_of, minute_path, parse_minute_name
-from ingest.status import newest_minute, read_status, status_path, write_status
+from ingest.clock import ScaledClock
+from ingest.collect.collector import Collector, running
+from ingest.collect.status import newest_minute, read_status, status_path, write_status
+from ingest.devtools.emulator import Emulator
+from ingest.layout import hour_of, minute_path, parse_minute_name
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKEN = "status-test-token-91c2"

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from ingest import layout
-from ingest.generate import TweetFactory, generate_raw_tree, stream_line
+from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
 
 REPO = Path(__file__).resolve().parents[1]

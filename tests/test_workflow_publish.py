@@ -23,11 +23,13 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from ingest import jobs, layout, plan
+from ingest import layout
+from ingest.build import plan
 from ingest.config import validate_config
-from ingest.generate import generate_raw_tree
+from ingest.devtools.generate import generate_raw_tree
 from ingest.layout import Hour
-from ingest.osf import RetryPolicy
+from ingest.publish import jobs
+from ingest.publish.osf import RetryPolicy
 from tests.osf_standin import OSFStandIn
 from tests.smtp import (
     Sink,

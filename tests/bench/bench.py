@@ -3,7 +3,8 @@
 Steps (see issue 5 and ``tests/bench/README.md``):
 
 1. Generate once, cached under ``--cache/scale-N/raw`` (a marker file records the parameters):
-   a realistic 1 %-rate hour (``--scale`` times that) for two servers with ``ingest.generate``:
+   a realistic 1 %-rate hour (``--scale`` times that) for two servers with
+   ``ingest.devtools.generate``:
    the minute files of the hour's read window (1 min before the hour to ``late_minutes``
    after it) and on to the cron run that builds the hour.
 2. Build the hour through ``snakemake`` as cron would, in a fresh run directory whose raw
@@ -131,7 +132,9 @@ def ensure_data(scale_dir: Path, scale: float) -> dict:
         "seed": SEED,
         "bad_lines": True,
         # Data made by another version of the generator is made again.
-        "generator_sha256": hashlib.sha256((ROOT / "ingest/generate.py").read_bytes()).hexdigest(),
+        "generator_sha256": hashlib.sha256(
+            (ROOT / "ingest/devtools/generate.py").read_bytes()
+        ).hexdigest(),
     }
     if marker.exists():
         cached = json.loads(marker.read_text())
@@ -142,7 +145,7 @@ def ensure_data(scale_dir: Path, scale: float) -> dict:
     if raw.exists():
         shutil.rmtree(raw)
     marker.unlink(missing_ok=True)
-    from ingest.generate import generate_raw_tree
+    from ingest.devtools.generate import generate_raw_tree
 
     log(f"raw data: generating {RATE * scale:.0f} tweets/min x {len(SERVERS)} servers into {raw}")
     summary = generate_raw_tree(
@@ -286,7 +289,7 @@ def dry_run_jobs(cmd: list[str], env: dict) -> dict[str, int]:
 def sm_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(PYTHON).parent}:{env.get('PATH', '')}"
-    # parse_minute's `python -m ingest.minutes` needs the package: installed by `make setup`
+    # parse_minute's `python -m ingest.build.minutes` needs the package: installed by `make setup`
     # (pip install -e .); the path makes the benchmark work before that, too.
     env["PYTHONPATH"] = os.pathsep.join(x for x in (str(CODE), env.get("PYTHONPATH")) if x)
     return env
@@ -423,7 +426,15 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
     jobs = [(s, f.path) for s, fs in files.items() for f in fs]
     out = run / "minutes"
     out.mkdir()
-    base = [PYTHON, "-m", "ingest.minutes", "--timezone", TZ_NAME, "--late-minutes", str(LATE)]
+    base = [
+        PYTHON,
+        "-m",
+        "ingest.build.minutes",
+        "--timezone",
+        TZ_NAME,
+        "--late-minutes",
+        str(LATE),
+    ]
     # One process per file, as the workflow's parse_minute jobs run (sequentially here).
     script = run / "per_file.sh"
     lines = ["set -e", f"cd {CODE}"]
@@ -502,7 +513,7 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
 
 
 def run_merge_alone(parts: dict, scale_dir: Path) -> dict:
-    """The hourly merge alone (ingest.hourly.build_hour) on the intermediates of the parts."""
+    """The hourly merge alone (ingest.build.hourly.build_hour) on the intermediates of the parts."""
     inputs = parts["intermediates"]
     out = Path(tempfile.mkdtemp(prefix="merge-", dir=scale_dir / "runs"))
     spec = out / "spec.json"
@@ -511,7 +522,7 @@ def run_merge_alone(parts: dict, scale_dir: Path) -> dict:
     code = (
         "import json, resource, sys, time\n"
         f"sys.path.insert(0, {str(CODE)!r})\n"
-        "from ingest.hourly import build_hour\n"
+        "from ingest.build.hourly import build_hour\n"
         "from ingest.layout import Hour\n"
         f"spec = json.load(open({str(spec)!r}))\n"
         "t0 = time.perf_counter()\n"

@@ -14,7 +14,8 @@ REPO = str(Path(workflow.basedir).parent)
 sys.path.insert(0, REPO)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
 
-from ingest import layout, plan as planning  # noqa: E402
+from ingest import clock, layout  # noqa: E402
+from ingest.build import plan as planning  # noqa: E402
 from ingest.config import ConfigError, check_semantics, normalize  # noqa: E402
 
 if not config:
@@ -27,7 +28,7 @@ except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
 TZ = ZoneInfo(config["timezone"])
-NOW = layout.clock_from(config.get("now")).now()
+NOW = clock.clock_from(config.get("now")).now()
 # Names this invocation's receipts (pull, parse); real time, unlike NOW, so runs never share one.
 RUN = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 WORK = planning.work_paths(config["work_dir"])
@@ -123,7 +124,7 @@ def all_targets():
 
 
 def retention_cleanup():
-    from ingest.retention import clean
+    from ingest.build.retention import clean
 
     summary = clean(config, NOW)
     if summary.intermediates_removed or summary.raw_removed:
@@ -132,7 +133,7 @@ def retention_cleanup():
 
 def mail_failure(log_path):
     if config["email"]["enabled"]:
-        from ingest.jobs import failure_mail
+        from ingest.publish.jobs import failure_mail
 
         failure_mail(config, NOW, log_path)
 

@@ -15,15 +15,14 @@ ending in ``.jsonl``) and renames it when complete; an interrupted transfer leav
 a dot-file, which the build ignores. Options that would break this (``--inplace``, ``--partial``,
 ``--append``) are refused.
 
-Reachability is tracked per server in ``{state_dir}/rsync_{name}.json`` (first failure of the
-current outage, last success), so successive cron runs know how long a secondary has been gone.
+Reachability is tracked per server (``ingest.pull_state``: first failure of the current outage,
+last success), so successive cron runs know how long a secondary has been gone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -37,8 +36,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.atomic import atomic_write_json
 from ingest.layout import Hour
+from ingest.pull_state import load_state, save_state
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
@@ -63,24 +62,6 @@ class RsyncConfigError(ValueError):
 
 
 @dataclass
-class PullState:
-    """What successive pulls of one server remember (persisted as JSON)."""
-
-    first_failure: str | None = None  # ISO instant; start of the current failing streak
-    last_success: str | None = None
-    last_error: str | None = None
-    alerted_at: str | None = None  # when an "unreachable" mail went out for this streak
-
-    @property
-    def unreachable_since(self) -> datetime | None:
-        return _parse(self.first_failure)
-
-    @property
-    def last_success_at(self) -> datetime | None:
-        return _parse(self.last_success)
-
-
-@dataclass
 class PullResult:
     server: str
     ok: bool
@@ -98,31 +79,6 @@ class PullResult:
         for k in ("unreachable_since", "last_success"):
             out[k] = out[k].isoformat() if out[k] else None
         return out
-
-
-def _parse(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
-
-
-def state_path(state_dir: Path, server_name: str) -> Path:
-    return Path(state_dir) / f"rsync_{server_name}.json"
-
-
-def load_state(state_dir: Path, server_name: str) -> PullState:
-    path = state_path(state_dir, server_name)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return PullState()
-    except (OSError, ValueError) as e:
-        _log.warning("ignoring unreadable pull state %s: %s", path, e)
-        return PullState()
-    known = PullState.__dataclass_fields__
-    return PullState(**{k: v for k, v in data.items() if k in known})
-
-
-def save_state(state_dir: Path, server_name: str, state: PullState) -> None:
-    atomic_write_json(state_path(state_dir, server_name), asdict(state))
 
 
 @contextlib.contextmanager

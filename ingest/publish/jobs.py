@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest import layout, plan
+from ingest import layout
 from ingest.atomic import atomic_write_json
-from ingest.layout import Clock, FixedClock, Hour
+from ingest.build import plan
+from ingest.clock import Clock, FixedClock
+from ingest.layout import Hour
 
 
 def alerts_for(config: dict[str, Any], clock: Clock, log: logging.Logger | None = None):
@@ -34,7 +36,7 @@ def parse_job(
 
     Skipped lines go to the log with file and line number; totals go to the receipt.
     """
-    from ingest.minutes import parse_many
+    from ingest.build.minutes import parse_many
 
     started = time.monotonic()
     # No pull state: every hour that could be built in this run gets its minutes parsed.
@@ -73,7 +75,7 @@ def pull_job(
     config: dict[str, Any], server: str, now: datetime, receipt: Path, log: logging.Logger
 ) -> None:
     """Pull a secondary's minute files; a failed pull is recorded, not raised (see plan)."""
-    from ingest.rsync import alert_unreachable, pull_server
+    from ingest.publish.rsync import alert_unreachable, pull_server
 
     server_cfg = next(s for s in config["servers"] if s["name"] == server)
     state_dir = plan.work_paths(config["work_dir"])["state"]
@@ -101,7 +103,7 @@ def upload_job(
     config: dict[str, Any], ids: Path, report: Path, now: datetime, receipt: Path, log
 ) -> None:
     """Publish an hour's IDs file and its day's report; the receipt records both uploads."""
-    from ingest.osf import RetryPolicy, remote_path_for, upload
+    from ingest.publish.osf import RetryPolicy, remote_path_for, upload
 
     osf = config["osf"]
     policy = RetryPolicy(
@@ -115,7 +117,7 @@ def upload_job(
 def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
     """Mail a complete day's report with its tweets-per-minute plot, once."""
     from ingest.notify import Mailer, mail_day_report
-    from ingest.plot import minutes_plot_png
+    from ingest.publish.plot import minutes_plot_png
 
     servers = [s["name"] for s in config["servers"]]
     stats = [json.loads(p.read_text()) for p in sorted(report.parent.glob(f"{day}_*_stats.json"))]

@@ -39,7 +39,7 @@ from osfclient.models.project import Project
 from osfclient.models.session import OSFSession
 from osfclient.models.storage import Storage
 
-from ingest.layout import Clock
+from ingest.clock import Clock
 from ingest.secrets import read_secret
 
 DEFAULT_API_URL = "https://api.osf.io/v2/"

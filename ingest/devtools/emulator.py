@@ -5,7 +5,8 @@ encoding, one compact JSON object per CRLF-terminated line (``data`` and, with
 ``expansions=author_id``, ``includes.users``), a bare CRLF keep-alive whenever nothing else was
 sent for ``keepalive`` seconds, a bearer-token check (401), and ``backfill_minutes`` (replays
 the last N minutes first, or is refused with 400/403 like an access level without it).
-Tweets come from ``ingest.generate.TweetFactory`` at ``rate`` per second, and every connection
+Tweets come from ``ingest.devtools.generate.TweetFactory`` at ``rate`` per second, and every
+connection
 gets the same tweets, as every client of the real sample does.
 
 Faults on request, through ``Emulator.fault()`` in-process or ``POST /_fault?kind=K&count=N
@@ -51,8 +52,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 
-from ingest.generate import OPERATIONAL_DISCONNECT, TweetFactory
-from ingest.layout import Clock, SystemClock
+from ingest.clock import Clock, SystemClock
+from ingest.devtools.generate import OPERATIONAL_DISCONNECT, TweetFactory
 
 STREAM_PATH = "/2/tweets/sample/stream"
 STATUS_FAULTS = ("429", "503", "500", "401", "403")

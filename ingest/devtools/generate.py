@@ -17,7 +17,7 @@ Public API
   several servers; the summary has per-server counts, ID sets and ``ids_by_hour(tz)``.
 - ``snowflake_id`` / ``snowflake_ms`` / ``snowflake_time``: the ID <-> time relation.
 - ``BAD_LINE_KINDS``, ``OPERATIONAL_DISCONNECT``: the bad lines a raw file can hold.
-- CLI: ``python -m ingest.generate --config CONFIG --start ISO --hours N [--rate R]
+- CLI: ``python -m ingest.devtools.generate --config CONFIG --start ISO --hours N [--rate R]
   [--seed S] [--bad-lines] [--json]``.
 """
 
@@ -1244,7 +1244,7 @@ def main(argv: list[str] | None = None) -> int:
     from ingest.config import ConfigError, load_config, timezone
 
     ap = argparse.ArgumentParser(
-        prog="python -m ingest.generate",
+        prog="python -m ingest.devtools.generate",
         description="Write realistic synthetic sampled-stream minute files into the raw_dir "
         "of every server in the config.",
     )

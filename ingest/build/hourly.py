@@ -7,7 +7,7 @@ merge runs. Outputs are renamed into place together, and the stats JSON is writt
 existence means the hour is complete.
 
 Rules (see issue 2):
-- a copy counts for this hour when its label (``ingest.assign``) is this hour;
+- a copy counts for this hour when its label (``ingest.build.assign``) is this hour;
 - a tweet's row comes from its copy with the earliest retrieved_at (ties: the first server in
   config order), rows in ascending numeric ID order;
 - a user's row comes from the author's latest tweet of the hour (created_at, then ID; among
@@ -30,9 +30,9 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ingest.atomic import XzWriter, atomic_write, fsync_dir, remove_stale_temps
+from ingest.build.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
+from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
 from ingest.layout import Hour, hour_bounds
-from ingest.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
-from ingest.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
 
 ID_END = 20  # the zero-padded ID at the start of every intermediate line
 

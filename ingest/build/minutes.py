@@ -13,9 +13,10 @@ Keys are fixed-width UTC ``YYYY-mm-ddTHH:MM:SS.ffffff+00:00``; labels ``YYYY-mm-
 
 Command line (used by the workflow's ``shell:``; imports nothing heavier than orjson)::
 
-    python -m ingest.minutes --server S --timezone TZ --late-minutes N RAW OUT_TWEETS OUT_USERS
-    python -m ingest.minutes --server S --timezone TZ --late-minutes N R1 T1 U1 R2 T2 U2 ...
-    python -m ingest.minutes --timezone TZ --late-minutes N --batch FILE   # or - for stdin
+    python -m ingest.build.minutes --server S --timezone TZ --late-minutes N \
+        RAW OUT_TWEETS OUT_USERS
+    python -m ingest.build.minutes --server S --timezone TZ --late-minutes N R1 T1 U1 R2 T2 U2 ...
+    python -m ingest.build.minutes --timezone TZ --late-minutes N --batch FILE   # or - for stdin
         (FILE: one "RAW OUT_TWEETS OUT_USERS [SERVER]" per line, tab or space separated)
 
 Options: ``--log FILE`` appends skipped-line messages there (default stderr); ``--no-fsync``
@@ -34,10 +35,10 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from ingest.assign import HourAssigner
 from ingest.atomic import atomic_write, remove_stale_temps
+from ingest.build.assign import HourAssigner
+from ingest.build.parse import iter_lines, parse_line
 from ingest.layout import parse_minute_name
-from ingest.parse import iter_lines, parse_line
 
 MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
 
@@ -308,7 +309,7 @@ def _batch(path: str, default_server: str | None) -> list[tuple[str, str, str, s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m ingest.minutes",
+        prog="python -m ingest.build.minutes",
         description="Parse raw minute files into sorted per-minute intermediates.",
     )
     p.add_argument("--server", help="server name (required unless every --batch line names one)")

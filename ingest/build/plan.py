@@ -199,7 +199,7 @@ def _names(folder: Path, suffix: str) -> set[str]:
 
 def pull_state(state_dir: Path, servers: list[str]) -> dict[str, dict]:
     """Whether each pulled server's last pull worked ({"ok": True} for one never pulled)."""
-    from ingest.rsync import load_state
+    from ingest.pull_state import load_state
 
     return {
         server: {"ok": load_state(state_dir, server).first_failure is None} for server in servers

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from ingest import layout
-from ingest.generate import generate_raw_tree
+from ingest.devtools.generate import generate_raw_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SPEED = 60  # one clock minute per real second
@@ -120,7 +120,8 @@ def collect(root: Path, smtp: MailSink) -> Path:
     log_dir.mkdir(parents=True)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     emulator = subprocess.Popen(
-        cli("emulate", "--port", "0", "--rate", "150", "--keepalive", "0.5")
+        [sys.executable, "-m", "ingest.devtools.emulate", "--port", "0", "--rate", "150"]
+        + ["--keepalive", "0.5"]
         + ["--token-file", str(token_file), *clock],
         stdout=subprocess.PIPE,
         stderr=open(log_dir / "emulator.log", "w"),  # noqa: SIM115

@@ -1,7 +1,8 @@
 """The PNG of tweets per minute for each server over a day, attached to the daily report mail.
 
 Input is the hours' stats: ``{"minutes": {server: {minute_key: count or null}}}``. A key is an
-ISO instant with offset: local minutes as ingest.hourly writes them (``2026-01-14T10:06+01:00``),
+ISO instant with offset: local minutes as ingest.build.hourly writes them
+(``2026-01-14T10:06+01:00``),
 UTC ones (``2026-01-14T09:06:00+00:00``) and minute file stems (``2026-01-14T1006+0100``) alike.
 Null means the server has no file for that minute (not connected: an outage). Outages are drawn
 as gaps in the line over a red band; minutes of hours without stats (not built) are gaps without

@@ -15,8 +15,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout
+from ingest.build.plan import intermediate, work_paths
 from ingest.layout import MinuteFile
-from ingest.plan import intermediate, work_paths
 
 log = logging.getLogger(__name__)
 

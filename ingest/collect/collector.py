@@ -41,19 +41,20 @@ import orjson
 import requests
 
 from ingest.atomic import atomic_write, fsync_dir
-from ingest.config import server as server_config
-from ingest.config import timezone
-from ingest.layout import MINUTE, Clock, SystemClock, hour_of, minute_path
-from ingest.notify import Alerts, DisconnectTracker
-from ingest.secrets import read_secret
-from ingest.status import status_path, write_status
-from ingest.stream_client import (
+from ingest.clock import Clock, SystemClock
+from ingest.collect.status import status_path, write_status
+from ingest.collect.stream_client import (
     SAMPLE_URL,
     HTTPStatusError,
     NetworkError,
     StreamClient,
     protect_logs,
 )
+from ingest.config import server as server_config
+from ingest.config import timezone
+from ingest.layout import MINUTE, hour_of, minute_path
+from ingest.notify import Alerts, DisconnectTracker
+from ingest.secrets import read_secret
 
 PART = ".part"
 TOKEN_ENV = "TWITTER_BEARER_TOKEN"

@@ -19,7 +19,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest.atomic import atomic_write
-from ingest.layout import MINUTE, Clock, parse_minute_name, raw_hours
+from ingest.clock import Clock
+from ingest.layout import MINUTE, parse_minute_name, raw_hours
 
 
 def status_dir(config: dict[str, Any]) -> Path:
