@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 SCALE ?= 1
 BENCH_CACHE ?= bench-cache
 
-.PHONY: setup test lint format demo bench clean
+.PHONY: setup test test-fast lint format demo bench clean
 
 setup: $(VENV)/.installed
 
@@ -17,6 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# The unit tier: no servers, no Snakemake runs; under a minute.
+test-fast: setup
+	$(BIN)/python -m pytest -q -m 'not integration'
 
 lint: setup
 	$(BIN)/ruff check ingest scripts tests
