@@ -234,16 +234,3 @@ class XzWriter:
             return
         self.finish()
         self.commit()
-
-
-@contextlib.contextmanager
-def xz_writer(path: str | Path, preset: int = 6, threads: int = 2) -> Iterator[XzWriter]:
-    """``with xz_writer(p) as w: w.write(b"...")``: ``p`` appears only when xz succeeded."""
-    w = XzWriter(path, preset, threads)
-    try:
-        yield w
-    except BaseException:
-        w.abort()
-        raise
-    w.finish()
-    w.commit()

@@ -15,7 +15,6 @@ from ingest.atomic import (
     atomic_write,
     remove_stale_temps,
     temp_name,
-    xz_writer,
 )
 
 
@@ -68,7 +67,7 @@ def test_atomic_file_refuses_read_modes(tmp_path):
 def test_xz_writer_round_trip(tmp_path):
     target = tmp_path / "out" / "t.csv.xz"
     payload = b"".join(b"%d,\xc3\xa9 row\n" % i for i in range(50_000))
-    with xz_writer(target, preset=1, threads=2) as w:
+    with XzWriter(target, preset=1, threads=2) as w:
         for i in range(0, len(payload), 1000):
             w.write(payload[i : i + 1000])
         assert not target.exists()  # only under a temporary name while writing
@@ -81,7 +80,7 @@ def test_xz_output_decompresses_the_same_whatever_the_thread_count(tmp_path):
     outs = []
     for threads in (1, 2):
         p = tmp_path / f"{threads}.xz"
-        with xz_writer(p, preset=1, threads=threads) as w:
+        with XzWriter(p, preset=1, threads=threads) as w:
             w.write(payload)
         outs.append(lzma.decompress(p.read_bytes()))
     assert outs[0] == outs[1] == payload
@@ -104,7 +103,7 @@ def test_xz_writer_exception_leaves_nothing_and_kills_xz(tmp_path):
     target = tmp_path / "t.csv.xz"
     target.write_bytes(b"previous build")
     writer = None
-    with pytest.raises(KeyError), xz_writer(target, preset=1) as w:
+    with pytest.raises(KeyError), XzWriter(target, preset=1) as w:
         writer = w
         w.write(b"some rows\n" * 1000)
         raise KeyError("boom")
@@ -116,7 +115,7 @@ def test_xz_writer_exception_leaves_nothing_and_kills_xz(tmp_path):
 def test_xz_dying_is_an_error_and_leaves_no_file(tmp_path):
     target = tmp_path / "bad.xz"
     with pytest.raises((XzError, BrokenPipeError)):
-        with xz_writer(target, preset=1) as w:
+        with XzWriter(target, preset=1) as w:
             w.write(b"x" * 1000)
             w._proc.kill()  # as if xz crashed or was OOM-killed
             w._proc.wait(timeout=30)
@@ -169,7 +168,7 @@ def test_xz_writer_commit_needs_finish(tmp_path):
 
 def test_xz_cli_reads_what_we_write(tmp_path):
     target = tmp_path / "ids.txt.xz"
-    with xz_writer(target) as w:
+    with XzWriter(target) as w:
         w.write(b"1\n2\n3\n")
     out = subprocess.run(["xz", "-dc", str(target)], capture_output=True, check=True).stdout
     assert out == b"1\n2\n3\n"

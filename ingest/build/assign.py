@@ -13,7 +13,7 @@ always has the file's minute inside read_window(L).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -81,13 +81,3 @@ class HourAssigner:
         if file_in and lo <= arrival_key < hi:
             return label
         return self.file_label
-
-
-def minute_range(start: datetime, end: datetime) -> list[datetime]:
-    """UTC minute starts in [start, end)."""
-    out = []
-    t = start
-    while t < end:
-        out.append(t)
-        t += timedelta(minutes=1)
-    return out

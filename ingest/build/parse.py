@@ -491,14 +491,3 @@ def format_row(fields: list[str] | tuple[str, ...]) -> str:
             fields = [clean(v) for v in fields]
         line = ",".join([_quote(v) for v in fields])
     return line
-
-
-class RowFormatter:
-    """``format_row`` plus the line end, for callers that want whole lines."""
-
-    def __call__(self, row: list[str] | tuple[str, ...]) -> str:
-        return format_row(row) + "\n"
-
-
-def header_line(columns: tuple[str, ...]) -> str:
-    return RowFormatter()(list(columns))
