@@ -1,10 +1,17 @@
-"""Fixtures shared by several test modules."""
+"""Fixtures shared by several test modules.
+
+The loopback servers are plugins, so any test asks for them by name (no imports): ``sshd``
+(tests/sshd.py, one per session), ``smtp`` (tests/smtp.py) and ``osf_standin``
+(tests/osf_standin.py). Their helper classes and functions are imported normally.
+"""
 
 from __future__ import annotations
 
 import logging
 
 import pytest
+
+pytest_plugins = ["tests.sshd", "tests.smtp", "tests.osf_standin"]
 
 
 @pytest.fixture

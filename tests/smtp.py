@@ -1,8 +1,6 @@
 """A loopback SMTP sink (aiosmtpd on 127.0.0.1) shared by the tests that check mails.
 
-Use the fixture::
-
-    from tests.smtp import smtp_fixture  # noqa: F401  (registers the fixture "smtp")
+Use the fixture (tests/conftest.py registers this module as a plugin)::
 
     def test_x(smtp):
         sink, port = smtp

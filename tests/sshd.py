@@ -4,9 +4,7 @@ Everything it needs lives in a temporary directory: host key, client key, author
 sshd_config, pid file and log. It logs in the user running the tests (root in CI), with the
 throwaway client key only.
 
-Use it as a fixture::
-
-    from tests.sshd import sshd  # noqa: F401  (pytest finds the fixture by name)
+Use it as a fixture (tests/conftest.py registers this module as a plugin)::
 
     def test_x(sshd):
         subprocess.run(["ssh", *sshd.ssh_args(), sshd.target, "true"], check=True)

@@ -36,7 +36,6 @@ from ingest.collect.stream_client import HTTPStatusError, StreamClient
 from ingest.devtools.emulator import Emulator
 from ingest.layout import minute_path, parse_minute_name
 from ingest.notify import Alerts, Mailer
-from tests.smtp import smtp_fixture  # noqa: F401  (registers the fixture "smtp")
 
 ROOT = Path(__file__).resolve().parents[1]
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -26,7 +26,7 @@ from ingest.publish.osf import (
     upload,
 )
 from ingest.secrets import SecretError
-from tests.osf_standin import OSFStandIn, osf_standin  # noqa: F401  (fixture)
+from tests.osf_standin import OSFStandIn
 
 LOG = logging.getLogger("test.osf")
 CLOCK = FixedClock(datetime(2026, 1, 14, 11, 12, 0, tzinfo=UTC))
@@ -67,7 +67,7 @@ def report_file(directory: Path, rows: int) -> Path:
 
 
 @pytest.fixture
-def cfg(osf_standin: OSFStandIn, tmp_path: Path) -> dict:  # noqa: F811
+def cfg(osf_standin: OSFStandIn, tmp_path: Path) -> dict:
     token_file = tmp_path / "osf_token"
     token_file.write_text(osf_standin.token + "\n")
     token_file.chmod(0o600)
@@ -91,7 +91,7 @@ def creates(st: OSFStandIn) -> list[tuple[str, str]]:
 
 
 # --------------------------------------------------------------------------------- happy path
-def test_new_file_creates_day_folders(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_new_file_creates_day_folders(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     receipt = upload(local, f"{DAY}/{local.name}", cfg, LOG, CLOCK, fast_policy())
 
@@ -127,7 +127,7 @@ def test_new_file_creates_day_folders(osf_standin, cfg, tmp_path):  # noqa: F811
     assert osf_standin.total_requests == 8
 
 
-def test_second_report_upload_updates_in_place(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_second_report_upload_updates_in_place(osf_standin, cfg, tmp_path):
     local = report_file(tmp_path, rows=3)
     remote = f"{DAY}/{local.name}"
     first = upload(local, remote, cfg, LOG, CLOCK, fast_policy())
@@ -149,7 +149,7 @@ def test_second_report_upload_updates_in_place(osf_standin, cfg, tmp_path):  # n
     assert osf_standin.counts[file_url] == 1
 
 
-def test_uploads_to_existing_day_folder(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_uploads_to_existing_day_folder(osf_standin, cfg, tmp_path):
     osf_standin.add_file(f"{DAY}/2026-01-14_09_IDs.txt.xz", b"x")
     local = ids_file(tmp_path, hour="10")
     receipt = upload(local, f"{DAY}/{local.name}", cfg, LOG, CLOCK, fast_policy())
@@ -161,7 +161,7 @@ def test_uploads_to_existing_day_folder(osf_standin, cfg, tmp_path):  # noqa: F8
     assert creates(osf_standin) == [("file", local.name)]
 
 
-def test_hash_mismatch_fails_and_next_run_repairs(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_hash_mismatch_fails_and_next_run_repairs(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     remote = f"{DAY}/{local.name}"
     osf_standin.corrupt_next_store()
@@ -174,7 +174,7 @@ def test_hash_mismatch_fails_and_next_run_repairs(osf_standin, cfg, tmp_path):  
     assert osf_standin.read(remote) == local.read_bytes()
 
 
-def test_folder_made_by_someone_else_meanwhile(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_folder_made_by_someone_else_meanwhile(osf_standin, cfg, tmp_path):
     """Between our listing and our create, a parallel upload made the folder: 409, then use it."""
     local = ids_file(tmp_path)
     osf_standin.inject(
@@ -188,7 +188,7 @@ def test_folder_made_by_someone_else_meanwhile(osf_standin, cfg, tmp_path):  # n
     assert osf_standin.read(f"{DAY}/{local.name}") == local.read_bytes()
 
 
-def test_file_made_by_someone_else_in_new_folder(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_file_made_by_someone_else_in_new_folder(osf_standin, cfg, tmp_path):
     """Our new day folder got the file from a parallel upload first: 409, then update it."""
     local = report_file(tmp_path, rows=2)
     osf_standin.inject(
@@ -202,7 +202,7 @@ def test_file_made_by_someone_else_in_new_folder(osf_standin, cfg, tmp_path):  #
     assert list(osf_standin.entry(DAY).children) == [local.name]
 
 
-def test_parallel_uploads_of_one_day(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_parallel_uploads_of_one_day(osf_standin, cfg, tmp_path):
     """The IDs and the report of a new day uploaded at once (as parallel jobs may)."""
     ids = ids_file(tmp_path)
     report = report_file(tmp_path, rows=1)
@@ -287,7 +287,7 @@ def test_osfclient_force_path_does_grow(tmp_path):
 
 
 # ---------------------------------------------------------------------------- failures
-def test_503_twice_then_success(osf_standin, cfg, tmp_path, caplog):  # noqa: F811
+def test_503_twice_then_success(osf_standin, cfg, tmp_path, caplog):
     local = ids_file(tmp_path)
     osf_standin.inject(503, times=2, method="PUT")
     sleeps = Sleeps()
@@ -301,7 +301,7 @@ def test_503_twice_then_success(osf_standin, cfg, tmp_path, caplog):  # noqa: F8
     assert "HTTP 503; retry 1/3" in caplog.text
 
 
-def test_connection_drop_is_retried(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_connection_drop_is_retried(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     osf_standin.inject("drop", times=1, method="GET", path=r"^/v2/nodes/[a-z0-9]+/$")
     osf_standin.inject("drop", times=1, method="PUT", path=r"/providers/osfstorage/\w+/$")
@@ -312,7 +312,7 @@ def test_connection_drop_is_retried(osf_standin, cfg, tmp_path):  # noqa: F811
     assert len(sleeps) == 2 and receipt["requests"] == 10
 
 
-def test_lost_answer_to_create_turns_into_update(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_lost_answer_to_create_turns_into_update(osf_standin, cfg, tmp_path):
     """OSF stored the file but the answer was lost: the retry gets 409 and updates instead."""
     local = ids_file(tmp_path)
     osf_standin.inject("drop_after", method="PUT", path=r"/providers/osfstorage/\w+/$")
@@ -348,7 +348,7 @@ def test_timeout_is_retried(tmp_path):
         st.stop()
 
 
-def test_retries_give_up_with_transient_error(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_retries_give_up_with_transient_error(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     osf_standin.inject(502, times=100)
     sleeps = Sleeps()
@@ -358,14 +358,14 @@ def test_retries_give_up_with_transient_error(osf_standin, cfg, tmp_path):  # no
     assert osf_standin.total_requests == 4
 
 
-def test_429_is_retried(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_429_is_retried(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     osf_standin.inject(429, times=1)
     receipt = upload(local, f"{DAY}/{local.name}", cfg, LOG, CLOCK, fast_policy())
     assert receipt["requests"] == 9
 
 
-def test_401_fails_fast_without_leaking_token(osf_standin, cfg, tmp_path, caplog):  # noqa: F811
+def test_401_fails_fast_without_leaking_token(osf_standin, cfg, tmp_path, caplog):
     Path(cfg["token_file"]).write_text("wrong-" + osf_standin.token)
     local = ids_file(tmp_path)
     sleeps = Sleeps()
@@ -378,7 +378,7 @@ def test_401_fails_fast_without_leaking_token(osf_standin, cfg, tmp_path, caplog
     assert "osf.token_file" in str(err.value)
 
 
-def test_injected_401_mid_walk_fails_fast(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_injected_401_mid_walk_fails_fast(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     osf_standin.inject(401, method="PUT")
     with pytest.raises(OSFAuthError, match="OSF token rejected"):
@@ -387,7 +387,7 @@ def test_injected_401_mid_walk_fails_fast(osf_standin, cfg, tmp_path):  # noqa: 
     assert osf_standin.counts.total() == 4  # node, storages, root listing, the refused PUT
 
 
-def test_other_4xx_fails_fast_with_clear_message(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_other_4xx_fails_fast_with_clear_message(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     sleeps = Sleeps()
     with pytest.raises(OSFError, match=r"project 'zzzzz' not found .*osf\.project"):
@@ -423,7 +423,7 @@ def test_other_4xx_fails_fast_with_clear_message(osf_standin, cfg, tmp_path):  #
         "notes.txt",
     ],
 )
-def test_guard_rejects_everything_but_ids_and_reports(osf_standin, cfg, tmp_path, name):  # noqa: F811
+def test_guard_rejects_everything_but_ids_and_reports(osf_standin, cfg, tmp_path, name):
     local = tmp_path / name
     local.write_bytes(lzma.compress(b"id,text\n1,hello\n"))
     with pytest.raises(ValueError, match="X's terms allow sharing tweet IDs only"):
@@ -431,7 +431,7 @@ def test_guard_rejects_everything_but_ids_and_reports(osf_standin, cfg, tmp_path
     assert osf_standin.total_requests == 0
 
 
-def test_guard_checks_content_and_remote_name(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_guard_checks_content_and_remote_name(osf_standin, cfg, tmp_path):
     disguised = tmp_path / "2026-01-14_10_IDs.txt.xz"
     disguised.write_bytes(lzma.compress(b"id,text\n1,hello\n"))
     with pytest.raises(ValueError, match="line 1 is not a tweet ID"):
@@ -452,7 +452,7 @@ def test_guard_checks_content_and_remote_name(osf_standin, cfg, tmp_path):  # no
     assert osf_standin.total_requests == 0
 
 
-def test_remote_path_must_be_a_day_path(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_remote_path_must_be_a_day_path(osf_standin, cfg, tmp_path):
     local = ids_file(tmp_path)
     for bad in (
         "2026/01/14",
@@ -467,7 +467,7 @@ def test_remote_path_must_be_a_day_path(osf_standin, cfg, tmp_path):  # noqa: F8
     assert osf_standin.total_requests == 0
 
 
-def test_token_file_readable_by_others_is_refused(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_token_file_readable_by_others_is_refused(osf_standin, cfg, tmp_path):
     os.chmod(cfg["token_file"], 0o644)
     local = ids_file(tmp_path)
     with pytest.raises(SecretError, match="chmod 600") as err:
@@ -476,7 +476,7 @@ def test_token_file_readable_by_others_is_refused(osf_standin, cfg, tmp_path):  
     assert osf_standin.total_requests == 0
 
 
-def test_token_from_environment(osf_standin, cfg, tmp_path, monkeypatch):  # noqa: F811
+def test_token_from_environment(osf_standin, cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("OSF_TOKEN", osf_standin.token)
     local = ids_file(tmp_path)
     cfg = {k: v for k, v in cfg.items() if k != "token_file"}
@@ -487,7 +487,7 @@ def test_token_from_environment(osf_standin, cfg, tmp_path, monkeypatch):  # noq
         upload(local, f"{DAY}/{local.name}", cfg, LOG, CLOCK, fast_policy())
 
 
-def test_default_policy_paces_like_osfclient(osf_standin, cfg, tmp_path):  # noqa: F811
+def test_default_policy_paces_like_osfclient(osf_standin, cfg, tmp_path):
     """Production pacing (one request a second) uses the policy's clock and sleep."""
     now = [100.0]
     sleeps = Sleeps()

@@ -21,7 +21,7 @@ from ingest.publish.rsync import (
     split_source,
 )
 from ingest.pull_state import load_state
-from tests.sshd import Sshd, sshd  # noqa: F401 - the fixture
+from tests.sshd import Sshd
 
 TZ = ZoneInfo("Europe/Berlin")
 NOW = datetime(2026, 1, 14, 11, 30, tzinfo=UTC)
@@ -186,7 +186,7 @@ def test_ssh_options(tmp_path: Path) -> None:
     assert "--remove-source-files" not in cmds[0]
 
 
-def test_pull_through_sshd(tmp_path: Path, sshd: Sshd) -> None:  # noqa: F811
+def test_pull_through_sshd(tmp_path: Path, sshd: Sshd) -> None:
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     complete = make_tree(src)
     cfg = server(
@@ -208,7 +208,7 @@ def test_pull_through_sshd(tmp_path: Path, sshd: Sshd) -> None:  # noqa: F811
     assert "Accepted publickey" in sshd.log()
 
 
-def test_wrong_key_is_a_clear_failure(tmp_path: Path, sshd: Sshd) -> None:  # noqa: F811
+def test_wrong_key_is_a_clear_failure(tmp_path: Path, sshd: Sshd) -> None:
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True)
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"

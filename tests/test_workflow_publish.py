@@ -31,13 +31,7 @@ from ingest.layout import Hour
 from ingest.publish import jobs
 from ingest.publish.osf import RetryPolicy
 from tests.osf_standin import OSFStandIn
-from tests.smtp import (
-    Sink,
-    free_port,
-    smtp_fixture,  # noqa: F401  (registers the fixture "smtp")
-    start,
-)
-from tests.sshd import sshd  # noqa: F401  (pytest finds the fixture by name)
+from tests.smtp import Sink, free_port, start
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -131,7 +125,7 @@ def body(msg) -> str:
 # --- rsync ----------------------------------------------------------------------------------
 
 
-def test_pull_through_sshd_builds_the_hour_with_the_secondary(tmp_path, sshd):  # noqa: F811
+def test_pull_through_sshd_builds_the_hour_with_the_secondary(tmp_path, sshd):
     summary, remote, part = two_servers(tmp_path)
     remote_files = sorted(p.relative_to(remote) for p in remote.rglob("*.jsonl"))
     write_config(
