@@ -42,6 +42,25 @@ def test_example_config_in_repo_is_valid():
     load_config(Path(__file__).parents[1] / "config" / "config.yaml")
 
 
+def test_one_schema_inside_the_package_used_by_the_workflow_too():
+    """The schema is package data (a non-editable install finds it) and the workflow's
+    validate() reads that same file, not a copy."""
+    import re
+    from pathlib import Path
+
+    import ingest
+    from ingest.config import SCHEMA_PATH
+
+    assert SCHEMA_PATH.is_file()
+    assert SCHEMA_PATH.is_relative_to(Path(ingest.__file__).parent)
+    rules = Path(__file__).parents[1] / "workflow" / "rules"
+    common = (rules / "common.smk").read_text()
+    line = re.search(r'^validate\(config, schema="([^"]+)"\)', common, re.M)
+    assert line, "common.smk: validate(config, schema=...) not found"
+    assert (rules / line[1]).resolve() == SCHEMA_PATH
+    assert not list(rules.parent.glob("**/*.schema.yaml")), "a second copy under workflow/"
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [

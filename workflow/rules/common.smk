@@ -21,7 +21,7 @@ from ingest.config import ConfigError, check_semantics, normalize  # noqa: E402
 if not config:
     raise WorkflowError("no config given: run with --configfile config/config.yaml")
 normalize(config)
-validate(config, schema="../schemas/config.schema.yaml")
+validate(config, schema="../../ingest/schemas/config.schema.yaml")  # the package's own file
 try:
     check_semantics(config)
 except ConfigError as e:
