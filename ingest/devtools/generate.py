@@ -18,7 +18,7 @@ Public API
 - ``snowflake_id`` / ``snowflake_ms`` / ``snowflake_time``: the ID <-> time relation.
 - ``BAD_LINE_KINDS``, ``OPERATIONAL_DISCONNECT``: the bad lines a raw file can hold.
 - CLI: ``python -m ingest.devtools.generate --config CONFIG --start ISO --hours N [--rate R]
-  [--seed S] [--bad-lines] [--json]``.
+  [--seed S] [--bad-lines] [--json]`` (a progress bar on stderr when it is a terminal).
 """
 
 from __future__ import annotations
@@ -921,6 +921,7 @@ def generate_raw_tree(
     skew_seconds: dict[str, float] | None = None,
     late_delay: tuple[float, float] = (60.0, 150.0),
     keep_ids: bool = True,
+    progress: bool = False,
 ) -> GenerationSummary:
     """Write minute files for every server as their collectors would have, for [start, end).
 
@@ -937,6 +938,8 @@ def generate_raw_tree(
     an empty file (connected, nothing came). Copies arriving outside [start, end) are not
     written. ``bad_lines`` adds every kind in BAD_LINE_KINDS to every server at least once
     (a corrupted tweet line no longer counts as written). Deterministic for equal arguments.
+    ``progress``: a bar on stderr when it is a terminal (stream minutes done, MiB written,
+    rates, time left); it never changes what is written.
     """
     t0 = time.perf_counter()
     if start.tzinfo is None or end.tzinfo is None:
@@ -1005,6 +1008,7 @@ def generate_raw_tree(
         for s in state
     ]
     generated = 0
+    bar = _progress_bar(end_min - start_min + 1, progress)
     gc_was_enabled = gc.isenabled()
     gc.disable()  # millions of acyclic dicts: the cyclic collector only costs time here
     try:
@@ -1030,9 +1034,13 @@ def generate_raw_tree(
                         buf[m].append((arrival, tid, body))
             for s in state:
                 _flush_until(s, minute - 1, tz, summary, bad_lines, keep_ids)
+            if bar is not None:
+                _advance(bar, summary.bytes_written)
         for s in state:
             _flush_until(s, end_min, tz, summary, bad_lines, keep_ids)
     finally:
+        if bar is not None:
+            bar.close()
         if gc_was_enabled:
             gc.enable()
     summary.tweets_generated = generated
@@ -1045,6 +1053,25 @@ def generate_raw_tree(
         s.seen = set()
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _progress_bar(minutes: int, wanted: bool):
+    """A tqdm bar over the stream's minutes on stderr, or None (not wanted, not a terminal)."""
+    if not (wanted and sys.stderr.isatty()):
+        return None
+    try:
+        from tqdm import tqdm  # the dev/bench extra: only a bar needs it
+    except ImportError:
+        return None  # cosmetic: generating works the same without it
+    return tqdm(total=minutes, unit="min", desc="generating", file=sys.stderr, dynamic_ncols=True)
+
+
+def _advance(bar, bytes_written: int) -> None:
+    """One stream minute done; the postfix shows what the files hold so far."""
+    mib = bytes_written / 2**20
+    elapsed = bar.format_dict["elapsed"] or 1e-9
+    bar.set_postfix_str(f"{mib:,.0f} MiB, {mib / elapsed:.1f} MiB/s", refresh=False)
+    bar.update(1)
 
 
 def _plan_bursts(state, start_min, end_min, rate, late_fraction, late_delay) -> None:
@@ -1292,6 +1319,7 @@ def main(argv: list[str] | None = None) -> int:
         bad_lines=args.bad_lines,
         late_fraction=args.late_fraction,
         keep_ids=False,
+        progress=True,
     )
     if args.json:
         print(orjson.dumps(summary.to_dict(), option=orjson.OPT_INDENT_2).decode())
