@@ -17,7 +17,6 @@ import io
 import lzma
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -29,8 +28,9 @@ import yaml
 
 from ingest import layout
 from ingest.devtools.generate import generate_raw_tree
+from ingest.devtools.mailsink import Sink, start
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]  # ingest/devtools/demo.py
 SPEED = 60  # one clock minute per real second
 CLOCK_START = datetime(2026, 1, 14, 9, 58, 30, tzinfo=UTC)  # 10:58:30 in Berlin
 COLLECT_UNTIL = datetime(2026, 1, 14, 11, 7, 10, tzinfo=UTC)  # past hour 11's late window
@@ -40,36 +40,6 @@ TZ = ZoneInfo("Europe/Berlin")
 
 def say(text: str) -> None:
     print(f"\n== {text}", flush=True)
-
-
-class MailSink:
-    """A loopback SMTP server that keeps what it receives."""
-
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.messages: list[str] = []
-        sink = self
-
-        class Handler:
-            async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd API)
-                sink.messages.append(envelope.content.decode("utf-8", "replace"))
-                return "250 OK"
-
-        with socket.socket() as s:  # aiosmtpd needs a port number up front
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
-        self.controller.start()
-
-    def subjects(self) -> list[str]:
-        out = []
-        for m in self.messages:
-            out += [line[9:] for line in m.splitlines() if line.startswith("Subject: ")]
-        return out
-
-    def stop(self) -> None:
-        self.controller.stop()
 
 
 def write_config(root: Path, stream_url: str, smtp_port: int) -> Path:
@@ -109,7 +79,7 @@ def fault(url: str, kind: str, **params: str) -> None:
     requests.post(f"{base}/_fault", params={"kind": kind, "client": "server2", **params}, timeout=5)
 
 
-def collect(root: Path, smtp: MailSink) -> Path:
+def collect(root: Path, smtp_port: int) -> Path:
     epoch = time.time() + 3  # a shared timeline for the stand-in and both collectors
     clock = ["--speed", str(SPEED), "--clock-start", CLOCK_START.isoformat()]
     clock += ["--clock-epoch", f"{epoch:.3f}"]
@@ -129,7 +99,7 @@ def collect(root: Path, smtp: MailSink) -> Path:
         env=env,
     )
     url = emulator.stdout.readline().strip()
-    config = write_config(root, url, smtp.port)
+    config = write_config(root, url, smtp_port)
     say(f"1/4 stream stand-in at {url}; collectors server1 and server2 (1 minute = 1 s)")
     collectors = [
         subprocess.Popen(
@@ -213,9 +183,10 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     started = time.monotonic()
-    smtp = MailSink()
+    mails = Sink()
+    smtp = start(mails)
     try:
-        config = collect(root, smtp)
+        config = collect(root, smtp.port)
         say("3/4 snakemake -n: what is pending")
         dry = snakemake(config, "-n")
         print(
@@ -237,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         show_outputs(root)
         print("\nmails the collectors sent to the loopback SMTP server:")
-        for s in smtp.subjects():
+        for s in mails.subjects():
             print(f"   {s}")
     finally:
         smtp.stop()
