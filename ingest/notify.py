@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import smtplib
@@ -33,6 +32,7 @@ from typing import Any
 
 from ingest.atomic import atomic_write_json
 from ingest.clock import Clock
+from ingest.locks import exclusive_lock
 from ingest.secrets import read_secret
 
 _log = logging.getLogger(__name__)
@@ -194,26 +194,21 @@ class Alerts:
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:
         """The state, locked against other processes, written back atomically on exit."""
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
         lock_path = self.state_path.with_name(self.state_path.name + ".lock")
-        with open(lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with exclusive_lock(lock_path):
             try:
-                try:
-                    state = json.loads(self.state_path.read_text(encoding="utf-8"))
-                    if not isinstance(state, dict):
-                        raise ValueError("not a JSON object")
-                except FileNotFoundError:
-                    state = {}
-                except (OSError, ValueError) as e:
-                    self.log.warning(
-                        "alert state %s unreadable (%s); starting afresh", lock_path, e
-                    )
-                    state = {}
-                yield state
-                atomic_write_json(self.state_path, state)
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                state = json.loads(self.state_path.read_text(encoding="utf-8"))
+                if not isinstance(state, dict):
+                    raise ValueError("not a JSON object")
+            except FileNotFoundError:
+                state = {}
+            except (OSError, ValueError) as e:
+                self.log.warning(
+                    "alert state %s unreadable (%s); starting afresh", self.state_path, e
+                )
+                state = {}
+            yield state
+            atomic_write_json(self.state_path, state)
 
     def _reserve(self, kind: str, now: datetime) -> tuple[bool, int, int, str | None]:
         """Record an attempt if the kind is under its limit.

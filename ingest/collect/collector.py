@@ -25,7 +25,6 @@ same code. Backoff delays are multiplied by ``backoff_scale``.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import socket
@@ -53,6 +52,7 @@ from ingest.collect.stream_client import (
 from ingest.config import server as server_config
 from ingest.config import timezone
 from ingest.layout import MINUTE, hour_of, minute_path
+from ingest.locks import LockBusy, exclusive_lock
 from ingest.notify import Alerts, DisconnectTracker
 from ingest.secrets import read_secret
 
@@ -350,7 +350,7 @@ class Collector:
         self._lock = threading.Lock()  # the writer and the counters below
         self._track_lock = threading.Lock()
         self._writer = MinuteWriter(self.raw_dir, tz, fsync)
-        self._lock_fd: int | None = None
+        self._raw_lock: contextlib.ExitStack | None = None
         self._threads: list[threading.Thread] = []
         self._client: StreamClient | None = None
         self.stop_reason: str | None = None
@@ -422,19 +422,17 @@ class Collector:
 
     def prepare(self) -> Recovery:
         """Take raw_dir (one collector per directory) and recover leftovers of a crash."""
+        lock = contextlib.ExitStack()
         try:
             self.raw_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.raw_dir / ".collector.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise SetupError(f"raw_dir {self.raw_dir}: cannot use it: {e}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
+            lock.enter_context(exclusive_lock(self.raw_dir / ".collector.lock", blocking=False))
+        except LockBusy:
             raise SetupError(
                 f"raw_dir {self.raw_dir}: another collector is running on it (locked)"
             ) from None
-        self._lock_fd = fd
+        except OSError as e:
+            raise SetupError(f"raw_dir {self.raw_dir}: cannot use it: {e}") from None
+        self._raw_lock = lock  # held until _shutdown
         if self.status_file:
             try:
                 self.status_file.parent.mkdir(parents=True, exist_ok=True)
@@ -453,7 +451,7 @@ class Collector:
 
     def run(self) -> int:
         """Collect until ``stop()``; close the current minute; return the exit code (0)."""
-        if self._lock_fd is None:
+        if self._raw_lock is None:
             self.prepare()
         now = self.clock.now()
         self.started_at = now
@@ -511,9 +509,9 @@ class Collector:
                 f"It collected {self.tweets_total} tweets since {stamp(self.started_at or now)}"
                 f" with {self.reconnects} reconnect(s).\n",
             )
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        if self._raw_lock is not None:
+            self._raw_lock.close()
+            self._raw_lock = None
         return 0
 
     # -- the stream thread -------------------------------------------------------------------

@@ -21,8 +21,6 @@ last success), so successive cron runs know how long a secondary has been gone.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import re
@@ -30,13 +28,14 @@ import shlex
 import shutil
 import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.layout import Hour
+from ingest.locks import exclusive_lock
 from ingest.pull_state import load_state, save_state
 
 if TYPE_CHECKING:
@@ -81,16 +80,9 @@ class PullResult:
         return out
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _pull_lock(state_dir: Path, name: str) -> Path:
     """One pull per server at a time, across processes (overlapping cron runs, parallel jobs)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    return Path(state_dir) / f"rsync_{name}.lock"
 
 
 # --- command line ---------------------------------------------------------------------------
@@ -228,7 +220,7 @@ def pull_server(
     commands = rsync_commands(server_cfg, state_dir, hours)
     Path(server_cfg["raw_dir"]).mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
-    with _locked(state_dir / f"rsync_{name}.lock"):
+    with exclusive_lock(_pull_lock(state_dir, name)):
         state = load_state(state_dir, name)
         received: set[str] = set()
         removed: set[str] = set()
@@ -336,7 +328,7 @@ def alert_unreachable(
         state.alerted_at = None
         kind = "reachable"
     if kind:
-        with _locked(Path(state_dir) / f"rsync_{name}.lock"):
+        with exclusive_lock(_pull_lock(state_dir, name)):
             fresh = load_state(state_dir, name)
             fresh.alerted_at = state.alerted_at
             save_state(state_dir, name, fresh)
