@@ -3,8 +3,11 @@ import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from ingest import layout
 from ingest.build import plan
+from ingest.build.stats import StatsError
 from ingest.config import validate_config
 from ingest.layout import Hour
 
@@ -124,3 +127,14 @@ def test_parsed_minutes_are_not_parsed_again_until_the_raw_file_changes(tmp_path
     newer = p.to_parse[0].path.stat().st_mtime + 10
     os.utime(p.to_parse[0].path, (newer, newer))  # the collector appended after a restart
     assert len(plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse) == 2
+
+
+def test_a_corrupt_stats_file_is_an_error_naming_it(tmp_path):
+    """Was a bare JSONDecodeError that did not say which of the vault's files is broken."""
+    c = make_config(tmp_path)
+    touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 8, 59), 68)
+    p = layout.vault_paths(c["vault_dir"], Hour("2026-01-14", 10))["stats"]
+    p.parent.mkdir(parents=True)
+    p.write_text('{"inputs": ')
+    with pytest.raises(StatsError, match="2026-01-14_10_stats.json"):
+        plan.make_plan(c, utc(2026, 1, 14, 12))

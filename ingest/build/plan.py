@@ -7,7 +7,6 @@ A year of built hours costs a few hundred directory listings, not a DAG of a yea
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout
+from ingest.build.stats import HourStats, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
 
 
@@ -60,14 +60,7 @@ def window_files(config: dict[str, Any], hour: Hour) -> dict[str, list[MinuteFil
     }
 
 
-def read_stats(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-
-
-def has_new_input(stats: dict[str, Any], files: dict[str, list[MinuteFile]]) -> bool:
+def has_new_input(stats: HourStats, files: dict[str, list[MinuteFile]]) -> bool:
     """True when a minute file arrived after the hour was built (e.g. a late secondary)."""
     recorded = stats.get("inputs", {})
     for server, server_files in files.items():
@@ -127,7 +120,7 @@ def make_plan(
             continue
         if not any(files.values()):
             continue  # no raw data, nothing to build
-        stats = read_stats(layout.vault_paths(vault, hour)["stats"])
+        stats = read_stats_if_built(layout.vault_paths(vault, hour)["stats"])
         if stats is not None and only is None and not has_new_input(stats, files):
             continue  # built, and nothing new arrived
         if pull_state and secondary_waiting(config, hour, now, pull_state):

@@ -12,29 +12,23 @@ per server, then total, diff (IDs not seen by every server) and diff %.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ingest.atomic import atomic_write
+from ingest.build.stats import HourStats, read_stats
 from ingest.layout import Hour
 
 
-def _load(paths: Iterable[str | Path]) -> list[dict]:
-    out = []
-    for p in paths:
-        with open(p, encoding="utf-8") as f:
-            out.append(json.load(f))
-    return out
-
-
-def report_table(day: str, stats: Iterable[dict | str | Path], server_names: Sequence[str]) -> str:
+def report_table(
+    day: str, stats: Iterable[HourStats | str | Path], server_names: Sequence[str]
+) -> str:
     """The report text for ``day`` from hour stats (dicts or paths); hours of other days skipped.
 
     An hour built twice (two stats for one label) is shown once, from the last one given.
     """
-    loaded = [s if isinstance(s, dict) else _load([s])[0] for s in stats]
-    by_hour: dict[Hour, dict] = {}
+    loaded = [s if isinstance(s, dict) else read_stats(s) for s in stats]
+    by_hour: dict[Hour, HourStats] = {}
     for s in loaded:
         h = Hour.parse(s["hour"])
         if h.day == day:

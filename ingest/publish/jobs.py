@@ -6,7 +6,6 @@ notify, plot) to the run's config and clock, so the scripts stay one call long.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Sequence
@@ -116,11 +115,12 @@ def upload_job(
 
 def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
     """Mail a complete day's report with its tweets-per-minute plot, once."""
+    from ingest.build.stats import day_stats_paths, read_stats
     from ingest.notify import Mailer, mail_day_report
     from ingest.publish.plot import minutes_plot_png
 
     servers = [s["name"] for s in config["servers"]]
-    stats = [json.loads(p.read_text()) for p in sorted(report.parent.glob(f"{day}_*_stats.json"))]
+    stats = [read_stats(p) for p in day_stats_paths(report.parent, day)]
     png = minutes_plot_png(day, stats, servers, tz=config["timezone"])
     mail_day_report(Mailer.from_config(config["email"]), day, report.read_text(), png, marker)
     log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))

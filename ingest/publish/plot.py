@@ -1,9 +1,9 @@
 """The PNG of tweets per minute for each server over a day, attached to the daily report mail.
 
-Input is the hours' stats: ``{"minutes": {server: {minute_key: count or null}}}``. A key is an
-ISO instant with offset: local minutes as ingest.build.hourly writes them
-(``2026-01-14T10:06+01:00``),
-UTC ones (``2026-01-14T09:06:00+00:00``) and minute file stems (``2026-01-14T1006+0100``) alike.
+Input is the hours' stats (``ingest.build.stats.HourStats``):
+``{"minutes": {server: {minute_key: count or null}}}``. A key is an ISO instant with offset:
+local minutes as ingest.build.hourly writes them (``2026-01-14T10:06+01:00``), UTC ones
+(``2026-01-14T09:06:00+00:00``) and minute file stems (``2026-01-14T1006+0100``) alike.
 Null means the server has no file for that minute (not connected: an outage). Outages are drawn
 as gaps in the line over a red band; minutes of hours without stats (not built) are gaps without
 a band.
@@ -15,9 +15,9 @@ import io
 import math
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from ingest.build.stats import HourStats
 from ingest.layout import day_end
 
 MINUTE = timedelta(minutes=1)
@@ -36,7 +36,7 @@ def parse_minute_key(key: str) -> datetime:
 
 
 def merge_minutes(
-    stats_by_hour: Iterable[dict[str, Any]], server_names: Sequence[str]
+    stats_by_hour: Iterable[HourStats], server_names: Sequence[str]
 ) -> dict[str, dict[datetime, int | None]]:
     """Per server, minute -> count (None: outage). A minute listed by two hours (their read
     windows overlap) keeps its count if either hour has one, the larger if both do."""
@@ -70,7 +70,7 @@ def _runs(flags: list[bool]) -> list[tuple[int, int]]:
 
 def minutes_plot_png(
     day: str,
-    stats_by_hour: list[dict[str, Any]],
+    stats_by_hour: list[HourStats],
     server_names: Sequence[str],
     tz: ZoneInfo | str | None = None,
 ) -> bytes:

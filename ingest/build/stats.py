@@ -1,0 +1,65 @@
+"""The per-hour stats file ``{day}_{HH}_stats.json``: its one reader.
+
+The hourly merge writes it last (its existence means the hour is complete); the merge itself
+(never replace an hour by one with fewer tweets), the plan (inputs seen), the day report and
+the mail's plot read it, all through ``read_stats``.
+
+A stats file that exists but is not a JSON object is an error naming the file: the readers
+cannot tell how many tweets the hour had, so none of them may guess (a rebuild could replace
+the hour by a smaller one). Delete the file to rebuild the hour.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TypedDict
+
+import orjson
+
+from ingest.layout import VAULT_SUFFIXES
+
+
+class HourStats(TypedDict, total=False):
+    """What ``ingest.build.hourly.build_hour`` writes (older builds may lack some keys)."""
+
+    hour: str  # the hour's label, e.g. 2026-01-14_11
+    servers: list[str]  # in config order
+    counts: dict[str, int]  # per server: unique IDs counted for this hour
+    total: int
+    diff: int  # IDs not seen by every server
+    diff_pct: float
+    users: int
+    minutes: dict[str, dict[str, int | None]]  # per server: local minute -> tweets or None
+    skipped: dict[str, dict[str, int]]  # per server: reason -> lines
+    missing_servers: list[str]  # servers without a single minute file for the hour
+    inputs: dict[str, list[str]]  # per server: raw file names read
+
+
+class StatsError(ValueError):
+    """A stats file that exists but cannot be read as an hour's stats."""
+
+
+def read_stats(path: str | Path) -> HourStats:
+    """The stats in ``path``; ``FileNotFoundError`` when absent, ``StatsError`` when corrupt."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        stats = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise StatsError(f"{path}: unreadable hour stats ({e}); delete it to rebuild") from None
+    if not isinstance(stats, dict):
+        raise StatsError(f"{path}: hour stats are not a JSON object; delete it to rebuild")
+    return stats
+
+
+def read_stats_if_built(path: str | Path) -> HourStats | None:
+    """The stats in ``path``, or None when the hour has not been built (no file)."""
+    try:
+        return read_stats(path)
+    except FileNotFoundError:
+        return None
+
+
+def day_stats_paths(day_dir: str | Path, day: str) -> list[Path]:
+    """The stats files of ``day``'s built hours in its vault folder, in hour order."""
+    return sorted(Path(day_dir).glob(f"{day}_*_{VAULT_SUFFIXES['stats']}"))
