@@ -5,6 +5,11 @@ rename is atomic), is flushed and fsynced, then renamed over the final name; the
 fsynced so the rename survives a power loss. The temporary name never ends in the final suffix,
 so globs such as ``*.jsonl`` or Snakemake's output patterns never see a half-written file.
 
+A writer holds an exclusive ``flock`` on its temporary file from creating it until the rename,
+so ``remove_stale_temps`` knows a dead writer's temp by its lock being free. A PID cannot tell:
+a killed writer whose parent never reaps it (an init that does not reap orphans) is a zombie
+whose PID still answers, and after a reboot a new process may get the dead writer's PID.
+
 ``XzWriter`` pipes bytes into the ``xz`` program: it compresses with several threads, where
 Python's ``lzma`` module uses one and is about twice as slow on the hourly files.
 """
@@ -12,6 +17,7 @@ Python's ``lzma`` module uses one and is about twice as slow on the hourly files
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 from collections.abc import Iterator
@@ -22,14 +28,45 @@ BUFFER = 1 << 20  # 1 MiB: few, large writes into the xz pipe keep Python off th
 
 
 def temp_name(path: Path) -> Path:
-    """A unique temporary sibling of ``path``: ``.{name}.tmp-<pid>-<random>``."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}")
+    """A unique temporary sibling of ``path``: ``.{name}.tmp-<random>``."""
+    return path.with_name(f".{path.name}.tmp-{os.urandom(6).hex()}")
+
+
+def _open_temp(path: Path, mode: str, **open_kwargs) -> tuple[Path, IO]:
+    """Create a temporary sibling of ``path`` and lock it; the lock lasts while it is open.
+
+    Between the creation and the lock a ``remove_stale_temps`` may take the free lock and
+    remove the new file; then the name no longer leads to it, and another name is tried.
+    """
+    while True:
+        tmp = temp_name(path)
+        f = open(tmp, mode, **open_kwargs)  # noqa: SIM115 - returned, or closed below
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # waits out a remover holding it
+            if _same_file(tmp, f.fileno()):
+                return tmp, f
+        except BaseException:
+            f.close()
+            _remove(tmp)
+            raise
+        f.close()
+
+
+def _same_file(path: Path, fd: int) -> bool:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return False
+    fst = os.fstat(fd)
+    return (st.st_dev, st.st_ino) == (fst.st_dev, fst.st_ino)
 
 
 def remove_stale_temps(path: str | Path) -> list[Path]:
     """Remove temporary siblings of ``path`` left by a writer that died (killed, power loss).
 
-    A temp whose writer process still runs is left alone. Returns what was removed.
+    A temp whose lock is held is being written (by this process or another) and is left
+    alone; one whose lock is free is stale, also one named with a PID by an earlier version.
+    Returns what was removed.
     """
     path = Path(path)
     removed = []
@@ -38,11 +75,7 @@ def remove_stale_temps(path: str | Path) -> list[Path]:
     except OSError:
         return removed
     for tmp in candidates:
-        pid = tmp.name.rsplit(".tmp-", 1)[1].split("-", 1)[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-            continue
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if _remove_if_stale(tmp):
             removed.append(tmp)
     return removed
 
@@ -51,14 +84,24 @@ def glob_escape(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
-def _alive(pid: int) -> bool:
+def _remove_if_stale(tmp: Path) -> bool:
+    """Remove ``tmp`` if no writer holds its lock. The kernel drops a lock when the last
+    process that has the file open ends, so a killed writer (zombie or not) holds none."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        fd = os.open(tmp, os.O_RDWR)  # write access: NFS emulates flock by fcntl locks
+    except OSError:
+        return False  # renamed by its writer meanwhile, or not ours to judge
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # a live writer
+        if not _same_file(tmp, fd):
+            return False  # the name no longer leads to the file we locked
+        os.unlink(tmp)  # under the lock: a writer that just created it sees it gone
         return True
-    return True
+    finally:
+        os.close(fd)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -93,15 +136,14 @@ def atomic_file(
         raise ValueError(f"atomic_file writes whole files; mode {mode!r} is not a write mode")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path)
-    f = open(tmp, mode, **open_kwargs)  # noqa: SIM115 - closed below on every path
+    tmp, f = _open_temp(path, mode, **open_kwargs)
     try:
         yield f
         f.flush()
         if durable:
             os.fsync(f.fileno())
+        os.replace(tmp, path)  # then close: the lock guards the temp until it is renamed
         f.close()
-        os.replace(tmp, path)
     except BaseException:
         f.close()
         _remove(tmp)
@@ -136,6 +178,9 @@ class XzWriter:
     temporary file; it is safe to call at any point, also after ``finish``. Splitting
     ``finish`` from ``commit`` lets a caller decide after compressing whether to keep the result
     and rename several files together.
+
+    The temporary file's lock is on the open file that is xz's stdout, so xz shares it: a
+    temp stays locked until the rename, and while xz still writes it after Python was killed.
     """
 
     def __init__(
@@ -146,7 +191,6 @@ class XzWriter:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._state = "aborted"  # until xz runs
-        self.tmp = temp_name(self.path)
         # Imported here: the per-minute command line never compresses, and starts faster.
         import shutil
         import subprocess
@@ -155,7 +199,7 @@ class XzWriter:
         xz = shutil.which("xz")
         if xz is None:
             raise XzError("the xz program is not installed (apt-get install xz-utils)")
-        self._out = open(self.tmp, "wb")  # noqa: SIM115 - closed in finish/abort
+        self.tmp, self._out = _open_temp(self.path, "wb")  # closed in commit/abort
         self._err = tempfile.TemporaryFile()  # never a pipe: a chatty xz cannot block on it
         try:
             self._proc = subprocess.Popen(
@@ -193,8 +237,7 @@ class XzWriter:
                 msg = self._err.read().decode("utf-8", "replace").strip()
                 raise XzError(f"xz exited with {code} writing {self.path}: {msg}")
             self._out.flush()
-            os.fsync(self._out.fileno())
-            self._out.close()
+            os.fsync(self._out.fileno())  # kept open until commit: its lock guards the temp
             self._err.close()
         except BaseException:
             self.abort()
@@ -206,6 +249,7 @@ class XzWriter:
         if self._state != "finished":
             raise XzError(f"{self.path}: commit() before finish() (state {self._state})")
         os.replace(self.tmp, self.path)
+        self._out.close()
         self._state = "committed"
         if sync_dir:
             fsync_dir(self.path.parent)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import lzma
 import os
+import signal
 import subprocess
+import sys
 
 import pytest
 
@@ -174,14 +177,107 @@ def test_xz_cli_reads_what_we_write(tmp_path):
     assert out == b"1\n2\n3\n"
 
 
-def test_remove_stale_temps_spares_live_writers(tmp_path):
+def hold_lock(path) -> subprocess.Popen:
+    """Another process that opens ``path`` and holds an exclusive flock on it, as a writer."""
+    code = (
+        "import fcntl, sys, time\n"
+        "f = open(sys.argv[1], 'ab')\n"
+        "fcntl.flock(f, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def test_remove_stale_temps_removes_unlocked_temps_whatever_pid_they_name(tmp_path):
     target = tmp_path / "2026-01-14_11_tweets.csv.xz"
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = tmp_path / f".{target.name}.tmp-{dead.pid}-abcd"
-    live = tmp_path / f".{target.name}.tmp-1-abcd"  # pid 1 always runs
-    other = tmp_path / f".other.tmp-{dead.pid}-abcd"
-    for p in (stale, live, other):
-        p.write_bytes(b"x")
-    assert remove_stale_temps(target) == [stale]
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.name, other.name])
+    unrelated = subprocess.Popen(["sleep", "60"])  # a live process that got a dead writer's PID
+    try:
+        stale = [
+            tmp_path / f".{target.name}.tmp-{dead.pid}-abcd",
+            tmp_path / f".{target.name}.tmp-{unrelated.pid}-abcd",
+            tmp_path / f".{target.name}.tmp-1-abcd",  # PID 1 always runs
+            tmp_path / f".{target.name}.tmp-{os.getpid()}-abcd",  # this process, not writing it
+            temp_name(target),
+        ]
+        other = tmp_path / f".other.tmp-{dead.pid}-abcd"
+        for p in [*stale, other]:
+            p.write_bytes(b"x")
+        assert sorted(remove_stale_temps(target)) == sorted(stale)
+        assert listing(tmp_path) == [other.name]
+    finally:
+        unrelated.kill()
+        unrelated.wait()
+
+
+def test_remove_stale_temps_spares_a_temp_locked_by_a_live_writer_until_it_dies(tmp_path):
+    target = tmp_path / "2026-01-14_11_tweets.csv.xz"
+    tmp = temp_name(target)
+    holder = hold_lock(tmp)
+    try:
+        assert remove_stale_temps(target) == []
+        assert tmp.exists()
+        holder.kill()
+        # Dead but not reaped, as under an init that does not reap orphans: a zombie.
+        os.waitid(os.P_PID, holder.pid, os.WEXITED | os.WNOWAIT)
+        assert remove_stale_temps(target) == [tmp]
+    finally:
+        holder.kill()
+        holder.wait()
+    assert listing(tmp_path) == []
+
+
+def test_remove_stale_temps_spares_this_processs_open_writers(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.xz"
+    with atomic_file(a, "w") as f:
+        f.write("{}")
+        assert remove_stale_temps(a) == []
+    assert a.read_text() == "{}"
+    w = XzWriter(b, preset=0, threads=1)
+    w.write(b"row\n")
+    assert remove_stale_temps(b) == []
+    w.finish()  # finished, not yet renamed: the writer still holds its temp
+    assert remove_stale_temps(b) == []
+    w.commit()
+    assert lzma.decompress(b.read_bytes()) == b"row\n"
+    assert listing(tmp_path) == ["a.json", "b.xz"]
+
+
+def test_xz_holds_the_writers_lock_while_it_runs(tmp_path):
+    target = tmp_path / "t.xz"
+    w = XzWriter(target, preset=0, threads=1)
+    w.write(b"row\n")
+    os.kill(w._proc.pid, signal.SIGSTOP)
+    try:
+        w._out.close()  # as if the Python writer were killed: xz still writes the temp
+        assert remove_stale_temps(target) == []
+    finally:
+        w._proc.kill()
+        w._proc.wait()
+    assert remove_stale_temps(target) == [w.tmp]
+    w.abort()
+    assert listing(tmp_path) == []
+
+
+def test_a_temp_removed_before_its_writer_locked_it_is_replaced(tmp_path, monkeypatch):
+    target = tmp_path / "a.json"
+    flock, removed = fcntl.flock, []
+
+    def remover_first(fd, operation):
+        if not removed:  # a remove_stale_temps gets between the writer's open and its lock
+            monkeypatch.setattr(fcntl, "flock", flock)
+            removed.extend(remove_stale_temps(target))
+        flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", remover_first)
+    with atomic_file(target, "w") as f:
+        f.write("{}")
+    assert len(removed) == 1
+    assert target.read_text() == "{}"
+    assert listing(tmp_path) == ["a.json"]

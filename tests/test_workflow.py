@@ -231,6 +231,39 @@ def test_rebuild_with_fewer_tweets_keeps_the_hour(world):
     assert json.loads(paths["stats"].read_text())["total"] == total
 
 
+# The parent of the run in the interrupted-run test, standing in for an init (PID 1 in many
+# containers) that does not reap orphans: it adopts the orphans of the killed run
+# (PR_SET_CHILD_SUBREAPER) and leaves them zombies, their PIDs taken, until its stdin closes.
+NON_REAPING_PARENT = """
+import ctypes, os, subprocess, sys
+if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+    sys.exit(f"prctl: {os.strerror(ctypes.get_errno())}")
+run = subprocess.Popen(
+    sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+)
+print(run.pid, flush=True)
+sys.stdin.read()
+while True:
+    try:
+        os.wait()
+    except ChildProcessError:
+        break
+"""
+
+
+def processes() -> list[tuple[int, str, int, int]]:
+    """(pid, state, parent pid, process group) of every process, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue  # ended meanwhile
+        state, ppid, pgrp = text.rsplit(")", 1)[1].split()[:3]
+        out.append((int(stat.parent.name), state, int(ppid), int(pgrp)))
+    return out
+
+
 def test_interrupted_run_leaves_no_half_written_file(tmp_path):
     config = write_config(tmp_path, servers=("server1",))
     generate_raw_tree(
@@ -238,29 +271,47 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path):
     )
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
     cmd += ["--directory", str(tmp_path), "--configfile", str(config)]
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    parent = subprocess.Popen(
+        [sys.executable, "-c", NON_REAPING_PARENT, *cmd],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
-    vault_day = tmp_path / "vault" / "2026-01-14"
-    deadline = time.monotonic() + 240
-    # Wait until an hourly output is being written, then pull the plug.
-    while time.monotonic() < deadline and proc.poll() is None:
-        if vault_day.exists() and any(".tmp" in p.name for p in vault_day.iterdir()):
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the run ended before it could be interrupted"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    try:
+        run = int(parent.stdout.readline())  # snakemake, leading its own process group
 
-    for p in vault_day.iterdir():
-        if p.name.endswith(".xz"):
-            lzma.decompress(p.read_bytes())  # a final name always holds a complete file
-    # After a crash the next run (as cron runs it, under flock) completes the hour.
-    snakemake(tmp_path, "--nolock", config=config)
-    for hour in (H10, H11):
-        for p in layout.vault_paths(tmp_path / "vault", hour).values():
-            assert p.exists()
-    assert not [p for p in vault_day.iterdir() if ".tmp" in p.name]
+        def group_alive() -> bool:
+            return any(g == run and s != "Z" for _, s, _, g in processes())
+
+        vault_day = tmp_path / "vault" / "2026-01-14"
+        deadline = time.monotonic() + 240
+        # Wait until an hourly output is being written, then pull the plug.
+        while time.monotonic() < deadline and group_alive():
+            if vault_day.exists() and any(".tmp" in p.name for p in vault_day.iterdir()):
+                break
+            time.sleep(0.02)
+        assert group_alive(), "the run ended before it could be interrupted"
+        os.killpg(run, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and group_alive():
+            time.sleep(0.02)
+        assert not group_alive()
+        # The dead writers are zombies: their PIDs still answer kill(pid, 0).
+        adopted = [p for p, s, pp, _ in processes() if pp == parent.pid and s == "Z" and p != run]
+        assert adopted, "the killed run's orphans were reaped; the test needs them as zombies"
+
+        for p in vault_day.iterdir():
+            if p.name.endswith(".xz"):
+                lzma.decompress(p.read_bytes())  # a final name always holds a complete file
+        # After a crash the next run (as cron runs it, under flock) completes the hour.
+        snakemake(tmp_path, "--nolock", config=config)
+        for hour in (H10, H11):
+            for p in layout.vault_paths(tmp_path / "vault", hour).values():
+                assert p.exists()
+        assert not [p for p in vault_day.iterdir() if ".tmp" in p.name]
+    finally:
+        parent.stdin.close()  # the parent reaps its zombies and ends
+        parent.wait()
 
 
 def test_bad_config_stops_with_the_key_named(tmp_path):
