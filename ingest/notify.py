@@ -55,7 +55,7 @@ class Mailer:
     port: int
     sender: str
     to: list[str]
-    security: str = "starttls"  # starttls | ssl | none
+    security: str  # starttls | ssl | none
     user: str | None = None
     password: str | None = field(default=None, repr=False)
     timeout: float = 20.0
@@ -72,11 +72,12 @@ class Mailer:
         timeout: float = 20.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> Mailer:
-        """A Mailer for the config's ``email:`` section (SMTP_PASSWORD env if no password_file)."""
+        """A Mailer for the loaded config's ``email:`` section (defaults filled in by
+        ``ingest.config``); the password from SMTP_PASSWORD if there is no password_file."""
         missing = [k for k in ("smtp_host", "from", "to") if not email_cfg.get(k)]
         if missing:
             raise MailConfigError(f"email: missing {', '.join(missing)}")
-        security = email_cfg.get("security", "starttls")
+        security = email_cfg["security"]
         if security not in ("starttls", "ssl", "none"):
             raise MailConfigError(f"email.security: {security!r} is not starttls, ssl or none")
         user = email_cfg.get("user") or None
@@ -85,10 +86,9 @@ class Mailer:
             password = read_secret(
                 email_cfg.get("password_file"), "SMTP_PASSWORD", "email password"
             )
-        default_port = {"starttls": 587, "ssl": 465, "none": 25}[security]
         return cls(
             host=email_cfg["smtp_host"],
-            port=int(email_cfg.get("smtp_port") or default_port),
+            port=email_cfg["smtp_port"],
             sender=email_cfg["from"],
             to=list(email_cfg["to"]),
             security=security,
@@ -170,7 +170,7 @@ class Alerts:
         mailer: Mailer | None,
         state_path: str | Path,
         clock: Clock,
-        max_per_hour: int = 6,
+        max_per_hour: int,
         log: logging.Logger | None = None,
     ) -> None:
         self.mailer = mailer
@@ -188,8 +188,8 @@ class Alerts:
         log: logging.Logger | None = None,
         **mailer_kw: Any,
     ) -> Alerts:
-        mailer = Mailer.from_config(email_cfg, **mailer_kw) if email_cfg.get("enabled") else None
-        return cls(mailer, state_path, clock, int(email_cfg.get("max_per_hour", 6)), log)
+        mailer = Mailer.from_config(email_cfg, **mailer_kw) if email_cfg["enabled"] else None
+        return cls(mailer, state_path, clock, email_cfg["max_per_hour"], log)
 
     @contextlib.contextmanager
     def _state(self) -> Iterator[dict[str, Any]]:

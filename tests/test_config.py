@@ -108,3 +108,52 @@ def test_secret_file_permissions_are_checked(tmp_path, monkeypatch):
     monkeypatch.delenv("X_TOKEN")
     with pytest.raises(SecretError, match="X_TOKEN"):
         read_secret(None, "X_TOKEN", "t")
+
+
+@pytest.mark.parametrize(
+    ("email", "port"),
+    [
+        ({"security": "ssl"}, 465),
+        ({"security": "none"}, 25),
+        ({"security": "starttls"}, 587),
+        ({}, 587),  # security defaults to starttls
+        ({"security": "ssl", "smtp_port": 2465}, 2465),  # a given port is kept
+    ],
+)
+def test_smtp_port_default_follows_security(tmp_path, email, port):
+    """``security: ssl`` without ``smtp_port`` used to get 587 (the schema's one default)."""
+    from ingest.notify import Mailer
+
+    c = yaml.safe_load(MINIMAL)
+    c["email"] = {"enabled": True, "smtp_host": "h", "from": "a@b", "to": ["c@d"], **email}
+    loaded = load_config(write(tmp_path, yaml.safe_dump(c)))
+    assert loaded["email"]["smtp_port"] == port
+    assert Mailer.from_config(loaded["email"]).port == port
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"email": None, "osf": None},  # whole sections from their defaults
+        {"email": {"enabled": False, "security": "ssl"}},
+        {"email": {"enabled": False, "security": "none"}, "stream": {"backfill_minutes": 0}},
+    ],
+)
+def test_workflow_validate_fills_the_same_defaults(extra):
+    """The workflow's snakemake validate() and load_config fill in the very same config."""
+    import copy
+
+    from snakemake.utils import validate
+
+    from ingest.config import SCHEMA_PATH, validate_config
+
+    c = {k: v for k, v in {**yaml.safe_load(MINIMAL), **extra}.items() if v is not None}
+    by_workflow = copy.deepcopy(c)
+    validate(by_workflow, schema=str(SCHEMA_PATH))
+    assert by_workflow == validate_config(c)
+
+
+def test_filled_defaults_are_not_shared(tmp_path):
+    c = load_config(write(tmp_path, MINIMAL))
+    c["servers"][0]["rsync_options"].append("--bwlimit=1000")
+    assert c["servers"][1]["rsync_options"] == []

@@ -24,6 +24,7 @@ from ingest.notify import (
 from ingest.publish.rsync import PullResult, alert_unreachable
 from ingest.pull_state import load_state, save_state
 from ingest.secrets import SecretError
+from tests.configs import email_config
 from tests.smtp import Sink, free_port, start
 
 T0 = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
@@ -132,16 +133,16 @@ def test_starttls_with_login(starttls, cert, tmp_path: Path, caplog) -> None:
     pw = tmp_path / "smtp_password"
     pw.write_text(PASSWORD + "\n")
     pw.chmod(0o600)
-    cfg = {
-        "enabled": True,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": port,
-        "security": "starttls",
-        "user": "collector",
-        "password_file": str(pw),
-        "from": "collector@example.org",
-        "to": ["ops@example.org"],
-    }
+    cfg = email_config(
+        enabled=True,
+        smtp_host="127.0.0.1",
+        smtp_port=port,
+        security="starttls",
+        user="collector",
+        password_file=str(pw),
+        to=["ops@example.org"],
+        **{"from": "collector@example.org"},
+    )
     caplog.set_level(logging.DEBUG)
     m = Mailer.from_config(cfg, timeout=5, ssl_context=client_context(cert[0]))
     assert PASSWORD not in repr(m)
@@ -184,13 +185,7 @@ def test_implicit_ssl(cert) -> None:
 
 
 def test_password_from_environment_and_config_errors(monkeypatch, tmp_path: Path) -> None:
-    cfg = {
-        "smtp_host": "h",
-        "security": "ssl",
-        "user": "u",
-        "from": "a@b",
-        "to": ["c@d"],
-    }
+    cfg = email_config(smtp_host="h", security="ssl", user="u", to=["c@d"], **{"from": "a@b"})
     monkeypatch.delenv("SMTP_PASSWORD", raising=False)
     with pytest.raises(SecretError, match="SMTP_PASSWORD"):
         Mailer.from_config(cfg)
@@ -281,20 +276,20 @@ def test_send_failure_returns_false_logs_and_is_reported_later(
 
 def test_unwritable_state_or_disabled_email_never_raises(tmp_path: Path, caplog) -> None:
     caplog.set_level(logging.INFO)
-    off = Alerts.from_config({"enabled": False}, tmp_path / "a.json", FixedClock(T0))
+    off = Alerts.from_config(email_config(), tmp_path / "a.json", FixedClock(T0))
     assert off.mailer is None
     assert off.alert("k", "subject here", "b") is False
     assert "email disabled" in caplog.text and "subject here" in caplog.text
     blocker = tmp_path / "file"
     blocker.write_text("")
-    broken = Alerts(None, blocker / "sub" / "a.json", FixedClock(T0))
+    broken = Alerts(None, blocker / "sub" / "a.json", FixedClock(T0), max_per_hour=6)
     assert broken.alert("k", "s", "b") is False
     assert "cannot use state file" in caplog.text
 
 
 def test_alert_nowait(plain, tmp_path: Path) -> None:
     sink, port = plain
-    a = Alerts(mailer(port), tmp_path / "a.json", FixedClock(T0))
+    a = Alerts(mailer(port), tmp_path / "a.json", FixedClock(T0), max_per_hour=6)
     a.alert_nowait("collector-stopped", "stopped: SIGTERM", "body").join(10)
     assert [m["Subject"] for m in sink.messages] == ["[sampled-stream] stopped: SIGTERM"]
 
