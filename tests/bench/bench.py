@@ -33,10 +33,15 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
+
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -61,10 +66,46 @@ SEED = 20260114
 SERVERS = ("server1", "server2")
 GEN_VERSION = 3  # bump to invalidate caches when the generation parameters change
 PYTHON = sys.executable
+PROGRESS = True  # --no-progress: no bars (they show only when stderr is a terminal anyway)
 
 
 def log(msg: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+    # tqdm.write: a bar running meanwhile is redrawn below the line instead of garbled.
+    tqdm.write(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)
+
+
+@contextmanager
+def progress(
+    desc: str, total: int, unit: str, poll: Callable[[tqdm], None] | None = None
+) -> Iterator[tqdm]:
+    """A bar on stderr for one phase, redrawn every second so the elapsed time moves during a
+    long step (``poll(bar)`` may update it then); a silent stand-in off a terminal."""
+    bar = tqdm(
+        desc=desc,
+        total=total,
+        unit=unit,
+        file=sys.stderr,
+        dynamic_ncols=True,
+        disable=None if PROGRESS else True,  # None: off when stderr is not a terminal
+    )
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(1.0):
+            if poll:
+                poll(bar)
+            bar.refresh()
+
+    ticker = threading.Thread(target=tick, daemon=True)
+    if not bar.disable:
+        ticker.start()
+    try:
+        yield bar
+    finally:
+        stop.set()
+        if ticker.is_alive():
+            ticker.join()
+        bar.close()
 
 
 # --- machine --------------------------------------------------------------------------------
@@ -158,6 +199,7 @@ def ensure_data(scale_dir: Path, scale: float) -> dict:
         seed=SEED,
         bad_lines=True,
         keep_ids=False,
+        progress=PROGRESS,
     )
     info = summary.to_dict()
     info.pop("servers", None)
@@ -318,23 +360,28 @@ def run_build(
     due = due_time(HOUR)
     runs = []
     jobs: dict[str, int] = {}
-    for now in times:
-        if mode != "cold":
-            link_arrived(data_raw, raw, now)
-        cmd = snakemake_cmd(run, cfg, now, hours=HOUR.label if mode == "cold" else "")
-        timed = now > due - timedelta(hours=1)
-        name = now.strftime("%H%M")
-        if not timed:
-            with open(logs / f"{name}.log", "w") as f:
-                subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
-            continue
-        run_jobs = dry_run_jobs(cmd, env)
-        for k, v in run_jobs.items():
-            jobs[k] = jobs.get(k, 0) + v
-        subprocess.run(["sync"], check=False)
-        with open(logs / f"{name}.log", "w") as f:
-            res = measure.run(f"{mode} {name}", cmd, env=env, sample=sample, stdout=f, stderr=f)
-        runs.append({"at": now.isoformat(), "jobs": run_jobs, "result": res})
+    with progress(f"build ({mode}, {interval} min)", len(times), "run") as bar:
+        for now in times:
+            if mode != "cold":
+                link_arrived(data_raw, raw, now)
+            cmd = snakemake_cmd(run, cfg, now, hours=HOUR.label if mode == "cold" else "")
+            timed = now > due - timedelta(hours=1)
+            name = now.strftime("%H%M")
+            bar.set_postfix_str(f"run at {now.astimezone(TZ):%H:%M}" + (", timed" if timed else ""))
+            if not timed:
+                with open(logs / f"{name}.log", "w") as f:
+                    subprocess.run(cmd, env=env, stdout=f, stderr=subprocess.STDOUT, check=True)
+            else:
+                run_jobs = dry_run_jobs(cmd, env)
+                for k, v in run_jobs.items():
+                    jobs[k] = jobs.get(k, 0) + v
+                subprocess.run(["sync"], check=False)
+                with open(logs / f"{name}.log", "w") as f:
+                    res = measure.run(
+                        f"{mode} {name}", cmd, env=env, sample=sample, stdout=f, stderr=f
+                    )
+                runs.append({"at": now.isoformat(), "jobs": run_jobs, "result": res})
+            bar.update(1)
     log(f"build ({mode}, {interval} min): timed runs {len(runs)}, jobs {jobs}")
     if jobs.get("build_hour") != 1:
         raise RuntimeError(f"expected exactly one build_hour job, the timed runs had {jobs}")
@@ -404,8 +451,23 @@ def run_baseline(scale_dir: Path, data_raw: Path, own_hour_only: bool = True) ->
     ]
     if own_hour_only:
         cmd.append("--own-hour-only")
-    with open(run / "stdout.json", "w") as out, open(run / "stderr.log", "w") as err:
+    # Progress: the per-minute CSVs jq has started (one a minute file), then pandas (one step).
+    start, end = layout.hour_bounds(HOUR, TZ) if own_hour_only else window()
+    n_files = sum(len(layout.minute_files(s, data_raw / s, start, end, TZ)) for s in SERVERS)
+
+    def poll(bar: tqdm) -> None:
+        started = sum(1 for _ in (run / "csv").glob("*/*.csv"))
+        bar.n = max(bar.n, min(started, n_files))  # never back over the final count
+        phase = f"jq: file {bar.n}/{n_files}" if started < n_files else "pandas: merge, xz"
+        bar.set_postfix_str(phase, refresh=False)
+
+    with (
+        open(run / "stdout.json", "w") as out,
+        open(run / "stderr.log", "w") as err,
+        progress("baseline", n_files + 1, "step", poll) as bar,
+    ):
         res = measure.run("baseline (seed)", cmd, stdout=out, stderr=err)
+        bar.n = n_files + 1
     report = json.loads((run / "stdout.json").read_text().strip().splitlines()[-1])
     sizes = {p.name: p.stat().st_size for p in (run / "out").iterdir()}
     return {"result": res, "report": report, "sizes": sizes, "run": run}
@@ -572,36 +634,38 @@ def ensure_year(cache: Path) -> tuple[Path, datetime]:
     last_day = datetime.fromisoformat(last.day).date()
     raw_from = last_end - timedelta(hours=48)
     n_hours = 0
-    while day <= last_day:
-        d = day.isoformat()
-        dd = vault / d
-        dd.mkdir(parents=True)
-        rows = ["hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %"]
-        for h in layout.day_hours(d, TZ):
-            if (d, h.hh) >= (last.day, last.hh):
-                break
-            paths = layout.vault_paths(vault, h)
-            for kind in ("ids", "tweets", "users"):
-                paths[kind].write_bytes(b"\xfd7zXZ\x00fake")
-            start, end = layout.read_window(h, TZ, LATE)
-            inputs = {}
-            if end > raw_from:
-                for s in SERVERS:
-                    names = []
-                    t = start
-                    while t < end:
-                        if t >= raw_from:
-                            p = layout.minute_path(raw / s, t, TZ)
-                            p.parent.mkdir(parents=True, exist_ok=True)
-                            p.write_bytes(b"")
-                            names.append(p.name)
-                        t += layout.MINUTE
-                    inputs[s] = names
-            paths["stats"].write_text(json.dumps({"hour": h.label, "inputs": inputs}))
-            rows.append(f"{h.hh}\t3500\t3500\t3550\t50\t1.41%")
-            n_hours += 1
-        layout.report_path(vault, d).write_text("\n".join(rows) + "\n")
-        day += timedelta(days=1)
+    with progress("a year of built hours", (last_day - first_day).days + 1, "day") as bar:
+        while day <= last_day:
+            d = day.isoformat()
+            dd = vault / d
+            dd.mkdir(parents=True)
+            rows = ["hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %"]
+            for h in layout.day_hours(d, TZ):
+                if (d, h.hh) >= (last.day, last.hh):
+                    break
+                paths = layout.vault_paths(vault, h)
+                for kind in ("ids", "tweets", "users"):
+                    paths[kind].write_bytes(b"\xfd7zXZ\x00fake")
+                start, end = layout.read_window(h, TZ, LATE)
+                inputs = {}
+                if end > raw_from:
+                    for s in SERVERS:
+                        names = []
+                        t = start
+                        while t < end:
+                            if t >= raw_from:
+                                p = layout.minute_path(raw / s, t, TZ)
+                                p.parent.mkdir(parents=True, exist_ok=True)
+                                p.write_bytes(b"")
+                                names.append(p.name)
+                            t += layout.MINUTE
+                        inputs[s] = names
+                paths["stats"].write_text(json.dumps({"hour": h.label, "inputs": inputs}))
+                rows.append(f"{h.hh}\t3500\t3500\t3550\t50\t1.41%")
+                n_hours += 1
+            layout.report_path(vault, d).write_text("\n".join(rows) + "\n")
+            day += timedelta(days=1)
+            bar.update(1)
     # The pending hour's raw minutes; raw-one: the same alone (for an empty-vault dry run).
     start, end = layout.read_window(last, TZ, LATE)
     for tree in (raw, root / "raw-one"):
@@ -683,10 +747,16 @@ def main(argv: list[str] | None = None) -> int:
         default=0.1,
         help="process sampler interval in seconds (per-kind RSS), 0 = off",
     )
+    ap.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bars (shown on stderr only when it is a terminal)",
+    )
     args = ap.parse_args(argv)
 
-    global CODE
+    global CODE, PROGRESS
     CODE = args.code.resolve()
+    PROGRESS = not args.no_progress
     scale = args.scale
     tag = f"{scale:g}"
     cache = args.cache.resolve()
