@@ -18,9 +18,19 @@ import pytest
 
 from ingest import layout
 from ingest.build.assign import assign_hour
-from ingest.build.hourly import MIB, InputError, build_hour, tweets_block_size
+from ingest.build.hourly import (
+    MIB,
+    InputError,
+    MergeProgress,
+    build_hour,
+    count_servers,
+    read_inputs,
+    stats_minutes,
+    tweets_block_size,
+)
 from ingest.build.minutes import parse_minute_file, read_meta
 from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
+from ingest.build.stats import StatsError
 from ingest.layout import Hour
 
 CET = ZoneInfo("CET")
@@ -550,3 +560,112 @@ def test_row_bytes_of_the_intermediates_add_up_to_the_tweets_csv(tmp_path):
 )
 def test_tweets_block_size(csv_bytes, threads, block):
     assert tweets_block_size(csv_bytes, threads) == block
+
+
+# --- phases on their own ---------------------------------------------------------------------
+
+
+def test_read_inputs_estimates_the_csv_from_the_biggest_server_per_minute(tmp_path):
+    """Servers see nearly the same tweets: the estimate is not their sum, but per minute file
+    the larger one (a server's outage minute adds nothing)."""
+    w = World(tmp_path)
+    t1, t2 = utc(2026, 1, 14, 10, 5), utc(2026, 1, 14, 10, 6)
+    w.add(on_time("s1", 1, t1), on_time("s2", 1, t1), on_time("s2", 2, t1))  # s2 bigger
+    w.add(on_time("s1", 3, t2, text="a longer text " * 5))  # only s1
+    inputs = w.inputs(H11)
+    start, end = layout.hour_bounds(H11, CET)
+    sources = read_inputs(H11, CET, inputs, w.servers, stats_minutes(start, end, None))
+
+    def row_bytes(server, minute):
+        (t, _) = next(p for p in inputs[server] if read_meta(p[0])["minute"].startswith(minute))
+        return read_meta(t)["row_bytes"][H11.label]
+
+    assert sources.csv_bytes == row_bytes("s2", "2026-01-14T10:05") + row_bytes(
+        "s1", "2026-01-14T10:06"
+    )
+    assert sources.missing == []
+    assert len(sources.tweet_files) == len(sources.user_files) == 3
+    assert sources.raw_names["s1"] == ["2026-01-14T1105+0100.jsonl", "2026-01-14T1106+0100.jsonl"]
+
+
+def test_count_servers_from_masks():
+    # three servers: bit 0 = a, 1 = b, 2 = c
+    per_server, total, diff = count_servers({0b111: 10, 0b011: 2, 0b100: 1}, ["a", "b", "c"])
+    assert per_server == {"a": 12, "b": 12, "c": 11}
+    assert (total, diff) == (13, 3)
+    assert count_servers({0b1: 5}, ["only"]) == ({"only": 5}, 5, 0)
+    assert count_servers({}, ["a", "b"]) == ({"a": 0, "b": 0}, 0, 0)
+
+
+# --- progress of a long merge ----------------------------------------------------------------
+
+
+class SteppingClock:
+    """A monotonic clock that moves ``step`` seconds each time it is read."""
+
+    def __init__(self, step: float) -> None:
+        self.step = step
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        self.t += self.step
+        return self.t
+
+
+def test_merge_progress_is_logged_when_the_interval_passes(tmp_path):
+    w = World(tmp_path, servers=["only"])
+    t = utc(2026, 1, 14, 10, 30)
+    w.add(*(on_time("only", i, t) for i in range(1, 8)))
+    log = io.StringIO()
+    # Read at the start (10 s), then once a row (rows 1, 2, 3 at 20, 30, 40 s: row 3 is due,
+    # its report reads 50 s), rows 4, 5, 6 at 60, 70, 80 s (due, reported at 90 s).
+    stats, _ = w.build(H11, log=log, monotonic=SteppingClock(10))
+    progress = [line for line in log.getvalue().splitlines() if "merged" in line]
+    assert progress == [
+        f"{H11}: merged 3 tweets, 0 MiB of about 0 MiB (42%), 40 s",  # 7 rows of equal size
+        f"{H11}: merged 6 tweets, 0 MiB of about 0 MiB (85%), 80 s",
+    ]
+    assert stats["total"] == 7  # progress changes nothing
+
+
+def test_no_progress_lines_before_the_interval(tmp_path):
+    w = World(tmp_path, servers=["only"])
+    t = utc(2026, 1, 14, 10, 30)
+    w.add(*(on_time("only", i, t) for i in range(1, 8)))
+    log = io.StringIO()
+    w.build(H11, log=log, monotonic=SteppingClock(1))  # 8 s in all
+    assert "merged" not in log.getvalue()
+    assert log.getvalue().startswith(f"{H11}: 7 tweets")
+
+
+def test_merge_progress_share_from_the_estimate():
+    log = io.StringIO()
+    clock = SteppingClock(45)
+    p = MergeProgress(H11, 400 * MIB, log, clock)  # started at 45 s, due at 75 s
+    assert p.next_at == 75
+    assert p.report(1000, 100 * MIB) == 90 + 30
+    assert log.getvalue() == f"{H11}: merged 1000 tweets, 100 MiB of about 400 MiB (25%), 45 s\n"
+    p.report(5000, 500 * MIB)  # the estimate fell short: never 100 % before the end
+    assert log.getvalue().splitlines()[-1].endswith("(99%), 90 s")
+    quiet = io.StringIO()
+    MergeProgress(H11, 0, quiet, clock).report(3, 10)  # no estimate: no share
+    assert quiet.getvalue() == f"{H11}: merged 3 tweets, 0 MiB, 45 s\n"
+
+
+# --- an unreadable old build -----------------------------------------------------------------
+
+
+def test_corrupt_existing_stats_stop_the_build_before_any_work(tmp_path):
+    """Was: treated as absent, so the hour was replaced without comparing its tweet count."""
+    w = World(tmp_path)
+    t = utc(2026, 1, 14, 10, 30)
+    w.add(on_time("s1", 1, t), on_time("s2", 2, t))
+    _, out = w.build(H11)
+    out["stats"].write_text('{"total": 12')
+    before = {k: p.read_bytes() for k, p in out.items()}
+    with pytest.raises(StatsError, match=r"2026-01-14_11_stats\.json"):
+        w.build(H11)
+    assert {k: p.read_bytes() for k, p in out.items()} == before
+    assert sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
+        p.name for p in out.values()
+    )

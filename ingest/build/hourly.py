@@ -6,6 +6,11 @@ Rows go straight into three ``xz`` subprocesses (ids, tweets, users) that compre
 merge runs. Outputs are renamed into place together, and the stats JSON is written last: its
 existence means the hour is complete.
 
+``build_hour`` runs the phases in order: ``read_inputs`` (the intermediates' metadata lines),
+``HourWriters`` (the xz pipes, the tweets' block size from the metadata), ``merge_hour``
+(tweets and users at once, progress logged by ``MergeProgress``), ``hour_stats``, then
+``keep_existing`` (an old build with more tweets) or ``commit_hour``.
+
 Rules (see issue 2):
 - a copy counts for this hour when its label (``ingest.build.assign``) is this hour;
 - a tweet's row comes from its copy with the earliest retrieved_at (ties: the first server in
@@ -21,8 +26,10 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,9 +39,12 @@ import orjson
 from ingest.atomic import XzWriter, atomic_write, fsync_dir, remove_stale_temps
 from ingest.build.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
 from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
+from ingest.build.stats import HourStats, read_stats_if_built
 from ingest.layout import Hour, hour_bounds
 
 ID_END = 20  # the zero-padded ID at the start of every intermediate line
+OUTPUTS = ("ids", "tweets", "users", "stats")  # the keys of layout.vault_paths
+PROGRESS_SECONDS = 30.0  # how often a long merge logs how far it got
 
 
 class InputError(ValueError):
@@ -124,63 +134,50 @@ def _row_bytes(meta: dict, label: str, tweets_tsv: Path) -> int:
     return tweets_tsv.stat().st_size  # made by an older version: an upper bound
 
 
-def build_hour(
-    hour: Hour | str,
-    tz: ZoneInfo | str,
+def stats_minutes(
+    start: datetime, end: datetime, expected_minutes: Iterable[datetime] | None
+) -> list[datetime]:
+    """The UTC minutes the stats show: ``expected_minutes``, by default every one in the hour."""
+    if expected_minutes is not None:
+        return sorted(m.astimezone(UTC) for m in expected_minutes)
+    minutes = []
+    t = start
+    while t < end:
+        minutes.append(t)
+        t += timedelta(minutes=1)
+    return minutes
+
+
+@dataclass
+class HourInputs:
+    """What the intermediates' metadata lines tell about an hour, before a row is merged."""
+
+    tweet_files: list[tuple[int, Path]] = field(default_factory=list)  # (server rank, path)
+    user_files: list[tuple[int, Path]] = field(default_factory=list)
+    per_minute: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    skipped: dict[str, dict[str, int]] = field(default_factory=dict)
+    raw_names: dict[str, list[str]] = field(default_factory=dict)  # per server, minute order
+    csv_bytes: int = 0  # the tweets CSV's size, estimated (for xz's block size and progress)
+
+    @property
+    def missing(self) -> list[str]:
+        """Servers without a single minute file for the hour."""
+        return [s for s, found in self.raw_names.items() if not found]
+
+
+def read_inputs(
+    hour: Hour,
+    tz: ZoneInfo,
     inputs: Mapping[str, Sequence[tuple[str | Path, str | Path]]],
-    outputs: Mapping[str, str | Path],
-    *,
-    xz_preset: int = 6,
-    xz_threads: int = 2,
-    server_names: Sequence[str],
-    expected_minutes: Iterable[datetime] | None = None,
-    log=None,
-) -> dict:
-    """Merge an hour's intermediates into its ids/tweets/users .xz files and stats JSON.
-
-    ``inputs``: server name -> [(tweets_tsv, users_tsv), ...] of that server's minute files in
-    the hour's read window, any order. ``outputs``: ``layout.vault_paths(vault, hour)``.
-    ``expected_minutes``: the UTC minutes shown in the stats (default: every minute of the
-    hour). ``log``: a ``logging.Logger`` or a file object.
-
-    An hour is never replaced by a build with fewer tweets: if ``outputs["stats"]`` exists with
-    a larger total (and its files are there), the old files are kept, their mtimes bumped, and
-    the old stats returned (their ``inputs`` extended by this build's, so the new files count
-    as seen).
-    """
-    hour = Hour.parse(hour) if isinstance(hour, str) else hour
-    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
-    names = list(server_names)
-    unknown = sorted(set(inputs) - set(names))
-    if unknown:
-        raise InputError(f"inputs for servers not in server_names: {', '.join(unknown)}")
-    bounds = hour_bounds(hour, tz)
-    if bounds is None:
-        raise ValueError(f"hour {hour} does not exist in {tz.key}")
-    start, end = bounds
-    out = {k: Path(outputs[k]) for k in ("ids", "tweets", "users", "stats")}
-    label = hour.label.encode()
-    for p in out.values():
-        for tmp in remove_stale_temps(p):
-            _emit(log, logging.INFO, f"removed {tmp}, left by an interrupted build")
-
-    # --- metadata of every input: tweets per minute, skipped lines, raw file names ----------
-    if expected_minutes is None:
-        minutes = []
-        t = start
-        while t < end:
-            minutes.append(t)
-            t += timedelta(minutes=1)
-    else:
-        minutes = sorted(m.astimezone(UTC) for m in expected_minutes)
+    names: Sequence[str],
+    minutes: Sequence[datetime],
+) -> HourInputs:
+    """Read every intermediate's metadata line: tweets per minute, skipped lines, raw files."""
+    start, end = hour_bounds(hour, tz)
     minute_keys = {m: _minute_key(m, tz) for m in minutes}
-    per_minute: dict[str, dict[str, int | None]] = {}
-    skipped: dict[str, dict[str, int]] = {}
-    raw_names: dict[str, list[str]] = {}
-    tweet_files: list[tuple[int, Path]] = []
-    user_files: list[tuple[int, Path]] = []
-    # The tweets CSV's size, for xz's block size: per minute file, the biggest server's rows
-    # (servers see nearly the same tweets; one with an outage adds nothing to the other's).
+    sources = HourInputs()
+    # The tweets CSV's size: per minute file, the biggest server's rows (servers see nearly
+    # the same tweets; one with an outage adds nothing to the other's).
     csv_by_minute: dict[datetime, int] = {}
     for rank, server in enumerate(names):
         counts: dict[str, int | None] = {minute_keys[m]: None for m in minutes}
@@ -202,132 +199,291 @@ def build_hour(
                 counts[key] = (counts.get(key) or 0) + meta["tweets"]
                 for reason, n in meta.get("skipped", {}).items():
                     skips[reason] = skips.get(reason, 0) + n
-            tweet_files.append((rank, Path(tweets_tsv)))
-            user_files.append((rank, Path(users_tsv)))
-        per_minute[server] = counts
-        skipped[server] = dict(sorted(skips.items()))
-        raw_names[server] = [name for _, name in sorted(found)]
-    missing = [s for s in names if not raw_names[s]]
+            sources.tweet_files.append((rank, Path(tweets_tsv)))
+            sources.user_files.append((rank, Path(users_tsv)))
+        sources.per_minute[server] = counts
+        sources.skipped[server] = dict(sorted(skips.items()))
+        sources.raw_names[server] = [name for _, name in sorted(found)]
+    sources.csv_bytes = sum(csv_by_minute.values())
+    return sources
 
-    # --- merge into three xz pipes ------------------------------------------------------------
-    writers: list[XzWriter] = []
+
+class MergeProgress:
+    """Logs the tweets merge's progress every ``interval`` seconds: a 10 % hour takes minutes.
+
+    The share done is the CSV bytes written over the estimate from the intermediates'
+    ``row_bytes`` metadata. ``monotonic`` is the time source (injectable for tests).
+    """
+
+    def __init__(
+        self,
+        hour: Hour,
+        expected_bytes: int,
+        log,
+        monotonic: Callable[[], float] = time.monotonic,
+        interval: float = PROGRESS_SECONDS,
+    ) -> None:
+        self.hour = hour
+        self.expected_bytes = expected_bytes
+        self.log = log
+        self.monotonic = monotonic
+        self.interval = interval
+        self.start = monotonic()
+        self.next_at = self.start + interval  # read by the merge loop between reports
+
+    def report(self, rows: int, n_bytes: int) -> float:
+        """Log the progress so far; return when the next report is due."""
+        now = self.monotonic()
+        share = ""
+        if self.expected_bytes:
+            # The estimate can fall short (an older intermediate's size is an upper bound).
+            share = f" of about {self.expected_bytes / MIB:.0f} MiB"
+            share += f" ({min(99, 100 * n_bytes // self.expected_bytes)}%)"
+        _emit(
+            self.log,
+            logging.INFO,
+            f"{self.hour}: merged {rows} tweets, {n_bytes / MIB:.0f} MiB{share}, "
+            f"{now - self.start:.0f} s",
+        )
+        self.next_at = now + self.interval
+        return self.next_at
+
+
+class HourWriters:
+    """The hour's three xz pipes (ids, tweets, users): they compress while the merge runs."""
+
+    def __init__(self, out: Mapping[str, Path], preset: int, threads: int, csv_bytes: int) -> None:
+        self.all: list[XzWriter] = []
+        try:
+            self.ids = self._open(out["ids"], preset, threads)
+            block = tweets_block_size(csv_bytes, threads)
+            self.tweets = self._open(out["tweets"], preset, threads, block)
+            self.users = self._open(out["users"], preset, threads)
+        except BaseException:
+            self.abort()
+            raise
+
+    def _open(self, path: Path, preset: int, threads: int, block: int | None = None) -> XzWriter:
+        w = XzWriter(path, preset, threads, block)
+        self.all.append(w)
+        return w
+
+    def finish(self) -> None:
+        for w in self.all:
+            w.finish()
+
+    def commit(self) -> None:
+        """Rename all three into place (their directories are fsynced once, by the caller)."""
+        try:
+            for w in self.all:
+                w.commit(sync_dir=False)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        for w in self.all:
+            w.abort()
+
+
+def merge_hour(
+    sources: HourInputs, label: bytes, writers: HourWriters, progress: MergeProgress | None = None
+) -> tuple[dict[int, int], int]:
+    """Merge the tweets and users into their xz pipes and wait for xz to finish compressing.
+
+    Returns ({bitmask of servers that saw an ID: n IDs}, n users); on any error the three
+    temporary files are removed.
+    """
     try:
-        w_ids = XzWriter(out["ids"], xz_preset, xz_threads)
-        writers.append(w_ids)
-        block = tweets_block_size(sum(csv_by_minute.values()), xz_threads)
-        w_tweets = XzWriter(out["tweets"], xz_preset, xz_threads, block)
-        writers.append(w_tweets)
-        w_users = XzWriter(out["users"], xz_preset, xz_threads)
-        writers.append(w_users)
         # Users are merged in a second thread at the same time: each xz reads only a block or
         # two ahead, so merged one after the other the users' xz would start only once the
         # tweets' xz was nearly done, leaving a core idle (the GIL is free while a write waits).
         # Each input is ended as soon as its rows are written: xz compresses its last block
         # (for the users and IDs, often their only one) only once its input ends.
         with ThreadPoolExecutor(1) as pool:
-            users_done = pool.submit(_merge_users, user_files, label, w_users)
+            users_done = pool.submit(_merge_users, sources.user_files, label, writers.users)
             try:
-                mask_counts = _merge_tweets(tweet_files, label, w_tweets, w_ids)
+                masks = _merge_tweets(
+                    sources.tweet_files, label, writers.tweets, writers.ids, progress
+                )
             except BaseException:
-                w_users.abort()  # unblocks the users thread
+                writers.users.abort()  # unblocks the users thread
                 raise
             n_users = users_done.result()
-        for w in writers:
-            w.finish()
+        writers.finish()
     except BaseException:
-        for w in writers:
-            w.abort()
+        writers.abort()
         raise
+    return masks, n_users
 
-    n = len(names)
-    all_seen = (1 << n) - 1
+
+def count_servers(
+    masks: Mapping[int, int], names: Sequence[str]
+) -> tuple[dict[str, int], int, int]:
+    """(per-server unique IDs, total, diff) from {bitmask of servers that saw an ID: n IDs}.
+
+    diff: IDs not seen by every server; 0 with one server.
+    """
+    all_seen = (1 << len(names)) - 1
     per_server = {s: 0 for s in names}
     total = diff = 0
-    for mask, k in mask_counts.items():
+    for mask, k in masks.items():
         total += k
         if mask != all_seen:
             diff += k
         for rank, s in enumerate(names):
             if mask >> rank & 1:
                 per_server[s] += k
-    if n == 1:
+    if len(names) == 1:
         diff = 0
-    stats = {
+    return per_server, total, diff
+
+
+def hour_stats(
+    hour: Hour, names: Sequence[str], masks: Mapping[int, int], n_users: int, sources: HourInputs
+) -> HourStats:
+    """The hour's stats, as written to its stats file (key order is the file's)."""
+    per_server, total, diff = count_servers(masks, names)
+    return {
         "hour": hour.label,
-        "servers": names,
+        "servers": list(names),
         "counts": per_server,
         "total": total,
         "diff": diff,
         "diff_pct": round(100 * diff / total, 2) if total else 0.0,
         "users": n_users,
-        "minutes": per_minute,
-        "skipped": skipped,
-        "missing_servers": missing,
-        "inputs": raw_names,
+        "minutes": sources.per_minute,
+        "skipped": sources.skipped,
+        "missing_servers": sources.missing,
+        "inputs": sources.raw_names,
     }
 
-    # --- never replace an hour by one with fewer tweets ------------------------------------
-    old = _read_stats(out["stats"])
-    kept = [out[k] for k in ("ids", "tweets", "users", "stats")]
-    if old is not None and old.get("total", 0) > total and all(p.exists() for p in kept):
-        for w in writers:
-            w.abort()
-        # The old stats learn of the new inputs: they have been considered, so a planner
-        # that rebuilds hours with unseen inputs does not try again on every run.
-        old_inputs = old.get("inputs", {})
-        merged = {
-            s: sorted(set(old_inputs.get(s, [])) | set(raw_names.get(s, [])))
-            for s in dict.fromkeys([*old_inputs, *names])
-        }
-        if merged != old_inputs:
-            old["inputs"] = merged
-            atomic_write(out["stats"], orjson.dumps(old, option=orjson.OPT_INDENT_2) + b"\n")
-        _bump(kept)
-        _emit(
-            log,
-            logging.WARNING,
-            f"{hour}: new build has {total} tweets, the existing one {old['total']}: "
-            "kept the existing files",
-        )
-        return old
 
+def _write_stats(path: Path, stats: HourStats) -> None:
+    atomic_write(path, orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+def keep_existing(
+    old: HourStats, out: Mapping[str, Path], names: Sequence[str], raw_names: dict[str, list[str]]
+) -> HourStats:
+    """Keep an existing build with more tweets: bump its files, record the new inputs as seen.
+
+    The old stats learn of the new inputs: they have been considered, so a planner that
+    rebuilds hours with unseen inputs does not try again on every run.
+    """
+    old_inputs = old.get("inputs", {})
+    merged = {
+        s: sorted(set(old_inputs.get(s, [])) | set(raw_names.get(s, [])))
+        for s in dict.fromkeys([*old_inputs, *names])
+    }
+    if merged != old_inputs:
+        old["inputs"] = merged
+        _write_stats(out["stats"], old)
+    _bump(out[k] for k in OUTPUTS)
+    return old
+
+
+def commit_hour(writers: HourWriters, out: Mapping[str, Path], stats: HourStats) -> None:
+    """Rename the three .xz files into place, then write the stats: the hour is complete."""
     # Stats go first so that, until the new ones are written, the hour reads as incomplete.
     try:
         os.unlink(out["stats"])
     except FileNotFoundError:
         pass
-    try:
-        for w in writers:
-            w.commit(sync_dir=False)
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
+    writers.commit()
     for d in {p.parent for p in out.values()}:
         fsync_dir(d)
-    atomic_write(out["stats"], orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
-    _emit(
-        log,
-        logging.INFO,
-        f"{hour}: {total} tweets ({', '.join(f'{s} {c}' for s, c in per_server.items())}), "
-        f"diff {diff} ({stats['diff_pct']}%), {n_users} users"
-        + (f", missing servers: {', '.join(missing)}" if missing else ""),
+    _write_stats(out["stats"], stats)
+
+
+def _summary(stats: HourStats) -> str:
+    counts = ", ".join(f"{s} {c}" for s, c in stats["counts"].items())
+    missing = stats["missing_servers"]
+    return (
+        f"{stats['hour']}: {stats['total']} tweets ({counts}), "
+        f"diff {stats['diff']} ({stats['diff_pct']}%), {stats['users']} users"
+        + (f", missing servers: {', '.join(missing)}" if missing else "")
     )
+
+
+def build_hour(
+    hour: Hour | str,
+    tz: ZoneInfo | str,
+    inputs: Mapping[str, Sequence[tuple[str | Path, str | Path]]],
+    outputs: Mapping[str, str | Path],
+    *,
+    xz_preset: int = 6,
+    xz_threads: int = 2,
+    server_names: Sequence[str],
+    expected_minutes: Iterable[datetime] | None = None,
+    log=None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> HourStats:
+    """Merge an hour's intermediates into its ids/tweets/users .xz files and stats JSON.
+
+    ``inputs``: server name -> [(tweets_tsv, users_tsv), ...] of that server's minute files in
+    the hour's read window, any order. ``outputs``: ``layout.vault_paths(vault, hour)``.
+    ``expected_minutes``: the UTC minutes shown in the stats (default: every minute of the
+    hour). ``log``: a ``logging.Logger`` or a file object; the merge's progress goes there
+    every ``PROGRESS_SECONDS`` of ``monotonic``.
+
+    An hour is never replaced by a build with fewer tweets: if ``outputs["stats"]`` exists with
+    a larger total (and its files are there), the old files are kept, their mtimes bumped, and
+    the old stats returned (their ``inputs`` extended by this build's, so the new files count
+    as seen). An existing stats file that cannot be read is a ``StatsError``, before any work.
+    """
+    hour = Hour.parse(hour) if isinstance(hour, str) else hour
+    tz = ZoneInfo(tz) if isinstance(tz, str) else tz
+    names = list(server_names)
+    unknown = sorted(set(inputs) - set(names))
+    if unknown:
+        raise InputError(f"inputs for servers not in server_names: {', '.join(unknown)}")
+    bounds = hour_bounds(hour, tz)
+    if bounds is None:
+        raise ValueError(f"hour {hour} does not exist in {tz.key}")
+    out = {k: Path(outputs[k]) for k in OUTPUTS}
+    old = read_stats_if_built(out["stats"])
+    for p in out.values():
+        for tmp in remove_stale_temps(p):
+            _emit(log, logging.INFO, f"removed {tmp}, left by an interrupted build")
+
+    sources = read_inputs(hour, tz, inputs, names, stats_minutes(*bounds, expected_minutes))
+    writers = HourWriters(out, xz_preset, xz_threads, sources.csv_bytes)
+    progress = MergeProgress(hour, sources.csv_bytes, log, monotonic)
+    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress)
+    stats = hour_stats(hour, names, masks, n_users, sources)
+
+    if (
+        old is not None
+        and old.get("total", 0) > stats["total"]
+        and all(out[k].exists() for k in OUTPUTS)
+    ):
+        writers.abort()
+        kept = keep_existing(old, out, names, sources.raw_names)
+        _emit(
+            log,
+            logging.WARNING,
+            f"{hour}: new build has {stats['total']} tweets, the existing one {old['total']}: "
+            "kept the existing files",
+        )
+        return kept
+
+    commit_hour(writers, out, stats)
+    _emit(log, logging.INFO, _summary(stats))
     return stats
 
 
-def _read_stats(path: Path) -> dict | None:
-    try:
-        return orjson.loads(path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return None
-
-
-def _merge_tweets(files, label: bytes, tweets: XzWriter, ids: XzWriter) -> dict[int, int]:
+def _merge_tweets(
+    files, label: bytes, tweets: XzWriter, ids: XzWriter, progress: MergeProgress | None = None
+) -> dict[int, int]:
     """Write the hour's tweet rows and IDs; return {bitmask of servers that saw it: n IDs}."""
     write_tweet = tweets.write
     write_id = ids.write
     write_tweet(format_row(TWEET_COLUMNS).encode() + b"\n")
+    # The clock is read once a row (~50 ns, next to the row's ~1 µs); the report is rare.
+    monotonic = progress.monotonic if progress else lambda: 0.0
+    next_at = progress.next_at if progress else float("inf")
+    rows = n_bytes = 0
     masks: dict[int, int] = {}
     cur = None
     mask = 0
@@ -339,8 +495,13 @@ def _merge_tweets(files, label: bytes, tweets: XzWriter, ids: XzWriter) -> dict[
             cur = tid
             mask = 1 << rank
             # First copy of the ID in (ID, retrieved_at, server) order: the one that counts.
-            write_tweet(line[T_ROW:])
+            row = line[T_ROW:]
+            write_tweet(row)
             write_id((tid.lstrip(b"0") or b"0") + b"\n")
+            rows += 1
+            n_bytes += len(row)
+            if monotonic() >= next_at:
+                next_at = progress.report(rows, n_bytes)
         else:
             mask |= 1 << rank
     if cur is not None:
