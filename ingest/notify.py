@@ -186,9 +186,8 @@ class Alerts:
         state_path: str | Path,
         clock: Clock,
         log: logging.Logger | None = None,
-        **mailer_kw: Any,
     ) -> Alerts:
-        mailer = Mailer.from_config(email_cfg, **mailer_kw) if email_cfg["enabled"] else None
+        mailer = Mailer.from_config(email_cfg) if email_cfg["enabled"] else None
         return cls(mailer, state_path, clock, email_cfg["max_per_hour"], log)
 
     @contextlib.contextmanager

@@ -26,6 +26,7 @@ from ingest.clock import ScaledClock
 from ingest.collect.collector import (
     Backoff,
     Collector,
+    CollectorSettings,
     commit_minute,
     complete_lines,
     recover_partials,
@@ -36,6 +37,7 @@ from ingest.collect.stream_client import HTTPStatusError, StreamClient
 from ingest.devtools.emulator import Emulator
 from ingest.layout import minute_path, parse_minute_name
 from ingest.notify import Alerts, Mailer
+from tests.configs import loaded_config
 
 ROOT = Path(__file__).resolve().parents[1]
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -88,21 +90,19 @@ def em(clock):
         yield e
 
 
-def make(tmp_path: Path, url: str, clock, **kw) -> Collector:
-    settings = {
-        "server": "s1",
-        "raw_dir": tmp_path / "raw",
-        "tz": BERLIN,
-        "token_source": lambda: TOKEN,
+def make(
+    tmp_path: Path, url: str, clock, *, token_source=lambda: TOKEN, alerts=None, **kw
+) -> Collector:
+    """Server s1 of a loaded config, against ``url``, quick to notice stalls and to retry."""
+    fast = {
         "stream_url": url,
         "stall_seconds": 0.5,
         "status_file": tmp_path / "status" / "s1.json",
-        "clock": clock,
         "backoff_scale": 0.01,
         "backfill_minutes": 0,
     }
-    settings.update(kw)
-    return Collector(**settings)
+    settings = CollectorSettings.from_config(loaded_config(tmp_path), "s1", **{**fast, **kw})
+    return Collector(settings, token_source, clock=clock, alerts=alerts)
 
 
 def alerts_for(port: int, tmp_path: Path, clock) -> Alerts:
@@ -210,7 +210,7 @@ def test_minutes_rotate_by_the_clock_and_keep_their_meaning(tmp_path, em, clock)
                 assert line["includes"]["users"][0]["id"] == line["data"]["author_id"]
         if 0 < i < len(files) - 1:  # full minutes: one real second at 50 tweets/s
             assert 35 <= len(lines) <= 65, (path, len(lines))
-    assert total == c.tweets_total
+    assert total == c.counters.tweets_total
     ids = [x["data"]["id"] for _, p in files for x in lines_of(p)]
     assert len(ids) == len(set(ids))  # no backfill asked: every tweet once
 
@@ -222,8 +222,8 @@ def test_empty_minute_files_when_connected_and_nothing_comes(tmp_path, clock) ->
             wait_for(lambda: len(minute_files(tmp_path / "raw")) >= 3, what="3 files")
     files = minute_files(tmp_path / "raw")
     assert all(p.stat().st_size == 0 for _, p in files)
-    assert c.last_keepalive_at is not None
-    assert c.reconnects == 0  # keep-alives kept the 0.5 s stall timer from firing
+    assert c.counters.last_keepalive_at is not None
+    assert c.counters.reconnects == 0  # keep-alives kept the 0.5 s stall timer from firing
 
 
 def test_no_files_while_not_connected_then_files_once_it_is(tmp_path, clock) -> None:
@@ -233,18 +233,20 @@ def test_no_files_while_not_connected_then_files_once_it_is(tmp_path, clock) -> 
     with running(c):
         time.sleep(2.2)  # two minutes and more of refused connections
         assert minute_files(tmp_path / "raw") == [] and parts(tmp_path / "raw") == []
-        assert c.reconnects >= 3
-        assert "ConnectionError" in c.last_error["message"]
+        assert c.counters.reconnects >= 3
+        assert "ConnectionError" in c.counters.last_error["message"]
         with Emulator(port=port, rate=50, keepalive=0.3, token=TOKEN, clock=clock):
-            wait_for(lambda: c.tweets_total > 0, what="tweets after the server came up")
+            wait_for(lambda: c.counters.tweets_total > 0, what="tweets after the server came up")
             wait_for(lambda: minute_files(tmp_path / "raw"), what="a minute file")
-    assert sum(len(lines_of(p)) for _, p in minute_files(tmp_path / "raw")) == c.tweets_total
+    assert (
+        sum(len(lines_of(p)) for _, p in minute_files(tmp_path / "raw")) == c.counters.tweets_total
+    )
 
 
 def test_every_fault_leads_to_reconnect_and_collection_goes_on(tmp_path, em, clock) -> None:
     c = make(tmp_path, em.url, clock)
     with running(c):
-        wait_for(lambda: c.tweets_total > 20, what="first tweets")
+        wait_for(lambda: c.counters.tweets_total > 20, what="first tweets")
         accepted = 1
         expected_errors = {
             "cut": "Connection broken",
@@ -252,44 +254,44 @@ def test_every_fault_leads_to_reconnect_and_collection_goes_on(tmp_path, em, clo
             "stall": "stalled",
         }
         for kind, message in expected_errors.items():
-            before = c.tweets_total
+            before = c.counters.tweets_total
             em.fault(kind)
             accepted += 1
             wait_for(lambda n=accepted: em.accepted("s1") == n, 5, f"reconnect after {kind}")
-            assert message in c.last_error["message"], (kind, c.last_error)
-            wait_for(lambda b=before: c.tweets_total > b + 20, 5, f"tweets after {kind}")
+            assert message in c.counters.last_error["message"], (kind, c.counters.last_error)
+            wait_for(lambda b=before: c.counters.tweets_total > b + 20, 5, f"tweets after {kind}")
         for status in ("503", "500", "429"):
-            before = c.tweets_total
+            before = c.counters.tweets_total
             em.fault(status)
             em.fault("cut")  # the status answers the reconnect
             accepted += 1
             wait_for(lambda n=accepted: em.accepted("s1") == n, 5, f"reconnect after {status}")
             assert em.stats()["attempts"][f"s1 {status}"] == 1
-            wait_for(lambda b=before: c.tweets_total > b + 20, 5, f"tweets after {status}")
+            wait_for(lambda b=before: c.counters.tweets_total > b + 20, 5, f"tweets after {status}")
         # A line that is not JSON is skipped; the connection stays up.
-        before = c.tweets_total
+        before = c.counters.tweets_total
         em.fault("malformed")
-        wait_for(lambda: c.malformed_lines == 1, 5, "malformed line seen")
-        wait_for(lambda b=before: c.tweets_total > b + 20, 5, "tweets after malformed")
+        wait_for(lambda: c.counters.malformed_lines == 1, 5, "malformed line seen")
+        wait_for(lambda b=before: c.counters.tweets_total > b + 20, 5, "tweets after malformed")
         assert em.accepted("s1") == accepted
         status = read_status(tmp_path / "status" / "s1.json")
-    assert c.reconnects == accepted - 1 + 3  # + the three refused attempts
+    assert c.counters.reconnects == accepted - 1 + 3  # + the three refused attempts
     assert status["reconnects"] >= 6
     lines = [x for _, p in minute_files(tmp_path / "raw") for x in lines_of(p)]
-    assert len(lines) == c.tweets_total
+    assert len(lines) == c.counters.tweets_total
     assert all("data" in x and "errors" not in x for x in lines)  # no messages, no junk
 
 
 def test_backfill_is_requested_and_its_replay_kept(tmp_path, em, clock) -> None:
     c = make(tmp_path, em.url, clock, backfill_minutes=2)
     with running(c):
-        wait_for(lambda: c.tweets_total > 60, what="tweets")
+        wait_for(lambda: c.counters.tweets_total > 60, what="tweets")
         em.fault("cut")
         wait_for(lambda: em.accepted("s1") == 2, what="reconnect")
         (conn,) = em.stats()["connections"]
         assert conn["params"]["backfill_minutes"] == "2"
         assert conn["backfilled"] > 50
-        wait_for(lambda: c.tweets_total > 200, what="replay and live tweets")
+        wait_for(lambda: c.counters.tweets_total > 200, what="replay and live tweets")
     ids = [x["data"]["id"] for _, p in minute_files(tmp_path / "raw") for x in lines_of(p)]
     assert len(ids) - len(set(ids)) > 50  # the replay repeats what came before the cut
 
@@ -302,7 +304,7 @@ def test_refused_backfill_reconnects_without_it_and_logs_once(
     with Emulator(rate=50, keepalive=0.3, token=TOKEN, clock=clock, refuse_backfill=refusal) as e:
         c = make(tmp_path, e.url, clock, backfill_minutes=5)
         with running(c):
-            wait_for(lambda: c.tweets_total > 10, what="tweets without backfill")
+            wait_for(lambda: c.counters.tweets_total > 10, what="tweets without backfill")
             e.fault("cut")
             wait_for(lambda: e.accepted("s1") == 2, what="reconnect")
             (conn,) = e.stats()["connections"]
@@ -333,7 +335,7 @@ def test_auth_failure_alerts_retries_slowly_and_picks_up_a_fixed_token(
         wait_for(lambda: em.stats()["attempts"].get("s1 401") == 2, what="second 401")
         assert time.monotonic() - first >= 0.5  # slow: 60 s x 0.01, not 250 ms x 0.01
         token_file.write_text(TOKEN)
-        wait_for(lambda: c.tweets_total > 10, 5, "tweets with the restored token")
+        wait_for(lambda: c.counters.tweets_total > 10, 5, "tweets with the restored token")
         assert minute_files(tmp_path / "raw") or parts(tmp_path / "raw")
     wait_for(lambda: any("bearer token" in s for s in sink.subjects()), what="auth mail")
     assert em.stats()["attempts"]["s1 200"] == 1
@@ -353,7 +355,7 @@ def test_notices_started_disconnected_recovered_stopped(tmp_path, em, clock, smt
     )
     with running(c):
         wait_for(lambda: any("collector started" in s for s in sink.subjects()), what="started")
-        wait_for(lambda: c.tweets_total > 10, what="tweets")
+        wait_for(lambda: c.counters.tweets_total > 10, what="tweets")
         em.fault("503", count=1000)
         em.fault("cut")
         wait_for(lambda: any("stream disconnected" in s for s in sink.subjects()), 6, "down mail")
@@ -372,7 +374,7 @@ def test_token_never_logged_even_at_debug(tmp_path, em, clock, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     c = make(tmp_path, em.url, clock)
     with running(c):
-        wait_for(lambda: c.tweets_total > 5, what="tweets")
+        wait_for(lambda: c.counters.tweets_total > 5, what="tweets")
         em.fault("disconnect-line")
         wait_for(lambda: em.accepted("s1") == 2, what="reconnect")
     debug = [r for r in caplog.records if r.levelno == logging.DEBUG]

@@ -12,10 +12,11 @@ import yaml
 
 from ingest import cli
 from ingest.clock import ScaledClock
-from ingest.collect.collector import Collector, running
+from ingest.collect.collector import Collector, CollectorSettings, running
 from ingest.collect.status import newest_minute, read_status, status_path, write_status
 from ingest.devtools.emulator import Emulator
 from ingest.layout import hour_of, minute_path, parse_minute_name
+from tests.configs import loaded_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 TOKEN = "status-test-token-91c2"
@@ -37,18 +38,16 @@ def test_status_file_follows_the_collector(tmp_path: Path) -> None:
     clock = ScaledClock(60)
     status_file = tmp_path / "status" / "s1.json"
     with Emulator(rate=50, keepalive=0.3, token=TOKEN, clock=clock) as em:
-        c = Collector(
-            server="s1",
-            raw_dir=tmp_path / "raw",
-            tz=BERLIN,
-            token_source=lambda: TOKEN,
+        settings = CollectorSettings.from_config(
+            loaded_config(tmp_path),
+            "s1",
             stream_url=em.url,
             stall_seconds=0.5,
             status_file=status_file,
-            clock=clock,
             backoff_scale=0.01,
             backfill_minutes=0,
         )
+        c = Collector(settings, lambda: TOKEN, clock=clock)
         with running(c):
             st = wait_for(lambda: (read_status(status_file) or {}).get("last_minute"))
             st = read_status(status_file)
@@ -78,7 +77,7 @@ def test_status_file_follows_the_collector(tmp_path: Path) -> None:
     assert datetime.fromisoformat(st["last_tweet_at"]) >= last_minute
     final = read_status(status_file)
     assert final["state"] == "stopped" and final["stopped_reason"] == "end of block"
-    assert final["tweets_total"] == c.tweets_total
+    assert final["tweets_total"] == c.counters.tweets_total
 
 
 def touch_minute(raw: Path, minute: datetime, lines: int = 1) -> Path:

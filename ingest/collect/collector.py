@@ -30,7 +30,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,13 +42,7 @@ import requests
 from ingest.atomic import atomic_write, fsync_dir
 from ingest.clock import Clock, SystemClock
 from ingest.collect.status import status_path, write_status
-from ingest.collect.stream_client import (
-    SAMPLE_URL,
-    HTTPStatusError,
-    NetworkError,
-    StreamClient,
-    protect_logs,
-)
+from ingest.collect.stream_client import HTTPStatusError, NetworkError, StreamClient, protect_logs
 from ingest.config import server as server_config
 from ingest.config import timezone
 from ingest.layout import MINUTE, hour_of, minute_path
@@ -59,8 +53,6 @@ from ingest.secrets import read_secret
 PART = ".part"
 TOKEN_ENV = "TWITTER_BEARER_TOKEN"
 TOKEN_WHAT = "stream.bearer_token_file"
-DEFAULT_TWEET_FIELDS = "id,conversation_id,author_id,created_at,source,lang,text,referenced_tweets"
-DEFAULT_USER_FIELDS = "created_at,location,name,username,verified,protected,public_metrics"
 
 log = logging.getLogger(__name__)
 
@@ -295,82 +287,113 @@ def _disconnect_message(item: dict[str, Any]) -> str | None:
     return None
 
 
+@dataclass(frozen=True)
+class CollectorSettings:
+    """What one collector is told. ``from_config`` reads the loaded config (its defaults are the
+    schema's); the last four are not in the config: tests and the demo shorten them."""
+
+    server: str
+    raw_dir: Path
+    tz: ZoneInfo
+    stream_url: str
+    backfill_minutes: int
+    expansions: str
+    tweet_fields: str
+    user_fields: str
+    stall_seconds: float
+    alert_after_minutes: float
+    status_file: Path | None
+    connect_timeout: float = 10.0
+    backoff_scale: float = 1.0
+    recovered_after_seconds: float = 120.0
+    fsync: bool = True
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], server_name: str, **overrides: Any
+    ) -> CollectorSettings:
+        """``server_name``'s settings, ``overrides`` replacing any of them. Raises ConfigError."""
+        srv = server_config(config, server_name)
+        stream = config["stream"]
+        chosen: dict[str, Any] = {
+            "server": server_name,
+            "raw_dir": Path(srv["raw_dir"]),
+            "tz": timezone(config),
+            "stream_url": stream["url"],
+            "backfill_minutes": stream["backfill_minutes"],
+            "expansions": stream["expansions"],
+            "tweet_fields": stream["tweet_fields"],
+            "user_fields": stream["user_fields"],
+            "stall_seconds": float(stream["stall_seconds"]),
+            "alert_after_minutes": config["email"]["alert_after_minutes"],
+            "status_file": status_path(config, server_name),
+        }
+        return cls(**{**chosen, **overrides})
+
+
+@dataclass
+class CollectorCounters:
+    """What happened since the collector started: the status file and the logs report these."""
+
+    started_at: datetime | None = None
+    connected_since: datetime | None = None
+    last_tweet_at: datetime | None = None
+    last_keepalive_at: datetime | None = None
+    last_error: dict[str, str] | None = None
+    connections: int = 0
+    reconnects: int = 0
+    tweets_total: int = 0
+    malformed_lines: int = 0
+    messages: int = 0  # stream messages without data (not written)
+    write_errors: int = 0
+    last_minute: dict[str, Any] | None = None
+    hour_label: str | None = None
+    hour_tweets: int = 0
+    recovery: Recovery = field(default_factory=Recovery)
+
+
 class Collector:
     """One server's collector. ``prepare()`` then ``run()`` (blocks until ``stop()``)."""
 
     def __init__(
         self,
-        *,
-        server: str,
-        raw_dir: str | Path,
-        tz: ZoneInfo,
+        settings: CollectorSettings,
         token_source: Callable[[], str],
-        stream_url: str = SAMPLE_URL,
-        backfill_minutes: int = 5,
-        expansions: str = "author_id",
-        tweet_fields: str = DEFAULT_TWEET_FIELDS,
-        user_fields: str = DEFAULT_USER_FIELDS,
-        stall_seconds: float = 30.0,
-        connect_timeout: float = 10.0,
-        status_file: str | Path | None = None,
+        *,
         clock: Clock | None = None,
-        backoff_scale: float = 1.0,
         alerts: Alerts | None = None,
-        alert_after_minutes: float = 10.0,
-        recovered_after_seconds: float = 120.0,
-        fsync: bool = True,
     ) -> None:
-        self.server = server
-        self.raw_dir = Path(raw_dir)
-        self.tz = tz
+        self.settings = settings
         self.token_source = token_source
-        self.stream_url = stream_url
-        self.backfill_minutes = backfill_minutes or 0
-        self.expansions = expansions
-        self.tweet_fields = tweet_fields
-        self.user_fields = user_fields
-        self.stall_seconds = stall_seconds
-        self.connect_timeout = connect_timeout
-        self.status_file = Path(status_file) if status_file else None
         self.clock = clock or SystemClock()
-        self.backoff = Backoff(backoff_scale)
+        self.backoff = Backoff(settings.backoff_scale)
         self.alerts = alerts
         self.tracker = (
             DisconnectTracker(
-                alerts, server, alert_after_minutes, recovered_after_seconds, nowait=True
+                alerts,
+                settings.server,
+                settings.alert_after_minutes,
+                settings.recovered_after_seconds,
+                nowait=True,
             )
             if alerts
             else None
         )
-        self.fsync = fsync
+        # Set to 0 if the API refuses backfill (not every access level has it).
+        self.backfill_minutes = settings.backfill_minutes
 
         self._token = token_source()  # raises SecretError: bad config, before anything starts
         protect_logs(self._token)
         self._stop = threading.Event()
-        self._lock = threading.Lock()  # the writer and the counters below
+        self._lock = threading.Lock()  # the writer, connected and the counters' minute fields
         self._track_lock = threading.Lock()
-        self._writer = MinuteWriter(self.raw_dir, tz, fsync)
+        self._writer = MinuteWriter(settings.raw_dir, settings.tz, settings.fsync)
         self._raw_lock: contextlib.ExitStack | None = None
         self._threads: list[threading.Thread] = []
         self._client: StreamClient | None = None
         self.stop_reason: str | None = None
-
         self.connected = False
-        self.started_at: datetime | None = None
-        self.connected_since: datetime | None = None
-        self.last_tweet_at: datetime | None = None
-        self.last_keepalive_at: datetime | None = None
-        self.last_error: dict[str, str] | None = None
-        self.connections = 0
-        self.reconnects = 0
-        self.tweets_total = 0
-        self.malformed_lines = 0
-        self.messages = 0
-        self.write_errors = 0
-        self.last_minute: dict[str, Any] | None = None
-        self.hour_label: str | None = None
-        self.hour_tweets = 0
-        self.recovery = Recovery()
+        self.counters = CollectorCounters()
         self._backfill_logged = False
         self._reload_token_first = False
 
@@ -383,40 +406,22 @@ class Collector:
         server_name: str,
         *,
         clock: Clock | None = None,
-        mailer_kw: dict[str, Any] | None = None,
-        **kw: Any,
+        **overrides: Any,
     ) -> Collector:
-        """Raises ConfigError, SecretError or MailConfigError for a config it cannot run."""
-        srv = server_config(config, server_name)
-        stream = config.get("stream", {})
-        email = config.get("email", {"enabled": False})
+        """The collector of ``server_name`` in the loaded config; ``overrides`` replace settings.
+
+        Raises ConfigError, SecretError or MailConfigError for a config it cannot run.
+        """
+        settings = CollectorSettings.from_config(config, server_name, **overrides)
         clock = clock or SystemClock()
-        token_file = stream.get("bearer_token_file")
+        token_file = config["stream"].get("bearer_token_file")
 
         def token_source() -> str:
             return read_secret(token_file, TOKEN_ENV, TOKEN_WHAT)
 
-        status = status_path(config, server_name)
-        alerts = Alerts.from_config(
-            email, status.with_name(f"{server_name}.alerts.json"), clock, **(mailer_kw or {})
-        )
-        kw.setdefault("alert_after_minutes", email.get("alert_after_minutes", 10))
-        return cls(
-            server=server_name,
-            raw_dir=srv["raw_dir"],
-            tz=timezone(config),
-            token_source=token_source,
-            stream_url=stream.get("url", SAMPLE_URL),
-            backfill_minutes=stream.get("backfill_minutes", 5),
-            expansions=stream.get("expansions", "author_id"),
-            tweet_fields=stream.get("tweet_fields", DEFAULT_TWEET_FIELDS),
-            user_fields=stream.get("user_fields", DEFAULT_USER_FIELDS),
-            stall_seconds=float(stream.get("stall_seconds", 30)),
-            status_file=status,
-            clock=clock,
-            alerts=alerts,
-            **kw,
-        )
+        state = status_path(config, server_name).with_name(f"{server_name}.alerts.json")
+        alerts = Alerts.from_config(config["email"], state, clock)
+        return cls(settings, token_source, clock=clock, alerts=alerts)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -424,25 +429,29 @@ class Collector:
         """Take raw_dir (one collector per directory) and recover leftovers of a crash."""
         lock = contextlib.ExitStack()
         try:
-            self.raw_dir.mkdir(parents=True, exist_ok=True)
-            lock.enter_context(exclusive_lock(self.raw_dir / ".collector.lock", blocking=False))
+            self.settings.raw_dir.mkdir(parents=True, exist_ok=True)
+            lock.enter_context(
+                exclusive_lock(self.settings.raw_dir / ".collector.lock", blocking=False)
+            )
         except LockBusy:
             raise SetupError(
-                f"raw_dir {self.raw_dir}: another collector is running on it (locked)"
+                f"raw_dir {self.settings.raw_dir}: another collector is running on it (locked)"
             ) from None
         except OSError as e:
-            raise SetupError(f"raw_dir {self.raw_dir}: cannot use it: {e}") from None
+            raise SetupError(f"raw_dir {self.settings.raw_dir}: cannot use it: {e}") from None
         self._raw_lock = lock  # held until _shutdown
-        if self.status_file:
+        if self.settings.status_file:
             try:
-                self.status_file.parent.mkdir(parents=True, exist_ok=True)
+                self.settings.status_file.parent.mkdir(parents=True, exist_ok=True)
             except OSError as e:
-                raise SetupError(f"status dir {self.status_file.parent}: {e}") from None
+                raise SetupError(f"status dir {self.settings.status_file.parent}: {e}") from None
         try:
-            self.recovery = recover_partials(self.raw_dir, log)
+            self.counters.recovery = recover_partials(self.settings.raw_dir, log)
         except OSError as e:
-            raise SetupError(f"raw_dir {self.raw_dir}: recovering leftover files: {e}") from None
-        return self.recovery
+            raise SetupError(
+                f"raw_dir {self.settings.raw_dir}: recovering leftover files: {e}"
+            ) from None
+        return self.counters.recovery
 
     def stop(self, reason: str = "stopped") -> None:
         if not self._stop.is_set():
@@ -454,31 +463,32 @@ class Collector:
         if self._raw_lock is None:
             self.prepare()
         now = self.clock.now()
-        self.started_at = now
+        self.counters.started_at = now
         with self._lock:
             self._writer.begin(now, open_file=False)
         log.info(
             "collector %s started: %s -> %s (pid %d)",
-            self.server,
-            self.stream_url,
-            self.raw_dir,
+            self.settings.server,
+            self.settings.stream_url,
+            self.settings.raw_dir,
             os.getpid(),
         )
+        server, recovery = self.settings.server, self.counters.recovery
         self._notice(
             "collector-started",
-            f"{self.server}: collector started",
-            f"The collector of {self.server} started at {stamp(now)} on {socket.gethostname()} "
-            f"(pid {os.getpid()}), writing to {self.raw_dir}.\n"
+            f"{server}: collector started",
+            f"The collector of {server} started at {stamp(now)} on {socket.gethostname()} "
+            f"(pid {os.getpid()}), writing to {self.settings.raw_dir}.\n"
             + (
-                f"It recovered {self.recovery.files} unfinished minute file(s) of an earlier "
-                f"run ({self.recovery.dropped_lines} cut line(s) dropped).\n"
-                if self.recovery.files
+                f"It recovered {recovery.files} unfinished minute file(s) of an earlier "
+                f"run ({recovery.dropped_lines} cut line(s) dropped).\n"
+                if recovery.files
                 else ""
             ),
         )
         self._write_status(now)
         for name, target in (("stream", self._stream_loop), ("rotation", self._rotation_loop)):
-            t = threading.Thread(target=target, name=f"{name}-{self.server}", daemon=True)
+            t = threading.Thread(target=target, name=f"{name}-{self.settings.server}", daemon=True)
             t.start()
             self._threads.append(t)
         while not self._stop.wait(1.0):
@@ -499,15 +509,16 @@ class Collector:
         if self._client is not None:
             self._client.close_stream()
         reason = self.stop_reason or "stopped"
-        log.info("collector %s stopped (%s)", self.server, reason)
+        log.info("collector %s stopped (%s)", self.settings.server, reason)
         self._write_status(now, stopped=True)
         if self.alerts:
+            server, counters = self.settings.server, self.counters
             self.alerts.alert(
-                f"collector-stopped-{self.server}",
-                f"{self.server}: collector stopped ({reason})",
-                f"The collector of {self.server} stopped at {stamp(now)}: {reason}.\n"
-                f"It collected {self.tweets_total} tweets since {stamp(self.started_at or now)}"
-                f" with {self.reconnects} reconnect(s).\n",
+                f"collector-stopped-{server}",
+                f"{server}: collector stopped ({reason})",
+                f"The collector of {server} stopped at {stamp(now)}: {reason}.\n"
+                f"It collected {counters.tweets_total} tweets since "
+                f"{stamp(counters.started_at or now)} with {counters.reconnects} reconnect(s).\n",
             )
         if self._raw_lock is not None:
             self._raw_lock.close()
@@ -519,10 +530,10 @@ class Collector:
     def _make_client(self) -> StreamClient:
         return StreamClient(
             self._token,
-            self.stream_url,
-            stall_seconds=self.stall_seconds,
-            connect_timeout=self.connect_timeout,
-            user_agent_suffix=f"sampled-stream ({self.server})",
+            self.settings.stream_url,
+            stall_seconds=self.settings.stall_seconds,
+            connect_timeout=self.settings.connect_timeout,
+            user_agent_suffix=f"sampled-stream ({self.settings.server})",
             on_connected=self._on_connected,
             on_malformed=self._on_malformed,
         )
@@ -531,7 +542,7 @@ class Collector:
         first = True
         while not self._stop.is_set():
             if not first:
-                self.reconnects += 1
+                self.counters.reconnects += 1
             first = False
             try:
                 reason, delay = self._stream_once()
@@ -558,15 +569,15 @@ class Collector:
         gen = client.sample(
             event=self._stop,
             record_keepalive=True,
-            expansions=self.expansions or None,
-            tweet_fields=self.tweet_fields or None,
-            user_fields=self.user_fields or None,
+            expansions=self.settings.expansions or None,
+            tweet_fields=self.settings.tweet_fields or None,
+            user_fields=self.settings.user_fields or None,
             backfill_minutes=self.backfill_minutes or None,
         )
         try:
             for item in gen:
                 if item == "keep-alive":
-                    self.last_keepalive_at = self.clock.now()
+                    self.counters.last_keepalive_at = self.clock.now()
                     continue
                 self._on_item(item)
             if self._stop.is_set():
@@ -603,8 +614,8 @@ class Collector:
             delay = self.backoff.next("auth")
             self._notice(
                 "stream-auth",
-                f"{self.server}: stream refused the bearer token (HTTP {e.status})",
-                f"{self.stream_url} answered HTTP {e.status}: {e.body[:500]}\n"
+                f"{self.settings.server}: stream refused the bearer token (HTTP {e.status})",
+                f"{self.settings.stream_url} answered HTTP {e.status}: {e.body[:500]}\n"
                 "Check the token in stream.bearer_token_file (or TWITTER_BEARER_TOKEN). The "
                 f"collector rereads it and retries, next in {delay:.0f} s, then less often.\n",
             )
@@ -631,9 +642,9 @@ class Collector:
         with self._lock:
             self.connected = True
             self._writer.open_file()
-        self.connected_since = now
-        self.connections += 1
-        log.info("connected: HTTP %d from %s", resp.status_code, self.stream_url)
+        self.counters.connected_since = now
+        self.counters.connections += 1
+        log.info("connected: HTTP %d from %s", resp.status_code, self.settings.stream_url)
         if self.tracker:
             with self._track_lock:
                 self.tracker.on_recovered(now)
@@ -642,8 +653,8 @@ class Collector:
         now = self.clock.now()
         with self._lock:
             was_connected, self.connected = self.connected, False
-        self.connected_since = None
-        self.last_error = {"at": stamp(now), "message": reason}
+        self.counters.connected_since = None
+        self.counters.last_error = {"at": stamp(now), "message": reason}
         log.warning("stream %s: %s", "disconnected" if was_connected else "not connected", reason)
         if self.tracker:
             with self._track_lock:
@@ -655,7 +666,7 @@ class Collector:
                     self.tracker.tick(now)
 
     def _on_malformed(self, line: bytes) -> None:
-        self.malformed_lines += 1
+        self.counters.malformed_lines += 1
         log.warning("skipped a line that is not JSON (%d bytes): %r", len(line), line[:120])
 
     def _on_item(self, item: Any) -> None:
@@ -664,7 +675,7 @@ class Collector:
             message = _disconnect_message(item) if isinstance(item, dict) else None
             if message:
                 raise _OperationalDisconnect(message)
-            self.messages += 1
+            self.counters.messages += 1
             text = orjson.dumps(item)[:300].decode("utf-8", "replace")
             log.warning("stream message without data (not written): %s", text)
             return
@@ -678,15 +689,14 @@ class Collector:
             with self._lock:
                 written = self._writer.write(line)
         except OSError as e:
-            self.write_errors += 1
-            if self.write_errors in (1, 10, 100) or self.write_errors % 1000 == 0:
-                log.error(
-                    "cannot write minute file (%d lines lost so far): %s", self.write_errors, e
-                )
+            self.counters.write_errors += 1
+            lost = self.counters.write_errors
+            if lost in (1, 10, 100) or lost % 1000 == 0:
+                log.error("cannot write minute file (%d lines lost so far): %s", lost, e)
             return
         if written:
-            self.tweets_total += 1
-            self.last_tweet_at = now
+            self.counters.tweets_total += 1
+            self.counters.last_tweet_at = now
             if self.backoff.attempts:
                 self.backoff.reset()
         message = _disconnect_message(item)
@@ -720,12 +730,12 @@ class Collector:
         self._after_roll(closed, now)
 
     def _after_roll(self, closed: ClosedMinute, now: datetime) -> None:
-        local = closed.minute.astimezone(self.tz)
-        label = hour_of(closed.minute, self.tz).label
-        if label != self.hour_label:
-            self.hour_label, self.hour_tweets = label, 0
-        self.hour_tweets += closed.tweets
-        self.last_minute = {
+        local = closed.minute.astimezone(self.settings.tz)
+        label = hour_of(closed.minute, self.settings.tz).label
+        if label != self.counters.hour_label:
+            self.counters.hour_label, self.counters.hour_tweets = label, 0
+        self.counters.hour_tweets += closed.tweets
+        self.counters.last_minute = {
             "minute": local.isoformat(),
             "tweets": closed.tweets,
             "file": str(closed.path) if closed.path else None,
@@ -748,36 +758,36 @@ class Collector:
         with self._lock:
             current = (
                 {
-                    "minute": self._writer.minute.astimezone(self.tz).isoformat(),
+                    "minute": self._writer.minute.astimezone(self.settings.tz).isoformat(),
                     "tweets": self._writer.tweets,
                 }
                 if self._writer.minute and not self._writer.closed
                 else None
             )
         st = {
-            "server": self.server,
+            "server": self.settings.server,
             "host": socket.gethostname(),
             "pid": os.getpid(),
             "state": "stopped" if stopped else "running",
-            "stream_url": self.stream_url,
-            "raw_dir": str(self.raw_dir),
-            "started_at": iso(self.started_at),
+            "stream_url": self.settings.stream_url,
+            "raw_dir": str(self.settings.raw_dir),
+            "started_at": iso(self.counters.started_at),
             "updated_at": iso(now),
-            "connected_since": iso(self.connected_since) if not stopped else None,
-            "last_tweet_at": iso(self.last_tweet_at),
-            "last_keepalive_at": iso(self.last_keepalive_at),
-            "connections": self.connections,
-            "reconnects": self.reconnects,
-            "tweets_total": self.tweets_total,
+            "connected_since": iso(self.counters.connected_since) if not stopped else None,
+            "last_tweet_at": iso(self.counters.last_tweet_at),
+            "last_keepalive_at": iso(self.counters.last_keepalive_at),
+            "connections": self.counters.connections,
+            "reconnects": self.counters.reconnects,
+            "tweets_total": self.counters.tweets_total,
             "current_minute": current,
-            "last_minute": self.last_minute,
-            "this_hour": {"hour": self.hour_label, "tweets": self.hour_tweets},
-            "last_error": self.last_error,
+            "last_minute": self.counters.last_minute,
+            "this_hour": {"hour": self.counters.hour_label, "tweets": self.counters.hour_tweets},
+            "last_error": self.counters.last_error,
             "backfill_minutes": self.backfill_minutes,
-            "malformed_lines": self.malformed_lines,
-            "messages_without_data": self.messages,
-            "write_errors": self.write_errors,
-            "recovered": self.recovery.as_dict(),
+            "malformed_lines": self.counters.malformed_lines,
+            "messages_without_data": self.counters.messages,
+            "write_errors": self.counters.write_errors,
+            "recovered": self.counters.recovery.as_dict(),
         }
         if stopped:
             st["stopped_at"] = iso(now)
@@ -785,16 +795,16 @@ class Collector:
         return st
 
     def _write_status(self, now: datetime, stopped: bool = False) -> None:
-        if not self.status_file:
+        if not self.settings.status_file:
             return
         try:
-            write_status(self.status_file, self.status(now, stopped))
+            write_status(self.settings.status_file, self.status(now, stopped))
         except OSError as e:
-            log.error("cannot write status file %s: %s", self.status_file, e)
+            log.error("cannot write status file %s: %s", self.settings.status_file, e)
 
     def _notice(self, kind: str, subject: str, body: str) -> None:
         if self.alerts:
-            self.alerts.alert_nowait(f"{kind}-{self.server}", subject, body)
+            self.alerts.alert_nowait(f"{kind}-{self.settings.server}", subject, body)
 
 
 @contextlib.contextmanager
