@@ -26,6 +26,7 @@ from ingest.publish.osf import (
     upload,
 )
 from ingest.secrets import SecretError
+from tests.configs import loaded_config
 from tests.osf_standin import OSFStandIn
 
 LOG = logging.getLogger("test.osf")
@@ -71,13 +72,20 @@ def cfg(osf_standin: OSFStandIn, tmp_path: Path) -> dict:
     token_file = tmp_path / "osf_token"
     token_file.write_text(osf_standin.token + "\n")
     token_file.chmod(0o600)
-    return {
+    osf = {
         "enabled": True,
         "project": osf_standin.project,
         "storage": "osfstorage",
         "token_file": str(token_file),
         "api_url": osf_standin.api_url,
     }
+    return loaded_config(osf=osf)["osf"]
+
+
+def osf_config(st: OSFStandIn, token: Path) -> dict:
+    """The loaded ``osf:`` section for a stand-in (storage and the rest from the schema)."""
+    osf = {"enabled": True, "project": st.project, "token_file": str(token), "api_url": st.api_url}
+    return loaded_config(osf=osf)["osf"]
 
 
 def creates(st: OSFStandIn) -> list[tuple[str, str]]:
@@ -234,7 +242,7 @@ def _measure(tmp_path: Path, pre_existing: int) -> tuple[int, int, OSFStandIn]:
         token = tmp_path / f"token{pre_existing}"
         token.write_text(st.token)
         token.chmod(0o600)
-        cfg = {"project": st.project, "token_file": str(token), "api_url": st.api_url}
+        cfg = osf_config(st, token)
         first = ids_file(tmp_path, hour="10")
         upload(first, f"{DAY}/{first.name}", cfg, LOG, CLOCK, fast_policy())
         st.reset_counts()
@@ -335,7 +343,7 @@ def test_timeout_is_retried(tmp_path):
         token = tmp_path / "token"
         token.write_text(st.token)
         token.chmod(0o600)
-        cfg = {"project": st.project, "token_file": str(token), "api_url": st.api_url}
+        cfg = osf_config(st, token)
         st.inject("stall", method="GET", path=r"^/v2/files/")
         local = ids_file(tmp_path)
         sleeps = Sleeps()

@@ -21,6 +21,7 @@ from ingest.publish.rsync import (
     split_source,
 )
 from ingest.pull_state import load_state
+from tests.configs import loaded_config
 from tests.sshd import Sshd
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -51,7 +52,9 @@ def tree(root: Path) -> dict[str, bytes]:
 
 
 def server(src: str, dst: Path, **kw) -> dict:
-    return {"name": "server2", "raw_dir": str(dst), "rsync_from": src, **kw}
+    """A secondary's entry as the config loader gives it (defaults filled in)."""
+    entry = {"name": "server2", "raw_dir": str(dst), "rsync_from": src, **kw}
+    return loaded_config(servers=[entry])["servers"][0]
 
 
 def test_local_pull_moves_complete_files_and_leaves_in_progress(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from ingest import cli
 from ingest.clock import ScaledClock
 from ingest.collect.collector import Collector, CollectorSettings, running
 from ingest.collect.status import newest_minute, read_status, status_path, write_status
+from ingest.config import load_config
 from ingest.devtools.emulator import Emulator
 from ingest.layout import hour_of, minute_path, parse_minute_name
 from tests.configs import loaded_config
@@ -115,7 +116,7 @@ def write_config(tmp_path: Path) -> Path:
 
 def test_status_command_prints_every_server(tmp_path: Path, capsys, restore_logging) -> None:
     cfg = write_config(tmp_path)
-    config = yaml.safe_load(cfg.read_text())
+    config = load_config(cfg)
     touch_minute(tmp_path / "raw1", T0)
     write_status(
         status_path(config, "server1"),
@@ -157,7 +158,7 @@ def test_status_command_prints_every_server(tmp_path: Path, capsys, restore_logg
 
 def test_unreadable_status_file_is_reported(tmp_path: Path, capsys, restore_logging) -> None:
     cfg = write_config(tmp_path)
-    config = yaml.safe_load(cfg.read_text())
+    config = load_config(cfg)
     path = status_path(config, "server1")
     path.parent.mkdir(parents=True)
     path.write_text("{not json")

@@ -24,7 +24,7 @@ from ingest.layout import MINUTE, parse_minute_name, raw_hours
 
 
 def status_dir(config: dict[str, Any]) -> Path:
-    configured = config.get("stream", {}).get("status_dir")
+    configured = config["stream"].get("status_dir")
     return Path(configured) if configured else Path(config["work_dir"]) / "status"
 
 

@@ -79,7 +79,7 @@ def pull_job(
     server_cfg = next(s for s in config["servers"] if s["name"] == server)
     state_dir = plan.work_paths(config["work_dir"])["state"]
     hours = None
-    if not server_cfg.get("remove_source_files", True):
+    if not server_cfg["remove_source_files"]:
         # The secondary keeps its copies: pull only hours retention still keeps here, or each
         # run would fetch again every minute file retention has removed, forever.
         hours = retained_hours(config, now)

@@ -42,7 +42,6 @@ from osfclient.models.storage import Storage
 from ingest.clock import Clock
 from ingest.secrets import read_secret
 
-DEFAULT_API_URL = "https://api.osf.io/v2/"
 TOKEN_ENV = "OSF_TOKEN"
 # OSF pages listings 10 entries at a time by default and allows up to 100; a day folder holds
 # 25 files and a month folder up to 31 day folders, so one page per listing suffices.
@@ -418,8 +417,8 @@ def upload(
     project_id = osf_cfg.get("project")
     if not project_id:
         raise ValueError("osf.project is not set")
-    provider = osf_cfg.get("storage") or "osfstorage"
-    api_url = osf_cfg.get("api_url") or DEFAULT_API_URL
+    provider = osf_cfg["storage"]
+    api_url = osf_cfg["api_url"]
     token = read_secret(osf_cfg.get("token_file"), TOKEN_ENV, "OSF token")
 
     s = OSFAPISession(api_url, token, policy, log)

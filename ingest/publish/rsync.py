@@ -148,7 +148,7 @@ def rsync_commands(
     rsync_from = server_cfg.get("rsync_from")
     if not rsync_from:
         raise RsyncConfigError(f"server {server_cfg.get('name')!r} has no rsync_from")
-    extra = list(server_cfg.get("rsync_options") or [])
+    extra = list(server_cfg["rsync_options"])
     bad = [o for o in extra if o.split("=", 1)[0] in UNSAFE_OPTIONS]
     if bad:
         raise RsyncConfigError(
@@ -172,7 +172,7 @@ def rsync_commands(
         base += ["-e", ssh_command(server_cfg, state_dir)]
     filters = filter_args(None if hours is None else list(hours))
     first = [*base, *extra, *filters, "--", source, dest]
-    if not server_cfg.get("remove_source_files", True):
+    if not server_cfg["remove_source_files"]:
         return [first]
     second = [*base, "--checksum", "--remove-source-files", *extra, *filters, "--", source, dest]
     return [first, second]
