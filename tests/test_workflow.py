@@ -1,7 +1,8 @@
 """The Snakemake workflow end to end: generated raw data of two servers -> the hourly vault.
 
-One world is built once per module (Snakemake runs dominate the time); the tests then run
-the workflow again against it: idempotence, late data, a day rebuild, an interrupted run.
+One world is built once per module (Snakemake runs dominate the time); each test starts from
+it as the first run left it and may run the workflow again: idempotence, late data, a day
+rebuild, an interrupted run. No test sees another's changes, whatever the order.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import io
 import json
 import lzma
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +27,8 @@ import yaml
 from ingest import layout
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
+
+pytestmark = pytest.mark.integration  # Snakemake runs
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
@@ -77,7 +81,9 @@ def read_csv(path: Path) -> list[list[str]]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def built_world(tmp_path_factory):
+    """Raw data of two servers, a dry run and the first run over it, and a snapshot of the
+    result; tests use ``world``."""
     root = tmp_path_factory.mktemp("world")
     write_config(root)
     summary = generate_raw_tree(
@@ -92,13 +98,27 @@ def world(tmp_path_factory):
     dry = snakemake(root, "-n")
     vault_after_dry_run = (root / "vault").exists()
     first = snakemake(root)
+    snapshot = tmp_path_factory.mktemp("world-snapshot") / "world"
+    shutil.copytree(root, snapshot, symlinks=True)
     return {
         "root": root,
         "summary": summary,
         "dry": dry,
         "vault_after_dry_run": vault_after_dry_run,
         "first": first,
+        "snapshot": snapshot,
     }
+
+
+@pytest.fixture
+def world(built_world):
+    """The built world as the first run left it, for this test alone: the snapshot is copied back
+    to the same path (Snakemake's metadata is keyed by absolute output paths), file times kept
+    (copy2), so the next run sees exactly what the first one left."""
+    root = built_world["root"]
+    shutil.rmtree(root)
+    shutil.copytree(built_world["snapshot"], root, symlinks=True)
+    return dict(built_world)
 
 
 def test_dry_run_lists_pending_hours_and_writes_nothing(world):

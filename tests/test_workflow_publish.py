@@ -33,6 +33,8 @@ from ingest.publish.osf import RetryPolicy
 from tests.osf_standin import OSFStandIn
 from tests.smtp import Sink, free_port, start
 
+pytestmark = pytest.mark.integration  # Snakemake runs, sshd, rsync, SMTP and OSF servers
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEFILE = REPO / "workflow" / "Snakefile"
 TZ = ZoneInfo("Europe/Berlin")
