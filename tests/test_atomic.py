@@ -216,6 +216,7 @@ def test_remove_stale_temps_removes_unlocked_temps_whatever_pid_they_name(tmp_pa
         unrelated.wait()
 
 
+@pytest.mark.integration
 def test_remove_stale_temps_spares_a_temp_locked_by_a_live_writer_until_it_dies(tmp_path):
     target = tmp_path / "2026-01-14_11_tweets.csv.xz"
     tmp = temp_name(target)

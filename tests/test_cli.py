@@ -151,6 +151,7 @@ def test_token_from_the_environment(tmp_path, monkeypatch) -> None:
     assert c.token_source() == TOKEN
 
 
+@pytest.mark.integration
 def test_emulate_as_a_process(tmp_path: Path) -> None:
     tf = token_file(tmp_path)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}

@@ -184,6 +184,7 @@ def test_commit_minute_appends_once(tmp_path: Path) -> None:
 # --- against the stand-in -------------------------------------------------------------------
 
 
+@pytest.mark.integration
 def test_minutes_rotate_by_the_clock_and_keep_their_meaning(tmp_path, em, clock) -> None:
     c = make(tmp_path, em.url, clock)
     with running(c):
@@ -215,6 +216,7 @@ def test_minutes_rotate_by_the_clock_and_keep_their_meaning(tmp_path, em, clock)
     assert len(ids) == len(set(ids))  # no backfill asked: every tweet once
 
 
+@pytest.mark.integration
 def test_empty_minute_files_when_connected_and_nothing_comes(tmp_path, clock) -> None:
     with Emulator(rate=0, keepalive=0.1, token=TOKEN, clock=clock) as quiet:
         c = make(tmp_path, quiet.url, clock)
@@ -226,6 +228,7 @@ def test_empty_minute_files_when_connected_and_nothing_comes(tmp_path, clock) ->
     assert c.counters.reconnects == 0  # keep-alives kept the 0.5 s stall timer from firing
 
 
+@pytest.mark.integration
 def test_no_files_while_not_connected_then_files_once_it_is(tmp_path, clock) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}/2/tweets/sample/stream"
@@ -243,6 +246,7 @@ def test_no_files_while_not_connected_then_files_once_it_is(tmp_path, clock) -> 
     )
 
 
+@pytest.mark.integration
 def test_every_fault_leads_to_reconnect_and_collection_goes_on(tmp_path, em, clock) -> None:
     c = make(tmp_path, em.url, clock)
     with running(c):
@@ -282,6 +286,7 @@ def test_every_fault_leads_to_reconnect_and_collection_goes_on(tmp_path, em, clo
     assert all("data" in x and "errors" not in x for x in lines)  # no messages, no junk
 
 
+@pytest.mark.integration
 def test_backfill_is_requested_and_its_replay_kept(tmp_path, em, clock) -> None:
     c = make(tmp_path, em.url, clock, backfill_minutes=2)
     with running(c):
@@ -296,6 +301,7 @@ def test_backfill_is_requested_and_its_replay_kept(tmp_path, em, clock) -> None:
     assert len(ids) - len(set(ids)) > 50  # the replay repeats what came before the cut
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("refusal", [400, 403])
 def test_refused_backfill_reconnects_without_it_and_logs_once(
     tmp_path, clock, caplog, refusal
@@ -315,6 +321,7 @@ def test_refused_backfill_reconnects_without_it_and_logs_once(
     assert c.status(clock.now())["backfill_minutes"] == 0
 
 
+@pytest.mark.integration
 def test_auth_failure_alerts_retries_slowly_and_picks_up_a_fixed_token(
     tmp_path, em, clock, smtp
 ) -> None:
@@ -343,6 +350,7 @@ def test_auth_failure_alerts_retries_slowly_and_picks_up_a_fixed_token(
         assert TOKEN not in text and "revoked-token" not in text
 
 
+@pytest.mark.integration
 def test_notices_started_disconnected_recovered_stopped(tmp_path, em, clock, smtp) -> None:
     sink, port = smtp
     c = make(
@@ -370,6 +378,7 @@ def test_notices_started_disconnected_recovered_stopped(tmp_path, em, clock, smt
     assert "end of block" in stopped
 
 
+@pytest.mark.integration
 def test_token_never_logged_even_at_debug(tmp_path, em, clock, caplog) -> None:
     caplog.set_level(logging.DEBUG)
     c = make(tmp_path, em.url, clock)
@@ -434,6 +443,7 @@ def start_collector(config: Path, clock: ScaledClock, tmp_path: Path) -> subproc
     return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+@pytest.mark.integration
 def test_sigterm_closes_the_minute_and_exits_0(tmp_path, em, clock) -> None:
     raw = tmp_path / "raw"
     proc = start_collector(write_config(tmp_path, em.url), clock, tmp_path)
@@ -458,6 +468,7 @@ def test_sigterm_closes_the_minute_and_exits_0(tmp_path, em, clock) -> None:
     assert b"DEBUG urllib3" in log and TOKEN.encode() not in log
 
 
+@pytest.mark.integration
 def test_kill_9_then_restart_recovers_the_minute(tmp_path, em, clock) -> None:
     raw = tmp_path / "raw"
     config = write_config(tmp_path, em.url)

@@ -13,6 +13,8 @@ import requests
 from ingest.clock import ScaledClock
 from ingest.devtools.emulator import STREAM_PATH, Emulator
 
+pytestmark = pytest.mark.integration  # the stand-in over HTTP
+
 TOKEN = "emu-test-token"
 FIELDS = {
     "expansions": "author_id",

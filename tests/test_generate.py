@@ -433,6 +433,7 @@ def test_copies_outside_the_range_are_not_written(tmp_path):
         assert minutes == [T0 + timedelta(minutes=i) for i in range(3)]
 
 
+@pytest.mark.integration
 def test_cli_writes_into_the_config_servers(tmp_path, capsys):
     config = tmp_path / "config.yaml"
     config.write_text(

@@ -38,6 +38,7 @@ def release(p: subprocess.Popen) -> None:
     p.wait(10)
 
 
+@pytest.mark.integration
 def test_non_blocking_raises_while_another_process_holds_it(tmp_path: Path) -> None:
     path = tmp_path / "sub" / "x.lock"  # the folder is created
     holder = hold(path)
@@ -50,6 +51,7 @@ def test_non_blocking_raises_while_another_process_holds_it(tmp_path: Path) -> N
         assert got == path
 
 
+@pytest.mark.integration
 def test_blocking_waits_for_the_holder(tmp_path: Path) -> None:
     path = tmp_path / "x.lock"
     holder = hold(path)

@@ -306,6 +306,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.integration
 def test_cli_single_file(minute_file, tmp_path):
     r = run_cli(
         "--server", "server1", "--timezone", "CET", "--late-minutes", "6",
@@ -316,6 +317,7 @@ def test_cli_single_file(minute_file, tmp_path):
     assert f"{minute_file}:11: truncated" in r.stderr
 
 
+@pytest.mark.integration
 def test_cli_triples_and_batch(tmp_path):
     raws = [
         write_raw(
@@ -347,6 +349,7 @@ def test_cli_triples_and_batch(tmp_path):
     assert read_meta(tmp_path / "3.t")["server"] == "c"
 
 
+@pytest.mark.integration
 def test_cli_errors(tmp_path):
     r = run_cli("--server", "a", "--timezone", "CET", "--late-minutes", "6", "x", "y")
     assert r.returncode != 0 and "multiple of 3" in r.stderr
@@ -366,6 +369,7 @@ def test_cli_errors(tmp_path):
     assert r.returncode != 0 and "No such file" in r.stderr
 
 
+@pytest.mark.integration
 def test_cli_imports_no_pandas_or_snakemake():
     code = (
         "import sys, ingest.build.minutes, ingest.build.hourly, ingest.build.report;"

@@ -27,6 +27,8 @@ from ingest.secrets import SecretError
 from tests.configs import email_config
 from tests.smtp import Sink, free_port, start
 
+pytestmark = pytest.mark.integration  # SMTP servers, openssl, processes
+
 T0 = datetime(2026, 1, 14, 9, 0, tzinfo=UTC)
 PASSWORD = "s3cret-Pa55word"
 

@@ -29,6 +29,8 @@ from ingest.secrets import SecretError
 from tests.configs import loaded_config
 from tests.osf_standin import OSFStandIn
 
+pytestmark = pytest.mark.integration  # the OSF stand-in over HTTP
+
 LOG = logging.getLogger("test.osf")
 CLOCK = FixedClock(datetime(2026, 1, 14, 11, 12, 0, tzinfo=UTC))
 DAY = "2026/01/14"

@@ -57,6 +57,7 @@ def server(src: str, dst: Path, **kw) -> dict:
     return loaded_config(servers=[entry])["servers"][0]
 
 
+@pytest.mark.integration
 def test_local_pull_moves_complete_files_and_leaves_in_progress(tmp_path: Path) -> None:
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     complete = make_tree(src)
@@ -82,6 +83,7 @@ def test_local_pull_moves_complete_files_and_leaves_in_progress(tmp_path: Path) 
     assert again.ok and again.files_pulled == 0 and again.removed == 0
 
 
+@pytest.mark.integration
 def test_keep_source_files_when_asked(tmp_path: Path) -> None:
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     complete = make_tree(src)
@@ -95,6 +97,7 @@ def test_keep_source_files_when_asked(tmp_path: Path) -> None:
     assert pull_server(cfg, NOW, state).files_pulled == 0
 
 
+@pytest.mark.integration
 def test_source_removed_only_after_checksum_match(tmp_path: Path) -> None:
     """A local copy with the same size and mtime but other bytes is re-sent, not trusted."""
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
@@ -114,6 +117,7 @@ def test_source_removed_only_after_checksum_match(tmp_path: Path) -> None:
     assert not (src / rel).exists()
 
 
+@pytest.mark.integration
 def test_hours_window_limits_the_pull(tmp_path: Path) -> None:
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     make_tree(src)
@@ -124,6 +128,7 @@ def test_hours_window_limits_the_pull(tmp_path: Path) -> None:
     assert (src / "2026-01-14/09/2026-01-14T0958+0100.jsonl").exists()
 
 
+@pytest.mark.integration
 def test_killed_transfer_never_leaves_a_partial_jsonl(tmp_path: Path) -> None:
     """rsync's temp names keep a cut transfer out of the build (no --inplace/--partial)."""
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
@@ -189,6 +194,7 @@ def test_ssh_options(tmp_path: Path) -> None:
     assert "--remove-source-files" not in cmds[0]
 
 
+@pytest.mark.integration
 def test_pull_through_sshd(tmp_path: Path, sshd: Sshd) -> None:
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     complete = make_tree(src)
@@ -211,6 +217,7 @@ def test_pull_through_sshd(tmp_path: Path, sshd: Sshd) -> None:
     assert "Accepted publickey" in sshd.log()
 
 
+@pytest.mark.integration
 def test_wrong_key_is_a_clear_failure(tmp_path: Path, sshd: Sshd) -> None:
     other = tmp_path / "other_key"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other], check=True)
@@ -231,6 +238,7 @@ def _closed_port() -> int:
         return s.getsockname()[1]  # closed again when the block ends
 
 
+@pytest.mark.integration
 def test_unreachable_host_fails_fast_and_tracks_the_outage(tmp_path: Path) -> None:
     src, dst, state = tmp_path / "src", tmp_path / "dst", tmp_path / "state"
     make_tree(src)

@@ -35,6 +35,7 @@ def wait_for(predicate, timeout: float = 10.0):
     raise AssertionError("timed out")
 
 
+@pytest.mark.integration
 def test_status_file_follows_the_collector(tmp_path: Path) -> None:
     clock = ScaledClock(60)
     status_file = tmp_path / "status" / "s1.json"

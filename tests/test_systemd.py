@@ -70,6 +70,7 @@ def verify(unit: Path) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_systemd_analyze_verify(tmp_path: Path) -> None:
     # The real ExecStart exists only on an installed server: verify an instance whose
