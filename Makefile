@@ -4,16 +4,32 @@ VENV := .venv
 BIN := $(VENV)/bin
 SCALE ?= 1
 BENCH_CACHE ?= bench-cache
+# Every package's exact version (pyproject.toml gives the ranges): setup and CI install from it.
+LOCK := constraints.txt
 
-.PHONY: setup test test-fast lint format demo bench clean
+.PHONY: setup lock test test-fast lint format demo bench clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[test]'
+	$(BIN)/pip install -q -c $(LOCK) -e '.[test]'
 	touch $@
+
+# make demo and make bench add their extra (demo: the SMTP sink; bench: pandas) to the venv.
+$(VENV)/.extra-%: $(VENV)/.installed
+	$(BIN)/pip install -q -c $(LOCK) -e '.[$*]'
+	touch $@
+
+# The lock at the newest releases pyproject.toml's ranges allow, for Python 3.11 on Linux.
+# pip-tools gets a venv of its own so it never changes the project's. Then: make test, commit.
+lock:
+	$(PYTHON) -m venv $(VENV)/pip-tools
+	$(VENV)/pip-tools/bin/pip install -q pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(VENV)/pip-tools/bin/pip-compile -q --upgrade \
+		--all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
+		--no-emit-trusted-host -o $(LOCK) pyproject.toml
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -30,10 +46,10 @@ format: setup
 	$(BIN)/ruff format ingest scripts tests
 	$(BIN)/ruff check --fix ingest scripts tests
 
-demo: setup
+demo: $(VENV)/.extra-demo
 	$(BIN)/python -m ingest.devtools.demo
 
-bench: setup
+bench: $(VENV)/.extra-bench
 	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --cache $(BENCH_CACHE)
 
 clean:
