@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import runpy
+from pathlib import Path
+from types import SimpleNamespace
 
 from ingest.build.report import report_table, write_day_report
 
@@ -111,3 +114,24 @@ def test_a_server_without_any_minute_file_shows_as_missing():
     assert report_table("2026-01-14", [item], ["s1", "s2"]).splitlines()[1] == (
         "5\t7\t-\t7\t7\t100.00%"
     )
+
+
+def test_rule_script_reports_from_its_declared_inputs(tmp_path):
+    """scripts/day_report.py makes the report from the rule's inputs (the stats day_stats
+    declares), not from whatever stats files lie in the vault folder."""
+    h10, h11 = write_stats(
+        tmp_path,
+        stats("2026-01-14_10", {"s1": 5, "s2": 4}, 5, 1),
+        stats("2026-01-14_11", {"s1": 7, "s2": 7}, 7, 0),
+    )
+    out = tmp_path / "2026-01-14_report.txt"
+    rule = SimpleNamespace(
+        input=[str(h11)],  # hour 10's file is in the folder, but not an input
+        output=[str(out)],
+        log=[str(tmp_path / "report.log")],
+        params=SimpleNamespace(servers=["s1", "s2"]),
+        wildcards=SimpleNamespace(day="2026-01-14"),
+    )
+    script = Path(__file__).resolve().parents[1] / "scripts" / "day_report.py"
+    runpy.run_path(str(script), init_globals={"snakemake": rule})
+    assert [line.split("\t")[0] for line in out.read_text().splitlines()[1:]] == ["11"]

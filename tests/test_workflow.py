@@ -340,3 +340,18 @@ def test_bad_config_stops_with_the_key_named(tmp_path):
     assert out.returncode != 0
     said = out.stdout + out.stderr
     assert "late_minutes" in said and "'six' is not of type 'integer'" in said
+
+
+def test_day_report_inputs_are_every_built_hour_of_the_day(world):
+    """The report is made from its declared inputs, so they are all the day's built hours: a
+    run rebuilding hour 11 alone declares hour 10's stats too (as they are: not rebuilt)."""
+    root = world["root"]
+    args = ("--config", "hours=2026-01-14_11", "--forcerun", "build_hour")
+    out = snakemake(root, "-n", *args)
+    said = out.stdout + out.stderr
+    job = said[said.index("rule day_report:") :].split("\n\n")[0]
+    inputs = job.split("input:")[1].splitlines()[0]
+    stats = [layout.vault_paths(root / "vault", h)["stats"] for h in (H10, H11)]
+    # Hour 10's stats are taken as they are (before_update), so it is not forced to rebuild.
+    assert sorted(inputs.strip().split(", ")) == [f"{stats[0]} (before update)", str(stats[1])]
+    assert said.count("rule build_hour:") == 1

@@ -11,7 +11,8 @@ merge is a plain ``heapq.merge`` of lines:
 
 Keys are fixed-width UTC ``YYYY-mm-ddTHH:MM:SS.ffffff+00:00``; labels ``YYYY-mm-dd_HH``.
 
-Command line (used by the workflow's ``shell:``; imports nothing heavier than orjson)::
+Command line, for parsing by hand (the workflow's ``script:`` calls ``parse_many`` instead;
+imports nothing heavier than orjson)::
 
     python -m ingest.build.minutes --server S --timezone TZ --late-minutes N \
         RAW OUT_TWEETS OUT_USERS

@@ -4,6 +4,7 @@
 # restores them if the rebuild fails.
 
 
+# No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 rule build_hour:
     input:
         unpack(hour_inputs),
@@ -14,11 +15,11 @@ rule build_hour:
         stats=update(vault_file("stats")),
     log:
         str(WORK["logs"] / "build/{day}_{hh}.log"),
+    threads: 2
     params:
         servers=list(SERVERS),
         timezone=config["timezone"],
         xz_preset=config["xz_preset"],
         xz_threads=config["xz_threads"],
-    threads: 2
     script:
         "../../scripts/build_hour.py"

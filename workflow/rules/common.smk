@@ -14,8 +14,15 @@ REPO = str(Path(workflow.basedir).parent)
 sys.path.insert(0, REPO)
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")]))
 
+
+# Declared so that Snakemake passes it on to every job (snakemake --lint asks for it).
+envvars:
+    "PYTHONPATH",
+
+
 from ingest import clock, layout  # noqa: E402
 from ingest.build import plan as planning  # noqa: E402
+from ingest.build.stats import day_stats_paths  # noqa: E402
 from ingest.config import ConfigError, check_semantics, normalize  # noqa: E402
 
 if not config:
@@ -41,11 +48,11 @@ PYTHON = sys.executable
 PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
 _AFTER_PULLS = {}
 
+
 wildcard_constraints:
     server="|".join(SERVERS),
     day=r"\d{4}-\d{2}-\d{2}",
     hh=r"\d{2}",
-    stem=r"[^/]+",
 
 
 def hour_of(wildcards):
@@ -54,11 +61,8 @@ def hour_of(wildcards):
 
 def vault_file(kind):
     """Output pattern of one of an hour's vault files (ids, tweets, users, stats)."""
-    return str(VAULT / "{day}" / ("{day}_{hh}_" + layout.VAULT_SUFFIXES[kind]))
-
-
-def raw_minute(wildcards):
-    return str(Path(SERVERS[wildcards.server]["raw_dir"]) / wildcards.day / wildcards.hh / f"{wildcards.stem}.jsonl")
+    # {{day}}, {{hh}}: the wildcards, kept as such by the f-string.
+    return str(VAULT / "{day}" / f"{{day}}_{{hh}}_{layout.VAULT_SUFFIXES[kind]}")
 
 
 def hour_inputs(wildcards):
@@ -80,8 +84,20 @@ def hour_inputs(wildcards):
 
 
 def day_stats(wildcards):
-    """Stats of the day's hours built in this run: a new one makes the report stale."""
-    return [str(layout.vault_paths(VAULT, h)["stats"]) for h in run_plan().build if h.day == wildcards.day]
+    """The stats of every hour of the day the report shows: those built in this run (a new one
+    makes the report stale) and those already in the vault.
+
+    The ones already there are flagged before_update: Snakemake takes them as they are and
+    looks for no job making them, so `--forcerun build_hour` for one hour forces only that
+    hour, not every other hour of its day.
+    """
+    building = {
+        str(layout.vault_paths(VAULT, h)["stats"])
+        for h in run_plan().build
+        if h.day == wildcards.day
+    }
+    built = {str(p) for p in day_stats_paths(VAULT / wildcards.day, wildcards.day)}
+    return sorted(building) + [before_update(p) for p in sorted(built - building)]
 
 
 def run_plan():
@@ -116,7 +132,7 @@ def targets_of(plan):
 
 
 def all_targets():
-    """Inputs of rule all: the plan's targets; with pulled servers an input function, so that
+    """Inputs of `all`: the plan's targets; with pulled servers an input function, so that
     the targets are those of the plan made after the pulls (see run_plan)."""
     if not PULLED:
         return targets_of(PLAN)
@@ -128,7 +144,8 @@ def retention_cleanup():
 
     summary = clean(config, NOW)
     if summary.intermediates_removed or summary.raw_removed:
-        print(f"retention: removed {summary.intermediates_removed} intermediates, {summary.raw_removed} raw minute files")
+        removed = f"{summary.intermediates_removed} intermediates, {summary.raw_removed} raw"
+        print(f"retention: removed {removed} minute files")
 
 
 def mail_failure(log_path):
@@ -140,7 +157,7 @@ def mail_failure(log_path):
 
 def describe_plan(plan, when=""):
     """One line per kind of pending work: what `snakemake -n` should make obvious."""
-    lines = [f"plan at {NOW.isoformat()}{' ' + when if when else ''}:"]
+    lines = [f"plan at {NOW.isoformat()}{f' {when}' if when else ''}:"]
     for what, items in [
         ("hours to build", [h.label for h in plan.build]),
         ("hours waiting for a secondary", [h.label for h in plan.waiting]),
@@ -156,4 +173,6 @@ def describe_plan(plan, when=""):
     return "\n".join(lines)
 
 
-print(describe_plan(PLAN, f"(before pulling {', '.join(PULLED)})" if PULLED else ""), file=sys.stderr)
+print(
+    describe_plan(PLAN, f"(before pulling {', '.join(PULLED)})" if PULLED else ""), file=sys.stderr
+)

@@ -1,6 +1,7 @@
 # The day's report by mail, once the day is complete, with a plot of tweets per minute.
 
 
+# No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 rule mail_report:
     input:
         report=str(VAULT / "{day}/{day}_report.txt"),
@@ -8,8 +9,5 @@ rule mail_report:
         str(WORK["mail"] / "{day}.sent"),
     log:
         str(WORK["logs"] / "mail/{day}.log"),
-    params:
-        config=config,
-        now=NOW.isoformat(),
     script:
         "../../scripts/mail_report.py"

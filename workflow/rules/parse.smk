@@ -6,6 +6,7 @@
 # this run's pulls and finds the files due itself, pulled ones included.
 
 
+# No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 checkpoint parse_minutes:
     input:
         [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED],
@@ -13,8 +14,8 @@ checkpoint parse_minutes:
         str(WORK["parsed"] / "{run}.json"),
     log:
         str(WORK["logs"] / "parse/{run}.log"),
+    threads: 2
     params:
         now=NOW.isoformat(),
-    threads: 2
     script:
         "../../scripts/parse_minutes.py"

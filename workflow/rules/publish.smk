@@ -2,6 +2,7 @@
 # Only these two kinds of file ever leave the machine: X's terms allow sharing tweet IDs only.
 
 
+# No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 rule upload_osf:
     input:
         ids=vault_file("ids"),
@@ -11,7 +12,6 @@ rule upload_osf:
     log:
         str(WORK["logs"] / "osf/{day}_{hh}.log"),
     params:
-        osf=config["osf"],
         now=NOW.isoformat(),
     script:
         "../../scripts/upload_osf.py"

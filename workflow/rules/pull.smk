@@ -3,13 +3,13 @@
 # is named after this run, so every run pulls once.
 
 
+# No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 checkpoint pull:
     output:
         str(WORK["pulls"] / "{server}/{run}.json"),
     log:
         str(WORK["logs"] / "pull/{server}/{run}.log"),
     params:
-        server=lambda wildcards: SERVERS[wildcards.server],
         now=NOW.isoformat(),
     script:
         "../../scripts/pull.py"
