@@ -31,10 +31,13 @@ lock:
 		--all-extras --strip-extras --no-emit-index-url --no-emit-find-links \
 		--no-emit-trusted-host -o $(LOCK) pyproject.toml
 
+# Tests run in a new random order each time (pytest-randomly), so one leaning on another's
+# leftovers fails; the last line names the seed that repeats the order.
 test: setup
 	$(BIN)/python -m pytest -q
 
-# The unit tier: no servers, no Snakemake runs; under a minute.
+# The unit tier: no servers, processes or Snakemake runs; under a minute. The rest (marked
+# integration) is the integration tier: make test runs both.
 test-fast: setup
 	$(BIN)/python -m pytest -q -m 'not integration'
 

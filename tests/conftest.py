@@ -14,6 +14,18 @@ import pytest
 pytest_plugins = ["tests.sshd", "tests.smtp", "tests.osf_standin"]
 
 
+def pytest_terminal_summary(
+    terminalreporter: pytest.TerminalReporter, config: pytest.Config
+) -> None:
+    """pytest-randomly shuffles the order and names its seed in the header, which -q hides: name
+    it last, next to the failures, so an order-dependent failure can be repeated."""
+    if config.pluginmanager.hasplugin("randomly"):
+        seed = config.getoption("randomly_seed")
+        terminalreporter.write_line(
+            f"random order; repeat it with -p randomly --randomly-seed={seed}"
+        )
+
+
 @pytest.fixture
 def restore_logging():
     """The collector configures the root logger; put pytest's handlers back afterwards."""
