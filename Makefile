@@ -41,13 +41,18 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -q -m 'not integration'
 
+# ruff cannot parse the rule files: snakefmt formats them, and lint_workflow runs ruff on the
+# Python Snakemake compiles them to, then snakemake --lint (with a config in a temp folder).
 lint: setup
 	$(BIN)/ruff check ingest scripts tests
 	$(BIN)/ruff format --check ingest scripts tests
+	$(BIN)/snakefmt --check workflow
+	$(BIN)/python -m ingest.devtools.lint_workflow
 
 format: setup
 	$(BIN)/ruff format ingest scripts tests
 	$(BIN)/ruff check --fix ingest scripts tests
+	$(BIN)/snakefmt workflow
 
 demo: $(VENV)/.extra-demo
 	$(BIN)/python -m ingest.devtools.demo
