@@ -35,7 +35,7 @@ PASSWORD = "s3cret-Pa55word"
 
 @pytest.fixture(scope="module")
 def cert(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A self-signed certificate for 127.0.0.1, made with openssl."""
+    """A self-signed certificate for 127.0.0.1, made with openssl (once: tests only read it)."""
     d = tmp_path_factory.mktemp("tls")
     key, crt = d / "key.pem", d / "cert.pem"
     try:

@@ -264,7 +264,8 @@ def test_day_with_an_hour_held_back_for_a_secondary_is_not_mailed_yet(tmp_path):
 
 # --- OSF and mail ---------------------------------------------------------------------------
 # One world, five runs: local hour 23 of 2026-01-14 (22:50-23:00 UTC) and hour 00 of
-# 2026-01-15 (23:00-23:10 UTC) of one server.
+# 2026-01-15 (23:00-23:10 UTC) of one server. The fixture makes all five runs; the tests only
+# read what they left (no test runs or changes anything), so they pass in any order.
 D1_23, D2_00 = Hour("2026-01-14", 23), Hour("2026-01-15", 0)
 
 
