@@ -21,6 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # What the wheel is built from: no tests/, workflow/ or config/, so nothing can lean on them.
 SOURCES = ["pyproject.toml", "README.md", "LICENSE", "ingest"]
 
+pytestmark = [
+    pytest.mark.integration,
+    # The first test to run sets up the install: pip alone may take 240 s on a cold cache.
+    pytest.mark.timeout(420),
+]
+
 
 def run(*cmd: str | Path, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -72,14 +78,12 @@ def config(tmp_path: Path, **changes) -> Path:
     return path
 
 
-@pytest.mark.integration
 def test_installed_package_is_not_the_source_tree(installed, elsewhere):
     done = run(installed / "python", "-c", "import ingest; print(ingest.__file__)", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip()).is_relative_to(installed.parent)
 
 
-@pytest.mark.integration
 def test_installed_command_helps_and_checks_a_config(installed, elsewhere, tmp_path):
     done = run(installed / "sampled-stream", "collect", "--help", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
