@@ -37,6 +37,8 @@ CET = ZoneInfo("CET")
 BERLIN = ZoneInfo("Europe/Berlin")
 LATE = 6
 H11 = Hour("2026-01-14", 11)  # 10:00-11:00 UTC
+# The config gives the preset and threads; tests take the fastest preset.
+FAST_XZ = {"xz_preset": 0, "xz_threads": 2}
 
 
 def utc(*args) -> datetime:
@@ -148,7 +150,7 @@ class World:
         if servers is not None:
             inputs = {s: v for s, v in inputs.items() if s in servers}
         stats = build_hour(
-            hour, self.tz, inputs, outputs, server_names=self.servers, xz_preset=0, **kw
+            hour, self.tz, inputs, outputs, server_names=self.servers, **{**FAST_XZ, **kw}
         )
         return stats, outputs
 
@@ -382,13 +384,15 @@ def test_dst_end_hour_covers_two_clock_hours(tmp_path):
 
 def test_inputs_for_an_unknown_server_are_refused(tmp_path):
     with pytest.raises(InputError):
-        build_hour(H11, CET, {"x": []}, layout.vault_paths(tmp_path, H11), server_names=["s1"])
+        build_hour(
+            H11, CET, {"x": []}, layout.vault_paths(tmp_path, H11), server_names=["s1"], **FAST_XZ
+        )
 
 
 def test_a_nonexistent_hour_is_refused(tmp_path):
     h = Hour("2026-03-29", 2)
     with pytest.raises(ValueError):
-        build_hour(h, BERLIN, {}, layout.vault_paths(tmp_path, h), server_names=["s1"])
+        build_hour(h, BERLIN, {}, layout.vault_paths(tmp_path, h), server_names=["s1"], **FAST_XZ)
 
 
 # --- outputs: never fewer, atomic, deterministic ---------------------------------------------
@@ -440,7 +444,7 @@ def test_an_exception_mid_write_leaves_no_final_file(tmp_path):
     u.write_bytes(b"no metadata\n")
     outputs = layout.vault_paths(tmp_path / "vault", H11)
     with pytest.raises(InputError):
-        build_hour(H11, CET, inputs, outputs, server_names=w.servers, xz_preset=0)
+        build_hour(H11, CET, inputs, outputs, server_names=w.servers, **FAST_XZ)
     day = outputs["ids"].parent
     assert not day.exists() or list(day.iterdir()) == []
 
@@ -455,7 +459,7 @@ def test_a_failed_rebuild_keeps_the_previous_outputs(tmp_path):
     t.write_bytes(t.read_bytes() + b"\xff broken line without tabs\n")  # sorts last, readable
     u.write_bytes(b"")
     with pytest.raises(InputError):
-        build_hour(H11, CET, inputs, out, server_names=w.servers, xz_preset=0)
+        build_hour(H11, CET, inputs, out, server_names=w.servers, **FAST_XZ)
     assert {k: p.read_bytes() for k, p in out.items()} == before
     assert sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
         p.name for p in out.values()

@@ -99,7 +99,7 @@ def test_report_from_real_hourly_stats(tmp_path):
     tz = ZoneInfo("CET")
     hour = Hour("2026-01-14", 11)
     outputs = layout.vault_paths(tmp_path / "vault", hour)
-    build_hour(hour, tz, {}, outputs, server_names=["s1", "s2"], xz_preset=0)
+    build_hour(hour, tz, {}, outputs, server_names=["s1", "s2"], xz_preset=0, xz_threads=1)
     text = write_day_report(
         "2026-01-14",
         [outputs["stats"]],

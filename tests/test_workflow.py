@@ -284,6 +284,10 @@ def processes() -> list[tuple[int, str, int, int]]:
     return out
 
 
+def processes_of(parent: int) -> list[tuple[int, str, int, int]]:
+    return [p for p in processes() if p[2] == parent]
+
+
 def test_interrupted_run_leaves_no_half_written_file(tmp_path):
     config = write_config(tmp_path, servers=("server1",))
     generate_raw_tree(
@@ -305,9 +309,10 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path):
 
         vault_day = tmp_path / "vault" / "2026-01-14"
         deadline = time.monotonic() + 240
-        # Wait until an hourly output is being written, then pull the plug.
+        # Wait until an hourly .xz is being written, then pull the plug. (Not any temp: the day
+        # report's lives for milliseconds, and its job may be gone by the time the kill lands.)
         while time.monotonic() < deadline and group_alive():
-            if vault_day.exists() and any(".tmp" in p.name for p in vault_day.iterdir()):
+            if vault_day.exists() and any(".xz.tmp" in p.name for p in vault_day.iterdir()):
                 break
             time.sleep(0.02)
         assert group_alive(), "the run ended before it could be interrupted"
@@ -318,7 +323,7 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path):
         assert not group_alive()
         # The dead writers are zombies: their PIDs still answer kill(pid, 0).
         adopted = [p for p, s, pp, _ in processes() if pp == parent.pid and s == "Z" and p != run]
-        assert adopted, "the killed run's orphans were reaped; the test needs them as zombies"
+        assert adopted, f"no zombie orphans; the test needs them: {processes_of(parent.pid)}"
 
         for p in vault_day.iterdir():
             if p.name.endswith(".xz"):

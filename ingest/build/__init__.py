@@ -1,4 +1,5 @@
 """The hourly build on the primary: raw minute files -> per-minute intermediates -> the vault.
 
-Kept free of imports: ``python -m ingest.build.minutes`` is started per file and must stay lean.
+Kept free of imports, so that ``python -m ingest.build.minutes`` (by hand, or one process per file
+in the benchmark's "parts") starts lean.
 """

@@ -1060,7 +1060,7 @@ def _progress_bar(minutes: int, wanted: bool):
     if not (wanted and sys.stderr.isatty()):
         return None
     try:
-        from tqdm import tqdm  # the dev/bench extra: only a bar needs it
+        from tqdm import tqdm  # the demo and bench extras: only a bar needs it
     except ImportError:
         return None  # cosmetic: generating works the same without it
     return tqdm(total=minutes, unit="min", desc="generating", file=sys.stderr, dynamic_ncols=True)
