@@ -3,7 +3,6 @@ import os
 import sys
 import time
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
@@ -34,7 +33,6 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
-TZ = ZoneInfo(config["timezone"])
 NOW = clock.clock_from(config.get("now")).now()
 # Names this invocation's receipts (pull, parse); real time, unlike NOW, so runs never share one.
 RUN = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
@@ -42,7 +40,6 @@ WORK = planning.work_paths(config["work_dir"])
 VAULT = Path(config["vault_dir"])
 SERVERS = {s["name"]: s for s in config["servers"]}
 PULLED = [name for name, s in SERVERS.items() if s.get("rsync_from")]
-PYTHON = sys.executable
 # The plan from what is on disk before this run's pulls: what `-n` prints. With pulled servers
 # the run's targets are planned again once the pulls are done (run_plan).
 PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
