@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 import requests
-import yaml
 
 from ingest import cli
 from ingest.collect.collector import Collector
 from ingest.devtools import emulate
+from tests.configs import config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKEN = "cli-test-token-5d1e"
@@ -75,16 +75,9 @@ def test_usage_errors_exit_2(capsys) -> None:
 
 
 def config_with(tmp_path: Path, **stream) -> Path:
-    config = {
-        "timezone": "Europe/Berlin",
-        "vault_dir": str(tmp_path / "vault"),
-        "work_dir": str(tmp_path / "work"),
-        "servers": [{"name": "s1", "raw_dir": str(tmp_path / "raw")}],
-        "stream": {"url": "http://127.0.0.1:9/2/tweets/sample/stream", **stream},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    return path
+    return config_file(
+        tmp_path, stream={"url": "http://127.0.0.1:9/2/tweets/sample/stream", **stream}
+    )
 
 
 def token_file(tmp_path: Path, text: str = TOKEN, mode: int = 0o600) -> str:

@@ -15,7 +15,8 @@ import venv
 from pathlib import Path
 
 import pytest
-import yaml
+
+from tests.configs import config_file
 
 ROOT = Path(__file__).resolve().parents[1]
 # What the wheel is built from: no tests/, workflow/ or config/, so nothing can lean on them.
@@ -65,19 +66,6 @@ def elsewhere(tmp_path) -> Path:
     return tmp_path / "cwd"
 
 
-def config(tmp_path: Path, **changes) -> Path:
-    c = {
-        "timezone": "Europe/Berlin",
-        "vault_dir": str(tmp_path / "vault"),
-        "work_dir": str(tmp_path / "work"),
-        "servers": [{"name": "server1", "raw_dir": str(tmp_path / "raw")}],
-        **changes,
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(c))
-    return path
-
-
 def test_installed_package_is_not_the_source_tree(installed, elsewhere):
     done = run(installed / "python", "-c", "import ingest; print(ingest.__file__)", cwd=elsewhere)
     assert done.returncode == 0, done.stderr
@@ -90,11 +78,17 @@ def test_installed_command_helps_and_checks_a_config(installed, elsewhere, tmp_p
     assert "--server" in done.stdout
 
     # status loads and validates the config (the schema is the package's own file).
-    done = run(installed / "sampled-stream", "status", "--config", config(tmp_path), cwd=elsewhere)
+    done = run(
+        installed / "sampled-stream",
+        "status",
+        "--config",
+        config_file(tmp_path, "server1"),
+        cwd=elsewhere,
+    )
     assert done.returncode == 0, done.stderr
     assert "server1" in done.stdout
 
-    bad = config(tmp_path, late_minutes="six")
+    bad = config_file(tmp_path, "server1", late_minutes="six")
     done = run(installed / "sampled-stream", "status", "--config", bad, cwd=elsewhere)
     assert done.returncode == 2
     assert "late_minutes: 'six' is not of type 'integer'" in done.stderr
