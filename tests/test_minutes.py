@@ -118,6 +118,7 @@ def test_meta_counts_every_line_kind(minute_file, tmp_path):
         label = line[T_LABEL].decode()
         row_bytes[label] = row_bytes.get(label, 0) + len(line[T_ROW:]) + 1
     assert meta.pop("row_bytes") == row_bytes
+    assert meta.pop("size") == minute_file.stat().st_size
     assert meta == {
         "server": "server1",
         "file": str(minute_file),

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -65,6 +66,7 @@ class MinuteSummary:
     tweets: int = 0
     users: int = 0
     keepalives: int = 0
+    size: int = 0  # of the raw file as parsed: stats record it, a changed size means new data
     skipped: dict[str, int] = field(default_factory=dict)
     # Bytes of the tweets CSV rows by hour label: the hourly build sizes xz's blocks with them.
     row_bytes: dict[str, int] = field(default_factory=dict)
@@ -77,6 +79,7 @@ class MinuteSummary:
             "lines": self.lines,
             "tweets": self.tweets,
             "keepalives": self.keepalives,
+            "size": self.size,
             "skipped": dict(sorted(self.skipped.items())),
             "row_bytes": dict(sorted(self.row_bytes.items())),
         }
@@ -173,6 +176,7 @@ def _parse_minute_file(
     user_lines: list[bytes] = []
 
     with open(raw_path, "rb", buffering=1 << 20) as f:
+        summary.size = os.fstat(f.fileno()).st_size
         for lineno, raw, unterminated in iter_lines(f):
             summary.lines += 1
             line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)

@@ -32,7 +32,8 @@ class HourStats(TypedDict, total=False):
     minutes: dict[str, dict[str, int | None]]  # per server: local minute -> tweets or None
     skipped: dict[str, dict[str, int]]  # per server: reason -> lines
     missing_servers: list[str]  # servers without a single minute file for the hour
-    inputs: dict[str, list[str]]  # per server: raw file names read
+    # per server: raw file name -> its size when read (older builds: a list of names)
+    inputs: dict[str, dict[str, int] | list[str]]
 
 
 class StatsError(ValueError):
@@ -63,3 +64,14 @@ def read_stats_if_built(path: str | Path) -> HourStats | None:
 def day_stats_paths(day_dir: str | Path, day: str) -> list[Path]:
     """The stats files of ``day``'s built hours in its vault folder, in hour order."""
     return sorted(Path(day_dir).glob(f"{day}_*_{VAULT_SUFFIXES['stats']}"))
+
+
+def input_sizes(stats: HourStats) -> dict[str, dict[str, int | None]]:
+    """Per server, the raw files a build read and their sizes (None: an older build's list)."""
+    out: dict[str, dict[str, int | None]] = {}
+    for server, names in stats.get("inputs", {}).items():
+        if isinstance(names, dict):
+            out[server] = dict(names)
+        else:
+            out[server] = {name: None for name in names}
+    return out
