@@ -276,3 +276,23 @@ def test_admin_endpoint_over_http(em: Emulator) -> None:
     assert r.status_code == 503
     assert requests.post(f"{em.base_url}/_clear", timeout=5).json() == {"cleared": True}
     assert requests.get(f"{em.base_url}/_stats", timeout=5).json()["faults"] == []
+
+
+def test_ledger_records_made_and_written_tweets_but_never_a_cut_line(tmp_path) -> None:
+    ledger = tmp_path / "ledger.jsonl"
+    with Emulator(rate=50, keepalive=0.2, token=TOKEN, seed=3, ledger=ledger) as em:
+        w = Wire(em, client="s1")
+        received = [t["data"]["id"] for t in tweets(w.lines(0.5))]
+        em.fault("cut")
+        with pytest.raises((EOFError, ConnectionResetError, AssertionError)):
+            for _ in range(100):
+                w.chunk()
+        w.close()
+    records = [json.loads(line) for line in ledger.read_text().splitlines()]
+    made = {r[1]: r[2] for r in records if r[0] == "g"}
+    sent = [r for r in records if r[0] == "s"]
+    sent_ids = [i for r in sent for i in r[4]]
+    assert received and sent_ids[: len(received)] == received
+    assert {r[2] for r in sent} == {"s1"} and all(isinstance(r[1], float) for r in sent)
+    assert set(sent_ids) <= set(made) and all(made[i].endswith("Z") for i in sent_ids)
+    assert len(sent_ids) == len(set(sent_ids))  # the half line of the cut is not among them

@@ -1,7 +1,7 @@
 """The stream stand-in's command line (tests, the demo; never needed in production).
 
     python -m ingest.devtools.emulate --port P [--rate 55] [--keepalive 20] [--token-file F]
-        [--seed S] [--speed N --clock-start ISO --clock-epoch UNIX_SECONDS]
+        [--seed S] [--ledger FILE] [--speed N --clock-start ISO --clock-epoch UNIX_SECONDS]
 
 Prints the stream URL on stdout once listening; runs until SIGTERM/SIGINT.
 """
@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--split-chunks", action="store_true", help="cut HTTP chunks in the middle of lines"
     )
+    p.add_argument(
+        "--ledger", help="record every tweet made and every tweet written to a connection here"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     add_clock_options(p)
     return p
@@ -76,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
             clock=make_clock(args),
             refuse_backfill=args.refuse_backfill,
             split_chunks=args.split_chunks,
+            ledger=args.ledger,
         )
     except (OSError, ValueError) as e:
         return _fail(str(e))

@@ -26,6 +26,11 @@ or else the next one. A client is named by the ``(name)`` after ``sampled-stream
 User-Agent (the collector sends its server name), else by a ``client`` query parameter, else
 ``ip:port``. ``GET /_stats`` returns connections, attempts by status and pending faults.
 
+``ledger``: a file where the stand-in records, independently of any collector, every tweet it
+made (``["g", id, created_at]``) and every batch of complete tweet lines it wrote to a
+connection (``["s", unix_seconds_after_the_write, client, connection_id, [ids]]``); the soak
+checks the archive against it. A line cut in half by a fault is never recorded as sent.
+
 ``Emulator(...).start()`` runs it in-process (tests); ``sampled-stream emulate`` runs it as a
 command (demo).
 """
@@ -47,6 +52,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -154,6 +160,29 @@ class _Conn:
         }
 
 
+class Ledger:
+    """The stand-in's own record of what it made and wrote (JSON lines, flushed per record)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self._file = open(path, "ab")  # noqa: SIM115 - open for the stand-in's lifetime
+        self._lock = threading.Lock()
+
+    def _write(self, record: list[Any]) -> None:
+        with self._lock:
+            self._file.write(orjson.dumps(record) + b"\n")
+            self._file.flush()
+
+    def made(self, line: dict[str, Any]) -> None:
+        self._write(["g", line["data"]["id"], line["data"]["created_at"]])
+
+    def sent(self, client: str, conn_id: int, ids: list[str]) -> None:
+        self._write(["s", time.time(), client, conn_id, ids])
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
 class _Projection:
     """Serialize a generated line as a connection asked for it (expansions and fields)."""
 
@@ -193,6 +222,7 @@ class Emulator:
         refuse_backfill: int | None = None,
         history_minutes: float = 5.0,
         split_chunks: bool = False,
+        ledger: str | Path | None = None,
     ) -> None:
         if refuse_backfill not in (None, 400, 403):
             raise ValueError("refuse_backfill must be 400, 403 or None")
@@ -204,6 +234,7 @@ class Emulator:
         self.refuse_backfill = refuse_backfill
         self.history = timedelta(minutes=history_minutes)
         self.split_chunks = split_chunks
+        self.ledger = Ledger(ledger) if ledger else None
         self._factory = TweetFactory(seed)
         self._rnd = random.Random(seed)
         self._lock = threading.Lock()
@@ -261,6 +292,8 @@ class Emulator:
         self._server.server_close()
         for t in self._threads:
             t.join(timeout=5)
+        if self.ledger is not None:
+            self.ledger.close()
 
     def __enter__(self) -> Emulator:
         return self.start()
@@ -335,6 +368,8 @@ class Emulator:
 
     def _publish(self, line: dict[str, Any]) -> None:
         now = self.clock.now()
+        if self.ledger is not None:
+            self.ledger.made(line)
         with self._lock:
             self.generated += 1
             self._history.append((now, line))
@@ -509,16 +544,16 @@ class _Handler(BaseHTTPRequestHandler):
         log.info("stream %d opened for %s (%d backfilled)", conn.id, client, len(replay))
         try:
             if replay:
-                self._send_lines(conn, [project(line) for line in replay])
+                self._send_lines(conn, replay, project)
             self._serve(conn, project)
         except OSError as e:  # the client went away
             log.info("stream %d for %s ended: %s", conn.id, client, e)
         finally:
             em._unregister(conn)
 
-    def _send_lines(self, conn: _Conn, lines: list[bytes]) -> None:
+    def _send_lines(self, conn: _Conn, items: list[dict[str, Any]], project: _Projection) -> None:
         em = self.server.emulator
-        data = b"".join(lines)
+        data = b"".join(project(item) for item in items)
         if em.split_chunks and len(data) > 1:
             # X's chunks need not end at a line end: the client must join lines across them.
             cuts = sorted(em._rnd.sample(range(1, len(data)), min(3, len(data) - 1)))
@@ -526,7 +561,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._chunk(data[a:b])
         else:
             self._chunk(data)
-        conn.sent += len(lines)
+        conn.sent += len(items)
+        if em.ledger is not None:
+            em.ledger.sent(conn.client, conn.id, [item["data"]["id"] for item in items])
 
     def _serve(self, conn: _Conn, project: _Projection) -> None:
         em = self.server.emulator
@@ -556,17 +593,17 @@ class _Handler(BaseHTTPRequestHandler):
                     self._reset()
                     return
             wait = max(0.0, last_write + em.keepalive - time.monotonic())
-            lines: list[bytes] = []
+            items: list[dict[str, Any]] = []
             try:
                 item = conn.queue.get(timeout=min(wait, 0.5))
                 while True:
                     if item is not _WAKE:
-                        lines.append(project(item))
+                        items.append(item)
                     item = conn.queue.get_nowait()
             except queue.Empty:
                 pass
-            if lines:
-                self._send_lines(conn, lines)
+            if items:
+                self._send_lines(conn, items, project)
                 last_write = time.monotonic()
             elif time.monotonic() - last_write >= em.keepalive:
                 self._chunk(b"\r\n")
