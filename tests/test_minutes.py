@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import logging
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -259,6 +261,43 @@ def test_a_broken_line_never_costs_the_rest_of_the_file(tmp_path):
     s = parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
     assert s.tweets == 5
     assert s.skipped == {"invalid_json": 1, "bad_id": 1, "not_object": 1}
+
+
+def malformed(value: str) -> list[str]:
+    """``value`` with each character in turn replaced by a comma, newline, quote or letter."""
+    return [value[:i] + c + value[i + 1 :] for i in range(len(value)) for c in ',\n"x']
+
+
+def test_every_row_has_20_fields_whatever_the_timestamps(tmp_path):
+    # "...T09:05\n02.000Z" once gave a 4-field row, "...T09:05,02.000Z" a 21-field row, and
+    # neither was counted as skipped. Now a copy either gives well-formed rows or is counted.
+    created, retrieved = "2026-01-14T10:05:02.000Z", "2026-01-14T10:06:01+00:00"
+    lines, tid = [], 0
+    for bad in malformed(created):
+        tid += 1
+        lines.append(line(tweet(tid, bad), [user()], retrieved))
+    for bad in malformed(retrieved) + malformed("2026-01-14T10:06:01.123456+00:00"):
+        tid += 1
+        lines.append(line(tweet(tid, created), [user()], bad))
+    for bad in malformed(user()["created_at"]):
+        tid += 1
+        lines.append(line(tweet(tid, created), [{**user(), "created_at": bad}], retrieved))
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", lines)
+    s = parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
+
+    assert s.lines == tid and set(s.skipped) <= {"bad_created_at"}
+    rows = body(tmp_path / "t.tsv")
+    assert len(rows) == s.tweets == tid - s.skipped.get("bad_created_at", 0)
+    assert s.skipped["bad_created_at"] >= len(malformed(created)) // 2  # not all let through
+    for ln in rows:
+        assert len(ln[:T_ROW].split(b"\t")) == 4, ln
+        (row,) = list(csv.reader(io.StringIO(ln[T_ROW:].decode())))
+        assert len(row) == 20, ln
+        assert datetime.fromisoformat(ln[21:T_KEY_END].decode())  # retrieved key
+    for ln in body(tmp_path / "u.tsv"):
+        assert len(ln[:U_ROW].split(b"\t")) == 6, ln
+        (row,) = list(csv.reader(io.StringIO(ln[U_ROW:].decode())))
+        assert len(row) == 12, ln
 
 
 def test_lone_surrogate_line_is_kept_and_written_as_valid_utf8(tmp_path):

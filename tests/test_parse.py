@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -170,6 +171,32 @@ def test_time_key(value, key):
     assert time_key(value) == key
 
 
+TIMESTAMP_FORMATS = [
+    "2026-01-14T09:05:02.000Z",  # API
+    "2026-01-14T09:05:02+00:00",  # twarc
+    "2026-01-14T09:05:02.123456+00:00",  # twarc with microseconds
+]
+
+
+def malformed(value: str) -> list[str]:
+    """``value`` with each character in turn replaced by a CSV- or format-breaking one."""
+    return [value[:i] + c + value[i + 1 :] for i in range(len(value)) for c in ',\n"x'] + [
+        value[:i] + "\u0663" + value[i + 1 :]
+        for i in range(len(value))  # a non-ASCII digit
+    ]
+
+
+@pytest.mark.parametrize("value", TIMESTAMP_FORMATS)
+def test_time_key_of_a_malformed_timestamp_is_none_or_a_clean_key(value):
+    # The fast paths once checked only some positions: "...T09:05\n02.000Z" became a key
+    # with a newline in it, and with it a tweets row of 4 fields.
+    for bad in malformed(value):
+        key = time_key(bad)
+        if key is not None:
+            assert len(key) == 32 and key.isascii(), repr(bad)
+            assert datetime.fromisoformat(key).isoformat(timespec="microseconds") == key
+
+
 def test_time_keys_sort_as_text_in_time_order():
     values = [
         "2021-04-08T20:41:43.5+00:00",
@@ -177,8 +204,6 @@ def test_time_keys_sort_as_text_in_time_order():
         "2021-04-08T21:41:42+01:00",
         "2021-04-08T20:41:43.000001+00:00",
     ]
-    from datetime import datetime
-
     keys = [time_key(v) for v in values]
     assert all(len(k) == 32 for k in keys)
     by_text = [values[i] for i in sorted(range(4), key=lambda i: keys[i])]
