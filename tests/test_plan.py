@@ -7,7 +7,7 @@ import pytest
 
 from ingest import layout
 from ingest.build import plan
-from ingest.build.stats import StatsError
+from ingest.build.stats import StatsError, read_stats
 from ingest.config import validate_config
 from ingest.layout import Hour
 
@@ -111,16 +111,23 @@ def test_minutes_of_hours_in_progress_are_parsed_ahead(tmp_path):
     assert {f.minute for f in p.to_parse} == every
 
 
+def write_intermediates(c, f, size=None):
+    """The minute's intermediates as ingest.build.minutes writes them: a metadata line first."""
+    meta = {"server": f.server, "file": f.path.name, "minute": f.minute.isoformat()}
+    meta["size"] = f.path.stat().st_size if size is None else size
+    for kind in ("tweets", "users"):
+        out = plan.intermediate(c["work_dir"], f, kind)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("#" + json.dumps(meta) + "\n")
+
+
 def test_parsed_minutes_are_not_parsed_again_until_the_raw_file_changes(tmp_path):
     c = make_config(tmp_path)
     touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 10, 0), 3)
     p = plan.make_plan(c, utc(2026, 1, 14, 10, 5))
     assert len(p.to_parse) == 3
     for f in p.to_parse[:2]:
-        for kind in ("tweets", "users"):
-            out = plan.intermediate(c["work_dir"], f, kind)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text("")
+        write_intermediates(c, f)
     assert [f.minute for f in plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse] == [
         utc(2026, 1, 14, 10, 2)
     ]
@@ -129,12 +136,56 @@ def test_parsed_minutes_are_not_parsed_again_until_the_raw_file_changes(tmp_path
     assert len(plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse) == 2
 
 
-def test_a_corrupt_stats_file_is_an_error_naming_it(tmp_path):
-    """Was a bare JSONDecodeError that did not say which of the vault's files is broken."""
+def test_a_damaged_stats_file_rebuilds_its_hour_and_says_so(tmp_path):
+    """Issue 10, item 6: a truncated stats file stopped the plan, so no hour of any server was
+    built. Now its hour is rebuilt, and the plan carries a warning naming the file."""
     c = make_config(tmp_path)
     touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 8, 59), 68)
-    p = layout.vault_paths(c["vault_dir"], Hour("2026-01-14", 10))["stats"]
-    p.parent.mkdir(parents=True)
+    hour = Hour("2026-01-14", 10)
+    for other in (Hour("2026-01-14", 9), Hour("2026-01-14", 11)):
+        files = plan.window_files(c, other)
+        mark_built(c, other, {s: [f.path.name for f in fs] for s, fs in files.items()})
+    p = layout.vault_paths(c["vault_dir"], hour)["stats"]
     p.write_text('{"inputs": ')
-    with pytest.raises(StatsError, match="2026-01-14_10_stats.json"):
-        plan.make_plan(c, utc(2026, 1, 14, 12))
+    with pytest.raises(StatsError):  # as the build and the report read it
+        read_stats(p)
+    got = plan.make_plan(c, utc(2026, 1, 14, 12))
+    assert got.build == [hour] and got.reports == ["2026-01-14"]
+    assert len(got.warnings) == 1 and "2026-01-14_10_stats.json" in got.warnings[0]
+    assert "rebuilding hour 2026-01-14_10" in got.warnings[0]
+
+
+def test_a_minute_file_that_changed_size_rebuilds_its_hour(tmp_path):
+    """Issue 10, item 5: a minute file the build read at one size has another now (completed
+    after a restart, or pulled again whole): the hour is due although no name is new."""
+    c = make_config(tmp_path)
+    touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 8, 59), 68)
+    hour = Hour("2026-01-14", 10)
+    files = plan.window_files(c, hour)
+    sizes = {s: {f.path.name: f.path.stat().st_size for f in fs} for s, fs in files.items()}
+    mark_built(c, hour, sizes)
+    now = utc(2026, 1, 14, 12)
+    assert hour not in plan.make_plan(c, now).build
+    grown = files["s1"][30]
+    grown.path.write_text('{"data": {"id": "1"}}\n')
+    got = plan.make_plan(c, now)
+    assert hour in got.build and grown in got.to_parse
+    # Builds from before sizes were recorded compare names: no rebuild of history on upgrade.
+    mark_built(c, hour, {s: list(names) for s, names in sizes.items()})
+    assert hour not in plan.make_plan(c, now).build
+
+
+def test_a_raw_file_rewritten_in_the_second_it_was_parsed_is_parsed_again(tmp_path):
+    """The intermediates are as new as the raw file (mtime resolution, or a pull keeping the
+    source's mtime), but were made from fewer bytes: parsed again."""
+    c = make_config(tmp_path)
+    touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 10, 0), 1)
+    (f,) = plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse
+    write_intermediates(c, f)
+    t = f.path.stat().st_mtime
+    for kind in ("tweets", "users"):
+        os.utime(plan.intermediate(c["work_dir"], f, kind), (t, t))
+    assert plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse == []
+    f.path.write_text('{"data": {"id": "1"}}\n')
+    os.utime(f.path, (t, t))
+    assert plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse == [f]

@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout
-from ingest.build.stats import HourStats, read_stats_if_built
+from ingest.build.minutes import read_meta
+from ingest.build.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
 
 
@@ -29,6 +30,9 @@ class Plan:
     # hours to build, and those of hours still in progress, parsed ahead so that an hour's
     # build is mostly the merge (a cron run every few minutes spreads the parsing out).
     to_parse: list[MinuteFile] = field(default_factory=list)
+    # What the operator must hear of although the run goes on (e.g. a damaged stats file, its
+    # hour rebuilt): one line each, printed with the plan and mailed by the run's alert.
+    warnings: list[str] = field(default_factory=list)
 
 
 def work_paths(work_dir: str | Path) -> dict[str, Path]:
@@ -41,6 +45,8 @@ def work_paths(work_dir: str | Path) -> dict[str, Path]:
         "mail": w / "mail",
         "pulls": w / "pulls",
         "state": w / "state",
+        "built": w / "built",  # build_hour's receipts (ingest.build.receipts)
+        "reported": w / "reported",  # day_report's receipts
     }
 
 
@@ -61,13 +67,29 @@ def window_files(config: dict[str, Any], hour: Hour) -> dict[str, list[MinuteFil
 
 
 def has_new_input(stats: HourStats, files: dict[str, list[MinuteFile]]) -> bool:
-    """True when a minute file arrived after the hour was built (e.g. a late secondary)."""
-    recorded = stats.get("inputs", {})
+    """True when a minute file arrived after the hour was built (e.g. a late secondary), or one
+    the build read has another size now (a minute completed after a restart, or pulled again).
+
+    Sizes recorded as None (builds before sizes were recorded) compare by name only.
+    """
+    recorded = input_sizes(stats)
     for server, server_files in files.items():
-        seen = {Path(name).name for name in recorded.get(server, [])}
-        if any(f.path.name not in seen for f in server_files):
-            return True
+        seen = {Path(name).name: size for name, size in recorded.get(server, {}).items()}
+        for f in server_files:
+            if f.path.name not in seen:
+                return True
+            size = seen[f.path.name]
+            if size is not None and _size(f.path) not in (size, None):
+                return True
     return False
+
+
+def _size(path: Path) -> int | None:
+    """The file's size; None when it is gone meanwhile (retention, a pull's rename)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def selected(hour: Hour, only: str | None) -> bool:
@@ -120,9 +142,16 @@ def make_plan(
             continue
         if not any(files.values()):
             continue  # no raw data, nothing to build
-        stats = read_stats_if_built(layout.vault_paths(vault, hour)["stats"])
-        if stats is not None and only is None and not has_new_input(stats, files):
-            continue  # built, and nothing new arrived
+        try:
+            stats = read_stats_if_built(layout.vault_paths(vault, hour)["stats"])
+        except StatsError as e:
+            # Rebuilt (the build merges in the hour's old vault files), not a stop for every
+            # other hour: the plan is made before Snakemake can report anything.
+            plan.warnings.append(f"{e}: rebuilding hour {hour}")
+            stats = None
+        else:
+            if stats is not None and only is None and not has_new_input(stats, files):
+                continue  # built, and nothing new arrived
         if pull_state and secondary_waiting(config, hour, now, pull_state):
             plan.waiting.append(hour)
             continue
@@ -156,15 +185,17 @@ def make_plan(
 
 
 def _parsed(work_dir: str, f: MinuteFile) -> bool:
-    """Are the minute's intermediates there and newer than the raw file?"""
+    """Are the minute's intermediates there, newer than the raw file and made from a raw file
+    of its current size? (A rewrite in the same second as the parse keeps the mtime order.)
+    Intermediates without a recorded size (older versions) go by the mtimes alone."""
     try:
-        raw_mtime = f.path.stat().st_mtime
-        return all(
-            intermediate(work_dir, f, kind).stat().st_mtime >= raw_mtime
-            for kind in ("tweets", "users")
-        )
-    except FileNotFoundError:
-        return False
+        raw = f.path.stat()
+        paths = [intermediate(work_dir, f, kind) for kind in ("tweets", "users")]
+        if any(p.stat().st_mtime < raw.st_mtime for p in paths):
+            return False
+        return read_meta(paths[0]).get("size", raw.st_size) == raw.st_size
+    except (FileNotFoundError, ValueError):
+        return False  # missing, or no readable metadata line: parse it again
 
 
 def built_hours(vault_dir: Path) -> list[Hour]:

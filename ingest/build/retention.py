@@ -2,7 +2,11 @@
 
 A raw minute file is read by up to three hours (its own, the one after it starts a minute
 later, the one before it through the late window). Nothing is removed until every one of
-those hours has its stats file, which is written last, after the three .xz files.
+those hours is built from it: its stats file (written last, after the three .xz files) lists
+the file among the build's inputs, with the size it has now. A secondary's minutes that arrive
+after the hour was built, or a minute file that grew, stay until a rebuild has merged them in.
+A raw file goes only once ``retention.keep_raw_hours`` have passed by its name's minute and by
+its modification time: a clock stepped forward, or a file named in the future, keeps it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ingest import layout
 from ingest.build.plan import intermediate, work_paths
+from ingest.build.stats import StatsError, input_sizes, read_stats_if_built
 from ingest.layout import MinuteFile
 
 log = logging.getLogger(__name__)
@@ -32,12 +37,17 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
     late = config["late_minutes"]
     keep = timedelta(hours=config["retention"]["keep_raw_hours"])
     vault = Path(config["vault_dir"])
-    built: dict[layout.Hour, bool] = {}
+    inputs: dict[layout.Hour, dict[str, dict[str, int | None]] | None] = {}
 
-    def is_built(h: layout.Hour) -> bool:
-        if h not in built:
-            built[h] = layout.vault_paths(vault, h)["stats"].exists()
-        return built[h]
+    def built_from(h: layout.Hour, f: MinuteFile, size: int) -> bool:
+        """Is hour ``h`` built, and did its build read ``f`` at its current size?"""
+        if h not in inputs:
+            inputs[h] = _built_inputs(layout.vault_paths(vault, h)["stats"])
+        read = inputs[h]
+        if read is None or f.path.name not in read.get(f.server, {}):
+            return False
+        recorded = read[f.server][f.path.name]
+        return recorded is None or recorded == size  # None: an older build, names only
 
     summary = CleanSummary()
     for s in config["servers"]:
@@ -50,16 +60,41 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
         if first is None or last is None:
             continue
         for f in layout.minute_files(s["name"], raw_dir, first[0], last[1], tz):
-            if not all(is_built(h) for h in layout.hours_reading(f.minute, tz, late)):
+            try:
+                st = f.path.stat()
+            except FileNotFoundError:
+                continue
+            if not all(
+                built_from(h, f, st.st_size) for h in layout.hours_reading(f.minute, tz, late)
+            ):
                 continue
             summary.intermediates_removed += _remove_intermediates(config["work_dir"], f)
-            if now - f.minute >= keep:
+            if now - f.minute >= keep and now.timestamp() - st.st_mtime >= keep.total_seconds():
                 f.path.unlink(missing_ok=True)
                 summary.raw_removed += 1
         _prune_empty_dirs(raw_dir, now)
     _prune_empty_dirs(work_paths(config["work_dir"])["minutes"], now)
     _remove_empty_logs(work_paths(config["work_dir"])["logs"] / "parse")
     return summary
+
+
+def _built_inputs(stats_path: Path) -> dict[str, dict[str, int | None]] | None:
+    """The raw files (name -> size) a built hour read per server; None if it is not built.
+
+    A damaged stats file counts as not built: the plan rebuilds the hour, and until then
+    nothing it read may go.
+    """
+    try:
+        stats = read_stats_if_built(stats_path)
+    except StatsError as e:
+        log.warning("%s: keeping the hour's raw files until it is rebuilt", e)
+        return None
+    if stats is None:
+        return None
+    return {
+        server: {Path(name).name: size for name, size in files.items()}
+        for server, files in input_sizes(stats).items()
+    }
 
 
 def _remove_intermediates(work_dir: str, f: MinuteFile) -> int:
