@@ -15,7 +15,6 @@ import argparse
 import csv
 import io
 import lzma
-import os
 import shutil
 import subprocess
 import sys
@@ -29,8 +28,16 @@ import yaml
 from ingest import layout
 from ingest.devtools.generate import generate_raw_tree
 from ingest.devtools.mailsink import Sink, start
+from ingest.devtools.stack import (
+    REPO,
+    FastClock,
+    cli,
+    env,
+    stand_in_fault,
+    start_collector,
+    start_stand_in,
+)
 
-REPO = Path(__file__).resolve().parents[2]  # ingest/devtools/demo.py
 SPEED = 60  # one clock minute per real second
 CLOCK_START = datetime(2026, 1, 14, 9, 58, 30, tzinfo=UTC)  # 10:58:30 in Berlin
 COLLECT_UNTIL = datetime(2026, 1, 14, 11, 7, 10, tzinfo=UTC)  # past hour 11's late window
@@ -68,47 +75,16 @@ def write_config(root: Path, stream_url: str, smtp_port: int) -> Path:
     return path
 
 
-def cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "ingest.cli", *args]
-
-
-def fault(url: str, kind: str, **params: str) -> None:
-    import requests
-
-    base = url.split("/2/")[0]
-    requests.post(f"{base}/_fault", params={"kind": kind, "client": "server2", **params}, timeout=5)
-
-
 def collect(root: Path, smtp_port: int) -> Path:
-    epoch = time.time() + 3  # a shared timeline for the stand-in and both collectors
-    clock = ["--speed", str(SPEED), "--clock-start", CLOCK_START.isoformat()]
-    clock += ["--clock-epoch", f"{epoch:.3f}"]
-    token_file = root / "stand-in-token"
-    token_file.write_text("demo-token\n")
-    token_file.chmod(0o600)
+    clock = FastClock(SPEED, CLOCK_START)  # a shared timeline for the stand-in and collectors
+    epoch = clock.epoch
     log_dir = root / "logs"
     log_dir.mkdir(parents=True)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    emulator = subprocess.Popen(
-        [sys.executable, "-m", "ingest.devtools.emulate", "--port", "0", "--rate", "150"]
-        + ["--keepalive", "0.5"]
-        + ["--token-file", str(token_file), *clock],
-        stdout=subprocess.PIPE,
-        stderr=open(log_dir / "emulator.log", "w"),  # noqa: SIM115
-        text=True,
-        env=env,
-    )
-    url = emulator.stdout.readline().strip()
+    emulator, url = start_stand_in(log_dir, clock, "demo-token", rate=150, keepalive=0.5)
     config = write_config(root, url, smtp_port)
     say(f"1/4 stream stand-in at {url}; collectors server1 and server2 (1 minute = 1 s)")
     collectors = [
-        subprocess.Popen(
-            cli("collect", "--config", str(config), "--server", name, "--backoff-scale", "0.01")
-            + clock,
-            stdout=subprocess.DEVNULL,
-            stderr=open(log_dir / f"collector-{name}.log", "w"),  # noqa: SIM115
-            env=env,
-        )
+        start_collector(config, name, clock, log_dir / f"collector-{name}.log")
         for name in ("server1", "server2")
     ]
     say("2/4 meanwhile: the hour before, written by the project's generator (as if collected)")
@@ -132,7 +108,7 @@ def collect(root: Path, smtp_port: int) -> Path:
         time.sleep(max(0.0, t0 + second - time.time()))
         if second in faults:
             kind, params = faults[second]
-            fault(url, kind, **params)
+            stand_in_fault(url, kind, "server2", **params)
             print(f"   t+{second:>2}s  server2: injected fault '{kind}'", flush=True)
         if second % 15 == 0:
             files = {
@@ -143,7 +119,7 @@ def collect(root: Path, smtp_port: int) -> Path:
         p.terminate()
     for p in collectors:
         print(f"   collector exited with {p.wait(timeout=30)} on SIGTERM")
-    subprocess.run(cli("status", "--config", str(config), *clock), env=env, check=False)
+    subprocess.run(cli("status", "--config", str(config), *clock.args()), env=env(), check=False)
     emulator.terminate()
     emulator.wait(timeout=10)
     return config

@@ -230,6 +230,11 @@ class OSFStandIn:
                 )
             )
 
+    def clear_faults(self) -> None:
+        """Forget every pending ``inject`` (the end of an outage)."""
+        with self.lock:
+            self._faults.clear()
+
     def corrupt_next_store(self, times: int = 1) -> None:
         """The next ``times`` stored uploads keep altered bytes (hashes then differ)."""
         with self.lock:
