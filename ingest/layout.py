@@ -18,14 +18,18 @@ from zoneinfo import ZoneInfo
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
 
+# Names are matched whole (fullmatch: "$" would let a trailing newline through) and in ASCII.
 # New collector names: local minute and its UTC offset, unique in the repeated DST hour.
-_MINUTE_NAME = re.compile(r"^(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})([+-]\d{4})\.jsonl$")
+_MINUTE_NAME = re.compile(r"(\d{4}-\d{2}-\d{2})T(\d{2})(\d{2})([+-]\d{4})\.jsonl", re.ASCII)
 # The seed collector's names: local start and end of the dump.
 _SEED_NAME = re.compile(
-    r"^sampled_stream_(\d{4}-\d{2}-\d{2})_(\d{2}):(\d{2}):(\d{2})_to_"
-    r"\d{4}-\d{2}-\d{2}_\d{2}:\d{2}:\d{2}\.jsonl$"
+    r"sampled_stream_(\d{4}-\d{2}-\d{2})_(\d{2}):(\d{2}):(\d{2})_to_"
+    r"\d{4}-\d{2}-\d{2}_\d{2}:\d{2}:\d{2}\.jsonl",
+    re.ASCII,
 )
 _LABEL = re.compile(r"^(\d{4}-\d{2}-\d{2})_(\d{2})$")
+_DAY_NAME = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_HOUR_NAME = re.compile(r"[01]\d|2[0-3]", re.ASCII)
 
 
 @dataclass(frozen=True, order=True)
@@ -113,17 +117,47 @@ def minute_path(raw_dir: Path, minute: datetime, tz: ZoneInfo) -> Path:
 
 
 def parse_minute_name(name: str, tz: ZoneInfo) -> datetime | None:
-    """UTC start of the minute a raw file holds, or None if the name is not a minute file."""
-    m = _MINUTE_NAME.match(name)
-    if m:
-        stamp = f"{m[1]}T{m[2]}:{m[3]}:00{m[4][:3]}:{m[4][3:]}"
-        return datetime.fromisoformat(stamp).astimezone(UTC)
-    m = _SEED_NAME.match(name)
-    if m:
-        # Seed names carry local time without offset; the repeated DST hour is read as its first.
-        naive = datetime.fromisoformat(f"{m[1]}T{m[2]}:{m[3]}:00")
-        return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    """UTC start of the minute a raw file holds, or None if the name is not a minute file
+    (``...T1061+0100.jsonl`` is not: the plan must never stop at a name)."""
+    try:
+        m = _MINUTE_NAME.fullmatch(name)
+        if m:
+            stamp = f"{m[1]}T{m[2]}:{m[3]}:00{m[4][:3]}:{m[4][3:]}"
+            return datetime.fromisoformat(stamp).astimezone(UTC)
+        m = _SEED_NAME.fullmatch(name)
+        if m:
+            # Seed names carry local time without offset; the repeated DST hour reads as its first.
+            naive = datetime.fromisoformat(f"{m[1]}T{m[2]}:{m[3]}:00")
+            return naive.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    except (ValueError, OverflowError):
+        pass
     return None
+
+
+@dataclass(frozen=True, order=True)
+class Rejected:
+    """An entry under a raw folder that is skipped, and why (reported, never read or deleted).
+
+    The listing functions add these to the ``rejected`` set they are given, so one bad name or
+    file costs only itself: everything else is still listed and built.
+    """
+
+    path: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def _ignored(name: str) -> bool:
+    """Entries that are expected and not data: hidden temps (atomic writes, rsync), and the
+    collector's minute in progress (``*.part``)."""
+    return name.startswith(".") or name.endswith(".part")
+
+
+def _reject(rejected: set[Rejected] | None, path: str, reason: str) -> None:
+    if rejected is not None:
+        rejected.add(Rejected(path, reason))
 
 
 @dataclass(frozen=True)
@@ -145,9 +179,19 @@ def _hour_dirs(raw_dir: Path, hours: Iterable[Hour]) -> Iterator[Path]:
 
 
 def minute_files(
-    server: str, raw_dir: Path, start: datetime, end: datetime, tz: ZoneInfo
+    server: str,
+    raw_dir: Path,
+    start: datetime,
+    end: datetime,
+    tz: ZoneInfo,
+    rejected: set[Rejected] | None = None,
 ) -> list[MinuteFile]:
-    """A server's complete minute files whose minute starts in [start, end), in time order."""
+    """A server's complete minute files whose minute starts in [start, end), in time order.
+
+    Only readable regular files are listed: a folder, FIFO, device or symbolic link with a
+    minute file's name would hang or flood the parse, an unreadable file would fail it. They,
+    and names that are not minute files, go to ``rejected``.
+    """
     # A minute file sits in the hour directory of its own local minute; look one hour either
     # side so a clock that rotated a few seconds off still finds its files.
     found = []
@@ -155,30 +199,58 @@ def minute_files(
         with os.scandir(d) as entries:
             for entry in entries:
                 minute = parse_minute_name(entry.name, tz)
-                if minute is not None and start <= minute < end:
+                if minute is None:
+                    if not _ignored(entry.name):
+                        _reject(rejected, entry.path, "not a minute file name")
+                    continue
+                if not start <= minute < end:
+                    continue
+                # is_file(follow_symlinks=False) comes from the listing: no system call.
+                if not entry.is_file(follow_symlinks=False):
+                    _reject(rejected, entry.path, "not a regular file (link, folder or special)")
+                elif not os.access(entry.path, os.R_OK):
+                    _reject(rejected, entry.path, "not readable")
+                else:
                     found.append(MinuteFile(server, minute, Path(entry.path)))
     return sorted(found, key=lambda f: (f.minute, f.path.name))
 
 
-def raw_hours(raw_dir: Path) -> set[Hour]:
-    """Hour labels that have a directory under ``raw_dir`` (cheap: two directory listings)."""
-    out = set()
+def raw_hours(raw_dir: Path, rejected: set[Rejected] | None = None) -> set[Hour]:
+    """Hour labels that have a directory under ``raw_dir`` (cheap: two directory listings).
+
+    Entries that are not ``YYYY-mm-dd/HH`` folders (``2026-13-40``, ``24``, ``ab``, a stray
+    file) go to ``rejected``.
+    """
+    out: set[Hour] = set()
     root = Path(raw_dir)
     if not root.is_dir():
         return out
     with os.scandir(root) as days:
         for day in days:
-            if not day.is_dir():
+            if _ignored(day.name):
                 continue
-            try:
-                date.fromisoformat(day.name)
-            except ValueError:
+            if not (day.is_dir() and _is_day(day.name)):
+                _reject(rejected, day.path, "not a day folder (YYYY-mm-dd)")
                 continue
             with os.scandir(day.path) as hours:
                 for h in hours:
-                    if h.is_dir() and len(h.name) == 2 and h.name.isdigit():
+                    if _ignored(h.name):
+                        continue
+                    if h.is_dir() and _HOUR_NAME.fullmatch(h.name):
                         out.add(Hour(day.name, int(h.name)))
+                    else:
+                        _reject(rejected, h.path, "not an hour folder (00 to 23)")
     return out
+
+
+def _is_day(name: str) -> bool:
+    if not _DAY_NAME.fullmatch(name):
+        return False
+    try:
+        date.fromisoformat(name)
+    except ValueError:
+        return False
+    return True
 
 
 # --- outputs ------------------------------------------------------------------------------

@@ -1,10 +1,13 @@
+import os
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from ingest import clock, layout
+from ingest.build import plan
 from ingest.layout import Hour
+from tests.configs import loaded_config
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -104,3 +107,78 @@ def test_clock_from_requires_offset():
     assert clock.clock_from("2026-01-14T12:00:00+01:00").now() == utc(2026, 1, 14, 11)
     with pytest.raises(ValueError, match="UTC offset"):
         clock.clock_from("2026-01-14T12:00:00")
+
+
+def write_minutes(raw_dir, start, n):
+    paths = []
+    for i in range(n):
+        p = layout.minute_path(raw_dir, start + timedelta(minutes=i), BERLIN)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("")
+        paths.append(p)
+    return paths
+
+
+def test_unexpected_names_are_skipped_and_recorded_not_raised(tmp_path):
+    # Each of these once raised while the plan was made (so nothing was built, retained or
+    # mailed) or was passed over silently.
+    raw = tmp_path / "raw"
+    write_minutes(raw, utc(2026, 1, 14, 9, 0), 120)  # local 10:00 to 11:59
+    hour_dir = raw / "2026-01-14" / "10"
+    bad = [
+        hour_dir / "2026-01-14T1061+0100.jsonl",  # minute 61
+        hour_dir / "2026-01-14T1005+9999.jsonl",  # no such offset
+        hour_dir / "sampled_stream_2026-01-14_25:06:00_to_2026-01-14_25:07:00.jsonl",
+        hour_dir / "notes.txt",
+        raw / "2026-01-14" / "24" / "2026-01-14T2400+0100.jsonl",
+        raw / "2026-01-14" / "ab" / "x.jsonl",
+        raw / "2026-13-40" / "10" / "2026-13-40T1000+0100.jsonl",
+        raw / "20260114" / "10" / "x.jsonl",  # date.fromisoformat takes this one
+    ]
+    for p in bad:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("{}\n")
+    (hour_dir / "2026-01-14T1030+0100.jsonl.part").write_text("")  # the collector's: expected
+    (hour_dir / ".2026-01-14T1031+0100.jsonl.tmp-1").write_text("")  # a temp: expected
+
+    planned = plan.make_plan(loaded_config(tmp_path), utc(2026, 1, 15))
+    assert planned.build == [Hour("2026-01-14", 9), Hour("2026-01-14", 10), Hour("2026-01-14", 11)]
+
+    rejected: set[layout.Rejected] = set()
+    assert layout.raw_hours(raw, rejected) == {Hour("2026-01-14", 10), Hour("2026-01-14", 11)}
+    window = layout.read_window(Hour("2026-01-14", 10), BERLIN, 6)
+    files = layout.minute_files("s1", raw, *window, BERLIN, rejected)
+    assert len(files) == 66  # local 10:00 to 11:05, the bad names aside
+    assert sorted(r.path for r in rejected) == sorted(
+        str(p) for p in bad[:4] + [p.parent for p in bad[4:6]] + [p.parents[1] for p in bad[6:]]
+    )
+    assert all(r.reason for r in rejected)
+
+
+def test_minute_listing_offers_only_readable_regular_files(tmp_path):
+    good = write_minutes(tmp_path, utc(2026, 1, 14, 10, 0), 10)  # local 11:00 to 11:09
+    d = good[0].parent
+    special = {
+        "2026-01-14T1110+0100.jsonl": lambda p: p.mkdir(),
+        "2026-01-14T1111+0100.jsonl": os.mkfifo,
+        "2026-01-14T1112+0100.jsonl": lambda p: p.symlink_to("/dev/zero"),
+        "2026-01-14T1113+0100.jsonl": lambda p: p.symlink_to(good[0]),  # even to a good file
+    }
+    for name, make in special.items():
+        make(d / name)
+    unreadable = d / "2026-01-14T1114+0100.jsonl"
+    unreadable.write_text("{}\n")
+    unreadable.chmod(0)
+    window = layout.read_window(Hour("2026-01-14", 11), BERLIN, 6)
+    listed = [f.path for f in layout.minute_files("s1", tmp_path, *window, BERLIN)]
+    assert listed == ([*good, unreadable] if os.geteuid() == 0 else good)
+    rejected: set[layout.Rejected] = set()
+    files = layout.minute_files("s1", tmp_path, *window, BERLIN, rejected)
+    if os.geteuid() == 0:  # root reads a mode 000 file: it is listed (and parses) as any other
+        assert [f.path for f in files] == [*good, unreadable]
+    else:
+        assert [f.path for f in files] == good
+        assert layout.Rejected(str(unreadable), "not readable") in rejected
+    assert {r.path for r in rejected if r.reason != "not readable"} == {
+        str(d / name) for name in special
+    }
