@@ -2,12 +2,15 @@
 
     sampled-stream collect --config CONFIG --server NAME
     sampled-stream status  --config CONFIG [--server NAME] [--json]
+    sampled-stream scrub   --config CONFIG [--days N] [--jobs N] [--mb-per-s X]
+    sampled-stream restore --config CONFIG [--from REPLICA] [--days DAY ...]
 
 A plain argparse dispatch: each subcommand is ``add_<name>(subparsers)`` setting ``func``,
 so other modules can add theirs (append to ``SUBCOMMANDS``). The stream stand-in has its
 own command line, ``python -m ingest.devtools.emulate``, since production never needs it.
 
-Exit codes: 0 done (the collector also after SIGTERM/SIGINT), 2 bad config or usage, 1 crash.
+Exit codes: 0 done (the collector also after SIGTERM/SIGINT), 2 bad config or usage, 1 crash;
+scrub and restore: 1 when a file is left damaged or missing, or a replica could not be read.
 """
 
 from __future__ import annotations
@@ -166,11 +169,117 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- scrub and restore (the vault's replicas) -----------------------------------------------
+
+
+def add_scrub(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "scrub",
+        help="check every vault file and its replicas against the day manifests, repair",
+        description="Check each vault file on the primary and on every vault_replicas entry "
+        "against its day's {day}_SHA256SUMS and with xz -t, all copies at once; replace a "
+        "damaged or missing file from a copy that verifies and mail what was found. A day "
+        "without a manifest gets one from its files first (if they pass xz -t).",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--days", type=int, metavar="N", help="only the newest N day folders")
+    p.add_argument("--jobs", type=int, default=2, help="files checked at once on the primary")
+    p.add_argument(
+        "--mb-per-s",
+        type=float,
+        default=100.0,
+        help="cap on the primary's reads, MB/s (0: no cap); remote replicas read under ionice",
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_scrub)
+
+
+def cmd_scrub(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from ingest.clock import SystemClock
+    from ingest.config import ConfigError, load_config
+    from ingest.publish.jobs import alerts_for
+    from ingest.publish.replicate import ReplicaConfigError
+    from ingest.publish.scrub import scrub
+
+    try:
+        config = load_config(args.config)
+        report = scrub(
+            config,
+            days=args.days,
+            jobs=args.jobs,
+            mb_per_s=args.mb_per_s or None,
+            alerts=alerts_for(config, SystemClock()),
+        )
+    except (ConfigError, ReplicaConfigError) as e:
+        return _fail("scrub", str(e))
+    print(
+        f"scrub: {report.days} day(s), {report.files} file checks, {report.bytes / 1e6:.1f} MB "
+        f"in {report.seconds:.1f} s; {len(report.findings)} finding(s), "
+        f"{len(report.unrepaired)} not repaired"
+    )
+    for day in report.created_manifests:
+        print(f"  {day}: manifest created from its files")
+    for f in report.findings:
+        print(f"  {f.line()}")
+    return 1 if report.unrepaired else 0
+
+
+def add_restore(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "restore",
+        help="bring vault files back from a replica, verified against the day manifests",
+        description="Fetch every file of the given days (default: all the replica holds) that "
+        "is missing on the primary or does not match its manifest from a replica; each is "
+        "checked (SHA-256, xz -t) before it is renamed into the vault.",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument(
+        "--from",
+        dest="source",
+        metavar="REPLICA",
+        help="replica name (default: first that answers)",
+    )
+    p.add_argument("--days", nargs="+", metavar="DAY", help="only these days (YYYY-mm-dd)")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_restore)
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from ingest.config import ConfigError, load_config
+    from ingest.publish.manifest import ManifestError, is_day
+    from ingest.publish.replicate import ReplicaConfigError, ReplicaError
+    from ingest.publish.restore import restore
+
+    bad = [d for d in args.days or [] if not is_day(d)]
+    if bad:
+        return _fail("restore", f"--days: {', '.join(bad)} is not YYYY-mm-dd")
+    try:
+        config = load_config(args.config)
+        results = restore(config, args.source, args.days)
+    except (ConfigError, ReplicaConfigError) as e:
+        return _fail("restore", str(e))
+    except (ReplicaError, ManifestError) as e:
+        return _fail("restore", str(e), 1)
+    failed = 0
+    for r in results:
+        print(
+            f"{r.day}: {len(r.restored)} restored, {len(r.intact)} intact, {len(r.failed)} failed"
+        )
+        for name, why in r.failed.items():
+            print(f"  {name}: {why}")
+        failed += len(r.failed)
+    return 1 if failed else 0
+
+
 # --- dispatch -------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_collect,
     add_status,
+    add_scrub,
+    add_restore,
 ]
 
 

@@ -17,7 +17,7 @@ SHARED = "shared"
 # Which rooms each room may import from (itself always).
 ALLOWED = {
     SHARED: {SHARED},
-    "cli": {SHARED, "collect"},
+    "cli": {SHARED, "collect", "publish"},  # scrub and restore
     "collect": {SHARED},
     "build": {SHARED},
     "publish": {SHARED, "build"},

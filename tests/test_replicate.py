@@ -1,0 +1,356 @@
+"""Vault replicas: manifests, replication (local folder, rsync over the loopback sshd), back-off
+and alerts, scrub (bit rot found, alerted, repaired) and restore, on real files and tools."""
+
+from __future__ import annotations
+
+import lzma
+import os
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ingest.clock import FixedClock
+from ingest.layout import Hour, report_path, vault_paths
+from ingest.notify import Alerts, Mailer
+from ingest.publish import replicate as rep
+from ingest.publish.manifest import (
+    ManifestError,
+    manifest_path,
+    parse_manifest,
+    read_manifest,
+    update_manifest,
+)
+from ingest.publish.restore import restore
+from ingest.publish.scrub import scrub
+from tests.configs import loaded_config
+from tests.sshd import Sshd
+
+NOW = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
+DAY = "2026-01-14"
+HOURS = [Hour(DAY, 9), Hour(DAY, 10)]
+
+
+def build_hour(vault: Path, hour: Hour, seed: int = 0) -> list[str]:
+    """An hour's vault files as the build leaves them (real xz), the day's report rewritten."""
+    paths = vault_paths(vault, hour)
+    paths["ids"].parent.mkdir(parents=True, exist_ok=True)
+    ids = "".join(f"{1000 + seed + i * 7}\n" for i in range(2000))
+    rows = "".join(f'{i},"tweet {i} of {hour.label}, {seed}"\n' for i in range(3000))
+    paths["ids"].write_bytes(lzma.compress(ids.encode()))
+    paths["tweets"].write_bytes(lzma.compress(("id,text\n" + rows).encode() + os.urandom(20000)))
+    paths["users"].write_bytes(lzma.compress(f"author_id\n{seed}\n".encode()))
+    paths["stats"].write_text(f'{{"hour": "{hour.label}", "seed": {seed}}}')
+    report_path(vault, hour.day).write_text(f"hour\tserv 1\n{hour.hh}\t{seed}\n")
+    names = [p.name for p in paths.values()] + [report_path(vault, hour.day).name]
+    update_manifest(vault / hour.day, names, vault.parent / "manifest.lock")
+    return names
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def config_with(tmp_path: Path, *replicas: dict, **sections) -> dict:
+    return loaded_config(tmp_path, vault_replicas=list(replicas), **sections)
+
+
+def local(tmp_path: Path, name: str = "disk2") -> dict:
+    root = tmp_path / name
+    root.mkdir(exist_ok=True)
+    return {"name": name, "target": str(root)}
+
+
+def remote(sshd: Sshd, root: Path, name: str = "server2") -> dict:
+    root.mkdir(parents=True, exist_ok=True)
+    return {
+        "name": name,
+        "target": f"{sshd.target}:{root}",
+        "ssh_key_file": str(sshd.key_file),
+        "ssh_port": sshd.port,
+    }
+
+
+def flip_byte(path: Path, offset: int = 200) -> None:
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def replicate_all(config: dict, name: str) -> None:
+    for h in HOURS:
+        rep.replicate_hour(config, name, h, NOW, rep.receipt_path(config["work_dir"], name, h))
+
+
+# --- manifests ----------------------------------------------------------------------------
+
+
+def test_manifest_is_sha256sum_format_and_keeps_other_entries(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    first = read_manifest(manifest_path(vault / DAY))
+    build_hour(vault, HOURS[1], seed=1)
+    second = read_manifest(manifest_path(vault / DAY))
+    # The 09 files keep their entries; the report's changed with the rebuild of the day.
+    assert {k: v for k, v in second.items() if "_09_" in k} == {
+        k: v for k, v in first.items() if "_09_" in k
+    }
+    assert second[f"{DAY}_report.txt"] != first[f"{DAY}_report.txt"]
+    assert len(second) == 9
+    # GNU sha256sum accepts it as it is: anyone with the files can check them.
+    ok = subprocess.run(
+        ["sha256sum", "-c", "--strict", manifest_path(vault / DAY).name],
+        cwd=vault / DAY,
+        capture_output=True,
+        text=True,
+    )
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    flip_byte(vault / DAY / f"{DAY}_10_tweets.csv.xz")
+    bad = subprocess.run(
+        ["sha256sum", "-c", manifest_path(vault / DAY).name], cwd=vault / DAY, capture_output=True
+    )
+    assert bad.returncode == 1 and b"10_tweets.csv.xz: FAILED" in bad.stdout
+
+
+def test_manifest_damaged_line_is_named() -> None:
+    with pytest.raises(ManifestError, match="m: line 2 is not"):
+        parse_manifest("0" * 64 + "  a\nnot a line\n", "m")
+
+
+# --- replication to a local folder ----------------------------------------------------------
+
+
+def test_local_replica_gets_verified_copies_and_receipts(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    for i, h in enumerate(HOURS):
+        build_hour(vault, h, i)
+    config = config_with(tmp_path, local(tmp_path))
+    replicate_all(config, "disk2")
+    assert tree(tmp_path / "disk2") == tree(vault)  # no temporary names left either
+    receipt = rep.receipt_path(config["work_dir"], "disk2", HOURS[1])
+    assert receipt.exists()
+    # Receipts there and nothing changed: nothing pending; a rebuild makes its hour pending.
+    replica = rep.replica_named(config, "disk2")
+    assert rep.pending_hours(config, replica, HOURS, NOW) == []
+    later = receipt.stat().st_mtime + 5
+    os.utime(vault_paths(vault, HOURS[0])["ids"], (later, later))
+    assert rep.pending_hours(config, replica, HOURS, NOW) == [HOURS[0]]
+
+
+def test_a_damaged_vault_file_is_not_spread(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    flip_byte(vault_paths(vault, HOURS[0])["tweets"])
+    config = config_with(tmp_path, local(tmp_path))
+    receipt = rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+    with pytest.raises(rep.ReplicaError, match="09_tweets.csv.xz: sha256 .* differs"):
+        rep.replicate_hour(config, "disk2", HOURS[0], NOW, receipt)
+    assert not receipt.exists()
+    assert not (tmp_path / "disk2" / DAY / f"{DAY}_09_tweets.csv.xz").exists()
+
+
+def test_unmounted_replica_fails_its_job_backs_off_alerts_then_catches_up(
+    tmp_path: Path, smtp
+) -> None:
+    sink, port = smtp
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    entry = {"name": "usb", "target": str(tmp_path / "usb"), "alert_after_minutes": 30}
+    config = config_with(tmp_path, entry)
+    replica = rep.replica_named(config, "usb")
+    mailer = Mailer("127.0.0.1", port, "a@example.org", ["b@example.org"], "none")
+    receipt = rep.receipt_path(config["work_dir"], "usb", HOURS[0])
+
+    def attempt(now: datetime) -> None:
+        alerts = Alerts(mailer, tmp_path / "alerts.json", FixedClock(now), 6)
+        rep.replicate_hour(config, "usb", HOURS[0], now, receipt, alerts=alerts)
+
+    # The volume is not mounted: its job fails, nothing is written to the empty mount point.
+    with pytest.raises(rep.ReplicaError, match="not a folder"):
+        attempt(NOW)
+    assert not (tmp_path / "usb").exists() and not receipt.exists()
+    # Back-off across runs: 10 min, then 20, ... (the plan leaves it alone meanwhile).
+    assert rep.pending_hours(config, replica, HOURS[:1], NOW + timedelta(minutes=9)) == []
+    assert rep.pending_hours(config, replica, HOURS[:1], NOW + timedelta(minutes=10)) == HOURS[:1]
+    with pytest.raises(rep.ReplicaError):
+        attempt(NOW + timedelta(minutes=10))
+    assert rep.pending_hours(config, replica, HOURS[:1], NOW + timedelta(minutes=29)) == []
+    assert sink.messages == []  # not yet failing for alert_after_minutes
+    with pytest.raises(rep.ReplicaError):
+        attempt(NOW + timedelta(minutes=30))
+    sink.wait_for(1)
+    assert sink.subjects() == ["[sampled-stream] replica usb: failing for 30 min"]
+    assert "not a folder (not mounted?)" in sink.messages[0].get_content()
+    # Mounted again: the next due attempt copies, says so once, and the streak is over.
+    (tmp_path / "usb").mkdir()
+    attempt(NOW + timedelta(minutes=70))
+    sink.wait_for(2)
+    assert sink.subjects()[1] == "[sampled-stream] replica usb: copying again"
+    assert receipt.exists()
+    assert rep.load_state(replica.state_dir, "usb").failures == 0
+
+
+# --- rsync over ssh -------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_ssh_replica_down_then_back(tmp_path: Path, sshd: Sshd) -> None:
+    vault = tmp_path / "vault"
+    for i, h in enumerate(HOURS):
+        build_hour(vault, h, i)
+    config = config_with(tmp_path, remote(sshd, tmp_path / "remote"), local(tmp_path))
+    receipt = rep.receipt_path(config["work_dir"], "server2", HOURS[0])
+    sshd.stop()
+    try:
+        with pytest.raises(rep.ReplicaError, match="server2: rsync to 2026-01-14 failed"):
+            rep.replicate_hour(config, "server2", HOURS[0], NOW, receipt)
+        # Only its own job: the other replica takes the hour meanwhile.
+        rep.replicate_hour(
+            config, "disk2", HOURS[0], NOW, rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+        )
+    finally:
+        sshd.restart()
+    assert not receipt.exists()
+    later = NOW + timedelta(minutes=10)
+    replica = rep.replica_named(config, "server2")
+    assert rep.pending_hours(config, replica, HOURS, later) == HOURS
+    for h in HOURS:
+        rep.replicate_hour(
+            config, "server2", h, later, rep.receipt_path(config["work_dir"], "server2", h)
+        )
+    assert tree(tmp_path / "remote") == tree(vault)  # identical, no temporary folder left
+    assert rep.load_state(replica.state_dir, "server2").failures == 0
+
+
+# --- scrub and restore ------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_scrub_finds_alerts_and_repairs_rot_on_primary_and_replicas(
+    tmp_path: Path, sshd: Sshd, smtp
+) -> None:
+    sink, port = smtp
+    vault = tmp_path / "vault"
+    for i, h in enumerate(HOURS):
+        build_hour(vault, h, i)
+    email = {
+        "enabled": True,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "security": "none",
+        "from": "a@example.org",
+        "to": ["b@example.org"],
+    }
+    config = config_with(tmp_path, remote(sshd, tmp_path / "remote"), local(tmp_path), email=email)
+    replicate_all(config, "server2")
+    replicate_all(config, "disk2")
+    good = tree(vault)
+    alerts = Alerts.from_config(config["email"], tmp_path / "alerts.json", FixedClock(NOW))
+
+    clean = scrub(config, alerts=alerts)
+    assert clean.findings == [] and clean.files == 3 * 9
+    assert sink.messages == []
+
+    flip_byte(vault / DAY / f"{DAY}_09_tweets.csv.xz")  # bit rot on the primary
+    flip_byte(tmp_path / "remote" / DAY / f"{DAY}_10_IDs.txt.xz", 40)  # and on each replica
+    (tmp_path / "disk2" / DAY / f"{DAY}_report.txt").unlink()
+    found = scrub(config, alerts=alerts, mb_per_s=50)
+    lines = sorted(f.line() for f in found.findings)
+    assert lines == [
+        f"disk2: {DAY}/{DAY}_report.txt missing -> copied again from the primary",
+        f"primary: {DAY}/{DAY}_09_tweets.csv.xz mismatch (sha256 "
+        + lines[1].split("(sha256 ")[1].split(")")[0]
+        + ") -> repaired from server2",
+        f"server2: {DAY}/{DAY}_10_IDs.txt.xz mismatch (sha256 "
+        + lines[2].split("(sha256 ")[1].split(")")[0]
+        + ") -> copied again from the primary",
+    ]
+    assert found.unrepaired == []
+    assert tree(vault) == good
+    assert tree(tmp_path / "remote") == good and tree(tmp_path / "disk2") == good
+    sink.wait_for(1)
+    assert sink.subjects() == [
+        "[sampled-stream] scrub: 3 damaged or missing file(s), 0 not repaired"
+    ]
+    body = sink.messages[0].get_content()
+    assert f"{DAY}_09_tweets.csv.xz" in body and "repaired from server2" in body
+    assert scrub(config).findings == []
+
+
+def test_scrub_without_a_good_copy_reports_not_repaired(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    config = config_with(tmp_path, local(tmp_path))
+    flip_byte(vault / DAY / f"{DAY}_09_IDs.txt.xz", 30)
+    report = scrub(config)  # the replica never got a copy
+    assert [(f.location, f.name, f.status) for f in report.unrepaired] == [
+        ("primary", f"{DAY}_09_IDs.txt.xz", "mismatch"),
+        ("disk2", f"{DAY}_09_IDs.txt.xz", "missing"),
+    ]
+    # The rest of the day did reach the replica from the verified primary.
+    assert len(list((tmp_path / "disk2" / DAY).iterdir())) == 4
+
+
+def test_scrub_makes_a_manifest_for_an_old_day_and_checks_xz(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    manifest_path(vault / DAY).unlink()  # a day built before manifests
+    config = config_with(tmp_path)
+    report = scrub(config)
+    assert report.created_manifests == [DAY] and report.findings == []
+    assert len(read_manifest(manifest_path(vault / DAY))) == 5
+    # xz -t catches damage the manifest cannot: a day without manifest and a cut .xz file.
+    manifest_path(vault / DAY).unlink()
+    p = vault / DAY / f"{DAY}_09_users.csv.xz"
+    p.write_bytes(p.read_bytes()[:-8])
+    report = scrub(config)
+    assert report.created_manifests == [] and not manifest_path(vault / DAY).exists()
+    assert [(f.name, f.status) for f in report.unrepaired] == [(p.name, "damaged")]
+
+
+@pytest.mark.integration
+def test_deleted_day_restored_identical_from_ssh_replica(tmp_path: Path, sshd: Sshd) -> None:
+    vault = tmp_path / "vault"
+    other = "2026-01-13"
+    build_hour(vault, Hour(other, 23), 5)
+    for i, h in enumerate(HOURS):
+        build_hour(vault, h, i)
+    config = config_with(tmp_path, remote(sshd, tmp_path / "remote"))
+    replicate_all(config, "server2")
+    rep.replicate_hour(
+        config,
+        "server2",
+        Hour(other, 23),
+        NOW,
+        rep.receipt_path(config["work_dir"], "server2", Hour(other, 23)),
+    )
+    good = tree(vault)
+    subprocess.run(["rm", "-rf", str(vault / DAY)], check=True)  # the mistaken rm
+    (vault / other / f"{other}_23_stats.json").write_text("{}")  # and a damaged file
+    results = restore(config, "server2")
+    assert tree(vault) == good
+    assert {r.day: len(r.restored) for r in results} == {other: 1, DAY: 10}
+    assert all(not r.failed for r in results)
+    ok = subprocess.run(
+        ["sha256sum", "-c", f"{DAY}_SHA256SUMS"], cwd=vault / DAY, capture_output=True
+    )
+    assert ok.returncode == 0
+
+
+def test_restore_never_installs_a_copy_that_does_not_verify(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    config = config_with(tmp_path, local(tmp_path))
+    rep.replicate_hour(
+        config, "disk2", HOURS[0], NOW, rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+    )
+    ids = vault_paths(vault, HOURS[0])["ids"]
+    ids.unlink()
+    flip_byte(tmp_path / "disk2" / DAY / ids.name, 30)
+    [result] = restore(config, days=[DAY])
+    assert list(result.failed) == [ids.name] and "mismatch on disk2" in result.failed[ids.name]
+    assert not ids.exists()
+    assert [p.name for p in (vault / DAY).iterdir() if p.name.startswith(".")] == []
