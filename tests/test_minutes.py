@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
 import logging
+import os
 import subprocess
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from ingest import layout
+from ingest.build import plan
 from ingest.build.minutes import (
+    NOT_REGULAR,
     T_KEY_END,
     T_LABEL,
     T_ROW,
@@ -23,9 +28,12 @@ from ingest.build.minutes import (
     U_ROW,
     U_TWEET_END,
     main,
+    parse_many,
     parse_minute_file,
     read_meta,
 )
+from ingest.publish.jobs import parse_job
+from tests.configs import loaded_config
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "twitter-v2"
@@ -326,6 +334,112 @@ def test_real_capture_with_cut_last_line(tmp_path):
     assert log.getvalue() == f"{raw}:8: truncated\n"
     labels = {ln[T_LABEL] for ln in body(tmp_path / "t.tsv")}
     assert labels <= {b"2021-04-01_17", b"2021-04-01_18"}
+
+
+def deny_open(monkeypatch, path: Path, err: int = errno.EACCES) -> None:
+    """Opening ``path`` fails with ``err``: a mode 000 file as a user sees it, also as root."""
+    real_open = os.open
+
+    def fake_open(p, flags, *args, **kwargs):
+        if str(p) == str(path):
+            raise OSError(err, os.strerror(err), str(p))
+        return real_open(p, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", fake_open)
+
+
+@pytest.mark.timeout(30)  # the FIFO once hung the parse for good
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_bad_raw_file_costs_only_itself(tmp_path, monkeypatch, workers):
+    d = tmp_path / "raw" / "2026-01-14" / "11"
+    ok = line(tweet(1, "2026-01-14T10:00:30.000Z"), [user()], "2026-01-14T10:00:31+00:00")
+    year_9999 = line(tweet(2, "9999-12-31T23:59:59.000Z"), [user()], "2026-01-14T10:00:32+00:00")
+    first = write_raw(d, "2026-01-14T1100+0100.jsonl", [ok, year_9999])
+    bad = {
+        d / "2026-01-14T1101+0100.jsonl": Path.mkdir,
+        d / "2026-01-14T1102+0100.jsonl": os.mkfifo,
+        d / "2026-01-14T1103+0100.jsonl": lambda p: p.symlink_to("/dev/zero"),
+        d / "2026-01-14T1104+0100.jsonl": lambda p: p.symlink_to(first),
+    }
+    for path, make in bad.items():
+        make(path)
+    locked = write_raw(d, "2026-01-14T1105+0100.jsonl", [ok])
+    locked.chmod(0)
+    if os.geteuid() == 0:  # root reads a mode 000 file: inject the error a user gets
+        deny_open(monkeypatch, locked)
+    last = write_raw(d, "2026-01-14T1106+0100.jsonl", [ok])
+    out = tmp_path / "out"
+    jobs = [
+        (str(p), str(out / f"{p.stem}.t.tsv"), str(out / f"{p.stem}.u.tsv"), "s1")
+        for p in [first, *bad, locked, last]
+    ]
+    log = tmp_path / "parse.log"
+
+    result = parse_many(jobs, "CET", 6, workers, str(log))
+
+    assert [m["file"] for m in result.metas] == [str(first), str(last)]
+    assert result.metas[0]["tweets"] == 1
+    assert result.metas[0]["skipped"] == {"bad_created_at": 1}  # year 9999: an OverflowError
+    reasons = {r.path: r.reason for r in result.skipped_files}
+    assert reasons == {
+        **{str(p): NOT_REGULAR for p in bad},
+        str(locked): "cannot open: Permission denied",
+    }
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"{p.stem}.{k}.tsv" for p in (first, last) for k in "tu"
+    )
+    text = log.read_text()
+    assert all(f"{p}: {reasons[str(p)]}: file skipped" in text for p in [*bad, locked])
+
+
+def test_a_read_error_skips_only_that_file(tmp_path, monkeypatch):
+    raw = write_raw(tmp_path, "2026-01-14T1106+0100.jsonl", [b"{}"])
+    deny_open(monkeypatch, raw, errno.EIO)
+    job = (str(raw), str(tmp_path / "t.tsv"), str(tmp_path / "u.tsv"), "s1")
+    result = parse_many([job], "CET", 6)
+    assert result.metas == []
+    assert [r.reason for r in result.skipped_files] == ["cannot open: Input/output error"]
+
+
+def test_parse_job_reports_a_skipped_file_in_receipt_and_log_and_mails_it_once(
+    tmp_path, monkeypatch, smtp
+):
+    sink, port = smtp
+    email = {"smtp_host": "127.0.0.1", "smtp_port": port, "security": "none"}
+    email |= {"enabled": True, "from": "ingest@example.org", "to": ["ops@example.org"]}
+    config = loaded_config(tmp_path, email=email)
+    raw_dir = Path(config["servers"][0]["raw_dir"])
+    paths = []
+    for m in range(3):
+        p = layout.minute_path(raw_dir, datetime(2026, 1, 14, 10, m, tzinfo=UTC), CET)
+        created = f"2026-01-14T10:0{m}:30.000Z"
+        paths.append(write_raw(p.parent, p.name, [line(tweet(m + 1, created), [user()], None)]))
+    deny_open(monkeypatch, paths[1], errno.EIO)  # a bad disk block, say
+    now = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
+    log = tmp_path / "work" / "logs" / "parse.log"
+    expected = [{"file": str(paths[1]), "reason": "cannot open: Input/output error"}]
+
+    for run in (1, 2):  # the next run tries it again, but mails no more
+        receipt = tmp_path / "work" / "parsed" / f"{run}.json"
+        skipped = parse_job(config, now, 1, str(log), receipt)
+        assert [r.path for r in skipped] == [str(paths[1])]
+        assert json.loads(receipt.read_text())["skipped_files"] == expected
+        assert json.loads(receipt.read_text())["files"] == (2 if run == 1 else 0)  # others done
+    assert f"{paths[1]}: cannot open: Input/output error: file skipped" in log.read_text()
+    (mail,) = sink.wait_for(1)
+    assert mail["Subject"].endswith("1 raw file(s) skipped")
+    assert str(paths[1]) in mail.get_content()
+
+    monkeypatch.undo()  # the disk is replaced: parsed, and forgotten
+    assert parse_job(config, now, 1, str(log), tmp_path / "work" / "parsed" / "3.json") == []
+    assert read_meta(intermediate(config["work_dir"], paths[1], "s1", CET))["tweets"] == 1
+    assert len(sink.messages) == 1
+    assert json.loads((tmp_path / "work" / "state" / "bad_inputs.json").read_text()) == []
+
+
+def intermediate(work_dir: str, raw: Path, server: str, tz: ZoneInfo) -> Path:
+    minute = layout.parse_minute_name(raw.name, tz)
+    return plan.intermediate(work_dir, layout.MinuteFile(server, minute, raw), "tweets")
 
 
 def test_outputs_are_atomic_no_temp_left(minute_file, tmp_path):

@@ -21,26 +21,34 @@ imports nothing heavier than orjson)::
         (FILE: one "RAW OUT_TWEETS OUT_USERS [SERVER]" per line, tab or space separated)
 
 Options: ``--log FILE`` appends skipped-line messages there (default stderr); ``--no-fsync``
-skips the fsyncs (files still appear whole, but a power loss may leave an empty one).
+skips the fsyncs (files still appear whole, but a power loss may leave an empty one). The exit
+status is 1 when a file was skipped whole (see below), the others parsed all the same.
+
+A raw file that cannot be read at all (not a regular file, a link, unreadable, a bad name) costs
+only itself: it is skipped with a message in the log, and ``parse_many`` returns it with the
+reason; no intermediates are written for it, so the next run tries it again.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import os
+import stat
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
 import orjson
 
-from ingest.atomic import atomic_write, remove_stale_temps
+from ingest.atomic import atomic_write, atomic_write_json, remove_stale_temps
 from ingest.build.assign import HourAssigner
 from ingest.build.parse import iter_lines, parse_line
-from ingest.layout import parse_minute_name
+from ingest.layout import Rejected, parse_minute_name
 
 MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
 
@@ -94,22 +102,58 @@ class SkipLog:
         self.cap = cap
         self.count = 0
 
-    def _emit(self, msg: str) -> None:
-        if self.log is None:
-            return
-        if hasattr(self.log, "warning"):  # a logging.Logger (not imported: start-up time)
-            self.log.warning(msg)
-        else:
-            self.log.write(msg + "\n")
-
     def __call__(self, lineno: int, reason: str) -> None:
         self.count += 1
         if self.count <= self.cap:
-            self._emit(f"{self.file}:{lineno}: {reason}")
+            emit(self.log, f"{self.file}:{lineno}: {reason}")
 
     def close(self) -> None:
         if self.count > self.cap:
-            self._emit(f"{self.file}: {self.count - self.cap} more skipped lines not listed")
+            emit(self.log, f"{self.file}: {self.count - self.cap} more skipped lines not listed")
+
+
+def emit(log, msg: str) -> None:
+    """One message to a file object, a ``logging.Logger`` or nowhere (None)."""
+    if log is None:
+        return
+    if hasattr(log, "warning"):  # a logging.Logger (not imported: start-up time)
+        log.warning(msg)
+    else:
+        log.write(msg + "\n")
+
+
+class UnusableInput(ValueError):
+    """A raw file that is not parsed at all; the message says which and why."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.rejected = Rejected(str(path), reason)
+
+
+NOT_REGULAR = "not a regular file (link, folder or special)"
+
+
+def open_raw(path: Path) -> BinaryIO:
+    """A raw minute file opened for reading: a regular file only, never through a link.
+
+    A FIFO would block the parse forever and a link to /dev/zero fill its memory, so neither is
+    opened: lstat first, then O_NOFOLLOW (a link swapped in meanwhile fails with ELOOP) and
+    O_NONBLOCK (a FIFO swapped in does not block), and fstat checks what was opened.
+    """
+    try:
+        if not stat.S_ISREG(os.lstat(path).st_mode):
+            raise UnusableInput(path, NOT_REGULAR)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        reason = NOT_REGULAR if e.errno == errno.ELOOP else f"cannot open: {e.strerror or e}"
+        raise UnusableInput(path, reason) from e
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnusableInput(path, NOT_REGULAR)
+        return os.fdopen(fd, "rb", buffering=1 << 20)
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read_meta(path: str | Path) -> dict:
@@ -136,6 +180,7 @@ def parse_minute_file(
 
     ``log``: a file object (``write``) or a ``logging.Logger`` for skipped lines.
     ``durable=False``: skip the fsyncs (the files are still renamed into place whole).
+    Raises ``UnusableInput`` (nothing written) for a file that cannot be read at all.
     """
     # The parsed objects hold no cycles; the cyclic collector would only rescan the growing
     # lists of lines again and again (a third of the run time when it is left on).
@@ -162,7 +207,7 @@ def _parse_minute_file(
 ) -> MinuteSummary:
     minute = parse_minute_name(raw_path.name, tz)
     if minute is None:
-        raise ValueError(f"{raw_path}: not a minute file name")
+        raise UnusableInput(raw_path, "not a minute file name")
     for out in (out_tweets, out_users):
         remove_stale_temps(out)  # left by a killed run; a running writer's temp is spared
     summary = MinuteSummary(server, str(raw_path), minute)
@@ -175,56 +220,61 @@ def _parse_minute_file(
     tweet_lines: list[bytes] = []
     user_lines: list[bytes] = []
 
-    with open(raw_path, "rb", buffering=1 << 20) as f:
+    with open_raw(raw_path) as f:
         summary.size = os.fstat(f.fileno()).st_size
-        for lineno, raw, unterminated in iter_lines(f):
-            summary.lines += 1
-            line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)
-            kind = line.kind
-            if kind != "tweets":
-                if kind == "keepalive":
-                    summary.keepalives += 1
-                else:
-                    skipped[line.reason] = skipped.get(line.reason, 0) + 1
-                    skip(lineno, line.reason)
-                continue
-            for reason in line.dropped:
-                skipped[reason] = skipped.get(reason, 0) + 1
-                skip(lineno, f"{reason} (one tweet of a page)")
-            for t in line.tweets:
-                rkey = t.retrieved_key
-                try:
-                    label = label_of(t.created_key, rkey)
-                except ValueError:
-                    skipped["bad_created_at"] = skipped.get("bad_created_at", 0) + 1
-                    skip(lineno, "bad_created_at")
+        try:
+            for lineno, raw, unterminated in iter_lines(f):
+                summary.lines += 1
+                line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)
+                kind = line.kind
+                if kind != "tweets":
+                    if kind == "keepalive":
+                        summary.keepalives += 1
+                    else:
+                        skipped[line.reason] = skipped.get(line.reason, 0) + 1
+                        skip(lineno, line.reason)
                     continue
-                tid = t.id_key
-                # Lines are built as bytes: encoding each piece once is about twice as fast as
-                # encoding the joined text (a single emoji makes a whole str 4 bytes a character).
-                # "replace": a lone surrogate (kept by the json fallback) must not stop the file.
-                author = t.author.encode("utf-8", "replace")
-                tweet_line = b"%b%b,%b\n" % (
-                    f"{tid}\t{rkey}\t{label}\t".encode(),
-                    t.head.encode("utf-8", "replace"),
-                    author,
-                )
-                tweet_lines.append(tweet_line)
-                row_bytes[label] = row_bytes.get(label, 0) + len(tweet_line) - T_ROW
-                summary.tweets += 1
-                aid = t.author_id
-                if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:
-                    if aid[0] == "0":
-                        aid = str(int(aid))
-                    # The author columns are shared by the tweet row and the user row.
-                    user_lines.append(
-                        b"%b%b,%b\n"
-                        % (
-                            f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t{aid},".encode(),
-                            t.lang.encode("utf-8", "replace"),
-                            author,
-                        )
+                for reason in line.dropped:
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                    skip(lineno, f"{reason} (one tweet of a page)")
+                for t in line.tweets:
+                    rkey = t.retrieved_key
+                    try:
+                        label = label_of(t.created_key, rkey)
+                    # OverflowError: 9999-12-31T23:59:59.000Z, whose read window ends past 9999
+                    except (ValueError, OverflowError):
+                        skipped["bad_created_at"] = skipped.get("bad_created_at", 0) + 1
+                        skip(lineno, "bad_created_at")
+                        continue
+                    tid = t.id_key
+                    # Lines are built as bytes: encoding each piece once is about twice as fast
+                    # as encoding the joined text (a single emoji makes a whole str 4 bytes a
+                    # character). "replace": a lone surrogate (kept by the json fallback) must not
+                    # stop the file.
+                    author = t.author.encode("utf-8", "replace")
+                    tweet_line = b"%b%b,%b\n" % (
+                        f"{tid}\t{rkey}\t{label}\t".encode(),
+                        t.head.encode("utf-8", "replace"),
+                        author,
                     )
+                    tweet_lines.append(tweet_line)
+                    row_bytes[label] = row_bytes.get(label, 0) + len(tweet_line) - T_ROW
+                    summary.tweets += 1
+                    aid = t.author_id
+                    if t.has_author and aid.isdigit() and aid.isascii() and len(aid) <= ID_W:
+                        if aid[0] == "0":
+                            aid = str(int(aid))
+                        # The author columns are shared by the tweet row and the user row.
+                        user_lines.append(
+                            b"%b%b,%b\n"
+                            % (
+                                f"{aid.zfill(ID_W)}\t{t.created_key}\t{tid}\t{rkey}\t{label}\t{aid},".encode(),
+                                t.lang.encode("utf-8", "replace"),
+                                author,
+                            )
+                        )
+        except OSError as e:  # a read error (EIO, ...) is the file's: only it is skipped
+            raise UnusableInput(raw_path, f"cannot read: {e.strerror or e}") from e
     skip.close()
     summary.users = len(user_lines)
 
@@ -242,18 +292,30 @@ def _parse_minute_file(
 Job = tuple[str, str, str, str]  # raw, out_tweets, out_users, server
 
 
-def _parse_chunk(args: tuple[list[Job], str, int, str | None, bool]) -> list[dict]:
+@dataclass
+class ParseResult:
+    metas: list[dict]  # each parsed file's metadata, in the jobs' order
+    skipped_files: list[Rejected]  # raw files not parsed at all: nothing was written for them
+
+
+def _parse_chunk(args: tuple[list[Job], str, int, str | None, bool]) -> list[dict | Rejected]:
     jobs, tz_name, late_minutes, log_path, durable = args
     tz = ZoneInfo(tz_name)
     # O_APPEND: lines from several workers interleave whole, never mixed within a line.
     log = open(log_path, "a", encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
+    out: list[dict | Rejected] = []
     try:
-        return [
-            parse_minute_file(
-                raw, out_t, out_u, server, tz, late_minutes, log, durable=durable
-            ).meta()
-            for raw, out_t, out_u, server in jobs
-        ]
+        for raw, out_t, out_u, server in jobs:
+            try:
+                summary = parse_minute_file(
+                    raw, out_t, out_u, server, tz, late_minutes, log, durable=durable
+                )
+            except UnusableInput as e:  # costs only this file; a failed write still raises
+                emit(log, f"{e}: file skipped")
+                out.append(e.rejected)
+            else:
+                out.append(summary.meta())
+        return out
     finally:
         if log is not sys.stderr:
             log.close()
@@ -266,14 +328,15 @@ def parse_many(
     workers: int = 1,
     log_path: str | None = None,
     durable: bool = True,
-) -> list[dict]:
-    """Parse many minute files in ``workers`` processes; returns each file's meta, in order.
+) -> ParseResult:
+    """Parse many minute files in ``workers`` processes: each parsed file's meta, in order, and
+    the files that could not be read at all (see ``UnusableInput``), each skipped alone.
 
     One process for many files: Snakemake's cost per job (~0.3 s here) and Python's start-up
     would otherwise exceed the parsing itself (see README, Speed).
     """
     if workers <= 1 or len(jobs) < 2:
-        return _parse_chunk((jobs, tz_name, late_minutes, log_path, durable))
+        return _result(_parse_chunk((jobs, tz_name, late_minutes, log_path, durable)))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
@@ -285,8 +348,48 @@ def parse_many(
             pool.map(_parse_chunk, [(c, tz_name, late_minutes, log_path, durable) for c in chunks])
         )
     order = {job[0]: i for i, job in enumerate(jobs)}
-    metas = [m for r in results for m in r]
-    return sorted(metas, key=lambda m: order[m["file"]])
+    done = [m for r in results for m in r]
+    return _result(
+        sorted(done, key=lambda m: order[m.path if isinstance(m, Rejected) else m["file"]])
+    )
+
+
+def _result(done: list[dict | Rejected]) -> ParseResult:
+    return ParseResult(
+        [m for m in done if not isinstance(m, Rejected)],
+        [m for m in done if isinstance(m, Rejected)],
+    )
+
+
+def alert_new_rejects(rejected: list[Rejected], alerts, state_path: Path, log=None) -> int:
+    """Mail once about raw entries skipped whole (``Rejected``): one mail for those not in
+    ``state_path`` from an earlier mail; returns how many were new.
+
+    ``alerts``: an ``ingest.notify.Alerts`` (rate-limited, never raises). ``rejected`` is all
+    that is skipped now: the state keeps only those, so an entry fixed and broken again is
+    mailed again. When the mail does not go out (rate limit, SMTP down, email disabled), the
+    entries stay new and the next run tries again.
+    """
+    now = {f"{r.path}\t{r.reason}": r for r in rejected}
+    try:
+        before = set(orjson.loads(Path(state_path).read_bytes()))
+    except (OSError, ValueError, TypeError):  # none yet, or damaged: mail them all again
+        before = set()
+    new = [r for key, r in sorted(now.items()) if key not in before]
+    sent = bool(new) and alerts.alert(
+        "bad-input",
+        f"{len(new)} raw file(s) skipped",
+        "These entries under the raw folders are skipped: their tweets are not archived "
+        "until they are fixed (or moved away); everything else is built as usual, and the "
+        "next run tries them again. Each is mailed once.\n\n" + "".join(f"{r}\n" for r in new),
+    )
+    keep = [key for key in sorted(now) if key in before or sent]
+    if keep != sorted(before):
+        try:
+            atomic_write_json(state_path, keep)
+        except OSError as e:  # the mail went out; at worst it goes again next run
+            emit(log, f"cannot record alerted inputs in {state_path}: {e}")
+    return len(new)
 
 
 def _triples(items: list[str]) -> list[tuple[str, str, str]]:
@@ -344,8 +447,10 @@ def main(argv: list[str] | None = None) -> int:
         p.error("nothing to do: give RAW OUT_TWEETS OUT_USERS or --batch FILE")
 
     ZoneInfo(args.timezone)  # fail here, not in a worker
-    parse_many(jobs, args.timezone, args.late_minutes, args.workers, args.log, not args.no_fsync)
-    return 0
+    result = parse_many(
+        jobs, args.timezone, args.late_minutes, args.workers, args.log, not args.no_fsync
+    )
+    return 1 if result.skipped_files else 0  # the others are parsed all the same
 
 
 if __name__ == "__main__":
