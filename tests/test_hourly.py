@@ -6,8 +6,6 @@ import csv
 import io
 import json
 import lzma
-import os
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,7 +28,6 @@ from ingest.build.hourly import (
 )
 from ingest.build.minutes import parse_minute_file, read_meta
 from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
-from ingest.build.stats import StatsError
 from ingest.layout import Hour
 
 CET = ZoneInfo("CET")
@@ -264,7 +261,10 @@ def test_labels_decide_which_hour_a_copy_counts_for(tmp_path):
     stats10, out10 = w.build(Hour("2026-01-14", 10))
     assert read_ids(out10["ids"]) == [3]
     # hour 11 reads 10:59-12:05 CET: s1's 12:07 file is not among its inputs
-    assert stats11["inputs"]["s1"] == ["2026-01-14T1100+0100.jsonl", "2026-01-14T1200+0100.jsonl"]
+    assert list(stats11["inputs"]["s1"]) == [
+        "2026-01-14T1100+0100.jsonl",
+        "2026-01-14T1200+0100.jsonl",
+    ]
 
 
 def test_users_from_each_authors_latest_tweet(tmp_path):
@@ -309,7 +309,10 @@ def test_stats_minutes_null_for_missing_files_and_zero_for_empty_ones(tmp_path):
     assert sum(v is None for v in m2.values()) == 30
     # the read window's extra minutes are inputs, but not minutes of the hour
     assert len(stats["inputs"]["s1"]) == 67
-    assert stats["inputs"]["s1"][0] == "2026-01-14T1059+0100.jsonl"
+    assert next(iter(stats["inputs"]["s1"])) == "2026-01-14T1059+0100.jsonl"
+    # each with the raw file's size as parsed (the plan notices a file that changed)
+    raw = w.raw_dir("s1") / "2026-01-14" / "11" / "2026-01-14T1105+0100.jsonl"
+    assert stats["inputs"]["s1"]["2026-01-14T1105+0100.jsonl"] == raw.stat().st_size > 0
 
 
 def test_skipped_lines_are_summed_for_the_hours_own_minutes(tmp_path):
@@ -350,7 +353,7 @@ def test_missing_server(tmp_path):
     w.add(*(on_time("s1", i, utc(2026, 1, 14, 10, 30)) for i in range(4)))
     stats, _ = w.build(H11)
     assert stats["missing_servers"] == ["s2"]
-    assert stats["inputs"]["s2"] == []
+    assert stats["inputs"]["s2"] == {}
     assert stats["counts"] == {"s1": 4, "s2": 0}
     assert (stats["diff"], stats["diff_pct"]) == (4, 100.0)  # the seed's definition
     assert all(v is None for v in stats["minutes"]["s2"].values())
@@ -395,44 +398,7 @@ def test_a_nonexistent_hour_is_refused(tmp_path):
         build_hour(h, BERLIN, {}, layout.vault_paths(tmp_path, h), server_names=["s1"], **FAST_XZ)
 
 
-# --- outputs: never fewer, atomic, deterministic ---------------------------------------------
-
-
-def test_never_replaced_by_a_build_with_fewer_tweets(tmp_path, caplog):
-    w = World(tmp_path)
-    t = utc(2026, 1, 14, 10, 30)
-    w.add(on_time("s1", 1, t), on_time("s2", 2, t), on_time("s2", 3, t))
-    full, out = w.build(H11)
-    assert full["total"] == 3
-    before = {k: p.read_bytes() for k, p in out.items()}
-    old = time.time() - 3600
-    for p in out.values():
-        os.utime(p, (old, old))
-    import logging
-
-    w.add(on_time("s1", 9, t, file_minute=utc(2026, 1, 14, 10, 44)))  # a new s1 file
-    with caplog.at_level(logging.WARNING):
-        kept = w.build(H11, servers=["s1"], log=logging.getLogger("hourly"))[0]
-    # the data files and counts stay; the new input is recorded as seen
-    assert {k: v for k, v in kept.items() if k != "inputs"} == {
-        k: v for k, v in full.items() if k != "inputs"
-    }
-    assert kept["inputs"]["s1"] == sorted([*full["inputs"]["s1"], "2026-01-14T1144+0100.jsonl"])
-    assert kept["inputs"]["s2"] == full["inputs"]["s2"]
-    assert json.loads(out["stats"].read_text()) == kept
-    assert {k: p.read_bytes() for k, p in out.items() if k != "stats"} == {
-        k: v for k, v in before.items() if k != "stats"
-    }
-    assert all(p.stat().st_mtime > old + 1000 for p in out.values())  # bumped: up to date
-    assert "kept the existing files" in caplog.text
-    assert sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
-        p.name for p in out.values()
-    )
-    # more (or as many) tweets: replaced
-    w.add(on_time("s1", 4, t))
-    more, _ = w.build(H11)
-    assert more["total"] == 5
-    assert read_ids(out["ids"]) == [1, 2, 3, 4, 9]
+# --- outputs: atomic, deterministic (merging into a built hour: test_hourly_merge) ---------
 
 
 def test_an_exception_mid_write_leaves_no_final_file(tmp_path):
@@ -654,22 +620,3 @@ def test_merge_progress_share_from_the_estimate():
     quiet = io.StringIO()
     MergeProgress(H11, 0, quiet, clock).report(3, 10)  # no estimate: no share
     assert quiet.getvalue() == f"{H11}: merged 3 tweets, 0 MiB, 45 s\n"
-
-
-# --- an unreadable old build -----------------------------------------------------------------
-
-
-def test_corrupt_existing_stats_stop_the_build_before_any_work(tmp_path):
-    """Was: treated as absent, so the hour was replaced without comparing its tweet count."""
-    w = World(tmp_path)
-    t = utc(2026, 1, 14, 10, 30)
-    w.add(on_time("s1", 1, t), on_time("s2", 2, t))
-    _, out = w.build(H11)
-    out["stats"].write_text('{"total": 12')
-    before = {k: p.read_bytes() for k, p in out.items()}
-    with pytest.raises(StatsError, match=r"2026-01-14_11_stats\.json"):
-        w.build(H11)
-    assert {k: p.read_bytes() for k, p in out.items()} == before
-    assert sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
-        p.name for p in out.values()
-    )

@@ -4,12 +4,13 @@ Streaming: the sorted intermediates are merged line by line (``heapq.merge`` on 
 memory used is a line per input file plus small per-group state, whatever the hour's size.
 Rows go straight into three ``xz`` subprocesses (ids, tweets, users) that compress while the
 merge runs. Outputs are renamed into place together, and the stats JSON is written last: its
-existence means the hour is complete.
+existence means the hour is built.
 
 ``build_hour`` runs the phases in order: ``read_inputs`` (the intermediates' metadata lines),
-``HourWriters`` (the xz pipes, the tweets' block size from the metadata), ``merge_hour``
-(tweets and users at once, progress logged by ``MergeProgress``), ``hour_stats``, then
-``keep_existing`` (an old build with more tweets) or ``commit_hour``.
+for an hour already built ``with_previous`` (the old build's inputs that are gone) and a
+``VaultSource`` (its tweets file), ``HourWriters`` (the xz pipes, the tweets' block size from
+the metadata), ``merge_hour`` (tweets and users at once, progress logged by
+``MergeProgress``), ``hour_stats``, then ``commit_hour``.
 
 Rules (see issue 2):
 - a copy counts for this hour when its label (``ingest.build.assign``) is this hour;
@@ -19,6 +20,11 @@ Rules (see issue 2):
   copies of that tweet the earliest retrieved_at), rows in ascending numeric author ID order;
 - per-server count: unique IDs of that server counted for this hour; diff: IDs not seen by
   every server (with two servers, the symmetric difference); 0 with one server.
+
+Never drop a tweet that is in the vault (issue 10): late minute files for a built hour are
+merged into it, the old tweets file being one more source after every server (see
+``build_hour``); only ``from_scratch`` rebuilds from the raw files alone, and only while
+every raw file the hour was built from is still there.
 """
 
 from __future__ import annotations
@@ -27,9 +33,10 @@ import heapq
 import logging
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -39,8 +46,14 @@ import orjson
 from ingest.atomic import XzWriter, atomic_write, fsync_dir, remove_stale_temps
 from ingest.build.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
 from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
-from ingest.build.stats import HourStats, read_stats_if_built
-from ingest.layout import Hour, hour_bounds
+from ingest.build.stats import HourStats, StatsError, input_sizes, read_stats_if_built
+from ingest.build.vault_source import (
+    VaultError,
+    VaultSource,
+    xz_readable,
+    xz_uncompressed_size,
+)
+from ingest.layout import Hour, hour_bounds, parse_minute_name
 
 ID_END = 20  # the zero-padded ID at the start of every intermediate line
 OUTPUTS = ("ids", "tweets", "users", "stats")  # the keys of layout.vault_paths
@@ -83,10 +96,15 @@ def _labelled(f, rank: int, key_end: int, label_at: slice, label: bytes) -> Iter
 
 
 def _merged(
-    files: Sequence[tuple[int, str | Path]], key_end: int, label_at: slice, label: bytes
+    files: Sequence[tuple[int, str | Path]],
+    key_end: int,
+    label_at: slice,
+    label: bytes,
+    extra: Iterator[tuple] | None = None,
 ) -> Iterator[tuple]:
-    """All servers' lines for ``label`` in (key, server rank, line) order."""
-    streams = []
+    """All servers' lines for ``label`` in (key, server rank, line) order, and ``extra``'s
+    (the built hour's: already (key, rank, line) tuples of this label, in that order)."""
+    streams = [] if extra is None else [extra]
     try:
         for rank, path in files:
             f, _ = _open_intermediate(path)
@@ -101,11 +119,6 @@ def _merged(
 def _minute_key(minute: datetime, tz: ZoneInfo) -> str:
     """A minute of the stats: local time with its offset, unique also when DST repeats a hour."""
     return minute.astimezone(tz).isoformat(timespec="minutes")
-
-
-def _bump(paths: Iterable[Path]) -> None:
-    for p in paths:
-        os.utime(p)
 
 
 MIB = 1 << 20
@@ -156,13 +169,21 @@ class HourInputs:
     user_files: list[tuple[int, Path]] = field(default_factory=list)
     per_minute: dict[str, dict[str, int | None]] = field(default_factory=dict)
     skipped: dict[str, dict[str, int]] = field(default_factory=dict)
-    raw_names: dict[str, list[str]] = field(default_factory=dict)  # per server, minute order
+    # Per server, in minute order: raw file name -> its size as parsed (None: not recorded).
+    inputs: dict[str, dict[str, int | None]] = field(default_factory=dict)
+    # Per server and raw file name: its skipped lines by reason (of the hour's own minutes).
+    file_skipped: dict[str, dict[str, dict[str, int]]] = field(default_factory=dict)
     csv_bytes: int = 0  # the tweets CSV's size, estimated (for xz's block size and progress)
+
+    @property
+    def raw_names(self) -> dict[str, list[str]]:
+        """Per server, the raw files' names in minute order."""
+        return {s: list(names) for s, names in self.inputs.items()}
 
     @property
     def missing(self) -> list[str]:
         """Servers without a single minute file for the hour."""
-        return [s for s, found in self.raw_names.items() if not found]
+        return [s for s, found in self.inputs.items() if not found]
 
 
 def read_inputs(
@@ -181,7 +202,8 @@ def read_inputs(
     csv_by_minute: dict[datetime, int] = {}
     for rank, server in enumerate(names):
         counts: dict[str, int | None] = {minute_keys[m]: None for m in minutes}
-        skips: dict[str, int] = {}
+        skips: Counter[str] = Counter()
+        file_skips: dict[str, dict[str, int]] = {}
         found = []
         for tweets_tsv, users_tsv in inputs.get(server, ()):
             f, meta = _open_intermediate(tweets_tsv)
@@ -191,21 +213,78 @@ def read_inputs(
                     f"{tweets_tsv}: made for server {meta['server']!r}, not {server!r}"
                 )
             minute = datetime.fromisoformat(meta["minute"]).astimezone(UTC)
-            found.append((minute, Path(meta["file"]).name))
+            name = Path(meta["file"]).name
+            found.append((minute, name, meta.get("size")))
             n_bytes = _row_bytes(meta, hour.label, Path(tweets_tsv))
             csv_by_minute[minute] = max(csv_by_minute.get(minute, 0), n_bytes)
             if start <= minute < end:
                 key = minute_keys.get(minute) or _minute_key(minute, tz)
                 counts[key] = (counts.get(key) or 0) + meta["tweets"]
-                for reason, n in meta.get("skipped", {}).items():
-                    skips[reason] = skips.get(reason, 0) + n
+                file_skips[name] = dict(meta.get("skipped", {}))
+                skips.update(file_skips[name])
             sources.tweet_files.append((rank, Path(tweets_tsv)))
             sources.user_files.append((rank, Path(users_tsv)))
         sources.per_minute[server] = counts
         sources.skipped[server] = dict(sorted(skips.items()))
-        sources.raw_names[server] = [name for _, name in sorted(found)]
+        sources.file_skipped[server] = file_skips
+        sources.inputs[server] = {name: size for _, name, size in sorted(found, key=_by_minute)}
     sources.csv_bytes = sum(csv_by_minute.values())
     return sources
+
+
+def _by_minute(item: tuple) -> tuple:
+    """Sort key of (minute or None, name, ...): minute order, names not understood last."""
+    minute, name = item[0], item[1]
+    return (minute is None, minute or datetime.min.replace(tzinfo=UTC), name)
+
+
+def gone_inputs(old: HourStats, sources: HourInputs) -> dict[str, list[str]]:
+    """Per server, the raw files the built hour was made from that are not among the inputs."""
+    current = sources.inputs
+    gone = {}
+    for server, sizes in input_sizes(old).items():
+        names = [n for n in sizes if n not in current.get(server, {})]
+        if names:
+            gone[server] = names
+    return gone
+
+
+def with_previous(sources: HourInputs, old: HourStats, tz: ZoneInfo) -> HourInputs:
+    """The inputs of a merge into a built hour, for its stats: this build's and the old one's.
+
+    ``inputs``: the old build's files (with their recorded sizes) and the current ones (their
+    current sizes); ``minutes``: a current file's count where one covers the minute, else the
+    old value; ``skipped``: the old build's, less what the files still here skip now (so: the
+    gone files' share, exact while a file's content is unchanged), plus the current files'.
+    """
+    old_inputs = input_sizes(old)
+    old_minutes = old.get("minutes") or {}
+    old_skipped = old.get("skipped") or {}
+    merged = replace(sources, per_minute={}, skipped={}, inputs={})
+    for server, current in sources.inputs.items():
+        previous = old_inputs.get(server, {})
+        files = [(parse_minute_name(n, tz), n) for n in [*current, *previous]]
+        union: dict[str, int | None] = {}
+        for _, name in sorted(files, key=_by_minute):
+            union.setdefault(name, current[name] if name in current else previous[name])
+        merged.inputs[server] = union
+
+        minutes = dict(sources.per_minute[server])
+        for key, n in (old_minutes.get(server) or {}).items():
+            if key in minutes and minutes[key] is None:
+                minutes[key] = n
+        merged.per_minute[server] = minutes
+
+        still_here = Counter()
+        for name in previous:
+            still_here.update(sources.file_skipped.get(server, {}).get(name, {}))
+        skipped = Counter(
+            {r: n - still_here[r] for r, n in (old_skipped.get(server) or {}).items()}
+        )
+        skipped = +skipped  # drop counts of zero and below
+        skipped.update(sources.skipped[server])
+        merged.skipped[server] = dict(sorted(skipped.items()))
+    return merged
 
 
 class MergeProgress:
@@ -287,10 +366,15 @@ class HourWriters:
 
 
 def merge_hour(
-    sources: HourInputs, label: bytes, writers: HourWriters, progress: MergeProgress | None = None
+    sources: HourInputs,
+    label: bytes,
+    writers: HourWriters,
+    progress: MergeProgress | None = None,
+    vault: VaultSource | None = None,
 ) -> tuple[dict[int, int], int]:
     """Merge the tweets and users into their xz pipes and wait for xz to finish compressing.
 
+    ``vault``: the built hour's tweets as one more source, ranked after the servers.
     Returns ({bitmask of servers that saw an ID: n IDs}, n users); on any error the three
     temporary files are removed.
     """
@@ -301,10 +385,10 @@ def merge_hour(
         # Each input is ended as soon as its rows are written: xz compresses its last block
         # (for the users and IDs, often their only one) only once its input ends.
         with ThreadPoolExecutor(1) as pool:
-            users_done = pool.submit(_merge_users, sources.user_files, label, writers.users)
+            users_done = pool.submit(_merge_users, sources.user_files, label, writers.users, vault)
             try:
                 masks = _merge_tweets(
-                    sources.tweet_files, label, writers.tweets, writers.ids, progress
+                    sources.tweet_files, label, writers.tweets, writers.ids, progress, vault
                 )
             except BaseException:
                 writers.users.abort()  # unblocks the users thread
@@ -355,7 +439,7 @@ def hour_stats(
         "minutes": sources.per_minute,
         "skipped": sources.skipped,
         "missing_servers": sources.missing,
-        "inputs": sources.raw_names,
+        "inputs": sources.inputs,
     }
 
 
@@ -363,33 +447,15 @@ def _write_stats(path: Path, stats: HourStats) -> None:
     atomic_write(path, orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
 
 
-def keep_existing(
-    old: HourStats, out: Mapping[str, Path], names: Sequence[str], raw_names: dict[str, list[str]]
-) -> HourStats:
-    """Keep an existing build with more tweets: bump its files, record the new inputs as seen.
-
-    The old stats learn of the new inputs: they have been considered, so a planner that
-    rebuilds hours with unseen inputs does not try again on every run.
-    """
-    old_inputs = old.get("inputs", {})
-    merged = {
-        s: sorted(set(old_inputs.get(s, [])) | set(raw_names.get(s, [])))
-        for s in dict.fromkeys([*old_inputs, *names])
-    }
-    if merged != old_inputs:
-        old["inputs"] = merged
-        _write_stats(out["stats"], old)
-    _bump(out[k] for k in OUTPUTS)
-    return old
-
-
 def commit_hour(writers: HourWriters, out: Mapping[str, Path], stats: HourStats) -> None:
-    """Rename the three .xz files into place, then write the stats: the hour is complete."""
-    # Stats go first so that, until the new ones are written, the hour reads as incomplete.
-    try:
-        os.unlink(out["stats"])
-    except FileNotFoundError:
-        pass
+    """Rename the three .xz files into place, then write the stats: the hour is built.
+
+    A built hour's old stats stay until the new ones replace them. Killed between the
+    renames, the hour still reads as built, and its tweets file, old or new, holds every tweet
+    the old one did: the next build merges it and loses none (with the stats removed first, it
+    would be built from the raw files alone). The stats, not listing this build's inputs,
+    then make the plan build the hour again.
+    """
     writers.commit()
     for d in {p.parent for p in out.values()}:
         fsync_dir(d)
@@ -418,6 +484,7 @@ def build_hour(
     expected_minutes: Iterable[datetime] | None = None,
     log=None,
     monotonic: Callable[[], float] = time.monotonic,
+    from_scratch: bool = False,
 ) -> HourStats:
     """Merge an hour's intermediates into its ids/tweets/users .xz files and stats JSON.
 
@@ -427,10 +494,27 @@ def build_hour(
     hour). ``log``: a ``logging.Logger`` or a file object; the merge's progress goes there
     every ``PROGRESS_SECONDS`` of ``monotonic``.
 
-    An hour is never replaced by a build with fewer tweets: if ``outputs["stats"]`` exists with
-    a larger total (and its files are there), the old files are kept, their mtimes bumped, and
-    the old stats returned (their ``inputs`` extended by this build's, so the new files count
-    as seen). An existing stats file that cannot be read is a ``StatsError``, before any work.
+    An hour already built (its stats file exists) is merged into, never replaced: its tweets
+    file is one more source, after every server, so the hour keeps every tweet it held and
+    gains the new ones, one row per ID by the same rule (the earliest retrieved copy; the CSV
+    keeps retrieved_at to the second, and within the same second a current copy wins).
+    Per-server counts: an ID counts for every server whose current copies hold it, and a
+    vault row for the servers present in the old build some of whose raw files are no longer
+    among the inputs (the vault holds their copies now). An ID only the vault holds while the
+    files of the servers that saw it are all still here (an older build's) counts in the
+    total and the diff, for no server. The attribution is exact when the old build had one
+    server present, or when the servers whose files are gone saw disjoint sets; with two
+    present servers' files gone, it counts their vault rows for both. The stats' inputs,
+    minutes and skipped lines join the old build's and this one's (``with_previous``). A merge
+    with fewer tweets than the built hour's stats is a ``VaultError``, nothing written.
+
+    ``from_scratch``: the vault is not read; tweets that only it holds are dropped. Refused
+    (an ``InputError`` naming the files, before any work) when a raw file the hour was built
+    from is no longer among the inputs.
+
+    A stats file that cannot be read: a warning, and the hour counts as built from unknown
+    inputs (its tweets file is merged in if it reads, its rows for no server). A tweets file
+    that cannot be read while the stats can: a ``VaultError`` naming it, nothing written.
     """
     hour = Hour.parse(hour) if isinstance(hour, str) else hour
     tz = ZoneInfo(tz) if isinstance(tz, str) else tz
@@ -442,41 +526,130 @@ def build_hour(
     if bounds is None:
         raise ValueError(f"hour {hour} does not exist in {tz.key}")
     out = {k: Path(outputs[k]) for k in OUTPUTS}
-    old = read_stats_if_built(out["stats"])
+    built, old = _old_stats(out["stats"], log)
     for p in out.values():
         for tmp in remove_stale_temps(p):
             _emit(log, logging.INFO, f"removed {tmp}, left by an interrupted build")
 
     sources = read_inputs(hour, tz, inputs, names, stats_minutes(*bounds, expected_minutes))
-    writers = HourWriters(out, xz_preset, xz_threads, sources.csv_bytes)
-    progress = MergeProgress(hour, sources.csv_bytes, log, monotonic)
-    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress)
+    gone = gone_inputs(old, sources) if old is not None else {}
+    vault = None
+    if from_scratch:
+        if gone:
+            raise InputError(
+                f"{hour}: from_scratch refused: raw files it was built from are gone "
+                f"({_listing(gone)}); their tweets are only in the vault"
+            )
+        if built:
+            _emit(log, logging.WARNING, f"{hour}: rebuilt from scratch, the vault not read")
+    elif built:
+        vault = _vault_source(hour, out, old, gone, names, log)
+        if old is not None:
+            sources = with_previous(sources, old, tz)
+    csv_bytes = sources.csv_bytes
+    if vault is not None and (gone or old is None):
+        # Tweets only the vault holds: the estimate from the inputs alone may fall short.
+        csv_bytes = max(csv_bytes, xz_uncompressed_size(vault.path) or 0)
+    writers = HourWriters(out, xz_preset, xz_threads, csv_bytes)
+    progress = MergeProgress(hour, csv_bytes, log, monotonic)
+    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault)
     stats = hour_stats(hour, names, masks, n_users, sources)
 
-    if (
-        old is not None
-        and old.get("total", 0) > stats["total"]
-        and all(out[k].exists() for k in OUTPUTS)
-    ):
+    old_total = old.get("total") if vault is not None and old is not None else None
+    if isinstance(old_total, int) and stats["total"] < old_total:
         writers.abort()
-        kept = keep_existing(old, out, names, sources.raw_names)
-        _emit(
-            log,
-            logging.WARNING,
-            f"{hour}: new build has {stats['total']} tweets, the existing one {old['total']}: "
-            "kept the existing files",
+        raise VaultError(
+            f"{hour}: the merge has {stats['total']} tweets, fewer than the {old_total} of the "
+            f"built hour's stats {out['stats']}: nothing written, the old files kept (a bug, or "
+            f"{out['tweets']} was replaced by a smaller file)"
         )
-        return kept
-
     commit_hour(writers, out, stats)
     _emit(log, logging.INFO, _summary(stats))
     return stats
 
 
+def _old_stats(path: Path, log) -> tuple[bool, HourStats | None]:
+    """(built, its stats): a damaged stats file is a built hour whose inputs are unknown."""
+    try:
+        old = read_stats_if_built(path)
+    except StatsError as e:
+        _emit(
+            log,
+            logging.WARNING,
+            f"{e}; taken as built from unknown inputs: its tweets file is merged in if readable",
+        )
+        return True, None
+    return old is not None, old
+
+
+def _listing(files: Mapping[str, Sequence[str]], most: int = 5) -> str:
+    """``server: a, b, c and 7 more; server2: ...`` for a message."""
+    parts = []
+    for server, names in files.items():
+        more = f" and {len(names) - most} more" if len(names) > most else ""
+        parts.append(f"{server}: {', '.join(names[:most])}{more}")
+    return "; ".join(parts)
+
+
+def _vault_source(
+    hour: Hour,
+    out: Mapping[str, Path],
+    old: HourStats | None,
+    gone: Mapping[str, Sequence[str]],
+    names: Sequence[str],
+    log,
+) -> VaultSource | None:
+    """The built hour's tweets file as a merge source, its rows counting for the servers
+    present in the old build whose raw files are gone in part (``old`` None: damaged stats)."""
+    tweets = out["tweets"]
+    if old is None:
+        if tweets.is_file() and xz_readable(tweets):
+            return VaultSource(tweets, hour.label, len(names))
+        _emit(
+            log,
+            logging.WARNING,
+            f"{tweets}: missing or unreadable, its stats damaged: built from the raw files only",
+        )
+        return None
+    if not tweets.is_file():
+        raise VaultError(
+            f"{tweets}: missing, though {out['stats']} says the hour is built; restore it, or "
+            "delete the stats file to build the hour from its raw files alone"
+        )
+    missing = set(old.get("missing_servers") or ())
+    mask = 0
+    for rank, server in enumerate(names):
+        if gone.get(server) and server not in missing:
+            mask |= 1 << rank
+    counted = [s for rank, s in enumerate(names) if mask >> rank & 1]
+    _emit(
+        log,
+        logging.INFO,
+        f"{hour}: merging into the built hour ({tweets.name})"
+        + (
+            f"; raw files gone ({_listing(gone)}): its rows count for {', '.join(counted)}"
+            if counted
+            else ""
+        ),
+    )
+    return VaultSource(tweets, hour.label, len(names), mask)
+
+
 def _merge_tweets(
-    files, label: bytes, tweets: XzWriter, ids: XzWriter, progress: MergeProgress | None = None
+    files,
+    label: bytes,
+    tweets: XzWriter,
+    ids: XzWriter,
+    progress: MergeProgress | None = None,
+    vault: VaultSource | None = None,
 ) -> dict[int, int]:
     """Write the hour's tweet rows and IDs; return {bitmask of servers that saw it: n IDs}."""
+    # A copy's bits by its source's rank: a server's own bit; the vault's, its mask.
+    bits = {rank: 1 << rank for rank, _ in files}
+    extra = None
+    if vault is not None:
+        bits[vault.rank] = vault.mask
+        extra = vault.tweet_lines()
     write_tweet = tweets.write
     write_id = ids.write
     write_tweet(format_row(TWEET_COLUMNS).encode() + b"\n")
@@ -487,13 +660,13 @@ def _merge_tweets(
     masks: dict[int, int] = {}
     cur = None
     mask = 0
-    for key, rank, line in _merged(files, T_KEY_END, T_LABEL, label):
+    for key, rank, line in _merged(files, T_KEY_END, T_LABEL, label, extra):
         tid = key[:ID_END]
         if tid != cur:
             if cur is not None:
                 masks[mask] = masks.get(mask, 0) + 1
             cur = tid
-            mask = 1 << rank
+            mask = bits[rank]
             # First copy of the ID in (ID, retrieved_at, server) order: the one that counts.
             row = line[T_ROW:]
             write_tweet(row)
@@ -503,7 +676,7 @@ def _merge_tweets(
             if monotonic() >= next_at:
                 next_at = progress.report(rows, n_bytes)
         else:
-            mask |= 1 << rank
+            mask |= bits[rank]
     if cur is not None:
         masks[mask] = masks.get(mask, 0) + 1
     tweets.end_input()
@@ -511,15 +684,16 @@ def _merge_tweets(
     return masks
 
 
-def _merge_users(files, label: bytes, users: XzWriter) -> int:
+def _merge_users(files, label: bytes, users: XzWriter, vault: VaultSource | None = None) -> int:
     """Write one row per author from their latest tweet of the hour; return the row count."""
+    extra = vault.user_lines() if vault is not None else None
     write_user = users.write
     write_user(format_row(USER_COLUMNS).encode() + b"\n")
     n = 0
     cur = None
     best_tweet = None
     best_line = b""
-    for key, _rank, line in _merged(files, U_KEY_END, U_LABEL, label):
+    for key, _rank, line in _merged(files, U_KEY_END, U_LABEL, label, extra):
         author = key[:ID_END]
         if author != cur:
             if cur is not None:

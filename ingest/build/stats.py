@@ -1,12 +1,12 @@
 """The per-hour stats file ``{day}_{HH}_stats.json``: its one reader.
 
-The hourly merge writes it last (its existence means the hour is complete); the merge itself
-(never replace an hour by one with fewer tweets), the plan (inputs seen), the day report and
-the mail's plot read it, all through ``read_stats``.
+The hourly merge writes it last (its existence means the hour is built); the merge itself
+(a built hour's tweets file is merged into its rebuild, its inputs counted), the plan (inputs
+seen), the day report and the mail's plot read it, all through ``read_stats``.
 
 A stats file that exists but is not a JSON object is an error naming the file: the readers
-cannot tell how many tweets the hour had, so none of them may guess (a rebuild could replace
-the hour by a smaller one). Delete the file to rebuild the hour.
+cannot tell how many tweets the hour had, so none of them may guess. The hourly merge takes
+such an hour as built from unknown inputs (its tweets file merged in, if readable).
 """
 
 from __future__ import annotations
