@@ -4,6 +4,7 @@ Everything goes to a temporary name in the target's directory (same file system,
 rename is atomic), is flushed and fsynced, then renamed over the final name; the directory is
 fsynced so the rename survives a power loss. The temporary name never ends in the final suffix,
 so globs such as ``*.jsonl`` or Snakemake's output patterns never see a half-written file.
+Files are created 0640 (``FILE_MODE``), never readable by others, whatever the umask.
 
 A writer holds an exclusive ``flock`` on its temporary file from creating it until the rename,
 so ``remove_stale_temps`` knows a dead writer's temp by its lock being free. A PID cannot tell:
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 BUFFER = 1 << 20  # 1 MiB: few, large writes into the xz pipe keep Python off the critical path
+FILE_MODE = 0o640  # every file written here: owner rw, group r (see ingest.perms), others nothing
 
 
 def temp_name(path: Path) -> Path:
@@ -40,7 +42,8 @@ def _open_temp(path: Path, mode: str, **open_kwargs) -> tuple[Path, IO]:
     """
     while True:
         tmp = temp_name(path)
-        f = open(tmp, mode, **open_kwargs)  # noqa: SIM115 - returned, or closed below
+        # returned, or closed below
+        f = open(tmp, mode, opener=_create_private, **open_kwargs)  # noqa: SIM115
         try:
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # waits out a remover holding it
             if _same_file(tmp, f.fileno()):
@@ -50,6 +53,12 @@ def _open_temp(path: Path, mode: str, **open_kwargs) -> tuple[Path, IO]:
             _remove(tmp)
             raise
         f.close()
+
+
+def _create_private(name: str, flags: int) -> int:
+    """Open a new temp file as FILE_MODE (0640; a stricter umask narrows it further): the final
+    name gets the temp's mode, so archive files are never world-readable, whatever the umask."""
+    return os.open(name, flags | os.O_EXCL, FILE_MODE)
 
 
 def _same_file(path: Path, fd: int) -> bool:

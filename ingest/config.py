@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,11 @@ SCHEMA_PATH = Path(__file__).resolve().parent / "schemas" / "config.schema.yaml"
 
 class ConfigError(ValueError):
     """A config file that cannot be used; the message names the file and key."""
+
+
+# Test-only switch: lets a run that writes use ``now`` (tests and the demo replay fixed times).
+# Production never sets it; see check_now.
+TEST_CLOCK_ENV = "SAMPLED_STREAM_TEST_CLOCK"
 
 
 def _with_defaults(validator_class):
@@ -49,12 +55,24 @@ def normalize(config: dict[str, Any]) -> dict[str, Any]:
     return config
 
 
+def _validator() -> jsonschema.protocols.Validator:
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    return _with_defaults(jsonschema.Draft202012Validator)(schema)
+
+
+def with_defaults(config: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``config`` with every schema default filled in, valid or not: what the alert
+    about an invalid config still needs (its email section, with max_per_hour and the rest)."""
+    filled = copy.deepcopy(config)
+    for _ in _validator().iter_errors(filled):
+        pass  # iterating fills the defaults; the errors are someone else's to report
+    return filled
+
+
 def validate_config(config: dict[str, Any], source: str = "config") -> dict[str, Any]:
     """Fill defaults into ``config`` and check it; raise ConfigError naming the bad key."""
     normalize(config)
-    schema = yaml.safe_load(SCHEMA_PATH.read_text())
-    validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
-    errors = sorted(validator.iter_errors(config), key=lambda e: list(e.absolute_path))
+    errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = [f"{source}: {key_path(e)}: {e.message}" for e in errors]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines))
@@ -63,7 +81,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
 
 
 def check_semantics(config: dict[str, Any], source: str = "config") -> None:
-    """What the schema cannot say: a real time zone, unique server names."""
+    """What the schema cannot say: a real time zone, unique server names, no password in clear."""
     try:
         ZoneInfo(config["timezone"])
     except (ZoneInfoNotFoundError, ValueError):
@@ -72,6 +90,27 @@ def check_semantics(config: dict[str, Any], source: str = "config") -> None:
     dupes = sorted({n for n in names if names.count(n) > 1})
     if dupes:
         raise ConfigError(f"{source}: servers: duplicate server name(s) {', '.join(dupes)}")
+    email = config.get("email", {})
+    if (
+        email.get("enabled")
+        and email.get("security") == "none"
+        and email.get("user")
+        and not email.get("allow_plaintext_password")
+    ):
+        raise ConfigError(
+            f"{source}: email.security: none would send email.user's password in clear; use "
+            "starttls or ssl, or set email.allow_plaintext_password: true"
+        )
+
+
+def check_now(config: dict[str, Any], dry_run: bool) -> None:
+    """``now`` is for dry runs: a run that writes at a pretended time would build hours that are
+    not complete and let retention delete raw files early. Tests opt in with TEST_CLOCK_ENV=1."""
+    if config.get("now") and not dry_run and os.environ.get(TEST_CLOCK_ENV) != "1":
+        raise ConfigError(
+            f"now: {config['now']!r} is for dry runs only (snakemake -n); a run that writes "
+            "uses the real time"
+        )
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

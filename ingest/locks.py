@@ -1,21 +1,46 @@
 """One exclusive lock across processes: an ``flock`` on a lock file.
 
 Used wherever two processes must not work on the same thing at once: one collector per raw_dir,
-one pull per secondary, one writer of the alert state. The lock is the kernel's, so it goes
-away with the process, however it ends; the lock file itself stays (empty) and is reused.
+one pull per secondary, one writer of the alert state, one workflow run per work_dir
+(``hold_run_lock``). The lock is the kernel's, so it goes away with the process, however it
+ends; the lock file itself stays and is reused.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import socket
 from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 
 class LockBusy(RuntimeError):
     """A non-blocking lock that another process (or open file) holds."""
+
+    def __init__(self, message: str, holder: Holder | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder  # who holds it, when the lock file says (run locks)
+
+
+@dataclass(frozen=True)
+class Holder:
+    """What a run lock's holder wrote into the lock file."""
+
+    pid: int
+    host: str
+    started: datetime  # aware
+
+    def describe(self, now: datetime) -> str:
+        minutes = (now - self.started).total_seconds() / 60
+        return (
+            f"pid {self.pid} on {self.host}, running since {self.started.isoformat()} "
+            f"({minutes:.0f} min)"
+        )
 
 
 @contextlib.contextmanager
@@ -27,7 +52,7 @@ def exclusive_lock(path: str | Path, blocking: bool = True) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o640)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -36,3 +61,44 @@ def exclusive_lock(path: str | Path, blocking: bool = True) -> Iterator[Path]:
         yield path
     finally:
         os.close(fd)  # closing the only descriptor releases the lock
+
+
+class RunLock:
+    """A lock held for the rest of the process's life (one workflow run per work_dir).
+
+    The holder writes its pid, host and start time into the lock file, so a run that finds the
+    lock busy can say who holds it and for how long (a hung run). The descriptor is not
+    inherited by child processes (Python opens files non-inheritable): jobs a run starts never
+    hold it, and the lock ends with the run, however it ends.
+    """
+
+    def __init__(self, path: str | Path, now: datetime) -> None:
+        """Take the lock without waiting; LockBusy (with ``holder``) if another run has it."""
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._fd)
+            holder = read_holder(self.path)
+            who = f" by {holder.describe(now)}" if holder else ""
+            raise LockBusy(f"{self.path} is held{who}", holder) from None
+        self.holder = Holder(os.getpid(), socket.gethostname(), now)
+        record = {"pid": self.holder.pid, "host": self.holder.host, "started": now.isoformat()}
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, json.dumps(record).encode() + b"\n", 0)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_holder(path: str | Path) -> Holder | None:
+    """The holder a run lock file names; None if it names none (empty, or not a run lock)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        return Holder(int(data["pid"]), str(data["host"]), datetime.fromisoformat(data["started"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

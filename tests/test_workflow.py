@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from ingest import layout
+from ingest.config import TEST_CLOCK_ENV
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
 
@@ -44,13 +45,15 @@ SEED_COLUMNS = (
 START = datetime(2026, 1, 14, 9, 55, tzinfo=UTC)
 END = datetime(2026, 1, 14, 11, 7, tzinfo=UTC)
 NOW = "2026-01-14T11:12:00+00:00"  # hour 11 complete (end + 6 late + 5 grace), hour 12 not
+# The runs write at NOW (the config's now), which only the test-only switch allows.
+ENV = {**os.environ, TEST_CLOCK_ENV: "1"}
 H10, H11 = Hour("2026-01-14", 10), Hour("2026-01-14", 11)
 
 
 def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
     cmd += ["--directory", str(workdir), "--configfile", str(config or workdir / "config.yaml")]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, cwd="/")
+    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, cwd="/", env=ENV)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     return proc
@@ -300,6 +303,7 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
+        env=ENV,
     )
     try:
         run = int(parent.stdout.readline())  # snakemake, leading its own process group

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import lzma
+import os
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -25,7 +26,7 @@ import yaml
 
 from ingest import layout
 from ingest.build import plan
-from ingest.config import validate_config
+from ingest.config import TEST_CLOCK_ENV, validate_config
 from ingest.devtools.generate import generate_raw_tree
 from ingest.layout import Hour
 from ingest.publish import jobs
@@ -51,7 +52,8 @@ def snakemake(root: Path, now: str) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
     cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml")]
     cmd += ["--config", f"now={now}"]
-    return subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+    env = {**os.environ, TEST_CLOCK_ENV: "1"}  # a run that writes at `now`: tests only
+    return subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
 
 
 def ok(proc: subprocess.CompletedProcess) -> str:

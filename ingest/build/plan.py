@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest import layout
+from ingest import backoff, layout
 from ingest.build.minutes import read_meta
 from ingest.build.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
@@ -47,7 +47,13 @@ def work_paths(work_dir: str | Path) -> dict[str, Path]:
         "state": w / "state",
         "built": w / "built",  # build_hour's receipts (ingest.build.receipts)
         "reported": w / "reported",  # day_report's receipts
+        "run_lock": w / "run.lock",  # held by the running workflow (ingest.publish.jobs)
     }
+
+
+def upload_backoff(receipt: Path) -> Path:
+    """Next to an hour's upload receipt: its back-off state after failed uploads."""
+    return receipt.with_suffix(".backoff")
 
 
 def intermediate(work_dir: str | Path, f: MinuteFile, kind: str) -> Path:
@@ -165,9 +171,17 @@ def make_plan(
     plan.reports = sorted({h.day for h in plan.build})
     built = built_hours(vault)
     if config["osf"]["enabled"]:
-        receipts = _names(work_paths(config["work_dir"])["osf"], ".json")
+        osf_dir = work_paths(config["work_dir"])["osf"]
+        receipts = _names(osf_dir, ".json")
         pending = set(plan.build) | {h for h in built if f"{h.label}.json" not in receipts}
-        plan.uploads = sorted(h for h in pending if selected(h, only))
+        # Hours whose last upload failed wait out their back-off; a backlog goes a few a run.
+        due = [
+            h
+            for h in sorted(pending)
+            if selected(h, only)
+            and backoff.is_due(upload_backoff(osf_dir / h.day / f"{h.label}.json"), now)
+        ]
+        plan.uploads = due[: config["osf"]["max_uploads_per_run"]]
     if config["email"]["enabled"]:
         sent = _names(work_paths(config["work_dir"])["mail"], ".sent")
         days = {h.day for h in built} | set(plan.reports)

@@ -6,19 +6,23 @@ notify, plot) to the run's config and clock, so the scripts stay one call long.
 
 from __future__ import annotations
 
+import atexit
+import json
 import logging
+import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest import layout
+from ingest import backoff, layout
 from ingest.atomic import atomic_write_json
 from ingest.build import plan
 from ingest.clock import Clock, FixedClock
 from ingest.layout import Hour
+from ingest.locks import LockBusy, RunLock
 
 
 def alerts_for(config: dict[str, Any], clock: Clock, log: logging.Logger | None = None):
@@ -118,7 +122,19 @@ def upload_job(
         min_interval=osf["request_interval_seconds"], base_delay=osf["retry_base_seconds"]
     )
     clock = FixedClock(now)
-    receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in (ids, report)]
+    retry = plan.upload_backoff(receipt)
+    try:
+        receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in (ids, report)]
+    except Exception as e:
+        # The plan leaves this hour out until then: an outage costs a few tries, not every run.
+        state = backoff.record_failure(retry, now, f"{type(e).__name__}: {e}")
+        log.error(
+            "upload failed (attempt %d); next attempt not before %s",
+            state["attempts"],
+            state["next_attempt"],
+        )
+        raise
+    backoff.clear(retry)
     atomic_write_json(receipt, receipts)
 
 
@@ -135,8 +151,14 @@ def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) 
     log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
 
 
-def failure_mail(config: dict[str, Any], now: datetime, log: str | Sequence[str] | None) -> None:
-    """Tell the operator a workflow run failed, with the end of its log (rate-limited).
+def failure_mail(
+    config: dict[str, Any],
+    now: datetime,
+    log: str | Sequence[str] | None,
+    errors: Sequence[str] = (),
+) -> None:
+    """Tell the operator a workflow run failed, with its errors and the end of its log
+    (rate-limited).
 
     ``log`` is what Snakemake hands ``onerror``: since Snakemake 9 a list of the run's log
     files (one, unless logger plugins add more), a single path before.
@@ -146,10 +168,114 @@ def failure_mail(config: dict[str, Any], now: datetime, log: str | Sequence[str]
     for path in map(Path, paths):
         if path.is_file():
             tail += "".join(path.read_text(errors="replace").splitlines(True)[-60:])
+    said = "\n".join(errors)[-4000:]
     alerts_for(config, FixedClock(now)).alert(
         "workflow-error",
         "hourly build failed",
         f"A run of the hourly workflow failed at {now.isoformat()}.\n"
-        f"Log: {', '.join(paths) or 'none'}\n\n{tail}\n"
+        + (f"\nError:\n{said}\n" if said else "")
+        + f"Log: {', '.join(paths) or 'none'}\n\n{tail}\n"
         "The next run retries what failed; hours already built are kept.",
     )
+
+
+class RunWatch(logging.Handler):
+    """Alerts when a workflow run fails at any stage: one rate-limited mail naming the error.
+
+    Snakemake calls ``onerror`` only when jobs fail. An exception while it reads the Snakefile
+    (config validation, the plan: ``onerror`` does not exist yet), builds the DAG or runs
+    ``onsuccess`` ends the run with the error logged and exit status 1, which under cron only
+    ``cron.log`` would know. Installed first thing in the Snakefile, the watch keeps the errors
+    Snakemake logs and mails them at exit, unless ``on_error`` (the ``onerror`` hook) already
+    mailed this run's failure.
+    """
+
+    LOGGER = "snakemake.logging"  # snakemake.logging.logger, where every error is logged
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        super().__init__(logging.ERROR)
+        self.config = config  # read at exit: validation fills in the defaults meanwhile
+        self.now: datetime | None = None  # the run's NOW once known, else the time of failure
+        self.errors: list[str] = []
+        self.mailed = False
+
+    def install(self) -> RunWatch:
+        logging.getLogger(self.LOGGER).addHandler(self)
+        atexit.register(self.at_exit)
+        return self
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.errors.append(str(record.getMessage()).strip())
+        except Exception:  # noqa: BLE001 - logging must never fail the run
+            self.errors.append(repr(record.msg))
+
+    def on_error(self, log: str | Sequence[str] | None) -> None:
+        self.mailed = True
+        self._mail(log)
+
+    def at_exit(self) -> None:
+        if self.errors and not self.mailed:
+            self.mailed = True
+            self._mail(None)
+
+    def _mail(self, log: str | Sequence[str] | None) -> None:
+        from ingest.config import with_defaults
+
+        try:
+            config = with_defaults(self.config)  # the run may have failed validating it
+            if not config.get("email", {}).get("enabled"):
+                return
+            failure_mail(config, self.now or datetime.now(UTC), log, self.errors)
+        except Exception as e:  # noqa: BLE001 - e.g. the email section is what is broken
+            print(f"could not mail the failure alert: {type(e).__name__}: {e}", file=sys.stderr)
+
+
+def notify_once(
+    config: dict[str, Any], kind: str, items: Sequence[str], subject: str, intro: str, now: datetime
+) -> bool:
+    """Mail the ``items`` not mailed before under ``kind`` (rate-limited like every alert).
+
+    For conditions that last across runs (a damaged file, an unexpected name, a hung run): one
+    mail when each appears, not one per run. Items that are gone are forgotten, so one that
+    comes back is mailed again. True if a mail went out.
+    """
+    path = plan.work_paths(config["work_dir"])["state"] / "notified.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        known = set(state.get(kind, [])) if isinstance(state, dict) else set()
+    except (OSError, ValueError):
+        state, known = {}, set()
+    new = [i for i in items if i not in known]
+    sent = False
+    if new:
+        body = intro.rstrip() + "\n\n" + "\n".join(f"  {i}" for i in new) + "\n"
+        sent = alerts_for(config, FixedClock(now)).alert(f"notice-{kind}", subject, body)
+    keep = sorted(i for i in items if i in known or sent)  # unsent ones: tried again next run
+    if keep != sorted(known):
+        atomic_write_json(path, {**(state if isinstance(state, dict) else {}), kind: keep})
+    return sent
+
+
+def take_run_lock(config: dict[str, Any], now: datetime) -> RunLock | None:
+    """This run's lock on work_dir/run.lock, held until the process ends; None if another run
+    holds it: then say who and since when, and alert once if that run has held it longer than
+    run_lock_alert_minutes (a hung run would otherwise stop every later run silently)."""
+    path = plan.work_paths(config["work_dir"])["run_lock"]
+    try:
+        return RunLock(path, now)
+    except LockBusy as busy:
+        holder = busy.holder
+        print(f"another workflow run is going: {busy}; this run does nothing", file=sys.stderr)
+        minutes = config["run_lock_alert_minutes"]
+        if holder is not None and now - holder.started > timedelta(minutes=minutes):
+            notify_once(
+                config,
+                "run-lock",
+                [f"pid {holder.pid} on {holder.host} since {holder.started.isoformat()}"],
+                f"a run has held the run lock for {minutes}+ min",
+                f"Every run since then found {path} held and did nothing. If the run below "
+                "hangs, stop it (kill the pid); the next run catches up.",
+                now,
+            )
+        return None

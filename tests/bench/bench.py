@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import measure  # noqa: E402
 
 from ingest import layout  # noqa: E402
+from ingest.config import TEST_CLOCK_ENV  # noqa: E402
 
 TZ_NAME = "CET"
 TZ = ZoneInfo(TZ_NAME)
@@ -334,6 +335,7 @@ def sm_env() -> dict:
     # parse_minute's `python -m ingest.build.minutes` needs the package: installed by `make setup`
     # (pip install -e .); the path makes the benchmark work before that, too.
     env["PYTHONPATH"] = os.pathsep.join(x for x in (str(CODE), env.get("PYTHONPATH")) if x)
+    env[TEST_CLOCK_ENV] = "1"  # the runs write at a replayed now= (the test-only switch)
     return env
 
 

@@ -2,6 +2,7 @@
 import os
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
@@ -19,10 +20,19 @@ envvars:
     "PYTHONPATH",
 
 
-from ingest import clock, layout  # noqa: E402
+from ingest import clock, layout, perms  # noqa: E402
 from ingest.build import plan as planning  # noqa: E402
 from ingest.build.stats import day_stats_paths  # noqa: E402
-from ingest.config import ConfigError, check_semantics, normalize  # noqa: E402
+from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402
+from ingest.publish.jobs import RunWatch, notify_once, take_run_lock  # noqa: E402
+
+# Files 0640, folders 0750, whatever the umask of cron or the shell (jobs inherit it).
+perms.restrict_umask()
+DRY_RUN = workflow.output_settings.dryrun
+# The main process of a run that writes (not `-n`, not a job): it takes the run lock and
+# mails its failure, at any stage from here on (onerror alone misses this file's own errors).
+WRITES = workflow.is_main_process and not DRY_RUN
+WATCH = RunWatch(config).install() if WRITES else None
 
 if not config:
     raise WorkflowError("no config given: run with --configfile config/config.yaml")
@@ -30,10 +40,19 @@ normalize(config)
 validate(config, schema="../../ingest/schemas/config.schema.yaml")  # the package's own file
 try:
     check_semantics(config)
+    check_now(config, DRY_RUN)
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
 NOW = clock.clock_from(config.get("now")).now()
+if WRITES:
+    WATCH.now = NOW
+    for problem in perms.secure_dirs(config):
+        print(problem, file=sys.stderr)
+    # One run at a time per work_dir, however started (cron, by hand): held until exit.
+    RUN_LOCK = take_run_lock(config, datetime.now(UTC))
+    if RUN_LOCK is None:
+        sys.exit(75)  # EX_TEMPFAIL: another run is going; it said who, nothing was done
 # Names this invocation's receipts (pull, parse); real time, unlike NOW, so runs never share one.
 RUN = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 WORK = planning.work_paths(config["work_dir"])
@@ -44,6 +63,15 @@ PULLED = [name for name, s in SERVERS.items() if s.get("rsync_from")]
 # the run's targets are planned again once the pulls are done (run_plan).
 PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
 _AFTER_PULLS = {}
+if WRITES and PLAN.warnings:
+    notify_once(
+        config,
+        "plan",
+        PLAN.warnings,
+        "the hourly build skipped or rebuilds something",
+        "The workflow's plan found what follows (each is mailed once; the run goes on):",
+        NOW,
+    )
 
 
 wildcard_constraints:
@@ -146,10 +174,8 @@ def retention_cleanup():
 
 
 def mail_failure(log_path):
-    if config["email"]["enabled"]:
-        from ingest.publish.jobs import failure_mail
-
-        failure_mail(config, NOW, log_path)
+    if WATCH is not None:
+        WATCH.on_error(log_path)
 
 
 def describe_plan(plan, when=""):

@@ -1,0 +1,5 @@
+import sys
+
+from ingest.devtools.soak.run import main
+
+sys.exit(main())

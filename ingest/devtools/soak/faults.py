@@ -1,0 +1,362 @@
+"""The seeded fault injector. It never takes both collectors down at once, and it records every
+fault and every collector's down time (faults.jsonl), the ledger's half that the stand-in
+cannot know."""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from ingest.devtools.soak.world import (
+    KEEP_RAW_HOURS,
+    SECONDARY_WAIT_MINUTES,
+    SERVERS,
+    TIMEZONE,
+    World,
+)
+from ingest.devtools.stack import stand_in_fault
+
+STEP_SAFE_AGE = 3.0  # seconds a collector needs before it handles SIGUSR1 (clock steps)
+KILL_WAIT = 40.0  # seconds an armed workflow kill waits for a build_hour job to appear
+
+
+@dataclass
+class Fault:
+    id: int
+    t: float
+    kind: str
+    target: str = ""
+    detail: str = ""
+    end: float | None = None
+
+    def covers(self, t: float, margin: float) -> bool:
+        end = self.end if self.end is not None else self.t
+        return self.t - margin <= t <= end + margin
+
+    def describe(self) -> str:
+        span = f" for {self.end - self.t:.1f} s" if self.end is not None else ""
+        return f"#{self.id} {self.kind} {self.target} {self.detail}{span}".replace("  ", " ")
+
+
+@dataclass
+class Injector:
+    world: World
+    rnd: random.Random
+    record: Path
+    faults: list[Fault] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+    down: dict[str, list[list[float | None]]] = field(
+        default_factory=lambda: {s: [] for s in SERVERS}
+    )
+    _events: list[tuple[float, int, Callable[[], None]]] = field(default_factory=list)
+    _seq: itertools.count = field(default_factory=itertools.count)
+    _busy: set[str] = field(default_factory=set)  # stretches under way (sshd, osf, smtp, ...)
+    _started: dict[str, float] = field(default_factory=dict)
+    _kill_deadline: float | None = None
+    _kill_fault: Fault | None = None
+
+    def __post_init__(self) -> None:
+        now = time.time()
+        self._started = {s: now for s in SERVERS}
+        self.kinds: list[tuple[int, Callable[[], bool]]] = [
+            (6, self.kill_collector),
+            (5, self.term_collector),
+            (6, lambda: self.stand_in("cut")),
+            (5, lambda: self.stand_in("429", count=str(self.rnd.randint(1, 4)))),
+            (5, lambda: self.stand_in("503", count=str(self.rnd.randint(1, 6)))),
+            (5, lambda: self.stand_in("stall", seconds=f"{self.rnd.uniform(1, 4):.1f}")),
+            (5, lambda: self.stand_in("disconnect-line")),
+            (5, lambda: self.stand_in("malformed")),
+            (3, self.secondary_unreachable),
+            (3, self.kill_workflow),
+            (3, self.two_runs),
+            (5, self.bad_file),
+            (2, self.osf_outage),
+            (2, self.smtp_down),
+            (2, self.disk_full),
+            (3, self.clock_step),
+        ]
+
+    # -- bookkeeping -----------------------------------------------------------------------------
+
+    def _note(self, kind: str, target: str = "", detail: str = "") -> Fault:
+        f = Fault(len(self.faults) + 1, time.time(), kind, target, detail)
+        self.faults.append(f)
+        self.counts[kind] += 1
+        self._write({"fault": f.id, "t": f.t, "kind": kind, "target": target, "detail": detail})
+        return f
+
+    def _ended(self, f: Fault) -> None:
+        f.end = time.time()
+        self._write({"end": f.id, "t": f.end})
+
+    def _write(self, record: dict[str, Any]) -> None:
+        with open(self.record, "a") as out:
+            out.write(json.dumps(record) + "\n")
+
+    def at(self, delay: float, action: Callable[[], None]) -> None:
+        heapq.heappush(self._events, (time.time() + delay, next(self._seq), action))
+
+    def tick(self) -> None:
+        """Run what is due: scheduled ends and restarts, an armed workflow kill."""
+        while self._events and self._events[0][0] <= time.time():
+            heapq.heappop(self._events)[2]()
+        self._check_armed_kill()
+
+    def heal(self) -> None:
+        """End every stretch now (restarts, reconnections, space), in the order they were due."""
+        while self._events:
+            heapq.heappop(self._events)[2]()
+        if self._kill_fault is not None:
+            self._kill_fault.detail = "no run came"
+            self._kill_deadline = self._kill_fault = None
+
+    def fire(self) -> None:
+        """One fault of a random kind (another kind when the drawn one cannot happen now)."""
+        kinds = list(self.kinds)
+        while kinds:
+            weights = [w for w, _ in kinds]
+            pick = self.rnd.choices(range(len(kinds)), weights)[0]
+            if kinds[pick][1]():
+                return
+            kinds.pop(pick)
+
+    # -- collectors ------------------------------------------------------------------------------
+
+    def _down_or_going(self) -> bool:
+        return any(not self.world.collector_up(s) or s in self._busy for s in SERVERS)
+
+    def _take_down(self, server: str, sig: signal.Signals, kind: str, detail: str = "") -> None:
+        proc = self.world.collectors[server]
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        self._note(kind, server, detail)
+        self.down[server].append([time.time(), None])
+        self.at(self.rnd.uniform(0.3, 6.0), lambda: self._restart(server))
+
+    def _restart(self, server: str) -> None:
+        proc = self.world.collectors[server]
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(30)  # SIGTERM: the collector closes its minute first
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        self.world.start_collector(server)
+        self._started[server] = time.time()
+        self.down[server][-1][1] = time.time()
+        self._busy.discard(server)
+
+    def kill_collector(self) -> bool:
+        if self._down_or_going():
+            return False
+        server = self.rnd.choice(SERVERS)
+        self._busy.add(server)
+        if self.rnd.random() < 0.5:
+            self._take_down(server, signal.SIGKILL, "collector kill -9")
+            return True
+        # Right at a minute boundary, when the collector renames the minute's file.
+        now = self.world.clock.now()
+        boundary = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+        delay = (boundary - now).total_seconds() / self.world.clock.speed
+        self.at(
+            delay,
+            lambda: self._take_down(server, signal.SIGKILL, "collector kill -9 at minute end"),
+        )
+        return True
+
+    def term_collector(self) -> bool:
+        if self._down_or_going():
+            return False
+        server = self.rnd.choice(SERVERS)
+        self._busy.add(server)
+        self._take_down(server, signal.SIGTERM, "collector SIGTERM")
+        return True
+
+    def clock_step(self) -> bool:
+        free = [s for s in SERVERS if f"clock-{s}" not in self._busy]
+        if not free:
+            return False
+        server = self.rnd.choice(free)
+        minutes = self.rnd.choice((-1, 1)) * self.rnd.uniform(2, 90)
+        f = self._note("collector clock step", server, f"{minutes:+.0f} min")
+        self._busy.add(f"clock-{server}")
+        self._set_offset(server, minutes)
+
+        def back() -> None:
+            self._set_offset(server, 0)
+            self._busy.discard(f"clock-{server}")
+            self._ended(f)
+
+        self.at(self.rnd.uniform(3, 20), back)
+        return True
+
+    def _set_offset(self, server: str, minutes: float) -> None:
+        self.world.offset_file(server).write_text(f"{minutes}\n")
+        # A collector reads the file at start; one that started before the write hears of it
+        # by SIGUSR1, once it is old enough to have its handler (the default would kill it).
+        wait = self._started[server] + STEP_SAFE_AGE - time.time()
+        proc = self.world.collectors[server]
+
+        def signal_it() -> None:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGUSR1)
+
+        if wait > 0:
+            self.at(wait, signal_it)
+        else:
+            signal_it()
+
+    # -- the stream stand-in ---------------------------------------------------------------------
+
+    def stand_in(self, kind: str, **params: str) -> bool:
+        server = self.rnd.choice(SERVERS)
+        stand_in_fault(self.world.url, kind, server, **params)
+        names = {"429": "429 storm", "503": "503 storm", "disconnect-line": "disconnect line"}
+        detail = " ".join(f"{k}={v}" for k, v in params.items())
+        self._note(f"stand-in {names.get(kind, kind)}", server, detail)
+        return True
+
+    # -- the secondary, OSF, SMTP, the vault's disk ------------------------------------------------
+
+    def _stretch(
+        self,
+        resource: str,
+        kind: str,
+        seconds: float,
+        begin: Callable[[], object],
+        finish: Callable[[], object],
+    ) -> bool:
+        """``begin`` now, ``finish`` after ``seconds``; one stretch per resource at a time."""
+        if resource in self._busy:
+            return False
+        self._busy.add(resource)
+        begin()
+        f = self._note(kind, resource, f"{seconds:.0f} s")
+
+        def end() -> None:
+            finish()
+            self._busy.discard(resource)
+            self._ended(f)
+
+        self.at(seconds, end)
+        return True
+
+    def secondary_unreachable(self) -> bool:
+        clock = self.world.clock
+        wait = clock.real_seconds(SECONDARY_WAIT_MINUTES)
+        keep = clock.real_seconds(KEEP_RAW_HOURS * 60)
+        r = self.rnd.random()
+        if r < 0.5:
+            kind, seconds = "secondary unreachable < wait", wait * self.rnd.uniform(0.2, 0.8)
+        elif r < 0.9:
+            kind, seconds = "secondary unreachable > wait", wait * self.rnd.uniform(1.2, 2.0)
+        else:
+            kind, seconds = "secondary unreachable > keep_raw", keep * self.rnd.uniform(1.1, 1.3)
+        return self._stretch("sshd", kind, seconds, self.world.sshd.stop, self.world.sshd.restart)
+
+    def osf_outage(self) -> bool:
+        osf = self.world.osf
+        seconds = self.rnd.uniform(5, 30)
+        return self._stretch(
+            "osf",
+            "OSF 5xx stretch",
+            seconds,
+            lambda: osf.inject(self.rnd.choice((500, 502, 503)), times=10**9),
+            osf.clear_faults,
+        )
+
+    def smtp_down(self) -> bool:
+        seconds = self.rnd.uniform(5, 30)
+        return self._stretch("smtp", "SMTP down", seconds, self.world.smtp_down, self.world.smtp_up)
+
+    def disk_full(self) -> bool:
+        if not self.world.vault_mounted:
+            return False
+        filler = self.world.vault / ".soak-filler"
+
+        def fill() -> None:
+            free = os.statvfs(self.world.vault)
+            with open(filler, "wb") as f, contextlib.suppress(OSError):
+                os.posix_fallocate(f.fileno(), 0, free.f_bavail * free.f_frsize)
+
+        seconds = self.rnd.uniform(3, 15)
+        return self._stretch(
+            "vault disk",
+            "vault disk full",
+            seconds,
+            fill,
+            lambda: filler.unlink(missing_ok=True),
+        )
+
+    # -- the workflow ------------------------------------------------------------------------------
+
+    def kill_workflow(self) -> bool:
+        if self._kill_fault is not None:
+            return False
+        self._kill_fault = self._note("workflow killed", "primary", "armed")
+        self._kill_deadline = time.time() + KILL_WAIT
+        return True
+
+    def _check_armed_kill(self) -> None:
+        f = self._kill_fault
+        if f is None:
+            return
+        for run in self.world.active_runs():
+            if any("build_hour" in cmd for _, cmd in run.processes()):
+                run.kill("during build_hour")
+                f.detail = f"run {run.number} during build_hour"
+                break
+        else:
+            if time.time() < (self._kill_deadline or 0):
+                return
+            runs = self.world.active_runs() or [self.world.start_run("to-kill")]
+            time.sleep(self.rnd.uniform(0.5, 3.0))
+            runs[0].kill("mid-run")
+            f.detail = f"run {runs[0].number} mid-run (no build_hour came)"
+        self._write({"fault": f.id, "detail": f.detail})
+        self._kill_fault = self._kill_deadline = None
+
+    def two_runs(self) -> bool:
+        a, b = self.world.start_run("pair"), self.world.start_run("pair")
+        self._note("two workflow runs at once", "primary", f"runs {a.number} and {b.number}")
+        return True
+
+    # -- bad files ---------------------------------------------------------------------------------
+
+    def bad_file(self) -> bool:
+        server = self.rnd.choice(SERVERS)
+        tz = ZoneInfo(TIMEZONE)
+        for _ in range(10):
+            minute = self.world.clock.now() - timedelta(minutes=self.rnd.randint(2, 20))
+            local = minute.astimezone(tz)
+            rel = Path(f"{local:%Y-%m-%d}", f"{local:%H}", f"{local:%Y-%m-%dT%H%M}{local:%z}.jsonl")
+            path = self.world.collector_raw_dir(server) / rel
+            copies = (path, self.world.primary / "raw" / server / rel)  # the same for server1
+            if not any(p.exists() or p.with_name(p.name + ".part").exists() for p in copies):
+                break
+        else:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        what = self.rnd.choice(("invalid JSON", "directory named *.jsonl", "FIFO"))
+        if what == "invalid JSON":
+            path.write_bytes(b'{"data": {"id": "12\n\x00\xff not json\n{"data": 5}\n')
+        elif what == "directory named *.jsonl":
+            path.mkdir()
+        else:
+            os.mkfifo(path)
+        self._note(f"bad file: {what}", server, str(rel))
+        return True

@@ -1,0 +1,325 @@
+"""The soak's final checks, against records the code under test never writes: the stand-in's
+ledger (tweets made and written to each connection), the injector's faults and down times, and
+the soak's own watch of the raw dirs and the vault while it ran."""
+
+from __future__ import annotations
+
+import csv
+import io
+import lzma
+import os
+import re
+import stat
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import orjson
+
+from ingest.devtools.osf_standin import Entry, OSFStandIn
+from ingest.devtools.soak.faults import Fault
+
+DELIVERY_GRACE = 2.0  # a tweet is delivered if its collector still ran this long after the write
+VAULT_FILE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})_(\d{2})_(IDs\.txt\.xz|tweets\.csv\.xz|users\.csv\.xz|stats\.json)$"
+)
+REPORT_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}_report\.txt$")
+TEMP_MARKS = (".part", ".tmp-", ".tmp")
+SHOWN = 20  # IDs named in a failure
+
+
+@dataclass
+class Watch:
+    """What the raw dirs held and how the vault changed, scanned every few seconds."""
+
+    raw_dirs: dict[str, Path]
+    vault: Path
+    seen: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # id -> files
+    _read: dict[str, tuple[int, int]] = field(default_factory=dict)
+    versions: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
+
+    def scan(self) -> None:
+        for root in self.raw_dirs.values():
+            for path in _walk(root):
+                if not path.endswith(".jsonl"):
+                    continue
+                try:
+                    st = os.stat(path, follow_symlinks=False)
+                    if not stat.S_ISREG(st.st_mode):
+                        continue
+                    key = (st.st_size, st.st_mtime_ns)
+                    if self._read.get(path) == key:
+                        continue
+                    with open(path, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                self._read[path] = key
+                for tweet_id in _ids_of_lines(data):
+                    self.seen[tweet_id].add(path)
+        for path in _walk(self.vault):
+            if path.endswith("_IDs.txt.xz"):
+                try:
+                    mtime = os.stat(path).st_mtime_ns
+                except OSError:
+                    continue
+                if not self.versions[path] or self.versions[path][-1] != mtime:
+                    self.versions[path].append(mtime)
+
+
+def _walk(root: Path):
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            yield os.path.join(dirpath, name)
+
+
+def _ids_of_lines(data: bytes) -> list[str]:
+    out = []
+    for line in data.splitlines():
+        try:
+            obj = orjson.loads(line)
+            tweet_id = obj["data"]["id"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+        if isinstance(tweet_id, str):
+            out.append(tweet_id)
+    return out
+
+
+@dataclass
+class StandInLedger:
+    made: dict[str, str]  # id -> created_at
+    sends: list[tuple[float, str, list[str]]]  # (unix time after the write, client, ids)
+
+    @classmethod
+    def read(cls, path: Path) -> StandInLedger:
+        made: dict[str, str] = {}
+        sends = []
+        with open(path, "rb") as f:
+            for line in f:
+                try:
+                    r = orjson.loads(line)
+                except orjson.JSONDecodeError:  # the stand-in was stopped mid-line
+                    continue
+                if r[0] == "g":
+                    made[r[1]] = r[2]
+                else:
+                    sends.append((r[1], r[2], r[4]))
+        return cls(made, sends)
+
+    def delivered(self, down: dict[str, list[list[float | None]]]) -> dict[str, list[float]]:
+        """id -> write times of the copies written to a collector that was still running
+        ``DELIVERY_GRACE`` seconds later (by the injector's record of down times)."""
+        starts = {c: sorted(s for s, _ in spans) for c, spans in down.items()}
+        out: dict[str, list[float]] = defaultdict(list)
+        for t, client, ids in self.sends:
+            s = starts.get(client, [])
+            i = bisect_right(s, t)  # the first stop after the write
+            if i < len(s) and s[i] <= t + DELIVERY_GRACE:
+                continue
+            for tweet_id in ids:
+                out[tweet_id].append(t)
+        return out
+
+
+def hour_label(created_at: str, tz: ZoneInfo) -> str:
+    """The local hour ``YYYY-mm-dd_HH`` of a created_at (the assignment rule, for copies that
+    arrive in time: the soak's collectors share the stand-in's clock)."""
+    local = datetime.fromisoformat(created_at.replace("Z", "+00:00")).astimezone(tz)
+    return f"{local:%Y-%m-%d_%H}"
+
+
+def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """(hour label -> IDs in its IDs file, inconsistent hours, unexpected files)."""
+    hours: dict[str, list[str]] = {}
+    inconsistent, unexpected = [], []
+    for path in sorted(Path(p) for p in _walk(vault)):
+        name = path.name
+        if name == ".soak-filler":
+            continue
+        m = VAULT_FILE.match(name)
+        if REPORT_FILE.match(name) or (m and m[3] in ("users.csv.xz", "stats.json")):
+            continue
+        if not m:
+            unexpected.append(str(path))
+            continue
+        label = f"{m[1]}_{m[2]}"
+        if m[3] == "IDs.txt.xz":
+            try:
+                hours[label] = lzma.decompress(path.read_bytes()).decode().split()
+            except (OSError, lzma.LZMAError) as e:
+                inconsistent.append(f"{label}: IDs file unreadable ({e})")
+        else:
+            try:
+                text = lzma.decompress(path.read_bytes()).decode()
+                rows = list(csv.reader(io.StringIO(text)))
+                tweet_ids = sorted(r[0] for r in rows[1:])
+            except (OSError, lzma.LZMAError, IndexError) as e:
+                inconsistent.append(f"{label}: tweets file unreadable ({e})")
+                continue
+            ids_path = path.with_name(f"{label}_IDs.txt.xz")
+            try:
+                listed = sorted(lzma.decompress(ids_path.read_bytes()).decode().split())
+            except (OSError, lzma.LZMAError):
+                listed = None
+            if listed != tweet_ids:
+                inconsistent.append(f"{label}: IDs file and tweets file differ")
+    return hours, inconsistent, unexpected
+
+
+def osf_mismatches(osf: OSFStandIn, vault: Path) -> list[str]:
+    """Every IDs file and report on OSF byte-equal to the vault's, and nothing else there."""
+    published: dict[str, bytes] = {}
+
+    def walk(entry: Entry, prefix: str) -> None:
+        for child in entry.children.values():
+            if child.kind == "folder":
+                walk(child, f"{prefix}{child.name}/")
+            else:
+                published[prefix + child.name] = child.data
+
+    with osf.lock:
+        for root in osf.roots.values():
+            walk(root, "")
+    expected: dict[str, Path] = {}
+    for p in map(Path, _walk(vault)):
+        if p.name.endswith("_IDs.txt.xz") or REPORT_FILE.match(p.name):
+            y, m, d = p.name[:10].split("-")
+            expected[f"{y}/{m}/{d}/{p.name}"] = p
+    out = [f"on OSF, not in the vault: {k}" for k in sorted(set(published) - set(expected))]
+    out += [f"in the vault, not on OSF: {k}" for k in sorted(set(expected) - set(published))]
+    out += [
+        f"differs from the vault: {k}"
+        for k in sorted(set(expected) & set(published))
+        if expected[k].read_bytes() != published[k]
+    ]
+    return out
+
+
+def leftovers(roots: list[Path]) -> list[str]:
+    """Temp and .part files left anywhere the system writes (Snakemake's own dir aside)."""
+    found = []
+    for root in roots:
+        for dirpath, dirs, files in os.walk(root):
+            dirs[:] = [d for d in dirs if d != ".snakemake"]
+            found += [os.path.join(dirpath, n) for n in files if any(m in n for m in TEMP_MARKS)]
+    return sorted(found)
+
+
+def check(
+    ledger: StandInLedger,
+    faults: list[Fault],
+    down: dict[str, list[list[float | None]]],
+    watch: Watch,
+    vault: Path,
+    osf: OSFStandIn,
+    write_roots: list[Path],
+    tz: ZoneInfo,
+) -> dict[str, Any]:
+    """Every invariant of issue 11's "at the end", with the evidence for each failure."""
+    delivered = ledger.delivered(down)
+    sent_ids = {i for _, _, ids in ledger.sends for i in ids}
+    hours, inconsistent, unexpected = read_vault(vault)
+    where: dict[str, list[str]] = defaultdict(list)
+    for label, ids in hours.items():
+        for tweet_id in ids:
+            where[tweet_id].append(label)
+    lost = sorted(set(delivered) - set(where))
+    duplicated = sorted(i for i, labels in where.items() if len(labels) > 1)
+    wrong_hour = sorted(
+        i
+        for i, labels in where.items()
+        if i in ledger.made and hour_label(ledger.made[i], tz) not in labels
+    )
+    phantom = sorted(set(where) - sent_ids)
+    raw_unarchived = sorted(set(watch.seen) - set(where))
+    raw_deleted = [i for i in raw_unarchived if not any(map(os.path.exists, watch.seen[i]))]
+    osf_bad = osf_mismatches(osf, vault)
+    temps = leftovers(write_roots)
+
+    def evidence(ids: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for i in ids[:SHOWN]:
+            times = delivered.get(i) or [t for t, _, x in ledger.sends if i in x][:3]
+            out.append(
+                {
+                    "id": i,
+                    "created_at": ledger.made.get(i),
+                    "vault_hours": where.get(i, []),
+                    "expected_hour": hour_label(ledger.made[i], tz) if i in ledger.made else None,
+                    "minute_files": sorted(watch.seen.get(i, set())),
+                    "faults_around": [
+                        f.describe() for f in faults if any(f.covers(t, 10.0) for t in times)
+                    ][:12],
+                }
+            )
+        return out
+
+    rebuilt = sum(len(v) - 1 for v in watch.versions.values())
+    problems = {
+        "lost": (lost, evidence(lost)),
+        "duplicated": (duplicated, evidence(duplicated)),
+        "in the wrong hour": (wrong_hour, evidence(wrong_hour)),
+        "never sent by the stand-in": (phantom, evidence(phantom)),
+        "in a raw file but not in the vault": (raw_unarchived, evidence(raw_unarchived)),
+        "raw file deleted, tweets not in the vault": (raw_deleted, evidence(raw_deleted)),
+        "OSF differs from the vault": (osf_bad, []),
+        "temp or .part files left": (temps, []),
+        "vault hours inconsistent": (inconsistent, []),
+        "unexpected files in the vault": (unexpected, []),
+    }
+    return {
+        "tweets": {
+            "made": len(ledger.made),
+            "sent": len(sent_ids),
+            "delivered": len(delivered),
+            "archived": len(where),
+            "lost": len(lost),
+            "duplicated": len(duplicated),
+        },
+        "hours": {"built": len(hours), "rebuilt": rebuilt},
+        "problems": {
+            name: {"count": len(items), "items": items[:SHOWN], "evidence": ev}
+            for name, (items, ev) in problems.items()
+        },
+    }
+
+
+def table(result: dict[str, Any]) -> str:
+    """The soak's one table (the JSON has the same and the evidence)."""
+    lines = [f"soak {result['command']}", ""]
+    lines.append(f"{'faults injected':<44}{sum(result['faults'].values()):>8}")
+    for kind, n in sorted(result["faults"].items()):
+        lines.append(f"  {kind:<42}{n:>8}")
+    lines.append("")
+    for k, v in result["tweets"].items():
+        lines.append(f"{'tweets ' + k:<44}{v:>8}")
+    lines.append(f"{'hours built':<44}{result['hours']['built']:>8}")
+    lines.append(f"{'hours rebuilt':<44}{result['hours']['rebuilt']:>8}")
+    runs: Counter = Counter(result["runs"])
+    lines.append(f"{'workflow runs':<44}{sum(runs.values()):>8}")
+    for outcome, n in sorted(runs.items()):
+        lines.append(f"  {outcome:<42}{n:>8}")
+    lines.append(f"{'mails received':<44}{sum(result['mails'].values()):>8}")
+    for subject, n in sorted(result["mails"].items()):
+        lines.append(f"  {subject[:42]:<42}{n:>8}")
+    lines.append(f"{'wall time (s)':<44}{result['wall_seconds']:>8.0f}")
+    lines.append("")
+    failed = {k: v for k, v in result["problems"].items() if v["count"]}
+    for name, p in failed.items():
+        lines.append(f"FAIL {name}: {p['count']}")
+        for e in p["evidence"][:5]:
+            lines.append(f"  {e['id']} created {e['created_at']} expected {e['expected_hour']}")
+            lines.append(f"    in vault hours {e['vault_hours'] or '-'}")
+            lines.append(f"    minute files {e['minute_files'] or '- (never in a raw file)'}")
+            lines.append(f"    faults around: {'; '.join(e['faults_around']) or '-'}")
+        if not p["evidence"]:
+            lines += [f"  {item}" for item in p["items"][:5]]
+    for note in result["notes"]:
+        lines.append(f"note: {note}")
+    lines.append("PASS" if not failed else f"FAILED (seed {result['seed']})")
+    return "\n".join(lines)

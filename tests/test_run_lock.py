@@ -1,0 +1,172 @@
+"""One workflow run at a time, however started; every failing run is heard of (issue 10, items
+6 and 12; item 11's `now`).
+
+The Snakefile takes work_dir/run.lock itself (cron needs no `flock`), so a second run, by cron
+or by hand, does nothing and says who holds the lock; a holder past run_lock_alert_minutes (a
+hung run) is mailed once. A run that fails while Snakemake reads the Snakefile (before
+`onerror` exists) mails its error. The lock's holder here is the test process itself.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ingest.config import TEST_CLOCK_ENV, ConfigError, check_now
+from ingest.locks import LockBusy, RunLock, read_holder
+from ingest.publish import jobs
+from tests.configs import loaded_config, minimal_config
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+PREFIX = "[sampled-stream] "
+
+
+def email(port: int, **extra) -> dict:
+    return {
+        "enabled": True,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "security": "none",
+        "from": "archive@example.org",
+        "to": ["ops@example.org"],
+        **extra,
+    }
+
+
+def write_config(root: Path, **sections) -> Path:
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(minimal_config(root, "server1", **sections)))
+    return path
+
+
+def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
+    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml"), *args]
+    return subprocess.run(
+        cmd, capture_output=True, text=True, cwd="/", env=env or dict(os.environ), timeout=300
+    )
+
+
+def subjects(sink) -> list[str]:
+    return [" ".join(m["Subject"].split()).removeprefix(PREFIX) for m in sink.messages]
+
+
+# --- the lock itself ------------------------------------------------------------------------
+
+
+def test_run_lock_records_its_holder_and_a_second_one_is_refused_naming_it(tmp_path):
+    now = datetime(2026, 1, 14, 11, 0, tzinfo=UTC)
+    first = RunLock(tmp_path / "run.lock", now)
+    try:
+        holder = read_holder(tmp_path / "run.lock")
+        assert holder is not None and holder.pid == os.getpid() and holder.started == now
+        with pytest.raises(LockBusy, match=f"pid {os.getpid()}") as busy:
+            RunLock(tmp_path / "run.lock", now + timedelta(minutes=5))
+        assert busy.value.holder == holder
+        assert "(5 min)" in str(busy.value)
+    finally:
+        first.release()
+    RunLock(tmp_path / "run.lock", now).release()  # free once released
+    assert (tmp_path / "run.lock").stat().st_mode & 0o777 == 0o640
+
+
+def test_now_is_for_dry_runs_only(monkeypatch):
+    config = loaded_config(now="2026-01-14T11:00:00+00:00")
+    monkeypatch.delenv(TEST_CLOCK_ENV, raising=False)
+    check_now(config, dry_run=True)
+    with pytest.raises(ConfigError, match="now: .* dry runs only"):
+        check_now(config, dry_run=False)
+    monkeypatch.setenv(TEST_CLOCK_ENV, "1")
+    check_now(config, dry_run=False)
+    check_now(loaded_config(), dry_run=False)  # no now: the real time
+
+
+def test_a_condition_lasting_across_runs_is_mailed_once(tmp_path, smtp):
+    sink, port = smtp
+    config = loaded_config(tmp_path, email=email(port))
+    now = datetime(2026, 1, 14, 11, 0, tzinfo=UTC)
+    assert jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
+    assert not jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
+    assert jobs.notify_once(config, "plan", ["a broken", "b broken"], "plan", "found:", now)
+    first, second = sink.wait_for(2)
+    assert "a broken" in first.get_content() and "a broken" not in second.get_content()
+    # Once gone, it is forgotten: if it comes back, it is news again.
+    assert not jobs.notify_once(config, "plan", [], "plan", "found:", now)
+    assert jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
+
+
+# --- runs -----------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_a_second_run_does_nothing_and_says_why(tmp_path):
+    write_config(tmp_path)
+    now = datetime.now(UTC)
+    lock = RunLock(tmp_path / "work" / "run.lock", now)  # a run that is going
+    try:
+        proc = snakemake(tmp_path)
+        said = proc.stdout + proc.stderr
+        assert proc.returncode == 75, said
+        assert "another workflow run is going" in said and f"pid {os.getpid()}" in said
+        assert now.isoformat() in said
+        assert "plan at" not in said  # stopped before planning: nothing done
+        # A dry run writes nothing and takes no lock: it still shows the plan.
+        dry = snakemake(tmp_path, "-n")
+        assert dry.returncode == 0 and "plan at" in dry.stderr, dry.stderr
+    finally:
+        lock.release()
+    again = snakemake(tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert read_holder(tmp_path / "work" / "run.lock").pid != os.getpid()
+
+
+@pytest.mark.integration
+def test_a_run_lock_held_past_the_limit_is_mailed_once(tmp_path, smtp):
+    sink, port = smtp
+    write_config(tmp_path, email=email(port), run_lock_alert_minutes=120)
+    hung_since = datetime.now(UTC) - timedelta(hours=3)
+    lock = RunLock(tmp_path / "work" / "run.lock", hung_since)
+    try:
+        for _ in range(2):  # two cron runs: one mail about this holder
+            proc = snakemake(tmp_path)
+            assert proc.returncode == 75, proc.stderr
+    finally:
+        lock.release()
+    (msg,) = sink.wait_for(1)
+    assert subjects(sink) == ["a run has held the run lock for 120+ min"]
+    text = msg.get_content()
+    assert f"pid {os.getpid()}" in text and hung_since.isoformat() in text
+    assert len(sink.messages) == 1
+
+
+@pytest.mark.integration
+def test_a_run_that_fails_while_snakemake_reads_the_snakefile_is_mailed(tmp_path, smtp):
+    sink, port = smtp
+    write_config(tmp_path, email=email(port), late_minutes=99)  # invalid: at most 60
+    proc = snakemake(tmp_path)
+    assert proc.returncode == 1
+    (msg,) = sink.wait_for(1)
+    assert msg["Subject"] == PREFIX + "hourly build failed"
+    assert "late_minutes" in msg.get_content()
+    # A dry run is the operator at a terminal: no mail.
+    assert snakemake(tmp_path, "-n").returncode == 1
+    assert len(sink.messages) == 1
+
+
+@pytest.mark.integration
+def test_a_run_that_writes_refuses_now_unless_the_test_clock_is_allowed(tmp_path):
+    write_config(tmp_path, now="2026-01-14T11:00:00+00:00")
+    env = {k: v for k, v in os.environ.items() if k != TEST_CLOCK_ENV}
+    proc = snakemake(tmp_path, env=env)
+    assert proc.returncode == 1
+    assert "now: '2026-01-14T11:00:00+00:00' is for dry runs only" in proc.stderr
+    assert not (tmp_path / "vault").exists()  # refused before anything was made
+    assert snakemake(tmp_path, "-n", env=env).returncode == 0
+    assert snakemake(tmp_path, env={**env, TEST_CLOCK_ENV: "1"}).returncode == 0
