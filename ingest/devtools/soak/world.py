@@ -19,6 +19,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -302,7 +303,8 @@ class World:
                 start_new_session=True,
                 env={
                     **env(),
-                    "PATH": f"{REPO / '.venv' / 'bin'}:{os.environ.get('PATH', '')}",
+                    # cron's PATH starts with the project's .venv/bin: this Python's.
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
                     # The fast clock's "now" is for tests only; the workflow insists on this.
                     "SAMPLED_STREAM_TEST_CLOCK": "1",
                 },
