@@ -2,6 +2,9 @@
 
 ``SystemClock`` in production; ``FixedClock`` for dry runs at a chosen instant and tests;
 ``ScaledClock`` runs fast so the demo and tests live through stream minutes in seconds.
+
+``monotonic()`` is the clock's elapsed time in its own seconds, unaffected by steps of the wall
+clock (NTP, a VM resumed, an RTC read at boot): the collector compares the two to notice a step.
 """
 
 from __future__ import annotations
@@ -15,10 +18,15 @@ from typing import Protocol
 class Clock(Protocol):
     def now(self) -> datetime: ...
 
+    def monotonic(self) -> float: ...
+
 
 class SystemClock:
     def now(self) -> datetime:
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
 
 
 @dataclass
@@ -29,6 +37,10 @@ class FixedClock:
 
     def now(self) -> datetime:
         return self.instant
+
+    def monotonic(self) -> float:
+        # Moved by hand, it moves as time passing: never a step.
+        return self.instant.timestamp()
 
 
 class ScaledClock:
@@ -52,6 +64,9 @@ class ScaledClock:
 
     def now(self) -> datetime:
         return self.start + timedelta(seconds=(time.time() - self.epoch) * self.speed)
+
+    def monotonic(self) -> float:
+        return time.monotonic() * self.speed
 
 
 def clock_from(now: str | None) -> Clock:

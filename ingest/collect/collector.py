@@ -31,7 +31,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -41,6 +41,7 @@ import requests
 
 from ingest.atomic import atomic_write, fsync_dir
 from ingest.clock import Clock, SystemClock
+from ingest.collect.prune import Pruner
 from ingest.collect.status import status_path, write_status
 from ingest.collect.stream_client import HTTPStatusError, NetworkError, StreamClient, protect_logs
 from ingest.config import server as server_config
@@ -72,6 +73,26 @@ def real_seconds(clock: Clock, seconds: float) -> float:
 def stamp(instant: datetime) -> str:
     """twarc's ``retrieved_at`` format: UTC, whole seconds, ``+00:00``."""
     return instant.astimezone(UTC).isoformat(timespec="seconds")
+
+
+STEP_LIMIT = 60.0  # seconds: a larger jump of the wall clock against the monotonic one is a step
+
+
+class StepWatch:
+    """Notices steps of the wall clock (a VM resumed, an RTC read, NTP stepping) by comparing
+    how far it moved with how far the monotonic clock moved since the last look."""
+
+    def __init__(self, limit: float = STEP_LIMIT) -> None:
+        self.limit = limit
+        self._last: tuple[datetime, float] | None = None
+
+    def check(self, now: datetime, mono: float) -> float | None:
+        """The step in seconds (negative: backwards) if there was one since the last call."""
+        last, self._last = self._last, (now, mono)
+        if last is None:
+            return None
+        step = (now - last[0]).total_seconds() - (mono - last[1])
+        return step if abs(step) > self.limit else None
 
 
 # --- reconnect policy -----------------------------------------------------------------------
@@ -114,22 +135,36 @@ def part_path(final: Path) -> Path:
 def commit_minute(part: Path, final: Path, data: bytes | None = None) -> None:
     """Make ``part``'s lines (or ``data``) the complete file ``final``, then remove ``part``.
 
-    ``final`` may exist already (a restart within the same minute): the lines are appended by
-    rewriting it atomically. A crash between that rewrite and removing ``part`` leaves lines
-    that ``final`` already ends with; they are not added twice.
+    ``final`` is never replaced by less than it holds. If it exists (a restart within the same
+    minute, a clock stepped back into a minute already written) the lines are appended: the
+    concatenation goes to a temporary file, is fsynced and renamed over ``final``. Otherwise
+    ``part`` is hard-linked to ``final``: unlike a rename, a link fails if ``final`` appeared
+    meanwhile, and then the lines are appended. Only the collector (one per raw_dir) creates
+    minute files; a pull may remove ``final`` at any moment, which at worst brings back the old
+    lines with the new ones, never fewer. A kill at any point leaves the old whole file or the
+    new whole file, and ``part``, which the next start commits again: lines that ``final``
+    already ends with are not added twice.
     """
-    if data is None and not final.exists():
-        os.replace(part, final)
-        fsync_dir(final.parent)
-        return
     if data is None:
-        data = part.read_bytes()
-    if final.exists():
-        old = final.read_bytes()
-        if not old.endswith(data):
-            atomic_write(final, old + data)
-    else:
+        try:
+            os.link(part, final)
+        except OSError:  # final exists, or a file system without hard links: append
+            data = part.read_bytes()
+        else:
+            os.unlink(part)
+            fsync_dir(final.parent)
+            return
+    part_stat = os.stat(part)  # no part: an error, never an empty commit
+    old: bytes | None = None
+    with contextlib.suppress(FileNotFoundError), open(final, "rb") as f:
+        if os.path.samestat(os.fstat(f.fileno()), part_stat):
+            os.unlink(part)  # linked by a commit killed before its unlink
+            return
+        old = f.read()
+    if old is None:
         atomic_write(final, data)
+    elif not old.endswith(data):
+        atomic_write(final, old + data)
     os.unlink(part)
     fsync_dir(final.parent)
 
@@ -194,10 +229,53 @@ class ClosedMinute:
     minute: datetime  # UTC start
     tweets: int
     path: Path | None  # None: the stream was not connected in this minute, no file
+    written: bool = True  # False: the file is not written yet (disk error), it will be retried
+
+
+@dataclass
+class Unfinished:
+    """A closed minute whose complete file is not written yet: its lines are in ``.part``."""
+
+    minute: datetime
+    tweets: int
+    final: Path
+    fd: int | None  # open until the first attempt: fsync, then link to the final name
+
+
+@dataclass
+class Rotation:
+    """What one look at the minute files did (``Collector._rotate_locked``)."""
+
+    closed: ClosedMinute | None
+    written: list[Unfinished]
+    failed: bool
+    unfinished: int
+    error: str | None
+    retry_in: float | None
+
+
+# Retries of unfinished minutes, in seconds of the collector's monotonic clock: 1, 2, 4 ... 60.
+RETRY_FIRST, RETRY_CAP = 1.0, 60.0
 
 
 class MinuteWriter:
-    """The current minute's in-progress file. Not thread-safe: the collector holds a lock."""
+    """The current minute's in-progress file and the closed minutes not yet written.
+
+    Not thread-safe: the collector holds a lock. Times are passed in: ``now`` (wall clock,
+    names the minute) and ``mono`` (monotonic, paces retries).
+
+    A line belongs to the minute the wall clock says when it is received (the same reading
+    stamps its ``retrieved_at``), so a minute is closed whenever the wall clock leaves it,
+    forwards or backwards: a stepped clock never piles minutes into one file nor files lines
+    under a minute they were not received in. A clock stepped back into a minute already
+    written adds a second part to that minute (``commit_minute`` appends).
+
+    Closing a minute moves it to ``unfinished``; ``commit`` then fsyncs and links it to its
+    final name. If that fails (disk full, I/O error) the minute stays unfinished, its lines in
+    its ``.part`` file, and is retried with a back-off until its file exists. A retry writes
+    the lines afresh to a new file: after a failed fsync the kernel may have dropped the dirty
+    pages and a second fsync of the same file would report success for data not on disk.
+    """
 
     def __init__(self, raw_dir: Path, tz: ZoneInfo, fsync: bool = True) -> None:
         self.raw_dir = Path(raw_dir)
@@ -206,6 +284,10 @@ class MinuteWriter:
         self.minute: datetime | None = None
         self.tweets = 0
         self.closed = False
+        self.unfinished: list[Unfinished] = []
+        self.failures = 0  # consecutive failed commit attempts
+        self.retry_at: float | None = None  # monotonic instant of the next attempt
+        self.last_error: str | None = None
         self._fd: int | None = None
         self._final: Path | None = None
 
@@ -214,22 +296,41 @@ class MinuteWriter:
         assert self.minute is not None
         return self.minute + MINUTE
 
+    @property
+    def final(self) -> Path | None:
+        return self._final
+
     def begin(self, now: datetime, open_file: bool) -> None:
         self.minute = now.astimezone(UTC).replace(second=0, microsecond=0)
         self.tweets = 0
         self._final = minute_path(self.raw_dir, self.minute, self.tz)
+        for i, u in enumerate(self.unfinished):
+            if u.final == self._final:  # stepped back into a minute still unfinished: resume it
+                del self.unfinished[i]
+                self.tweets = u.tweets
+                self._fd = u.fd
+                break
         if open_file:
-            self.open_file()
+            try:
+                self.open_file()
+            except OSError as e:  # the next write tries again and counts the lost line
+                log.error("cannot open the minute file %s: %s", part_path(self._final), e)
 
     def open_file(self) -> None:
         if self._fd is not None or self.closed or self._final is None:
             return
         self._final.parent.mkdir(parents=True, exist_ok=True)
-        # Append: a .part of this minute cannot exist (recovered at start), but never truncate.
+        # Append, never truncate: the part may hold lines of this minute (an unfinished
+        # minute resumed after a clock step back).
         self._fd = os.open(part_path(self._final), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
 
     def due(self, now: datetime) -> bool:
-        return not self.closed and self.minute is not None and now >= self.minute_end
+        """The wall clock has left the current minute (forwards, or backwards after a step)."""
+        return (
+            not self.closed
+            and self.minute is not None
+            and not (self.minute <= now < self.minute + MINUTE)
+        )
 
     def write(self, line: bytes) -> bool:
         if self.closed:
@@ -242,31 +343,80 @@ class MinuteWriter:
         self.tweets += 1
         return True
 
-    def _finish(self) -> ClosedMinute:
+    def _close_current(self) -> ClosedMinute:
         assert self.minute is not None and self._final is not None
         closed = ClosedMinute(self.minute, self.tweets, None)
-        if self._fd is not None:
+        if self._fd is not None or part_path(self._final).exists():
             fd, self._fd = self._fd, None
+            if fd is not None and self.failures:
+                # Writing is failing: its retry writes afresh anyway, and minutes waiting
+                # through a long outage must not each hold a descriptor.
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                fd = None
+            self.unfinished.append(Unfinished(self.minute, self.tweets, self._final, fd))
+            closed.path = self._final
+        return closed
+
+    def roll(self, now: datetime, open_next: bool) -> ClosedMinute:
+        """Close the current minute (``commit`` writes it) and begin the one ``now`` is in."""
+        closed = self._close_current()
+        self.begin(now, open_next)
+        return closed
+
+    def close(self) -> ClosedMinute | None:
+        """Close the current minute for good (at shutdown; ``commit`` writes it)."""
+        if self.closed or self.minute is None:
+            return None
+        closed = self._close_current()
+        self.closed = True
+        return closed
+
+    def is_unfinished(self, path: Path | None) -> bool:
+        return path is not None and any(u.final == path for u in self.unfinished)
+
+    def commit(self, mono: float, force: bool = False) -> list[Unfinished]:
+        """Write the unfinished minutes, oldest first, unless a retry is not due yet.
+
+        Returns the minutes written. On a failure the rest wait for the next attempt.
+        """
+        done: list[Unfinished] = []
+        if not self.unfinished or (
+            not force and self.retry_at is not None and mono < self.retry_at
+        ):
+            return done
+        while self.unfinished:
+            u = self.unfinished[0]
+            try:
+                self._commit_one(u)
+            except OSError as e:
+                self.failures += 1
+                self.last_error = f"{u.final.name}: {type(e).__name__}: {e}"
+                delay = min(RETRY_FIRST * 2 ** (self.failures - 1), RETRY_CAP)
+                self.retry_at = mono + delay
+                return done
+            done.append(self.unfinished.pop(0))
+        self.failures, self.retry_at, self.last_error = 0, None, None
+        return done
+
+    def _commit_one(self, u: Unfinished) -> None:
+        part = part_path(u.final)
+        if u.fd is not None:  # first attempt: fsync the file written, link it
+            fd, u.fd = u.fd, None  # never fsynced twice (see the class docstring)
             try:
                 if self.fsync:
                     os.fsync(fd)
             finally:
                 os.close(fd)
-            commit_minute(part_path(self._final), self._final)
-            closed.path = self._final
-        return closed
-
-    def roll(self, now: datetime, open_next: bool) -> ClosedMinute:
-        closed = self._finish()
-        self.begin(now, open_next)
-        return closed
-
-    def close(self) -> ClosedMinute | None:
-        if self.closed or self.minute is None:
-            return None
-        closed = self._finish()
-        self.closed = True
-        return closed
+            commit_minute(part, u.final)
+        else:  # a retry: the lines to a new file (if the part is gone, it was committed)
+            try:
+                data = part.read_bytes()
+            except FileNotFoundError:
+                if u.final.exists():
+                    return
+                raise
+            commit_minute(part, u.final, data)
 
 
 # --- the collector --------------------------------------------------------------------------
@@ -303,6 +453,7 @@ class CollectorSettings:
     stall_seconds: float
     alert_after_minutes: float
     status_file: Path | None
+    keep_raw_days: float
     connect_timeout: float = 10.0
     backoff_scale: float = 1.0
     recovered_after_seconds: float = 120.0
@@ -327,6 +478,7 @@ class CollectorSettings:
             "stall_seconds": float(stream["stall_seconds"]),
             "alert_after_minutes": config["email"]["alert_after_minutes"],
             "status_file": status_path(config, server_name),
+            "keep_raw_days": float(stream["keep_raw_days"]),
         }
         return cls(**{**chosen, **overrides})
 
@@ -350,6 +502,8 @@ class CollectorCounters:
     hour_label: str | None = None
     hour_tweets: int = 0
     recovery: Recovery = field(default_factory=Recovery)
+    clock_steps: int = 0
+    last_clock_step: dict[str, Any] | None = None
 
 
 class Collector:
@@ -388,6 +542,9 @@ class Collector:
         self._lock = threading.Lock()  # the writer, connected and the counters' minute fields
         self._track_lock = threading.Lock()
         self._writer = MinuteWriter(settings.raw_dir, settings.tz, settings.fsync)
+        self._pruner = Pruner(settings.raw_dir, settings.tz, settings.keep_raw_days)
+        self._steps = StepWatch()
+        self._disk_alerted = False  # an alert about unwritten minute files went out
         self._raw_lock: contextlib.ExitStack | None = None
         self._threads: list[threading.Thread] = []
         self._client: StreamClient | None = None
@@ -496,12 +653,19 @@ class Collector:
         return self._shutdown()
 
     def _shutdown(self) -> int:
-        now = self.clock.now()
         with self._lock:
+            now = self.clock.now()
             closed = self._writer.close()
             self.connected = False
-        if closed is not None:
-            self._after_roll(closed, now)
+            rotation = self._rotate_locked(now, closed, force=True)
+        self._after_rotate(rotation, now)
+        if rotation.unfinished:
+            log.error(
+                "%d minute(s) could not be written; their lines stay in .part files in %s, "
+                "which the next start completes",
+                rotation.unfinished,
+                self.settings.raw_dir,
+            )
         # twarc checks the stop event at each line; a stalled socket may not wake the stream
         # thread, which is a daemon and dies with the process.
         for t in self._threads:
@@ -637,11 +801,15 @@ class Collector:
     # -- events ------------------------------------------------------------------------------
 
     def _on_connected(self, resp: requests.Response) -> None:
-        now = self.clock.now()
-        self._roll_if_due(now)
         with self._lock:
+            now = self.clock.now()
+            rotation = self._rotate_locked(now)
             self.connected = True
-            self._writer.open_file()
+            try:
+                self._writer.open_file()
+            except OSError as e:  # a disk error is never a reason to reconnect
+                log.error("cannot open the minute file: %s", e)
+        self._after_rotate(rotation, now)
         self.counters.connected_since = now
         self.counters.connections += 1
         log.info("connected: HTTP %d from %s", resp.status_code, self.settings.stream_url)
@@ -670,7 +838,6 @@ class Collector:
         log.warning("skipped a line that is not JSON (%d bytes): %r", len(line), line[:120])
 
     def _on_item(self, item: Any) -> None:
-        now = self.clock.now()
         if not isinstance(item, dict) or "data" not in item:
             message = _disconnect_message(item) if isinstance(item, dict) else None
             if message:
@@ -680,19 +847,25 @@ class Collector:
             log.warning("stream message without data (not written): %s", text)
             return
         meta = item.get("__twarc")
-        if isinstance(meta, dict):
-            # The collector's clock, not twarc's: the file and the arrival share one timeline.
-            meta["retrieved_at"] = stamp(now)
-        line = orjson.dumps(item) + b"\n"
-        self._roll_if_due(now)
-        try:
-            with self._lock:
-                written = self._writer.write(line)
-        except OSError as e:
+        error: OSError | None = None
+        with self._lock:
+            # One clock reading, under the lock, stamps the line and picks its minute file.
+            now = self.clock.now()
+            if isinstance(meta, dict):
+                # The collector's clock, not twarc's: the file and the arrival share one
+                # timeline.
+                meta["retrieved_at"] = stamp(now)
+            rotation = self._rotate_locked(now)
+            try:
+                written = self._writer.write(orjson.dumps(item) + b"\n")
+            except OSError as e:
+                error, written = e, False
+        self._after_rotate(rotation, now)
+        if error is not None:
             self.counters.write_errors += 1
             lost = self.counters.write_errors
             if lost in (1, 10, 100) or lost % 1000 == 0:
-                log.error("cannot write minute file (%d lines lost so far): %s", lost, e)
+                log.error("cannot write minute file (%d lines lost so far): %s", lost, error)
             return
         if written:
             self.counters.tweets_total += 1
@@ -706,28 +879,124 @@ class Collector:
     # -- rotation ----------------------------------------------------------------------------
 
     def _rotation_loop(self) -> None:
-        while not self._stop.is_set():
-            with self._lock:
-                if self._writer.closed:
-                    return
-                end = self._writer.minute_end
-            wait = real_seconds(self.clock, (end - self.clock.now()).total_seconds())
-            if wait > 0:
-                # Short waits: a stepped system clock is noticed within a second.
-                self._stop.wait(min(wait, 1.0))
-                continue
-            try:
-                self._roll_if_due(self.clock.now())
-            except OSError as e:
-                log.error("rotating the minute file failed: %s", e)
-                self._stop.wait(min(1.0, real_seconds(self.clock, 1.0)))
+        while (wait := self.tick()) is not None and not self._stop.is_set():
+            # Short waits: a stepped clock is noticed within a second.
+            self._stop.wait(min(real_seconds(self.clock, wait), 1.0))
 
-    def _roll_if_due(self, now: datetime) -> None:
+    def tick(self) -> float | None:
+        """One pass of the rotation thread: notice a clock step, close the minute once the
+        clock has left it (whether tweets arrive or not), retry unwritten minutes, prune old
+        files. Returns the clock seconds until the next pass is needed, None once closed."""
+        now, mono = self.clock.now(), self.clock.monotonic()
+        step = self._steps.check(now, mono)
+        if step is not None:
+            self._on_clock_step(step, now)
         with self._lock:
-            if not self._writer.due(now):
-                return
-            closed = self._writer.roll(now, open_next=self.connected)
-        self._after_roll(closed, now)
+            if self._writer.closed:
+                return None
+            now = self.clock.now()
+            rotation = self._rotate_locked(now)
+            protect = {self._writer.final, *(u.final for u in self._writer.unfinished)}
+            wait = (self._writer.minute_end - now).total_seconds()
+            if self._writer.retry_at is not None:
+                wait = min(wait, self._writer.retry_at - mono)
+        self._after_rotate(rotation, now)
+        self._pruner.run(now, mono, protect)
+        return max(wait, 0.0)
+
+    def _rotate_locked(
+        self, now: datetime, closed: ClosedMinute | None = None, force: bool = False
+    ) -> Rotation:
+        """Under ``self._lock``: close the minute if the clock left it, write unwritten ones."""
+        writer = self._writer
+        if closed is None and writer.due(now):
+            closed = writer.roll(now, open_next=self.connected)
+        failures = writer.failures
+        written = writer.commit(self.clock.monotonic(), force)
+        if closed is not None:
+            closed.written = not writer.is_unfinished(closed.path)
+        return Rotation(
+            closed,
+            written,
+            failed=writer.failures > failures,
+            unfinished=len(writer.unfinished),
+            error=writer.last_error,
+            retry_in=(writer.retry_at - self.clock.monotonic()) if writer.retry_at else None,
+        )
+
+    def _after_rotate(self, rotation: Rotation, now: datetime) -> None:
+        """Outside the lock: log, alert and update the status after ``_rotate_locked``."""
+        if rotation.failed:
+            log.error(
+                "cannot write minute file %s; %d minute(s) kept, next try in %.0f s",
+                rotation.error,
+                rotation.unfinished,
+                rotation.retry_in or 0.0,
+            )
+            if not self._disk_alerted:
+                self._disk_alerted = True
+                self._notice(
+                    "minute-files",
+                    f"{self.settings.server}: cannot write minute files",
+                    f"At {stamp(now)} the collector of {self.settings.server} could not write "
+                    f"a closed minute's file in {self.settings.raw_dir}: {rotation.error}.\n"
+                    "It keeps collecting; the minutes' lines stay in their .part files and it "
+                    "retries (every minute at most) until each final file exists. Until then "
+                    "the primary cannot pull or build them. Check the disk (space, errors); "
+                    "`sampled-stream status` lists the minutes waiting.\n",
+                )
+        elif rotation.written and not rotation.unfinished and self._disk_alerted:
+            self._disk_alerted = False
+            names = ", ".join(u.final.name for u in rotation.written)
+            log.warning("minute files written again: %s", names)
+            self._notice(
+                "minute-files-written",
+                f"{self.settings.server}: minute files written again",
+                f"At {stamp(now)} the collector of {self.settings.server} wrote the minute "
+                f"file(s) it could not write before: {names}.\n",
+            )
+        if rotation.closed is not None:
+            self._after_roll(rotation.closed, now)
+        elif rotation.failed or rotation.written:
+            self._write_status(now)
+
+    def _on_clock_step(self, step: float, now: datetime) -> None:
+        before = now - timedelta(seconds=step)
+        self.counters.clock_steps += 1
+        self.counters.last_clock_step = {"at": stamp(now), "seconds": round(step, 1)}
+        log.warning(
+            "the wall clock stepped %+.0f s: it read about %s, now %s",
+            step,
+            stamp(before),
+            stamp(now),
+        )
+        if step < 0:
+            effect = (
+                f"It went back: lines received from now on go to the minutes the clock says, "
+                f"so minutes from {stamp(now)} to {stamp(before)} may get a second part "
+                "appended to files written before the step (each line stays in the minute "
+                "of its own retrieved_at). If the clock was wrong (ahead) before the step, "
+                "the files named in that span carry the wrong time in their names and in "
+                "their lines' retrieved_at.\n"
+            )
+        else:
+            effect = (
+                f"It went forward (a resumed VM, or a clock now set ahead): nothing was "
+                f"received between {stamp(before)} and {stamp(now)} as this clock counts. "
+                "If the clock is now wrong, the files named from now on carry the wrong time "
+                "in their names and in their lines' retrieved_at until it is corrected.\n"
+            )
+        self._notice(
+            "clock-step",
+            f"{self.settings.server}: the clock stepped {step:+.0f} s",
+            f"The collector of {self.settings.server} noticed at {stamp(now)} that the wall "
+            f"clock moved {step:+.0f} s more than its monotonic clock (it read about "
+            f"{stamp(before)}).\nMinute files are named by the wall clock at the moment each "
+            "line is received, the reading that also stamps its __twarc.retrieved_at: the "
+            "minute before the step was closed under its own name.\n"
+            + effect
+            + "Check the time synchronisation (timedatectl, chrony/ntpd).\n",
+        )
 
     def _after_roll(self, closed: ClosedMinute, now: datetime) -> None:
         local = closed.minute.astimezone(self.settings.tz)
@@ -739,9 +1008,17 @@ class Collector:
             "minute": local.isoformat(),
             "tweets": closed.tweets,
             "file": str(closed.path) if closed.path else None,
+            "written": closed.written,
         }
-        if closed.path:
+        if closed.path and closed.written:
             log.info("minute %s: %d tweets -> %s", local.isoformat(), closed.tweets, closed.path)
+        elif closed.path:
+            log.warning(
+                "minute %s: %d tweets, %s not written yet (kept in its .part file, retrying)",
+                local.isoformat(),
+                closed.tweets,
+                closed.path,
+            )
         else:
             log.info("minute %s: not connected, no file", local.isoformat())
         if self.tracker:
@@ -764,6 +1041,14 @@ class Collector:
                 if self._writer.minute and not self._writer.closed
                 else None
             )
+            # Closed minutes whose files could not be written yet (their lines are in .part).
+            unwritten = {
+                "minutes": [
+                    u.minute.astimezone(self.settings.tz).isoformat()
+                    for u in self._writer.unfinished
+                ],
+                "error": self._writer.last_error,
+            }
         st = {
             "server": self.settings.server,
             "host": socket.gethostname(),
@@ -788,6 +1073,14 @@ class Collector:
             "messages_without_data": self.counters.messages,
             "write_errors": self.counters.write_errors,
             "recovered": self.counters.recovery.as_dict(),
+            "unwritten_minutes": unwritten,
+            "clock_steps": self.counters.clock_steps,
+            "last_clock_step": self.counters.last_clock_step,
+            "pruned": {
+                "files": self._pruner.total.files,
+                "last_at": iso(self._pruner.last_at),
+                "keep_raw_days": self.settings.keep_raw_days,
+            },
         }
         if stopped:
             st["stopped_at"] = iso(now)
