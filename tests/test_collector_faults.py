@@ -24,7 +24,7 @@ from ingest.collect.collector import (
     running,
 )
 from ingest.collect.prune import INTERVAL, Pruner, prune_minutes
-from ingest.collect.status import read_status
+from ingest.collect.status import format_report, read_status
 from ingest.devtools.emulator import Emulator
 from ingest.layout import minute_path
 from tests.test_collector import (
@@ -383,3 +383,27 @@ def test_the_collector_prunes_its_old_minute_files(tmp_path, caplog) -> None:
     assert fresh.exists()
     assert c.status(clock.now())["pruned"]["files"] == 1
     assert "pruned 1 minute file(s)" in caplog.text
+
+
+def test_status_report_names_unwritten_minutes_clock_steps_and_pruning() -> None:
+    status = {
+        "state": "running",
+        "connected_since": "2026-01-14T10:00:00+00:00",
+        "unwritten_minutes": {
+            "minutes": ["2026-01-14T11:05:00+01:00", "2026-01-14T11:06:00+01:00"],
+            "error": "2026-01-14T1105+0100.jsonl: OSError: [Errno 28] No space left on device",
+        },
+        "clock_steps": 1,
+        "last_clock_step": {"at": "2026-01-14T10:07:00+00:00", "seconds": -3600.2},
+        "pruned": {"files": 1440, "last_at": "2026-01-14T10:00:00+00:00", "keep_raw_days": 30},
+    }
+    report = {"server": "s2", "status_file": "s2.json", "raw_dir": "/raw", "newest_minute": None}
+    text = format_report({**report, "status": status})
+    assert (
+        "NOT WRITTEN: 2 closed minute(s), 2026-01-14T11:05:00+01:00 to 2026-01-14T11:06:00+01:00"
+        ", kept in .part files and retried: 2026-01-14T1105+0100.jsonl: OSError: [Errno 28]"
+    ) in text
+    assert "clock steps: 1, last -3600 s at 2026-01-14T10:07:00+00:00" in text
+    assert "pruned: 1440 minute file(s) older than 30 days since start" in text
+    quiet = format_report({**report, "status": {"state": "running"}})
+    assert "NOT WRITTEN" not in quiet and "clock steps" not in quiet and "pruned" not in quiet

@@ -126,6 +126,25 @@ def format_report(report: dict[str, Any]) -> str:
         err = st.get("last_error")
         if err:
             lines.append(f"  last error: {err.get('at')} {err.get('message')}")
+        unwritten = (st.get("unwritten_minutes") or {}).get("minutes") or []
+        if unwritten:
+            lines.append(
+                f"  NOT WRITTEN: {len(unwritten)} closed minute(s), {unwritten[0]} to "
+                f"{unwritten[-1]}, kept in .part files and retried: "
+                f"{st['unwritten_minutes'].get('error')}"
+            )
+        step = st.get("last_clock_step")
+        if step:
+            lines.append(
+                f"  clock steps: {st.get('clock_steps')}, last {step.get('seconds'):+.0f} s "
+                f"at {step.get('at')}"
+            )
+        pruned = st.get("pruned") or {}
+        if pruned.get("files"):
+            lines.append(
+                f"  pruned: {pruned['files']} minute file(s) older than "
+                f"{pruned.get('keep_raw_days')} days since start"
+            )
     if report["newest_minute"] is None:
         lines.append(f"  newest minute file: none in {report['raw_dir']}")
     else:
