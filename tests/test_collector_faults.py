@@ -126,6 +126,31 @@ def test_failed_commit_keeps_the_minute_and_retries_with_a_backoff(tmp_path, mon
     )
 
 
+def test_a_line_cut_by_a_full_disk_is_taken_back(tmp_path, monkeypatch) -> None:
+    """The disk fills in the middle of a line: that line is lost, the next ones stay whole."""
+    w = MinuteWriter(tmp_path / "raw", BERLIN)
+    w.begin(T0, open_file=True)
+    real_write, calls = os.write, []
+
+    def write(fd, data):
+        calls.append(len(data))
+        if len(calls) == 2:
+            return real_write(fd, bytes(data[:10]))  # a short write...
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # ...then the disk is full
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write)
+    w.write(b'{"data": {"id": "1"}}\n')
+    with pytest.raises(OSError):
+        w.write(b'{"data": {"id": "2", "text": "cut by a full disk"}}\n')
+    w.write(b'{"data": {"id": "3"}}\n')
+    monkeypatch.undo()
+    data = part_path(minute_path(tmp_path / "raw", T0, BERLIN)).read_bytes()
+    assert data == b'{"data": {"id": "1"}}\n{"data": {"id": "3"}}\n'
+    assert w.tweets == 2
+
+
 @pytest.mark.integration
 def test_disk_errors_at_rotation_lose_nothing_alert_and_never_reconnect(
     tmp_path, monkeypatch, smtp
@@ -363,6 +388,12 @@ def test_pruner_runs_at_most_once_an_hour_by_its_monotonic_clock(tmp_path, caplo
     assert second.exists()
     assert pruner.run(T0, 1000.0 + INTERVAL.total_seconds(), set()).files == 1
     assert not second.exists() and pruner.total.files == 2
+    # A clock step postpones the next pass by an hour from the step.
+    third = old_minute(raw, old + 2 * MINUTE, old)
+    pruner.postpone(1000.0 + 2 * INTERVAL.total_seconds() - 10)
+    assert pruner.run(T0, 1000.0 + 2 * INTERVAL.total_seconds(), set()) is None
+    assert pruner.run(T0, 1000.0 + 3 * INTERVAL.total_seconds() - 10, set()).files == 1
+    assert not third.exists()
     off = Pruner(raw, BERLIN, keep_days=0)
     old_minute(raw, old, old)
     assert off.run(T0, 0.0, set()) is None

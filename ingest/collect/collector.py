@@ -333,13 +333,21 @@ class MinuteWriter:
         )
 
     def write(self, line: bytes) -> bool:
+        """Append one whole line. A line that cannot be written whole (disk full) is cut off
+        again, so it does not garble the next one; the OSError is raised."""
         if self.closed:
             return False
         self.open_file()
         view = memoryview(line)
-        while view:  # one write per line in practice; loop on a short write
-            n = os.write(self._fd, view)
-            view = view[n:]
+        try:
+            while view:  # one write per line in practice; loop on a short write
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            if len(view) < len(line):
+                with contextlib.suppress(OSError):
+                    os.ftruncate(self._fd, os.fstat(self._fd).st_size - (len(line) - len(view)))
+            raise
         self.tweets += 1
         return True
 
@@ -921,7 +929,9 @@ class Collector:
             failed=writer.failures > failures,
             unfinished=len(writer.unfinished),
             error=writer.last_error,
-            retry_in=(writer.retry_at - self.clock.monotonic()) if writer.retry_at else None,
+            retry_in=(
+                writer.retry_at - self.clock.monotonic() if writer.retry_at is not None else None
+            ),
         )
 
     def _after_rotate(self, rotation: Rotation, now: datetime) -> None:
@@ -964,6 +974,7 @@ class Collector:
         before = now - timedelta(seconds=step)
         self.counters.clock_steps += 1
         self.counters.last_clock_step = {"at": stamp(now), "seconds": round(step, 1)}
+        self._pruner.postpone(self.clock.monotonic())  # a clock set ahead makes files look old
         log.warning(
             "the wall clock stepped %+.0f s: it read about %s, now %s",
             step,

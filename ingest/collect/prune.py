@@ -8,6 +8,10 @@ removed only when both the minute its name says and its modification time are ol
 look old). Only names that are minute files are considered: ``.part`` files, temporaries, the
 lock and anything an operator put there are never touched; neither are the minutes the
 collector is still writing (``protect``). Emptied hour and day folders are removed.
+
+A wall clock set far ahead would make young files look old: a noticed clock step postpones
+pruning by an hour (a clock wrong at boot is usually stepped right by NTP within minutes), and
+the systemd unit starts the collector after ``time-sync.target``.
 """
 
 from __future__ import annotations
@@ -91,6 +95,11 @@ class Pruner:
         self.next_at: float | None = None  # monotonic; None: at the first chance
         self.total = Pruned()
         self.last_at: datetime | None = None
+
+    def postpone(self, mono: float) -> None:
+        """No pass for an ``INTERVAL`` from ``mono`` (the wall clock just stepped)."""
+        until = mono + INTERVAL.total_seconds()
+        self.next_at = until if self.next_at is None else max(self.next_at, until)
 
     def due(self, mono: float) -> bool:
         return self.keep > timedelta(0) and (self.next_at is None or mono >= self.next_at)
