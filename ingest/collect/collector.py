@@ -11,15 +11,24 @@ Threads:
   current minute as a complete file.
 
 Files: a minute is written to ``{final}.part`` (unbuffered writes of whole lines, so a killed
-process leaves complete lines) and at the minute's end fsynced and renamed to ``final``
+process leaves complete lines) and at the minute's end fsynced and linked to ``final``
 (``layout.minute_path``). A file is created once the stream is connected in that minute, so an
 empty file means "connected, nothing came" and a missing file "not connected". If ``final``
 already exists (a restart within the same minute), the new lines are appended to it by an
-atomic rewrite. ``recover_partials`` turns ``.part`` files left by a crash into complete files.
+atomic rewrite; a minute file is never replaced by one with less in it (``commit_minute``).
+``recover_partials`` turns ``.part`` files left by a crash into complete files. A minute whose
+file cannot be written (disk full, I/O error) keeps its lines in ``.part`` and is retried with
+a back-off until the file exists (``MinuteWriter``); the status lists it and an alert goes out.
+A local disk error never costs a reconnect. Old minute files are pruned (``prune.Pruner``,
+``stream.keep_raw_days``).
 
 Time: every instant comes from ``clock``; waits are converted to real seconds by the clock's
 ``speed`` (``ScaledClock``), so tests and the demo run minutes of a few seconds through the
-same code. Backoff delays are multiplied by ``backoff_scale``.
+same code. Backoff delays are multiplied by ``backoff_scale``. A line is filed under the minute
+the wall clock says when it is received (the reading that stamps its ``retrieved_at``), so a
+stepped clock closes the current minute under its own name and starts the one the new reading
+says, never piling minutes into one file. Steps of more than a minute, noticed against the
+clock's ``monotonic()`` (``StepWatch``), are logged, alerted and shown in the status.
 """
 
 from __future__ import annotations
