@@ -142,6 +142,7 @@ def test_pull_through_sshd_builds_the_hour_with_the_secondary(tmp_path, sshd):
                 "rsync_from": f"{sshd.user}@{sshd.host}:{remote}/",
                 "ssh_key_file": str(sshd.key_file),
                 "ssh_port": sshd.port,
+                "known_hosts_file": str(sshd.known_hosts),
             },
         ],
     )

@@ -1,10 +1,11 @@
 """A throwaway OpenSSH server on 127.0.0.1 for a real ssh hop (rsync pulls): tests and the soak.
 
 Everything it needs lives in a given directory: host key, client key, authorized_keys,
-sshd_config, pid file and log. It logs in the user running it (root in CI), with the
-throwaway client key only. ``start_sshd(dir)`` starts it; ``stop()`` and ``restart()`` (same
-port and keys: a secondary that went away and came back) control it. The tests use it as the
-``sshd`` fixture (tests/sshd.py).
+sshd_config, pid file and log, and ``known_hosts`` pinning its host key (what an operator puts
+in a server's ``known_hosts_file``: clients check it strictly, never learn a key). It logs in
+the user running it (root in CI), with the throwaway client key only. ``start_sshd(dir)``
+starts it; ``stop()`` and ``restart()`` (same port and keys: a secondary that went away and came
+back) control it. The tests use it as the ``sshd`` fixture (tests/sshd.py).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Sshd:
     port: int
     user: str
     key_file: Path  # private key of the throwaway client identity
-    known_hosts: Path
+    known_hosts: Path  # its host key for [127.0.0.1]:port, written at start
     workdir: Path
     log_file: Path
     proc: subprocess.Popen = field(repr=False)
@@ -55,9 +56,11 @@ class Sshd:
             "-o",
             "IdentitiesOnly=yes",
             "-o",
-            "StrictHostKeyChecking=accept-new",
+            "StrictHostKeyChecking=yes",
             "-o",
             f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
         ]
 
     def log(self) -> str:
@@ -101,6 +104,12 @@ def _keygen(path: Path) -> None:
         check=True,
         capture_output=True,
     )
+
+
+def known_hosts_line(host: str, port: int, host_key: Path) -> str:
+    """A known_hosts line for ``host:port`` with the public half of ``host_key``."""
+    key_type, key = Path(f"{host_key}.pub").read_text().split()[:2]
+    return f"[{host}]:{port} {key_type} {key}\n"
 
 
 def _wait_for_banner(proc: subprocess.Popen, port: int, deadline: float) -> bool:
@@ -211,12 +220,14 @@ def _start(workdir: Path, timeout: float, use_pam: bool) -> Sshd:
         )
         log.close()
         if _wait_for_banner(proc, port, time.monotonic() + timeout):
+            known_hosts = workdir / "known_hosts"
+            known_hosts.write_text(known_hosts_line("127.0.0.1", port, host_key))
             return Sshd(
                 host="127.0.0.1",
                 port=port,
                 user=user,
                 key_file=client_key,
-                known_hosts=workdir / "known_hosts",
+                known_hosts=known_hosts,
                 workdir=workdir,
                 log_file=log_file,
                 proc=proc,

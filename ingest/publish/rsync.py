@@ -4,16 +4,44 @@ A server entry with ``rsync_from`` (``user@host:/path/`` over ssh, or a local pa
 before its hours are built. Only complete minute files (``*.jsonl``) move; the collector's
 in-progress files keep other names and stay where they are. The ``{day}/{HH}/`` tree is kept.
 
-Two passes when ``remove_source_files`` is true (the default, as the seed):
-1. ``rsync -a`` copies what is new.
-2. ``rsync -a --checksum --remove-source-files`` compares every file by full checksum and lets
-   rsync delete a source copy only when the receiver's copy is identical (or was just re-sent and
-   verified), so a secondary's minute goes away only once the primary holds exactly its bytes.
+What arrives, and from whom:
+- ssh checks the secondary's host key strictly against the server's ``known_hosts_file`` (or
+  the system's known_hosts when it is not set); an unknown or changed key is a failed pull,
+  never learned (no trust on first use).
+- Regular files only: no ``-a``; ``--no-links --no-specials --no-devices`` come after the
+  operator's ``rsync_options``, and options that would turn a link or a device into a file
+  (``-L``, ``--copy-devices``...) or replace the ssh command are refused.
 
-Files land atomically: rsync writes each file under a temporary dot-name (``.name.XXXXXX``, not
-ending in ``.jsonl``) and renames it when complete; an interrupted transfer leaves at most such
-a dot-file, which the build ignores. Options that would break this (``--inplace``, ``--partial``,
-``--append``) are refused.
+How it lands (never less than the primary holds, nothing removed before it is on disk):
+1. Fetch: rsync copies into a staging folder (``{state_dir}/pull_staging/{name}``) with
+   ``--compare-dest=<raw_dir>``, so only files that are new or differ from the primary's copy
+   are transferred (by size and mtime; by full checksum when the source copies are removed).
+   ``--fsync`` when the installed rsync has it.
+2. Place (``place_minute``): each staged file is fsynced, then moved into raw_dir. A name the
+   primary does not have is renamed into place; one it has with the same content is dropped;
+   one that differs (a minute written in two parts by a collector restarted after a pull took
+   the first part, or a primary copy cut short by a power loss) becomes the UNION: the
+   primary's lines, then the staged lines not among them (exact line match), written to a
+   temporary name, fsynced and renamed. Merges are counted and logged. The files' folders are
+   fsynced before the next step.
+3. Remove (``remove_source_files``, the default): the same rsync with ``--checksum
+   --remove-source-files``. rsync removes a source copy only when its full checksum equals
+   the primary's durable copy (compare-dest), or after transferring it. What it transfers
+   is placed as in step 2 at once: a merged file's source (already contained in the
+   union, so nothing changes) and a file the collector rewrote between the two passes. Only
+   for that last case does content ride in staging (fsynced by rsync's ``--fsync``) for the
+   moment between rsync's rename and the placement; a pull killed in between leaves it in
+   staging, and the next pull places leftovers before anything else. rsync itself refuses to
+   remove a source file that changed while it was being sent.
+
+With ``remove_source_files: false`` the quick check (size and mtime) decides what is fetched:
+a primary copy that lost its tail is fetched again and completed, a copy of the same size with
+other bytes is not (add ``--checksum`` to ``rsync_options`` for that, at the cost of reading
+every retained file on both sides at each pull).
+
+Files land atomically: rsync writes under temporary dot-names in staging, and raw_dir only
+ever receives complete files by rename. Options that would leave partial files under final
+names (``--inplace``, ``--partial``, ``--append``) are refused.
 
 Reachability is tracked per server (``ingest.pull_state``: first failure of the current outage,
 last success), so successive cron runs know how long a secondary has been gone.
@@ -21,6 +49,8 @@ last success), so successive cron runs know how long a secondary has been gone.
 
 from __future__ import annotations
 
+import errno
+import functools
 import logging
 import os
 import re
@@ -34,6 +64,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.atomic import BUFFER, atomic_file, atomic_write, fsync_dir
 from ingest.layout import Hour
 from ingest.locks import exclusive_lock
 from ingest.pull_state import load_state, save_state
@@ -45,6 +76,24 @@ _log = logging.getLogger(__name__)
 
 # A partial transfer under the final name would be read as a complete minute by the build.
 UNSAFE_OPTIONS = ("--inplace", "--partial", "--append", "--append-verify", "-P")
+# Options that would undo what the pull promises (rsync_options cannot override it):
+# a link or device arriving as a regular file, another ssh command (no pinned host key),
+# source copies removed before the primary's copy is placed and on disk.
+REFUSED_OPTIONS = {
+    "-L": "turns links into files",
+    "--copy-links": "turns links into files",
+    "--copy-unsafe-links": "turns links into files",
+    "-k": "turns links into folders",
+    "--copy-dirlinks": "turns links into folders",
+    "--copy-devices": "reads devices as files",
+    "--write-devices": "writes to devices",
+    "-e": "replaces the pinned ssh command",
+    "--rsh": "replaces the pinned ssh command",
+    "--remove-source-files": "removes source copies itself, after they are safe",
+    "--remove-sent-files": "removes source copies itself, after they are safe",
+}
+# After the operator's options, so that an -a among them brings no link, FIFO or device.
+REGULAR_FILES_ONLY = ("--no-links", "--no-specials", "--no-devices")
 # rsync exit 24: "some files vanished before they could be transferred" - harmless here (a
 # concurrent cleanup); everything else non-zero is a failed pull.
 OK_EXIT_CODES = (0, 24)
@@ -65,8 +114,9 @@ class PullResult:
     server: str
     ok: bool
     error: str = ""  # rsync/ssh stderr tail when not ok
-    files_pulled: int = 0  # minute files written into raw_dir by this pull
+    files_pulled: int = 0  # minute files created or completed in raw_dir by this pull
     files: list[str] = field(default_factory=list)  # their paths relative to raw_dir
+    merged: int = 0  # of them, existing files completed with lines they lacked
     removed: int = 0  # source copies removed after verification
     unreachable_since: datetime | None = None  # first failure of the current streak
     last_success: datetime | None = None
@@ -85,6 +135,11 @@ def _pull_lock(state_dir: Path, name: str) -> Path:
     return Path(state_dir) / f"rsync_{name}.lock"
 
 
+def staging_dir(state_dir: Path, name: str) -> Path:
+    """Where rsync writes a server's files before they are placed into its raw_dir."""
+    return Path(state_dir) / "pull_staging" / name
+
+
 # --- command line ---------------------------------------------------------------------------
 
 
@@ -101,21 +156,29 @@ def split_source(rsync_from: str) -> tuple[str | None, str]:
     return None, rsync_from
 
 
-def ssh_command(server_cfg: dict[str, Any], state_dir: Path) -> str:
-    """The ``-e`` value: batch mode (never a password prompt), our own known_hosts file."""
+def ssh_command(server_cfg: dict[str, Any]) -> str:
+    """The ``-e`` value: batch mode (never a password prompt), host key checked strictly.
+
+    With ``known_hosts_file`` only that file's keys are accepted (the system-wide file is
+    ignored); without it, the user's and the system's known_hosts. An unknown key is refused,
+    never learned, and ssh never adds keys to the file (``UpdateHostKeys=no``).
+    """
     parts = ["ssh"]
     key = server_cfg.get("ssh_key_file")
     if key:
         parts += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
     if server_cfg.get("ssh_port"):
         parts += ["-p", str(server_cfg["ssh_port"])]
+    parts += ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no"]
+    known_hosts = server_cfg.get("known_hosts_file")
+    if known_hosts:
+        parts += [
+            "-o",
+            f"UserKnownHostsFile={os.path.abspath(known_hosts)}",
+            "-o",
+            "GlobalKnownHostsFile=/dev/null",
+        ]
     parts += [
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=accept-new",
-        "-o",
-        f"UserKnownHostsFile={Path(state_dir).resolve() / 'known_hosts'}",
         "-o",
         f"ConnectTimeout={CONNECT_TIMEOUT_S}",
         # A dead peer on an established connection is noticed in ~30 s instead of never.
@@ -141,41 +204,84 @@ def filter_args(hours: Iterable[Hour] | None) -> list[str]:
     return [*args, "--exclude=*"]
 
 
+def _option_names(option: str) -> list[str]:
+    """``--name=value`` -> ``--name``; a cluster of short options ``-rtL`` -> each letter."""
+    if option.startswith("--"):
+        return [option.split("=", 1)[0]]
+    if re.fullmatch(r"-[A-Za-z]+", option):
+        return [f"-{c}" for c in option[1:]]
+    return [option]
+
+
+def check_options(server_cfg: dict[str, Any]) -> list[str]:
+    """The server's ``rsync_options``; RsyncConfigError naming any the pull cannot allow."""
+    extra = list(server_cfg["rsync_options"])
+    names = [n for o in extra for n in _option_names(o)]
+    partial = [n for n in names if n in UNSAFE_OPTIONS]
+    if partial:
+        raise RsyncConfigError(
+            f"server {server_cfg['name']!r}: rsync_options {partial} would leave partial files "
+            "under their final .jsonl names; remove them"
+        )
+    refused = [f"{n} ({REFUSED_OPTIONS[n]})" for n in names if n in REFUSED_OPTIONS]
+    if refused:
+        raise RsyncConfigError(
+            f"server {server_cfg['name']!r}: rsync_options {', '.join(refused)} not allowed; "
+            "remove them"
+        )
+    return extra
+
+
+@functools.cache
+def rsync_has_fsync() -> bool:
+    """Whether the installed rsync knows ``--fsync`` (fsync each file it writes)."""
+    try:
+        proc = subprocess.run(
+            ["rsync", "--help"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "--fsync" in proc.stdout
+
+
 def rsync_commands(
-    server_cfg: dict[str, Any], state_dir: Path, hours: Iterable[Hour] | None = None
+    server_cfg: dict[str, Any], staging: Path, hours: Iterable[Hour] | None = None
 ) -> list[list[str]]:
-    """The one or two rsync invocations of a pull (see the module docstring)."""
+    """The fetch and, with ``remove_source_files``, the remove invocation of a pull, both into
+    ``staging`` (see the module docstring)."""
     rsync_from = server_cfg.get("rsync_from")
     if not rsync_from:
         raise RsyncConfigError(f"server {server_cfg.get('name')!r} has no rsync_from")
-    extra = list(server_cfg["rsync_options"])
-    bad = [o for o in extra if o.split("=", 1)[0] in UNSAFE_OPTIONS]
-    if bad:
-        raise RsyncConfigError(
-            f"server {server_cfg['name']!r}: rsync_options {bad} would leave partial files under "
-            "their final .jsonl names; remove them"
-        )
-    host, path = split_source(rsync_from)
+    extra = check_options(server_cfg)
+    host, _path = split_source(rsync_from)
     source = rsync_from if rsync_from.endswith("/") else rsync_from + "/"
-    dest = str(Path(server_cfg["raw_dir"])) + "/"
+    remove = server_cfg["remove_source_files"]
     base = [
         "rsync",
-        "-a",
+        # Recursive, keep mtimes (the quick check against raw_dir); regular files only.
+        "-rt",
         # No empty day/hour directories for hours that have no complete minute yet.
         "--prune-empty-dirs",
         f"--timeout={IO_TIMEOUT_S}",
-        # One line per received file and per removed source file, parsed for the counts.
+        # One line per received file and per removed source file, for the log.
         "--out-format=%i %n",
         "--info=remove1",
     ]
     if host is not None:
-        base += ["-e", ssh_command(server_cfg, state_dir)]
-    filters = filter_args(None if hours is None else list(hours))
-    first = [*base, *extra, *filters, "--", source, dest]
-    if not server_cfg["remove_source_files"]:
-        return [first]
-    second = [*base, "--checksum", "--remove-source-files", *extra, *filters, "--", source, dest]
-    return [first, second]
+        base += ["-e", ssh_command(server_cfg)]
+    base += [*extra, *REGULAR_FILES_ONLY]
+    if rsync_has_fsync():
+        base.append("--fsync")
+    # Absolute: rsync reads a relative compare-dest relative to the destination.
+    base.append(f"--compare-dest={os.path.abspath(server_cfg['raw_dir'])}")
+    if remove:
+        # The source copies go away: compare every byte (few files: only what is not pulled).
+        base.append("--checksum")
+    tail = [*filter_args(None if hours is None else list(hours)), "--", source, f"{staging}/"]
+    fetch = [*base, *tail]
+    if not remove:
+        return [fetch]
+    return [fetch, [*base, "--remove-source-files", *tail]]
 
 
 def _tail(text: str) -> str:
@@ -183,18 +289,135 @@ def _tail(text: str) -> str:
     return text if len(text) <= STDERR_TAIL_CHARS else "..." + text[-STDERR_TAIL_CHARS:]
 
 
-def _parse_output(stdout: str) -> tuple[set[str], set[str]]:
-    """(files received, source files removed) from ``%i %n`` and ``--info=remove1`` lines."""
-    received, removed = set(), set()
+HOST_KEY_HINT = (
+    "\n(the secondary's host key is not the pinned one: check known_hosts_file of this server; "
+    "if the key was changed on purpose, put the new one there, e.g. from ssh-keyscan run on "
+    "the secondary itself)"
+)
+NON_REGULAR = re.compile(r'^skipping non-regular file "(?P<name>.*)"$')
+
+
+def _explain(stderr: str) -> str:
+    text = _tail(stderr) or "no error output"
+    return text + HOST_KEY_HINT if "Host key verification failed" in stderr else text
+
+
+def _parse_output(stdout: str) -> tuple[set[str], list[str]]:
+    """(source files removed, non-regular files skipped) from rsync's output."""
+    removed, skipped = set(), []
     for line in stdout.splitlines():
         if line.startswith("sender removed "):
             removed.add(line.removeprefix("sender removed "))
-            continue
-        item, _, name = line.partition(" ")
-        # %i: update type ('>' received, 'c' created locally), then file type ('f' regular).
-        if len(item) == 11 and item[0] in ">c" and item[1] == "f" and name.endswith(".jsonl"):
-            received.add(name)
-    return received, removed
+        elif m := NON_REGULAR.match(line):
+            skipped.append(m["name"])
+    return removed, skipped
+
+
+# --- placing --------------------------------------------------------------------------------
+
+
+def union_lines(old: bytes, new: bytes) -> bytes:
+    """``old``'s lines, then the lines of ``new`` that ``old`` lacks (exact match), each ending
+    in a newline. An unterminated last line of ``old`` (a copy cut short) is dropped when a line
+    of ``new`` starts with it (its complete version), else kept and terminated."""
+    *old_lines, old_tail = old.split(b"\n")
+    *new_lines, new_tail = new.split(b"\n")
+    if new_tail:
+        new_lines.append(new_tail)
+    out = [line + b"\n" for line in old_lines]
+    if old_tail and not any(line.startswith(old_tail) for line in new_lines):
+        out.append(old_tail + b"\n")
+    present = set(out)
+    out += [line + b"\n" for line in new_lines if line + b"\n" not in present]
+    return b"".join(out)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _move(staged: Path, final: Path) -> None:
+    """Rename ``staged`` to ``final``; across file systems (work_dir and raw_dir on separate
+    disks) copy it to a temporary name beside ``final``, fsync and rename (mtime kept)."""
+    try:
+        os.replace(staged, final)
+        return
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+    st = staged.stat()
+    with open(staged, "rb") as src, atomic_file(final) as dst:
+        shutil.copyfileobj(src, dst, BUFFER)
+    os.utime(final, ns=(st.st_atime_ns, st.st_mtime_ns))
+    staged.unlink()
+
+
+def place_minute(staged: Path, final: Path) -> tuple[str, int]:
+    """Move a staged minute file into the raw_dir as ``final``, never losing a line of either.
+
+    Returns ("new", 0) when ``final`` did not exist, ("same", 0) when it already held every
+    line, ("merged", lines added) when it is replaced by the union (``union_lines``). The
+    staged file is fsynced before it is renamed; a union is written to a temporary name,
+    fsynced and renamed. The caller fsyncs the folders.
+    """
+    _fsync_file(staged)
+    try:
+        old = final.read_bytes()
+    except FileNotFoundError:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _move(staged, final)
+        return "new", 0
+    new = staged.read_bytes()
+    merged = old if new == old else union_lines(old, new)
+    if merged == old:
+        staged.unlink()
+        return "same", 0
+    atomic_write(final, merged)
+    staged.unlink()
+    return "merged", merged.count(b"\n") - old.count(b"\n")
+
+
+@dataclass
+class Placed:
+    """What the placements of one pull did to the raw_dir (paths relative to it)."""
+
+    new: list[str] = field(default_factory=list)
+    merged: list[str] = field(default_factory=list)
+
+
+def place_staged(
+    staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger, name: str
+) -> None:
+    """Place every complete file rsync left in ``staging`` (``place_minute``), then fsync the
+    folders they went into, so that they are on disk before any source copy is removed.
+    rsync's own temporary files (dot-names, not ``*.jsonl``) are left for the cleanup."""
+    if not staging.is_dir():
+        return
+    dirs: set[Path] = set()
+    for staged in sorted(staging.rglob("*.jsonl")):
+        if staged.is_symlink() or not staged.is_file():
+            continue  # rsync brings none (regular files only); never follow one
+        rel = staged.relative_to(staging)
+        final = raw_dir / rel
+        outcome, added = place_minute(staged, final)
+        if outcome == "new":
+            placed.new.append(str(rel))
+        elif outcome == "merged":
+            placed.merged.append(str(rel))
+            log.warning(
+                "pull %s: %s differed from the primary's copy; merged (%d line(s) added)",
+                name,
+                rel,
+                added,
+            )
+        if outcome != "same":
+            dirs.update(p for p in final.parents if p == raw_dir or raw_dir in p.parents)
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        fsync_dir(d)
 
 
 # --- pulling --------------------------------------------------------------------------------
@@ -217,16 +440,25 @@ def pull_server(
     log = log or _log
     name = server_cfg["name"]
     state_dir = Path(state_dir)
-    commands = rsync_commands(server_cfg, state_dir, hours)
-    Path(server_cfg["raw_dir"]).mkdir(parents=True, exist_ok=True)
+    staging = staging_dir(state_dir, name)
+    commands = rsync_commands(server_cfg, staging, hours)
+    raw_dir = Path(os.path.abspath(server_cfg["raw_dir"]))
+    raw_dir.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     with exclusive_lock(_pull_lock(state_dir, name)):
         state = load_state(state_dir, name)
-        received: set[str] = set()
+        placed = Placed()
         removed: set[str] = set()
         error = ""
+        known_hosts = server_cfg.get("known_hosts_file")
         if shutil.which("rsync") is None:
             error = "rsync is not installed (apt-get install rsync)"
+        elif known_hosts and not Path(known_hosts).is_file():
+            error = f"known_hosts_file {known_hosts} of server {name} is not a file"
+        else:
+            # What a pull killed after its rsync left behind, before anything is removed.
+            error = _place(staging, raw_dir, placed, log, name)
+            staging.mkdir(parents=True, exist_ok=True)
         for cmd in [] if error else commands:
             log.debug("pull %s: %s", name, shlex.join(cmd))
             try:
@@ -242,14 +474,25 @@ def pull_server(
             except subprocess.TimeoutExpired:
                 error = f"rsync did not finish within {timeout_s:.0f} s"
                 break
-            got, gone = _parse_output(proc.stdout)
-            received |= got
+            gone, skipped = _parse_output(proc.stdout)
             removed |= gone
+            if skipped:
+                log.warning(
+                    "pull %s: not links, FIFOs or devices, left on the secondary: %s",
+                    name,
+                    ", ".join(skipped),
+                )
+            # Even after an rsync error: what it completed is placed before the next pass.
+            failed = [_place(staging, raw_dir, placed, log, name)]
             if proc.returncode not in OK_EXIT_CODES:
-                error = f"rsync exit {proc.returncode}: {_tail(proc.stderr) or 'no error output'}"
+                failed.insert(0, f"rsync exit {proc.returncode}: {_explain(proc.stderr)}")
+            error = "\n".join(e for e in failed if e)
+            if error:
                 break
             if proc.returncode == 24:
                 log.warning("pull %s: some source files vanished during transfer", name)
+        if not error:
+            shutil.rmtree(staging, ignore_errors=True)  # rsync's temp files of a killed pull
 
         if error:
             state.first_failure = state.first_failure or now.isoformat()
@@ -260,12 +503,14 @@ def pull_server(
             state.last_success = now.isoformat()
         save_state(state_dir, name, state)
 
+    changed = placed.new + placed.merged
     result = PullResult(
         server=name,
         ok=not error,
         error=error,
-        files_pulled=len(received),
-        files=sorted(received),
+        files_pulled=len(changed),
+        files=sorted(changed),
+        merged=len(placed.merged),
         removed=len(removed),
         unreachable_since=state.unreachable_since,
         last_success=state.last_success_at,
@@ -273,9 +518,11 @@ def pull_server(
     )
     if result.ok:
         log.info(
-            "pull %s: %d minute file(s) pulled, %d source copies removed in %.1f s",
+            "pull %s: %d minute file(s) pulled (%d merged into the primary's copy), "
+            "%d source copies removed in %.1f s",
             name,
             result.files_pulled,
+            result.merged,
             result.removed,
             result.seconds,
         )
@@ -284,6 +531,16 @@ def pull_server(
             "pull %s failed (failing since %s): %s", name, state.first_failure, result.error
         )
     return result
+
+
+def _place(staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger, name: str) -> str:
+    """``place_staged``; an error text (disk full, ...) instead of raising: the pull fails and
+    no source copy is removed; the staged files wait for the next pull."""
+    try:
+        place_staged(staging, raw_dir, placed, log, name)
+    except OSError as e:
+        return f"could not place pulled files into {raw_dir}: {e}"
+    return ""
 
 
 def alert_unreachable(
