@@ -1,7 +1,14 @@
-"""Snakemake entry point of rule build_hour: merge an hour's minutes into the vault files."""
+"""Snakemake entry point of rule build_hour: merge an hour's minutes into the vault files.
+
+The vault files are build_hour's alone (temp and rename); the rule's output is this run's
+receipt of the hour, written once they are in place.
+"""
+
+from pathlib import Path
 
 from ingest.build.hourly import build_hour
-from ingest.layout import Hour
+from ingest.build.receipts import write_receipt
+from ingest.layout import Hour, vault_paths
 from ingest.logs import job_logger
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
@@ -15,15 +22,18 @@ inputs = {
 if not inputs:
     raise SystemExit(
         f"hour {hour} is not due in this run (incomplete, or no raw data);"
-        " to rebuild it run with --config hours=DAY_or_HOUR --forcerun build_hour"
+        " to rebuild it run with --config hours=DAY_or_HOUR"
     )
-build_hour(
+stats = build_hour(
     hour,
     sm.params.timezone,
     inputs,
-    {k: sm.output[k] for k in ("ids", "tweets", "users", "stats")},
+    vault_paths(Path(sm.params.vault), hour),
     xz_preset=sm.params.xz_preset,
     xz_threads=sm.params.xz_threads,
     server_names=sm.params.servers,
+    from_scratch=sm.params.from_scratch,
     log=log,
 )
+for older in write_receipt(sm.output[0], stats):
+    log.info("removed %s, an earlier run's receipt", older)

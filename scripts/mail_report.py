@@ -9,7 +9,7 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 mail_job(
     sm.config,
     sm.wildcards.day,
-    Path(sm.input.report),
+    Path(sm.params.report),  # the vault file; the input is a receipt when made in this run
     Path(sm.output[0]),
     job_logger("mail_report", sm.log[0]),
 )

@@ -9,8 +9,8 @@ from ingest.publish.jobs import upload_job
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 upload_job(
     sm.config,
-    Path(sm.input.ids),
-    Path(sm.input.report),
+    Path(sm.params.ids),  # the vault files; the inputs are receipts when built in this run
+    Path(sm.params.report),
     datetime.fromisoformat(sm.params.now),
     Path(sm.output[0]),
     job_logger("upload_osf", sm.log[0]),

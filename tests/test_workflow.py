@@ -351,16 +351,21 @@ def test_bad_config_stops_with_the_key_named(tmp_path):
     assert "late_minutes" in said and "'six' is not of type 'integer'" in said
 
 
-def test_day_report_inputs_are_every_built_hour_of_the_day(world):
-    """The report is made from its declared inputs, so they are all the day's built hours: a
-    run rebuilding hour 11 alone declares hour 10's stats too (as they are: not rebuilt)."""
+def test_day_report_waits_for_this_runs_builds_and_shows_every_built_hour(world):
+    """Rebuilding hour 11 alone: the report waits for that build's receipt only (no vault file
+    is a rule's input or output, so hour 10 is neither forced to rebuild nor touched) and is
+    made from every built hour's stats in the vault."""
     root = world["root"]
     args = ("--config", "hours=2026-01-14_11", "--forcerun", "build_hour")
     out = snakemake(root, "-n", *args)
     said = out.stdout + out.stderr
     job = said[said.index("rule day_report:") :].split("\n\n")[0]
-    inputs = job.split("input:")[1].splitlines()[0]
-    stats = [layout.vault_paths(root / "vault", h)["stats"] for h in (H10, H11)]
-    # Hour 10's stats are taken as they are (before_update), so it is not forced to rebuild.
-    assert sorted(inputs.strip().split(", ")) == [f"{stats[0]} (before update)", str(stats[1])]
+    (receipt,) = job.split("input:")[1].splitlines()[0].strip().split(", ")
+    assert Path(receipt).parent == root / "work" / "built" / "2026-01-14"
+    assert Path(receipt).name.startswith("2026-01-14_11.")
     assert said.count("rule build_hour:") == 1
+    report = layout.report_path(root / "vault", "2026-01-14")
+    h10 = layout.vault_paths(root / "vault", H10)["stats"].stat().st_mtime_ns
+    snakemake(root, *args)
+    assert [line.split("\t")[0] for line in report.read_text().splitlines()[1:]] == ["10", "11"]
+    assert layout.vault_paths(root / "vault", H10)["stats"].stat().st_mtime_ns == h10

@@ -1,7 +1,8 @@
 # Hourly stage: merge every server's minutes of the hour into the three .xz files and stats.
-# update(): Snakemake must not delete an hour's files before rebuilding it (nothing is deleted
-# before its replacement is written; a rebuild with fewer tweets keeps the old files), and
-# restores them if the rebuild fails.
+# The vault files are the job's alone: build_hour writes each to a temporary name and renames
+# it, merging into what the hour already holds. The rule's output is this run's receipt of the
+# hour in work_dir (ingest.build.receipts), so Snakemake never backs up, restores in place or
+# deletes a vault file, and an hour planned in a run is built in that run.
 
 
 # No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
@@ -9,17 +10,16 @@ rule build_hour:
     input:
         unpack(hour_inputs),
     output:
-        ids=update(vault_file("ids")),
-        tweets=update(vault_file("tweets")),
-        users=update(vault_file("users")),
-        stats=update(vault_file("stats")),
+        str(build_receipt(config["work_dir"], "{day}", "{hh}", RUN)),
     log:
         str(WORK["logs"] / "build/{day}_{hh}.log"),
     threads: 2
     params:
+        vault=str(VAULT),
         servers=list(SERVERS),
         timezone=config["timezone"],
         xz_preset=config["xz_preset"],
         xz_threads=config["xz_threads"],
+        from_scratch=config["from_scratch"],
     script:
         "../../scripts/build_hour.py"

@@ -22,7 +22,7 @@ envvars:
 
 from ingest import clock, layout, perms  # noqa: E402
 from ingest.build import plan as planning  # noqa: E402
-from ingest.build.stats import day_stats_paths  # noqa: E402
+from ingest.build.receipts import build_receipt, report_receipt  # noqa: E402
 from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402
 from ingest.publish.jobs import RunWatch, notify_once, take_run_lock  # noqa: E402
 
@@ -84,17 +84,20 @@ def hour_of(wildcards):
     return layout.Hour(wildcards.day, int(wildcards.hh))
 
 
-def vault_file(kind):
-    """Output pattern of one of an hour's vault files (ids, tweets, users, stats)."""
-    # {{day}}, {{hh}}: the wildcards, kept as such by the f-string.
-    return str(VAULT / "{day}" / f"{{day}}_{{hh}}_{layout.VAULT_SUFFIXES[kind]}")
+def built(hour):
+    """This run's receipt of building ``hour`` (build_hour's output)."""
+    return str(build_receipt(config["work_dir"], hour.day, f"{hour.hh:02d}", RUN))
+
+
+def reported(day):
+    """This run's receipt of ``day``'s report (day_report's output)."""
+    return str(report_receipt(config["work_dir"], day, RUN))
 
 
 def hour_inputs(wildcards):
     """The per-minute intermediates of every server in the hour's read window.
 
-    Hours this run does not (re)build get no inputs, so Snakemake leaves their files alone
-    even though their intermediates are long gone.
+    Hours this run does not (re)build get no inputs (the job then refuses to run).
     """
     hour = hour_of(wildcards)
     if hour not in run_plan().build:  # the secondary's minutes are known only after its pull
@@ -108,21 +111,35 @@ def hour_inputs(wildcards):
     }
 
 
-def day_stats(wildcards):
-    """The stats of every hour of the day the report shows: those built in this run (a new one
-    makes the report stale) and those already in the vault.
+def day_builds(wildcards):
+    """This run's receipts of the day's (re)built hours: the report waits for them, then reads
+    the stats of every built hour of the day from the vault (vault files are never a rule's
+    output, so Snakemake never backs one up or writes it)."""
+    return [built(h) for h in run_plan().build if h.day == wildcards.day]
 
-    The ones already there are flagged before_update: Snakemake takes them as they are and
-    looks for no job making them, so `--forcerun build_hour` for one hour forces only that
-    hour, not every other hour of its day.
-    """
-    building = {
-        str(layout.vault_paths(VAULT, h)["stats"])
-        for h in run_plan().build
-        if h.day == wildcards.day
+
+def upload_inputs(wildcards):
+    """What an hour's upload waits for: this run's build and report receipts when it (re)builds
+    them, else the vault files as they are."""
+    hour, plan = hour_of(wildcards), run_plan()
+    return {
+        "ids": built(hour) if hour in plan.build else vault_path(hour, "ids"),
+        "report": reported(hour.day) if hour.day in plan.reports else report_file(hour.day),
     }
-    built = {str(p) for p in day_stats_paths(VAULT / wildcards.day, wildcards.day)}
-    return sorted(building) + [before_update(p) for p in sorted(built - building)]
+
+
+def mail_inputs(wildcards):
+    """What a day's mail waits for: this run's report receipt, or the report as it is."""
+    day = wildcards.day
+    return reported(day) if day in run_plan().reports else report_file(day)
+
+
+def vault_path(hour, kind):
+    return str(layout.vault_paths(VAULT, hour)[kind])
+
+
+def report_file(day):
+    return str(layout.report_path(VAULT, day))
 
 
 def run_plan():
@@ -146,11 +163,10 @@ def run_plan():
 
 def targets_of(plan):
     targets = [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED]
-    for h in plan.build:
-        targets += [str(p) for p in layout.vault_paths(VAULT, h).values()]
+    targets += [built(h) for h in plan.build]
     if plan.to_parse or PULLED:
         targets.append(str(WORK["parsed"] / f"{RUN}.json"))
-    targets += [str(layout.report_path(VAULT, d)) for d in plan.reports]
+    targets += [reported(d) for d in plan.reports]
     targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in plan.uploads]
     targets += [str(WORK["mail"] / f"{d}.sent") for d in plan.mails]
     return targets
@@ -191,6 +207,7 @@ def describe_plan(plan, when=""):
             lines.append(f"  {what} ({len(items)}): {', '.join(items)}")
     if plan.to_parse:
         lines.append(f"  minute files to parse: {len(plan.to_parse)}")
+    lines += [f"  warning: {w}" for w in plan.warnings]
     if len(lines) == 1:
         lines.append("  nothing pending")
     return "\n".join(lines)

@@ -1,13 +1,17 @@
 # The day's report by mail, once the day is complete, with a plot of tweets per minute.
+# The job waits for this run's report of the day, if any (mail_inputs), and reads the report
+# named in params.
 
 
 # No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 rule mail_report:
     input:
-        report=str(VAULT / "{day}/{day}_report.txt"),
+        mail_inputs,
     output:
         str(WORK["mail"] / "{day}.sent"),
     log:
         str(WORK["logs"] / "mail/{day}.log"),
+    params:
+        report=lambda wildcards: report_file(wildcards.day),
     script:
         "../../scripts/mail_report.py"

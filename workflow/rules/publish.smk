@@ -1,17 +1,20 @@
 # Publication: each built hour's IDs file and its day's report go to the OSF project.
 # Only these two kinds of file ever leave the machine: X's terms allow sharing tweet IDs only.
+# The job waits for this run's build and report of them, if any (upload_inputs), and reads
+# the vault files named in params.
 
 
 # No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 rule upload_osf:
     input:
-        ids=vault_file("ids"),
-        report=str(VAULT / "{day}/{day}_report.txt"),
+        unpack(upload_inputs),
     output:
         str(WORK["osf"] / "{day}/{day}_{hh}.json"),
     log:
         str(WORK["logs"] / "osf/{day}_{hh}.log"),
     params:
+        ids=lambda wildcards: vault_path(hour_of(wildcards), "ids"),
+        report=lambda wildcards: report_file(wildcards.day),
         now=NOW.isoformat(),
     script:
         "../../scripts/upload_osf.py"

@@ -1,17 +1,19 @@
-# Day report: rebuilt from the per-hour stats every time an hour of the day is (re)built. Its
-# inputs are the stats of every built hour of the day (day_stats), and the report is made from
-# exactly those.
+# Day report: rebuilt from the per-hour stats every time an hour of the day is (re)built. It
+# waits for this run's builds of the day (day_builds), then reads the stats of every built hour
+# of the day from the vault and writes the report there (temp and rename). The rule's output
+# is this run's receipt of the report (ingest.build.receipts): no vault file is an output.
 
 
 # No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
 rule day_report:
     input:
-        day_stats,
+        day_builds,
     output:
-        update(str(VAULT / "{day}/{day}_report.txt")),
+        str(report_receipt(config["work_dir"], "{day}", RUN)),
     log:
         str(WORK["logs"] / "report/{day}.log"),
     params:
+        vault=str(VAULT),
         servers=list(SERVERS),
     script:
         "../../scripts/day_report.py"
