@@ -331,7 +331,7 @@ class MinuteWriter:
         self._final.parent.mkdir(parents=True, exist_ok=True)
         # Append, never truncate: the part may hold lines of this minute (an unfinished
         # minute resumed after a clock step back).
-        self._fd = os.open(part_path(self._final), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._fd = os.open(part_path(self._final), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
 
     def due(self, now: datetime) -> bool:
         """The wall clock has left the current minute (forwards, or backwards after a step)."""
