@@ -29,7 +29,8 @@ from ingest.devtools.soak.ledger import StandInLedger, Watch, check, table
 from ingest.devtools.soak.world import TIMEZONE, World
 from ingest.devtools.stack import FastClock
 
-CLOCK_START = datetime(2026, 1, 14, 6, 58, tzinfo=UTC)  # 07:58 in Berlin
+CLOCK_START = datetime(2026, 1, 14, 6, 55, tzinfo=UTC)  # 07:55 in Berlin: whole-hour soaks end
+# just before an hour ends, so the last hour is due soon after the collectors stop.
 LATE_AND_GRACE_MINUTES = 6 + 5  # the schema's late_minutes and grace_minutes
 SCAN_EVERY = 2.0  # seconds between the soak's own looks at the raw dirs and the vault
 FINAL_RUNS = 6
