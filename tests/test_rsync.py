@@ -21,11 +21,13 @@ from ingest.layout import Hour, minute_files
 from ingest.publish import jobs
 from ingest.publish.rsync import (
     RsyncConfigError,
+    place_minute,
     pull_server,
     rsync_commands,
     rsync_has_fsync,
     split_source,
     staging_dir,
+    union_lines,
 )
 from ingest.pull_state import load_state
 from tests.configs import loaded_config
@@ -521,3 +523,25 @@ def test_a_file_that_cannot_be_placed_fails_the_pull_and_removes_nothing(tmp_pat
     assert again.ok and again.removed == 3, again.error
     assert tree(dst) == complete
     assert not staging_dir(state, "server2").exists()
+
+
+def test_union_lines() -> None:
+    a, b, c = b'{"id": "a"}\n', b'{"id": "b"}\n', b'{"id": "c"}\n'
+    assert union_lines(a + b, b + c) == a + b + c  # the primary's lines first, nothing twice
+    assert union_lines(a + b + c, b) == a + b + c  # less never replaces more
+    assert union_lines(b"", a + a) == a + a  # the secondary's own repeats are kept
+    assert union_lines(a + b[:5], a + b) == a + b  # a line cut short gives way to its whole
+    assert union_lines(a + b"garbage", c) == a + b"garbage\n" + c  # else kept, terminated
+    assert union_lines(a, b.rstrip(b"\n")) == a + b  # every line ends in a newline
+
+
+def test_place_minute(tmp_path: Path) -> None:
+    staged, final = tmp_path / "staged.jsonl", tmp_path / "raw" / "x.jsonl"
+    staged.write_bytes(lines(1))
+    assert place_minute(staged, final) == ("new", 0) and final.read_bytes() == lines(1)
+    staged.write_bytes(lines(1))
+    assert place_minute(staged, final) == ("same", 0)
+    staged.write_bytes(lines(2, 3))
+    assert place_minute(staged, final) == ("merged", 2)
+    assert final.read_bytes() == lines(1, 2, 3) and not staged.exists()
+    assert sorted(p.name for p in final.parent.iterdir()) == ["x.jsonl"]  # no temp left
