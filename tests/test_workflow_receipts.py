@@ -195,3 +195,17 @@ def test_a_minute_file_that_grew_rebuilds_its_hour(world):
     assert said.count("rule build_hour:") == 1
     ids = ids_of(layout.vault_paths(world / "vault", H11)["ids"])
     assert int(tweet["data"]["id"]) in ids
+
+
+def test_a_damaged_stats_file_rebuilds_its_hour_and_the_run_goes_on(world):
+    """Issue 10, item 6: a truncated stats file raised while the Snakefile was read, so no
+    hour was built. Now the plan says so and the hour is rebuilt, keeping its tweets."""
+    paths = layout.vault_paths(world / "vault", H11)
+    ids = ids_of(paths["ids"])
+    stats = json.loads(paths["stats"].read_text())
+    paths["stats"].write_text(paths["stats"].read_text()[:40])
+    said = ok(snakemake(world))
+    assert f"warning: {paths['stats']}" in said and f"rebuilding hour {H11}" in said
+    assert said.count("rule build_hour:") == 1
+    assert ids_of(paths["ids"]) == ids
+    assert json.loads(paths["stats"].read_text())["total"] == stats["total"] == len(ids)
