@@ -17,6 +17,7 @@ import pytest
 
 from ingest.clock import ScaledClock
 from ingest.collect.collector import (
+    CollectorSettings,
     MinuteWriter,
     commit_minute,
     part_path,
@@ -25,8 +26,10 @@ from ingest.collect.collector import (
 )
 from ingest.collect.prune import INTERVAL, Pruner, prune_minutes
 from ingest.collect.status import format_report, read_status
+from ingest.config import validate_config
 from ingest.devtools.emulator import Emulator
 from ingest.layout import minute_path
+from tests.configs import minimal_config
 from tests.test_collector import (
     BERLIN,
     MINUTE,
@@ -438,3 +441,20 @@ def test_status_report_names_unwritten_minutes_clock_steps_and_pruning() -> None
     assert "pruned: 1440 minute file(s) older than 30 days since start" in text
     quiet = format_report({**report, "status": {"state": "running"}})
     assert "NOT WRITTEN" not in quiet and "clock steps" not in quiet and "pruned" not in quiet
+
+
+def test_only_a_pulled_server_prunes_its_own_minute_files(tmp_path):
+    # On the primary the workflow's retention deletes a raw file once its tweets are in the
+    # vault; pruning by age there could delete minutes a broken build never took in.
+    config = validate_config(
+        minimal_config(
+            tmp_path,
+            servers=[
+                {"name": "server1", "raw_dir": str(tmp_path / "r1")},
+                {"name": "server2", "raw_dir": str(tmp_path / "r2"), "rsync_from": "h:/r2/"},
+            ],
+        ),
+        "test config",
+    )
+    assert CollectorSettings.from_config(config, "server1").keep_raw_days == 0
+    assert CollectorSettings.from_config(config, "server2").keep_raw_days == 30

@@ -495,7 +495,9 @@ class CollectorSettings:
             "stall_seconds": float(stream["stall_seconds"]),
             "alert_after_minutes": config["email"]["alert_after_minutes"],
             "status_file": status_path(config, server_name),
-            "keep_raw_days": float(stream["keep_raw_days"]),
+            # Only a pulled server prunes itself: on the primary the workflow's retention deletes
+            # a raw file once its tweets are in the vault, and age alone must not.
+            "keep_raw_days": float(stream["keep_raw_days"]) if srv.get("rsync_from") else 0.0,
         }
         return cls(**{**chosen, **overrides})
 
