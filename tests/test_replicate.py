@@ -71,6 +71,7 @@ def remote(sshd: Sshd, root: Path, name: str = "server2") -> dict:
         "target": f"{sshd.target}:{root}",
         "ssh_key_file": str(sshd.key_file),
         "ssh_port": sshd.port,
+        "known_hosts_file": str(sshd.known_hosts),  # the sshd's host key, pinned
     }
 
 
@@ -113,6 +114,22 @@ def test_manifest_is_sha256sum_format_and_keeps_other_entries(tmp_path: Path) ->
         ["sha256sum", "-c", manifest_path(vault / DAY).name], cwd=vault / DAY, capture_output=True
     )
     assert bad.returncode == 1 and b"10_tweets.csv.xz: FAILED" in bad.stdout
+
+
+def test_manifest_update_never_blesses_a_file_the_build_left_alone(tmp_path: Path) -> None:
+    vault = tmp_path / "vault"
+    names = build_hour(vault, HOURS[0])
+    before = read_manifest(manifest_path(vault / DAY))
+    ids = vault_paths(vault, HOURS[0])["ids"]
+    stamp = ids.stat().st_mtime_ns
+    flip_byte(ids, 30)
+    os.utime(ids, ns=(stamp, stamp))  # rot: same time stamp, other bytes
+    report = report_path(vault, DAY)
+    report.write_text("hour\tserv 1\n09\t7\n")  # what the build rewrote
+    update_manifest(vault / DAY, names, tmp_path / "lock")
+    after = read_manifest(manifest_path(vault / DAY))
+    assert after[ids.name] == before[ids.name]
+    assert after[report.name] != before[report.name]
 
 
 def test_manifest_damaged_line_is_named() -> None:
@@ -298,10 +315,16 @@ def test_scrub_makes_a_manifest_for_an_old_day_and_checks_xz(tmp_path: Path) -> 
     vault = tmp_path / "vault"
     build_hour(vault, HOURS[0])
     manifest_path(vault / DAY).unlink()  # a day built before manifests
-    config = config_with(tmp_path)
+    config = config_with(tmp_path, local(tmp_path))
+    rep.replicate_hour(
+        config, "disk2", HOURS[0], NOW, rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+    )
     report = scrub(config)
     assert report.created_manifests == [DAY] and report.findings == []
     assert len(read_manifest(manifest_path(vault / DAY))) == 5
+    # The replica gets it too, so a restore from it can verify the day.
+    assert tree(tmp_path / "disk2") == tree(vault)
+    config = config_with(tmp_path)
     # xz -t catches damage the manifest cannot: a day without manifest and a cut .xz file.
     manifest_path(vault / DAY).unlink()
     p = vault / DAY / f"{DAY}_09_users.csv.xz"
@@ -354,3 +377,58 @@ def test_restore_never_installs_a_copy_that_does_not_verify(tmp_path: Path) -> N
     assert list(result.failed) == [ids.name] and "mismatch on disk2" in result.failed[ids.name]
     assert not ids.exists()
     assert [p.name for p in (vault / DAY).iterdir() if p.name.startswith(".")] == []
+
+
+def test_cli_scrub_and_restore(tmp_path: Path, capsys, restore_logging) -> None:
+    from ingest.cli import main
+    from tests.configs import config_file
+
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    config = config_file(tmp_path, vault_replicas=[local(tmp_path)])
+    loaded = config_with(tmp_path, local(tmp_path))
+    rep.replicate_hour(
+        loaded, "disk2", HOURS[0], NOW, rep.receipt_path(loaded["work_dir"], "disk2", HOURS[0])
+    )
+    good = tree(vault)
+    flip_byte(vault / DAY / f"{DAY}_09_tweets.csv.xz")
+    assert main(["scrub", "--config", str(config), "--days", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"primary: {DAY}/{DAY}_09_tweets.csv.xz mismatch" in out and "repaired from disk2" in out
+    assert tree(vault) == good
+    subprocess.run(["rm", "-rf", str(vault)], check=True)
+    assert main(["restore", "--config", str(config), "--from", "disk2"]) == 0
+    assert f"{DAY}: 6 restored, 0 intact, 0 failed" in capsys.readouterr().out
+    assert tree(vault) == good
+    # Left damaged (no copy verifies) or a bad argument: non-zero, with the reason.
+    flip_byte(vault / DAY / f"{DAY}_09_users.csv.xz", 20)
+    flip_byte(tmp_path / "disk2" / DAY / f"{DAY}_09_users.csv.xz", 20)
+    assert main(["scrub", "--config", str(config)]) == 1
+    assert "NOT repaired" in capsys.readouterr().out
+    assert main(["restore", "--config", str(config), "--from", "nope"]) == 1
+    assert "no replica named 'nope'" in capsys.readouterr().err
+    assert main(["restore", "--config", str(config), "--days", "14.1.2026"]) == 2
+
+
+@pytest.mark.integration
+def test_ssh_replica_checks_before_rename_and_pins_the_host_key(tmp_path: Path, sshd: Sshd) -> None:
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    entry = remote(sshd, tmp_path / "remote")
+    replica = rep.replica_named(config_with(tmp_path, entry), "server2")
+    ids = vault_paths(vault, HOURS[0])["ids"]
+    # A copy whose SHA-256 is not the expected one never gets its final name on the replica.
+    with pytest.raises(rep.ReplicaError, match="verify and rename in 2026-01-14 failed"):
+        replica.put(DAY, {ids: "0" * 64})
+    assert list((tmp_path / "remote" / DAY).iterdir()) == []  # temporary folder gone too
+    replica.put(DAY, {ids: read_manifest(manifest_path(vault / DAY))[ids.name]})
+    assert (tmp_path / "remote" / DAY / ids.name).read_bytes() == ids.read_bytes()
+    # A host whose key is not the pinned one is refused, never learned.
+    unknown = tmp_path / "other_known_hosts"
+    unknown.write_text("")
+    stranger = rep.replica_named(
+        config_with(tmp_path, {**entry, "known_hosts_file": str(unknown)}), "server2"
+    )
+    with pytest.raises(rep.ReplicaError, match="Host key verification failed"):
+        stranger.put(DAY, {ids: "0" * 64})
+    assert unknown.read_text() == ""

@@ -91,14 +91,24 @@ def format_manifest(entries: dict[str, str]) -> str:
 def update_manifest(day_dir: str | Path, names: Iterable[str], lock_path: str | Path) -> Path:
     """Hash the day's files ``names`` (just written by the workflow) into its manifest.
 
-    Other entries are kept as they are. ``lock_path`` serialises writers of the same manifest.
-    Returns the manifest's path. A listed file that does not exist raises FileNotFoundError.
+    A listed file older than the manifest keeps its entry (a build that left a file as it was
+    must not bless rot it may have caught since); other entries are kept as they are.
+    ``lock_path`` serialises writers of the same manifest. Returns the manifest's path. A named
+    file that does not exist raises FileNotFoundError.
     """
     day_dir = Path(day_dir)
     path = manifest_path(day_dir)
     with exclusive_lock(lock_path):
         entries = read_manifest(path)
-        fresh = {name: sha256_file(day_dir / name) for name in names}
+        try:
+            written = path.stat().st_mtime_ns
+        except FileNotFoundError:
+            written = 0
+        fresh = {
+            name: sha256_file(day_dir / name)
+            for name in names
+            if name not in entries or (day_dir / name).stat().st_mtime_ns >= written
+        }
         if any(entries.get(n) != h for n, h in fresh.items()) or not path.exists():
             entries.update(fresh)
             atomic_write(path, format_manifest(entries))

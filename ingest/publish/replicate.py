@@ -162,7 +162,7 @@ class SshReplica(Replica):
         if host is None:
             raise ReplicaConfigError(f"vault_replicas {self.name}: {self.target} is not remote")
         self.host, self.root = host, root.rstrip("/") or "/"
-        self.ssh = ssh_command(entry, state_dir)
+        self.ssh = ssh_command(entry)
 
     def _run(self, cmd: list[str], what: str, stdin: str | None = None) -> str:
         _log.debug("replica %s: %s", self.name, shlex.join(cmd))

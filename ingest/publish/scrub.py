@@ -31,6 +31,7 @@ from ingest.publish.manifest import (
     manifest_name,
     manifest_path,
     read_manifest,
+    sha256_file,
     update_manifest,
 )
 from ingest.publish.replicate import Check, Replica, ReplicaError, check_file, replicas
@@ -190,6 +191,7 @@ def scrub(
     report.bytes = size * sum(isinstance(v, dict) for v in results.values())
 
     _repair(vault, manifests, reps, results, report, log)
+    _send_new_manifests(vault, report, reps, results, log)
     _unlisted(vault, manifests, report)
     report.seconds = round(time.monotonic() - start, 2)
     log.info(
@@ -260,6 +262,20 @@ def _repair(vault, manifests, reps, results, report, log) -> None:
                 finding.detail += f"; copying again failed: {e}"
                 continue
             finding.repair = "copied again from the primary"
+
+
+def _send_new_manifests(vault, report, reps, results, log) -> None:
+    """A manifest made by this scrub goes to every replica that answered, so a restore from
+    it can verify the day."""
+    for day in report.created_manifests:
+        path = manifest_path(vault / day)
+        for r in reps:
+            if isinstance(results[r.name], str):
+                continue
+            try:
+                r.put(day, {path: sha256_file(path)})
+            except (ReplicaError, OSError) as e:
+                log.warning("scrub: sending %s to %s: %s", path.name, r.name, e)
 
 
 def _unlisted(vault: Path, manifests: dict[str, dict[str, str]], report: ScrubReport) -> None:
