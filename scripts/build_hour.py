@@ -7,7 +7,7 @@ receipt of the hour, written once they are in place.
 from pathlib import Path
 
 from ingest.build.hourly import build_hour
-from ingest.build.receipts import write_receipt
+from ingest.build.receipts import replace_receipt
 from ingest.layout import Hour, vault_paths
 from ingest.logs import job_logger
 
@@ -35,5 +35,5 @@ stats = build_hour(
     from_scratch=sm.params.from_scratch,
     log=log,
 )
-for older in write_receipt(sm.output[0], stats):
+for older in replace_receipt(sm.output[0], stats):
     log.info("removed %s, an earlier run's receipt", older)

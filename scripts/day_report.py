@@ -7,7 +7,7 @@ rule's output is this run's receipt of the report.
 
 from pathlib import Path
 
-from ingest.build.receipts import write_receipt
+from ingest.build.receipts import replace_receipt
 from ingest.build.report import write_day_report
 from ingest.build.stats import day_stats_paths
 from ingest.layout import report_path
@@ -18,5 +18,5 @@ day, vault = sm.wildcards.day, Path(sm.params.vault)
 stats = day_stats_paths(vault / day, day)
 report = report_path(vault, day)
 write_day_report(day, stats, report, sm.params.servers)
-write_receipt(sm.output[0], {"day": day, "report": str(report), "hours": len(stats)})
+replace_receipt(sm.output[0], {"day": day, "report": str(report), "hours": len(stats)})
 job_logger("day_report", sm.log[0]).info("report of %s from %d hours", day, len(stats))

@@ -27,8 +27,12 @@ def report_receipt(work_dir: str | Path, day: str, run: str) -> Path:
     return work_paths(work_dir)["reported"] / f"{day}.{run}.json"
 
 
-def write_receipt(path: str | Path, data: Any) -> list[Path]:
-    """Write a receipt atomically, then remove the older ones of its key; return those."""
+def replace_receipt(path: str | Path, data: Any) -> list[Path]:
+    """Write a receipt atomically, then remove the older ones of its key; return those.
+
+    (Per-run receipts of the pull and parse jobs keep the latest few instead:
+    ingest.publish.jobs.write_receipt.)
+    """
     path = Path(path)
     atomic_write_json(path, data)
     key = path.name.split(".", 1)[0]
