@@ -266,8 +266,8 @@ def test_day_with_an_hour_held_back_for_a_secondary_is_not_mailed_yet(tmp_path):
 
 
 # --- OSF and mail ---------------------------------------------------------------------------
-# One world, five runs: local hour 23 of 2026-01-14 (22:50-23:00 UTC) and hour 00 of
-# 2026-01-15 (23:00-23:10 UTC) of one server. The fixture makes all five runs; the tests only
+# One world, six runs: local hour 23 of 2026-01-14 (22:50-23:00 UTC) and hour 00 of
+# 2026-01-15 (23:00-23:10 UTC) of one server. The fixture makes all six runs; the tests only
 # read what they left (no test runs or changes anything), so they pass in any order.
 D1_23, D2_00 = Hour("2026-01-14", 23), Hour("2026-01-15", 0)
 
@@ -322,9 +322,13 @@ def publish(tmp_path_factory):
         run("osf_down", "2026-01-15T00:05:00+00:00")
         w["receipt_after_failure"] = receipt_path(root, D2_00).exists()
         w["upload_log_after_failure"] = (root / "work/logs/osf/2026-01-15_00.log").read_text()
+        # Within the upload's back-off (10 min after a first failure) no run asks OSF again.
+        run("osf_backing_off", "2026-01-15T00:10:00+00:00")
         standin.inject(503, times=attempts, method="GET", path=r"^/v2/nodes/")
-        run("osf_down_again", "2026-01-15T00:10:00+00:00")
-        run("osf_back", "2026-01-15T00:15:00+00:00")
+        run("osf_down_again", "2026-01-15T00:15:00+00:00")
+        backoff = receipt_path(root, D2_00).with_suffix(".backoff")
+        w["backoff_after_second_failure"] = json.loads(backoff.read_text())
+        run("osf_back", "2026-01-15T00:35:00+00:00")  # the doubled back-off (20 min) is over
         yield w
     finally:
         controller.stop()
@@ -372,7 +376,11 @@ def test_failed_upload_fails_only_its_job_and_the_next_run_retries(publish):
     for p in layout.vault_paths(root / "vault", D2_00).values():
         assert p.exists()
     assert "HTTP 503; retry 5/5" in publish["upload_log_after_failure"]
+    ok(publish["runs"]["osf_backing_off"])  # the upload waits out its back-off: no request
+    assert publish["snap"]["osf_backing_off"]["requests"] == publish["snap"]["osf_down"]["requests"]
     assert publish["runs"]["osf_down_again"].returncode != 0
+    state = publish["backoff_after_second_failure"]
+    assert state["attempts"] == 2 and state["next_attempt"] == "2026-01-15T00:35:00+00:00"
 
     ok(publish["runs"]["osf_back"])
     vault = layout.vault_paths(root / "vault", D2_00)
@@ -399,7 +407,7 @@ def test_complete_day_report_is_mailed_once_with_its_plot(publish):
     root, sink = publish["root"], publish["sink"]
     assert publish["snap"]["first"]["mails"] == 1
     reports = [m for m in sink.messages if m["Subject"] == PREFIX + "report 2026-01-14"]
-    assert len(reports) == 1  # across all five runs
+    assert len(reports) == 1  # across all six runs
     msg = reports[0]
     report = layout.report_path(root / "vault", "2026-01-14").read_text()
     assert body(msg).startswith(report)

@@ -13,6 +13,8 @@ rule build_hour:
         str(build_receipt(config["work_dir"], "{day}", "{hh}", RUN)),
     log:
         str(WORK["logs"] / "build/{day}_{hh}.log"),
+    # Before any upload_osf (priority 0): builds never wait for OSF, however slow it is.
+    priority: 1
     threads: 2
     params:
         vault=str(VAULT),

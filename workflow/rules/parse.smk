@@ -14,6 +14,8 @@ checkpoint parse_minutes:
         str(WORK["parsed"] / "{run}.json"),
     log:
         str(WORK["logs"] / "parse/{run}.log"),
+    # Before any upload_osf (priority 0): builds never wait for OSF, however slow it is.
+    priority: 1
     threads: 2
     params:
         now=NOW.isoformat(),
