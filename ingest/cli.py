@@ -295,6 +295,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ingest.perms import restrict_umask
+
+    restrict_umask()  # files 0640, folders 0750, whatever the umask it was started with
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -47,6 +47,14 @@ def test_atomic_files_are_0640_under_a_loose_umask(tmp_path, umask_022):
     assert mode(tmp_path / "b.xz") == 0o640
 
 
+def test_the_command_line_sets_umask_027_first(tmp_path, umask_022, capsys):
+    from ingest import cli
+    from tests.configs import config_file
+
+    cli.main(["status", "--config", str(config_file(tmp_path))])  # whatever it finds
+    assert os.umask(0o022) == 0o027  # the collector's folders are 0750 whatever it inherited
+
+
 def test_secure_dirs_makes_the_top_folders_0750_and_sets_the_group(tmp_path, umask_022):
     config = loaded_config(tmp_path)
     (tmp_path / "vault").mkdir(mode=0o755)
