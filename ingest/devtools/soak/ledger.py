@@ -28,6 +28,7 @@ VAULT_FILE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})_(\d{2})_(IDs\.txt\.xz|tweets\.csv\.xz|users\.csv\.xz|stats\.json)$"
 )
 REPORT_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}_report\.txt$")
+DAY_MANIFEST = re.compile(r"^\d{4}-\d{2}-\d{2}_SHA256SUMS$")  # the replicas' checksums
 TEMP_MARKS = (".part", ".tmp-", ".tmp")
 SHOWN = 20  # IDs named in a failure
 
@@ -142,7 +143,9 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
         if name == ".soak-filler":
             continue
         m = VAULT_FILE.match(name)
-        if REPORT_FILE.match(name) or (m and m[3] in ("users.csv.xz", "stats.json")):
+        if REPORT_FILE.match(name) or DAY_MANIFEST.match(name):
+            continue
+        if m and m[3] in ("users.csv.xz", "stats.json"):
             continue
         if not m:
             unexpected.append(str(path))

@@ -25,7 +25,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ingest.devtools.soak.faults import Injector
-from ingest.devtools.soak.ledger import StandInLedger, Watch, check, table
+from ingest.devtools.soak.ledger import StandInLedger, Watch, check, osf_mismatches, table
 from ingest.devtools.soak.world import TIMEZONE, World
 from ingest.devtools.stack import FastClock
 
@@ -34,6 +34,7 @@ CLOCK_START = datetime(2026, 1, 14, 6, 55, tzinfo=UTC)  # 07:55 in Berlin: whole
 LATE_AND_GRACE_MINUTES = 6 + 5  # the schema's late_minutes and grace_minutes
 SCAN_EVERY = 2.0  # seconds between the soak's own looks at the raw dirs and the vault
 FINAL_RUNS = 6
+FINAL_PAUSE = 2.0  # real seconds between the clean runs at the end
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -152,13 +153,19 @@ def finish(world: World, injector: Injector, watch: Watch, args: argparse.Namesp
         world.poll_runs()
         time.sleep(0.5)
     world.wait_runs()
+    # Clean runs until one succeeds, changes nothing in the vault and leaves OSF equal to it.
     for _ in range(FINAL_RUNS):
+        before = {path: list(v) for path, v in watch.versions.items()}
         run = world.start_run("final")
         world.wait_runs()
         watch.scan()
-        if run.outcome() == "ok" and "Nothing to be done" in run.log.read_text(errors="replace"):
+        if (
+            run.outcome() == "ok"
+            and watch.versions == before
+            and not osf_mismatches(world.osf, world.vault)
+        ):
             break
-        time.sleep(args.interval)
+        time.sleep(FINAL_PAUSE)
     watch.scan()
 
 
