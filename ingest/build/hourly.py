@@ -502,11 +502,15 @@ def build_hour(
     vault row for the servers present in the old build some of whose raw files are no longer
     among the inputs (the vault holds their copies now). An ID only the vault holds while the
     files of the servers that saw it are all still here (an older build's) counts in the
-    total and the diff, for no server. The attribution is exact when the old build had one
-    server present, or when the servers whose files are gone saw disjoint sets; with two
-    present servers' files gone, it counts their vault rows for both. The stats' inputs,
-    minutes and skipped lines join the old build's and this one's (``with_previous``). A merge
-    with fewer tweets than the built hour's stats is a ``VaultError``, nothing written.
+    total and the diff, for no server. The vault does not say which server saw a row, so
+    the attribution is exact only when every vault row was seen by every server whose files
+    are gone: the old build had one server present (the secondary missing, then late), or
+    those servers saw the same IDs. Otherwise a row counts for a gone server that never saw
+    it: with two present servers' files gone, their vault rows count for both; with one
+    gone, the other's own IDs count for it too (the diff shrinks accordingly). The stats'
+    inputs, minutes and skipped lines join the old build's and this one's
+    (``with_previous``). A merge with fewer tweets than the built hour's stats is a
+    ``VaultError``, nothing written.
 
     ``from_scratch``: the vault is not read; tweets that only it holds are dropped. Refused
     (an ``InputError`` naming the files, before any work) when a raw file the hour was built
