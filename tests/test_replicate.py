@@ -83,7 +83,7 @@ def flip_byte(path: Path, offset: int = 200) -> None:
 
 def replicate_all(config: dict, name: str) -> None:
     for h in HOURS:
-        rep.replicate_hour(config, name, h, NOW, rep.receipt_path(config["work_dir"], name, h))
+        rep.replicate_hour(config, name, h, NOW, rep.hour_receipt(config["work_dir"], name, h))
 
 
 # --- manifests ----------------------------------------------------------------------------
@@ -147,7 +147,7 @@ def test_local_replica_gets_verified_copies_and_receipts(tmp_path: Path) -> None
     config = config_with(tmp_path, local(tmp_path))
     replicate_all(config, "disk2")
     assert tree(tmp_path / "disk2") == tree(vault)  # no temporary names left either
-    receipt = rep.receipt_path(config["work_dir"], "disk2", HOURS[1])
+    receipt = rep.hour_receipt(config["work_dir"], "disk2", HOURS[1])
     assert receipt.exists()
     # Receipts there and nothing changed: nothing pending; a rebuild makes its hour pending.
     replica = rep.replica_named(config, "disk2")
@@ -162,7 +162,7 @@ def test_a_damaged_vault_file_is_not_spread(tmp_path: Path) -> None:
     build_hour(vault, HOURS[0])
     flip_byte(vault_paths(vault, HOURS[0])["tweets"])
     config = config_with(tmp_path, local(tmp_path))
-    receipt = rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+    receipt = rep.hour_receipt(config["work_dir"], "disk2", HOURS[0])
     with pytest.raises(rep.ReplicaError, match="09_tweets.csv.xz: sha256 .* differs"):
         rep.replicate_hour(config, "disk2", HOURS[0], NOW, receipt)
     assert not receipt.exists()
@@ -179,7 +179,7 @@ def test_unmounted_replica_fails_its_job_backs_off_alerts_then_catches_up(
     config = config_with(tmp_path, entry)
     replica = rep.replica_named(config, "usb")
     mailer = Mailer("127.0.0.1", port, "a@example.org", ["b@example.org"], "none")
-    receipt = rep.receipt_path(config["work_dir"], "usb", HOURS[0])
+    receipt = rep.hour_receipt(config["work_dir"], "usb", HOURS[0])
 
     def attempt(now: datetime) -> None:
         alerts = Alerts(mailer, tmp_path / "alerts.json", FixedClock(now), 6)
@@ -219,14 +219,14 @@ def test_ssh_replica_down_then_back(tmp_path: Path, sshd: Sshd) -> None:
     for i, h in enumerate(HOURS):
         build_hour(vault, h, i)
     config = config_with(tmp_path, remote(sshd, tmp_path / "remote"), local(tmp_path))
-    receipt = rep.receipt_path(config["work_dir"], "server2", HOURS[0])
+    receipt = rep.hour_receipt(config["work_dir"], "server2", HOURS[0])
     sshd.stop()
     try:
         with pytest.raises(rep.ReplicaError, match="server2: rsync to 2026-01-14 failed"):
             rep.replicate_hour(config, "server2", HOURS[0], NOW, receipt)
         # Only its own job: the other replica takes the hour meanwhile.
         rep.replicate_hour(
-            config, "disk2", HOURS[0], NOW, rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+            config, "disk2", HOURS[0], NOW, rep.hour_receipt(config["work_dir"], "disk2", HOURS[0])
         )
     finally:
         sshd.restart()
@@ -236,7 +236,7 @@ def test_ssh_replica_down_then_back(tmp_path: Path, sshd: Sshd) -> None:
     assert rep.pending_hours(config, replica, HOURS, later) == HOURS
     for h in HOURS:
         rep.replicate_hour(
-            config, "server2", h, later, rep.receipt_path(config["work_dir"], "server2", h)
+            config, "server2", h, later, rep.hour_receipt(config["work_dir"], "server2", h)
         )
     assert tree(tmp_path / "remote") == tree(vault)  # identical, no temporary folder left
     assert rep.load_state(replica.state_dir, "server2").failures == 0
@@ -317,7 +317,7 @@ def test_scrub_makes_a_manifest_for_an_old_day_and_checks_xz(tmp_path: Path) -> 
     manifest_path(vault / DAY).unlink()  # a day built before manifests
     config = config_with(tmp_path, local(tmp_path))
     rep.replicate_hour(
-        config, "disk2", HOURS[0], NOW, rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+        config, "disk2", HOURS[0], NOW, rep.hour_receipt(config["work_dir"], "disk2", HOURS[0])
     )
     report = scrub(config)
     assert report.created_manifests == [DAY] and report.findings == []
@@ -348,7 +348,7 @@ def test_deleted_day_restored_identical_from_ssh_replica(tmp_path: Path, sshd: S
         "server2",
         Hour(other, 23),
         NOW,
-        rep.receipt_path(config["work_dir"], "server2", Hour(other, 23)),
+        rep.hour_receipt(config["work_dir"], "server2", Hour(other, 23)),
     )
     good = tree(vault)
     subprocess.run(["rm", "-rf", str(vault / DAY)], check=True)  # the mistaken rm
@@ -368,7 +368,7 @@ def test_restore_never_installs_a_copy_that_does_not_verify(tmp_path: Path) -> N
     build_hour(vault, HOURS[0])
     config = config_with(tmp_path, local(tmp_path))
     rep.replicate_hour(
-        config, "disk2", HOURS[0], NOW, rep.receipt_path(config["work_dir"], "disk2", HOURS[0])
+        config, "disk2", HOURS[0], NOW, rep.hour_receipt(config["work_dir"], "disk2", HOURS[0])
     )
     ids = vault_paths(vault, HOURS[0])["ids"]
     ids.unlink()
@@ -388,7 +388,7 @@ def test_cli_scrub_and_restore(tmp_path: Path, capsys, restore_logging) -> None:
     config = config_file(tmp_path, vault_replicas=[local(tmp_path)])
     loaded = config_with(tmp_path, local(tmp_path))
     rep.replicate_hour(
-        loaded, "disk2", HOURS[0], NOW, rep.receipt_path(loaded["work_dir"], "disk2", HOURS[0])
+        loaded, "disk2", HOURS[0], NOW, rep.hour_receipt(loaded["work_dir"], "disk2", HOURS[0])
     )
     good = tree(vault)
     flip_byte(vault / DAY / f"{DAY}_09_tweets.csv.xz")

@@ -45,6 +45,7 @@ from ingest.publish.manifest import (
     manifest_path,
     read_manifest,
     sha256_file,
+    update_manifest,
 )
 from ingest.publish.rsync import IO_TIMEOUT_S, split_source, ssh_command
 
@@ -426,9 +427,11 @@ def record(
     ``alert_after_minutes`` and "reachable again" after such a mail."""
     after = timedelta(minutes=replica.entry["alert_after_minutes"])
     with _updating_state(replica.state_dir, replica.name) as st:
+        same_run = st.last_attempt == now.isoformat()  # a run's jobs share its instant
         st.last_attempt = now.isoformat()
         if error:
-            st.failures += 1
+            if not (same_run and st.failures):  # back-off counts runs, not a run's jobs
+                st.failures += 1
             st.first_failure = st.first_failure or now.isoformat()
             st.last_error = error
             since = datetime.fromisoformat(st.first_failure)
@@ -460,8 +463,13 @@ def record(
 # --- what the workflow does -----------------------------------------------------------------
 
 
-def receipt_path(work_dir: str | Path, replica: str, hour: Hour) -> Path:
-    return Path(work_dir) / "replicas" / replica / hour.day / f"{hour.label}.json"
+def receipt_path(work_dir: str | Path, replica: str, day: str, hh: str) -> Path:
+    """The receipt of copying hour ``{day}_{hh}`` to ``replica`` (also as a pattern)."""
+    return Path(work_dir) / "replicas" / replica / day / f"{day}_{hh}.json"
+
+
+def hour_receipt(work_dir: str | Path, replica: str, hour: Hour) -> Path:
+    return receipt_path(work_dir, replica, hour.day, f"{hour.hh:02d}")
 
 
 def hour_files(vault_dir: Path, hour: Hour) -> list[Path]:
@@ -479,19 +487,25 @@ def hour_files(vault_dir: Path, hour: Hour) -> list[Path]:
 
 
 def pending_hours(
-    config: dict[str, Any], replica: Replica, hours: Iterable[Hour], now: datetime
+    config: dict[str, Any],
+    replica: Replica,
+    hours: Iterable[Hour],
+    now: datetime,
+    rebuilt: Iterable[Hour] = (),
 ) -> list[Hour]:
     """The built ``hours`` this run should copy to ``replica``: none while it is backing off;
-    else those without a receipt or whose files changed since it (a rebuild, a merge), at most
-    ``max_hours_per_run`` (the newest first, so a long backlog never delays a fresh hour)."""
+    else those (re)built in this run (``rebuilt``), then those without a receipt or whose files
+    changed since it, newest first (a long backlog never delays a fresh hour), at most
+    ``max_hours_per_run``."""
     state = load_state(replica.state_dir, replica.name)
     due = state.next_attempt()
     if due is not None and now < due:
         return []
-    out = []
-    for h in sorted(set(hours), reverse=True):
+    rebuilt = sorted(set(rebuilt), reverse=True)
+    out = list(rebuilt)
+    for h in sorted(set(hours) - set(rebuilt), reverse=True):
         try:
-            done = receipt_path(config["work_dir"], replica.name, h).stat().st_mtime
+            done = hour_receipt(config["work_dir"], replica.name, h).stat().st_mtime
         except FileNotFoundError:
             out.append(h)
             continue
@@ -499,6 +513,61 @@ def pending_hours(
         if any(p.exists() and p.stat().st_mtime > done for p in paths):
             out.append(h)
     return sorted(out[: replica.entry["max_hours_per_run"]])
+
+
+def workflow_targets(
+    config: dict[str, Any], plan: Any, built: Iterable[Hour], now: datetime, run: str
+) -> list[str]:
+    """What a workflow run adds to its targets: the manifests of the days it rebuilds and each
+    replica's pending copies of the ``built`` hours and of those it (re)builds."""
+    targets = [str(manifest_receipt(config["work_dir"], d, run)) for d in plan.reports]
+    every = set(built) | set(plan.build)
+    for r in replicas(config):
+        for h in pending_hours(config, r, every, now, rebuilt=plan.build):
+            targets.append(str(hour_receipt(config["work_dir"], r.name, h)))
+    return targets
+
+
+def copy_inputs(config: dict[str, Any], plan: Any, hour: Hour, run: str) -> list[str]:
+    """What a copy waits for: this run's manifest of the day when the run rebuilds the day,
+    else the hour's files as they are."""
+    if hour.day in plan.reports:
+        return [str(manifest_receipt(config["work_dir"], hour.day, run))]
+    return [str(p) for p in hour_files(Path(config["vault_dir"]), hour)]
+
+
+def manifest_receipt(work_dir: str | Path, day: str, run: str) -> Path:
+    """Run ``run``'s receipt of updating ``day``'s manifest (also as a pattern: "{day}")."""
+    return Path(work_dir) / "manifests" / f"{day}.{run}.json"
+
+
+def manifest_names(vault_dir: Path, day: str, hours: Iterable[Hour]) -> list[str]:
+    """What a run's manifest update hashes: the vault files of the day's hours it built, and
+    the day's report."""
+    names = [
+        p.name for h in hours if h.day == day for p in layout.vault_paths(vault_dir, h).values()
+    ]
+    return [*names, layout.report_path(vault_dir, day).name]
+
+
+def manifest_job(vault_dir: Path, day: str, names: list[str], work_dir: str, receipt: Path, log):
+    """The workflow's day_manifest job: hash the files this run wrote into the day's manifest."""
+    from ingest.build.receipts import replace_receipt
+
+    day_dir = Path(vault_dir) / day
+    present = [n for n in names if (day_dir / n).exists()]
+    path = update_manifest(day_dir, present, Path(work_dir) / "state" / "manifest.lock")
+    replace_receipt(receipt, {"day": day, "manifest": str(path), "hashed": present})
+    log.info("manifest of %s: %d file(s) written by this run hashed", day, len(present))
+
+
+def replicate_job(config: dict[str, Any], replica: str, hour: Hour, now: datetime, receipt, log):
+    """The workflow's replicate job (with the run's alerts)."""
+    from ingest.clock import FixedClock
+    from ingest.publish.jobs import alerts_for
+
+    alerts = alerts_for(config, FixedClock(now), log)
+    replicate_hour(config, replica, hour, now, Path(receipt), log, alerts)
 
 
 @dataclass
@@ -532,19 +601,25 @@ def replicate_hour(
     replica = replica_named(config, replica_name)
     vault = Path(config["vault_dir"])
     day_dir = vault / hour.day
-    files = hour_files(vault, hour)
     manifest = read_manifest(manifest_path(day_dir))
     start = time.monotonic()
     expected: dict[Path, str] = {}
+    for p in hour_files(vault, hour):
+        digest = sha256_file(p)
+        if p.name != manifest_name(hour.day) and manifest.get(p.name, digest) != digest:
+            # The vault's problem, not the replica's: no back-off, the scrub repairs it.
+            log.error("replica %s, hour %s: %s differs from its manifest", replica.name, hour, p)
+            raise ReplicaError(
+                f"{p}: sha256 {digest} differs from its manifest's {manifest[p.name]}; not "
+                "copied (run sampled-stream scrub to repair it from a replica)"
+            )
+        expected[p] = digest
+    state = load_state(replica.state_dir, replica.name)
+    if state.failures and state.last_attempt == now.isoformat():
+        # A replica that failed earlier in this run is not tried again by each of its jobs
+        # (an unreachable host costs a connect timeout each).
+        raise ReplicaError(f"replica {replica.name} failed earlier in this run: {state.last_error}")
     try:
-        for p in files:
-            digest = sha256_file(p)
-            if p.name != manifest_name(hour.day) and manifest.get(p.name, digest) != digest:
-                raise ReplicaError(
-                    f"{p}: sha256 {digest} differs from its manifest's {manifest[p.name]}; not "
-                    "copied (run sampled-stream scrub to repair it from a replica)"
-                )
-            expected[p] = digest
         replica.put(hour.day, expected)
     except (ReplicaError, OSError) as e:
         record(replica, now, str(e), alerts)

@@ -23,6 +23,7 @@ envvars:
 from ingest import clock, layout, perms  # noqa: E402
 from ingest.build import plan as planning  # noqa: E402
 from ingest.build.receipts import build_receipt, report_receipt  # noqa: E402
+from ingest.publish import replicate as replication  # noqa: E402
 from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402
 from ingest.publish.jobs import RunWatch, notify_once, take_run_lock  # noqa: E402
 
@@ -169,6 +170,8 @@ def targets_of(plan):
     targets += [reported(d) for d in plan.reports]
     targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in plan.uploads]
     targets += [str(WORK["mail"] / f"{d}.sent") for d in plan.mails]
+    # Manifests and copies to the replicas (workflow/rules/replicate.smk).
+    targets += replication.workflow_targets(config, plan, planning.built_hours(VAULT), NOW, RUN)
     return targets
 
 

@@ -1,0 +1,16 @@
+"""Snakemake entry point of rule day_manifest: hash this run's files into {day}_SHA256SUMS."""
+
+from pathlib import Path
+
+from ingest.logs import job_logger
+from ingest.publish.replicate import manifest_job
+
+sm = snakemake  # noqa: F821 (injected by Snakemake)
+manifest_job(
+    Path(sm.params.vault),
+    sm.wildcards.day,
+    list(sm.params.names),
+    sm.config["work_dir"],
+    Path(sm.output[0]),
+    job_logger("day_manifest", sm.log[0]),
+)

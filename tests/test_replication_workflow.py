@@ -1,0 +1,127 @@
+"""Replication as a rule, end to end: snakemake builds, writes the day manifests and copies each
+built hour to a local replica and to one over rsync+ssh (the loopback sshd); a replica that is
+down fails only its own jobs, the build goes on, and a later run catches up after back-off.
+
+One server, local hours 09 and 10 (CET); late and grace 1 minute, so both are complete at
+10:03 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from ingest import layout
+from ingest.config import TEST_CLOCK_ENV
+from ingest.devtools.generate import generate_raw_tree
+from ingest.layout import Hour
+from tests.sshd import Sshd
+
+pytestmark = pytest.mark.integration  # Snakemake runs, sshd
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEFILE = REPO / "workflow" / "Snakefile"
+TZ = ZoneInfo("Europe/Berlin")
+DAY = "2026-01-14"
+HOURS = [Hour(DAY, 9), Hour(DAY, 10)]
+
+
+def snakemake(root: Path, now: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
+    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml")]
+    cmd += ["--config", f"now={now}"]
+    env = {**os.environ, TEST_CLOCK_ENV: "1"}
+    return subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
+
+
+def jobs(proc: subprocess.CompletedProcess, rule: str) -> int:
+    return sum(
+        line in (f"rule {rule}:", f"localrule {rule}:")
+        for line in (proc.stdout + proc.stderr).splitlines()
+    )
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+    }
+
+
+def test_built_hours_are_replicated_verified_and_a_down_replica_catches_up(
+    tmp_path: Path, sshd: Sshd
+) -> None:
+    root = tmp_path
+    (root / "remote").mkdir()
+    config = {
+        "timezone": "Europe/Berlin",
+        "vault_dir": str(root / "vault"),
+        "work_dir": str(root / "work"),
+        "servers": [{"name": "server1", "raw_dir": str(root / "raw" / "server1")}],
+        "late_minutes": 1,
+        "grace_minutes": 1,
+        "xz_preset": 1,
+        "vault_replicas": [
+            {
+                "name": "server2",
+                "target": f"{sshd.target}:{root / 'remote'}",
+                "ssh_key_file": str(sshd.key_file),
+                "ssh_port": sshd.port,
+                "known_hosts_file": str(sshd.known_hosts),
+            },
+            # Not mounted yet: its root does not exist.
+            {"name": "usb", "target": str(root / "usb")},
+        ],
+    }
+    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    generate_raw_tree(
+        [("server1", root / "raw" / "server1")],
+        datetime(2026, 1, 14, 8, 58, tzinfo=UTC),
+        datetime(2026, 1, 14, 10, 1, tzinfo=UTC),
+        TZ,
+        rate_per_minute=20,
+        late_fraction=0,
+        seed=5,
+    )
+    first = snakemake(root, "2026-01-14T10:03:00+00:00")
+    said = first.stdout + first.stderr
+    # The usb replica's jobs failed, and only they: the hours are built and on server2.
+    assert first.returncode != 0, said[-3000:]
+    assert jobs(first, "replicate") == 4 and "Error in rule replicate:" in said
+    vault = root / "vault"
+    for h in HOURS:
+        assert layout.vault_paths(vault, h)["stats"].exists()
+    ok = subprocess.run(
+        ["sha256sum", "-c", "--strict", f"{DAY}_SHA256SUMS"], cwd=vault / DAY, capture_output=True
+    )
+    assert ok.returncode == 0, ok.stdout
+    assert len(ok.stdout.splitlines()) == 9  # 2 hours x 4 files and the report
+    assert tree(root / "remote") == tree(vault)
+    receipts = root / "work" / "replicas"
+    assert sorted(p.name for p in (receipts / "server2").rglob("*.json")) == [
+        f"{h.label}.json" for h in HOURS
+    ]
+    assert not (receipts / "usb").exists() and not (root / "usb").exists()
+    state = json.loads((root / "work" / "state" / "replica_usb.json").read_text())
+    assert state["failures"] == 1 and "not a folder" in state["last_error"]
+
+    # Mounted, but the next run comes within the back-off: nothing to do for it, and the
+    # run succeeds.
+    (root / "usb").mkdir()
+    again = snakemake(root, "2026-01-14T10:08:00+00:00")
+    assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
+    assert jobs(again, "replicate") == 0
+    # After it: the usb replica catches up; server2 has nothing left to do.
+    later = snakemake(root, "2026-01-14T10:20:00+00:00")
+    said = later.stdout + later.stderr
+    assert later.returncode == 0, said[-3000:]
+    assert jobs(later, "replicate") == 2
+    assert tree(root / "usb") == tree(vault)
+    assert json.loads((root / "work" / "state" / "replica_usb.json").read_text())["failures"] == 0

@@ -1,0 +1,43 @@
+# Manifests and replicas (issue 15). Once a day's report is rebuilt, day_manifest hashes the
+# files this run wrote into {day}_SHA256SUMS (ingest.publish.manifest). Then each built hour
+# (with its day's report and manifest) is copied to every vault_replicas entry and verified
+# there; the receipt is work_dir/replicas/{replica}/{day}/{day}_{hh}.json. A replica that
+# fails fails only its own jobs; later runs retry it with back-off, and nothing waits for a
+# replica. The targets come from replication.workflow_targets (called in targets_of).
+try:
+    REPLICAS = replication.replicas(config)
+except replication.ReplicaConfigError as e:
+    raise WorkflowError(str(e)) from None
+
+
+wildcard_constraints:
+    # No replica configured: a pattern that matches nothing.
+    replica="|".join(r.name for r in REPLICAS) or "(?!)",
+
+
+# No conda env or container (snakemake --lint asks): jobs run in the project's .venv.
+rule day_manifest:
+    input:
+        lambda wildcards: reported(wildcards.day),
+    output:
+        str(replication.manifest_receipt(config["work_dir"], "{day}", RUN)),
+    log:
+        str(WORK["logs"] / "manifest/{day}.log"),
+    params:
+        vault=str(VAULT),
+        names=lambda wildcards: replication.manifest_names(VAULT, wildcards.day, run_plan().build),
+    script:
+        "../../scripts/day_manifest.py"
+
+
+rule replicate:
+    input:
+        lambda wildcards: replication.copy_inputs(config, run_plan(), hour_of(wildcards), RUN),
+    output:
+        str(replication.receipt_path(config["work_dir"], "{replica}", "{day}", "{hh}")),
+    log:
+        str(WORK["logs"] / "replicate/{replica}/{day}_{hh}.log"),
+    params:
+        now=NOW.isoformat(),
+    script:
+        "../../scripts/replicate.py"
