@@ -153,6 +153,8 @@ def test_unexpected_names_are_skipped_and_recorded_not_raised(tmp_path):
         str(p) for p in bad[:4] + [p.parent for p in bad[4:6]] + [p.parents[1] for p in bad[6:]]
     )
     assert all(r.reason for r in rejected)
+    # The plan says what it passed over (the run mails its warnings once).
+    assert {f"{r}: skipped" for r in rejected} <= set(planned.warnings)
 
 
 def test_minute_listing_offers_only_readable_regular_files(tmp_path):

@@ -434,7 +434,8 @@ def test_parse_job_reports_a_skipped_file_in_receipt_and_log_and_mails_it_once(
     assert parse_job(config, now, 1, str(log), tmp_path / "work" / "parsed" / "3.json") == []
     assert read_meta(intermediate(config["work_dir"], paths[1], "s1", CET))["tweets"] == 1
     assert len(sink.messages) == 1
-    assert json.loads((tmp_path / "work" / "state" / "bad_inputs.json").read_text()) == []
+    notified = json.loads((tmp_path / "work" / "state" / "notified.json").read_text())
+    assert notified["bad-input"] == []
 
 
 def intermediate(work_dir: str, raw: Path, server: str, tz: ZoneInfo) -> Path:

@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from ingest.atomic import atomic_write, atomic_write_json, remove_stale_temps
+from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.build.assign import HourAssigner
 from ingest.build.parse import iter_lines, parse_line
 from ingest.layout import Rejected, parse_minute_name
@@ -359,37 +359,6 @@ def _result(done: list[dict | Rejected]) -> ParseResult:
         [m for m in done if not isinstance(m, Rejected)],
         [m for m in done if isinstance(m, Rejected)],
     )
-
-
-def alert_new_rejects(rejected: list[Rejected], alerts, state_path: Path, log=None) -> int:
-    """Mail once about raw entries skipped whole (``Rejected``): one mail for those not in
-    ``state_path`` from an earlier mail; returns how many were new.
-
-    ``alerts``: an ``ingest.notify.Alerts`` (rate-limited, never raises). ``rejected`` is all
-    that is skipped now: the state keeps only those, so an entry fixed and broken again is
-    mailed again. When the mail does not go out (rate limit, SMTP down, email disabled), the
-    entries stay new and the next run tries again.
-    """
-    now = {f"{r.path}\t{r.reason}": r for r in rejected}
-    try:
-        before = set(orjson.loads(Path(state_path).read_bytes()))
-    except (OSError, ValueError, TypeError):  # none yet, or damaged: mail them all again
-        before = set()
-    new = [r for key, r in sorted(now.items()) if key not in before]
-    sent = bool(new) and alerts.alert(
-        "bad-input",
-        f"{len(new)} raw file(s) skipped",
-        "These entries under the raw folders are skipped: their tweets are not archived "
-        "until they are fixed (or moved away); everything else is built as usual, and the "
-        "next run tries them again. Each is mailed once.\n\n" + "".join(f"{r}\n" for r in new),
-    )
-    keep = [key for key in sorted(now) if key in before or sent]
-    if keep != sorted(before):
-        try:
-            atomic_write_json(state_path, keep)
-        except OSError as e:  # the mail went out; at worst it goes again next run
-            emit(log, f"cannot record alerted inputs in {state_path}: {e}")
-    return len(new)
 
 
 def _triples(items: list[str]) -> list[tuple[str, str, str]]:

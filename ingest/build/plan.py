@@ -62,12 +62,14 @@ def intermediate(work_dir: str | Path, f: MinuteFile, kind: str) -> Path:
     return work_paths(work_dir)["minutes"] / f.server / day / hh / f"{f.stem}.{kind}.tsv"
 
 
-def window_files(config: dict[str, Any], hour: Hour) -> dict[str, list[MinuteFile]]:
-    """Each server's raw minute files that hour ``hour`` reads."""
+def window_files(
+    config: dict[str, Any], hour: Hour, rejected: set[layout.Rejected] | None = None
+) -> dict[str, list[MinuteFile]]:
+    """Each server's raw minute files that hour ``hour`` reads (entries skipped: ``rejected``)."""
     tz = ZoneInfo(config["timezone"])
     start, end = layout.read_window(hour, tz, config["late_minutes"])
     return {
-        s["name"]: layout.minute_files(s["name"], s["raw_dir"], start, end, tz)
+        s["name"]: layout.minute_files(s["name"], s["raw_dir"], start, end, tz, rejected)
         for s in config["servers"]
     }
 
@@ -128,8 +130,9 @@ def make_plan(
     plan = Plan()
 
     candidates: set[Hour] = set()
+    rejected: set[layout.Rejected] = set()  # odd names and special files: skipped, reported
     for s in config["servers"]:
-        for h in layout.raw_hours(s["raw_dir"]):
+        for h in layout.raw_hours(s["raw_dir"], rejected):
             bounds = layout.hour_bounds(h, tz)
             if bounds is None:
                 continue  # a folder for an hour the DST jump skipped
@@ -141,7 +144,7 @@ def make_plan(
     for hour in sorted(candidates):
         if not selected(hour, only):
             continue
-        files = window_files(config, hour)
+        files = window_files(config, hour, rejected)
         if not layout.is_complete(hour, tz, now, late, grace):
             if only is None:
                 ahead.update(f for fs in files.values() for f in fs)
@@ -164,6 +167,7 @@ def make_plan(
         plan.build.append(hour)
         needed.update(f for fs in files.values() for f in fs)
 
+    plan.warnings += [f"{r}: skipped" for r in sorted(rejected, key=str)]
     plan.to_parse = sorted(
         (f for f in needed | ahead if not _parsed(config["work_dir"], f)),
         key=lambda f: (f.minute, f.server),

@@ -41,7 +41,7 @@ def parse_job(
     file that cannot be read at all costs only itself: it is named in the log and in the
     receipt's ``skipped_files``, mailed once, and returned; the next run tries it again.
     """
-    from ingest.build.minutes import alert_new_rejects, parse_many
+    from ingest.build.minutes import parse_many
 
     started = time.monotonic()
     # No pull state: every hour that could be built in this run gets its minutes parsed.
@@ -69,10 +69,16 @@ def parse_job(
         "seconds": round(time.monotonic() - started, 2),
     }
     write_receipt(receipt, summary)
-    alerted = plan.work_paths(config["work_dir"])["state"] / "bad_inputs.json"
-    if result.skipped_files or alerted.exists():  # else no mailer to set up
-        alerts = alerts_for(config, FixedClock(now))
-        alert_new_rejects(result.skipped_files, alerts, alerted)
+    notify_once(
+        config,
+        "bad-input",
+        [str(r) for r in result.skipped_files],
+        f"{len(result.skipped_files)} raw file(s) skipped",
+        "These raw files could not be read: their tweets are not archived until they are "
+        "fixed (or moved away); everything else is built as usual, and the next run tries "
+        "them again. Each is mailed once.",
+        now,
+    )
     return result.skipped_files
 
 

@@ -104,7 +104,12 @@ def hour_inputs(wildcards):
     if hour not in run_plan().build:  # the secondary's minutes are known only after its pull
         return {}
     checkpoints.parse_minutes.get(run=RUN)  # the intermediates exist once it has run
-    files = planning.window_files(config, hour)
+    # A raw file the parse skipped (unreadable: named in its log and mailed) has none; the
+    # hour is built without it and again once it can be read.
+    files = {
+        server: [f for f in fs if planning.intermediate(config["work_dir"], f, "tweets").exists()]
+        for server, fs in planning.window_files(config, hour).items()
+    }
     return {
         f"{server}__{kind}": [str(planning.intermediate(config["work_dir"], f, kind)) for f in fs]
         for server, fs in files.items()
