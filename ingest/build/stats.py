@@ -47,9 +47,13 @@ def read_stats(path: str | Path) -> HourStats:
     try:
         stats = orjson.loads(data)
     except orjson.JSONDecodeError as e:
-        raise StatsError(f"{path}: unreadable hour stats ({e}); delete it to rebuild") from None
+        raise StatsError(
+            f"{path}: unreadable hour stats ({e}); the next run rebuilds the hour"
+        ) from None
     if not isinstance(stats, dict):
-        raise StatsError(f"{path}: hour stats are not a JSON object; delete it to rebuild")
+        raise StatsError(
+            f"{path}: hour stats are not a JSON object; the next run rebuilds the hour"
+        )
     return stats
 
 
