@@ -432,3 +432,17 @@ def test_ssh_replica_checks_before_rename_and_pins_the_host_key(tmp_path: Path, 
     with pytest.raises(rep.ReplicaError, match="Host key verification failed"):
         stranger.put(DAY, {ids: "0" * 64})
     assert unknown.read_text() == ""
+
+
+def test_osf_takes_a_manifest_but_nothing_named_like_one(tmp_path: Path) -> None:
+    from ingest.publish.osf import check_publishable
+
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    assert check_publishable(manifest_path(vault / DAY)) == "manifest"
+    fake = tmp_path / f"{DAY}_SHA256SUMS"
+    fake.write_bytes(vault_paths(vault, HOURS[0])["tweets"].read_bytes())
+    with pytest.raises(ValueError, match=f"refusing to publish {DAY}_SHA256SUMS"):
+        check_publishable(fake)
+    with pytest.raises(ValueError, match="only tweet IDs files"):
+        check_publishable(vault_paths(vault, HOURS[0])["tweets"], f"{DAY}_SHA256SUMS")

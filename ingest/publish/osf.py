@@ -85,7 +85,8 @@ class RetryPolicy:
 
 # ------------------------------------------------------------------------------------- guard
 def check_publishable(local_path: str | Path, remote_name: str | None = None) -> str:
-    """Refuse (ValueError) anything but an IDs file or a day report; return which kind it is.
+    """Refuse (ValueError) anything but an IDs file, a day report or a day manifest (hashes
+    and names only); return which kind it is.
 
     Checked by name (local and remote) and by content, so a renamed tweets file cannot slip
     through: an IDs file must be xz of one numeric ID per line, a report must start with the
@@ -98,12 +99,14 @@ def check_publishable(local_path: str | Path, remote_name: str | None = None) ->
         raise ValueError(
             f"refusing to publish {path.name!r}"
             + (f" as {remote_name!r}" if remote_name and remote_name != path.name else "")
-            + ": only tweet IDs files (*_IDs.txt.xz) and day reports (*_report.txt) may go to "
-            "OSF; X's terms allow sharing tweet IDs only"
+            + ": only tweet IDs files (*_IDs.txt.xz), day reports (*_report.txt) and day "
+            "manifests (*_SHA256SUMS) may go to OSF; X's terms allow sharing tweet IDs only"
         )
     kind = kinds.pop()
     if kind == "ids":
         _check_ids_content(path)
+    elif kind == "manifest":
+        _check_manifest_content(path)
     else:
         _check_report_content(path)
     return kind
@@ -114,6 +117,8 @@ def _kind_of(name: str) -> str | None:
         return "ids"
     if name.endswith("_report.txt"):
         return "report"
+    if name.endswith("_SHA256SUMS"):  # hashes and file names only (issue 15)
+        return "manifest"
     return None
 
 
@@ -128,6 +133,18 @@ def _check_ids_content(path: Path) -> None:
                     )
     except (lzma.LZMAError, EOFError) as exc:
         raise ValueError(f"refusing to publish {path.name}: not a valid xz file ({exc})") from None
+
+
+def _check_manifest_content(path: Path) -> None:
+    """A manifest holds only ``<sha256>  <file name>`` lines (ManifestError names the line)."""
+    from ingest.publish.manifest import ManifestError, read_manifest
+
+    try:
+        entries = read_manifest(path)
+    except ManifestError as e:
+        raise ValueError(f"refusing to publish {path.name}: {e}") from None
+    if not entries:
+        raise ValueError(f"refusing to publish {path.name}: an empty manifest")
 
 
 def _check_report_content(path: Path) -> None:
