@@ -169,6 +169,7 @@ def test_a_damaged_vault_file_is_not_spread(tmp_path: Path) -> None:
     assert not (tmp_path / "disk2" / DAY / f"{DAY}_09_tweets.csv.xz").exists()
 
 
+@pytest.mark.integration  # the SMTP sink
 def test_unmounted_replica_fails_its_job_backs_off_alerts_then_catches_up(
     tmp_path: Path, smtp
 ) -> None:
