@@ -170,3 +170,18 @@ def test_a_run_that_writes_refuses_now_unless_the_test_clock_is_allowed(tmp_path
     assert not (tmp_path / "vault").exists()  # refused before anything was made
     assert snakemake(tmp_path, "-n", env=env).returncode == 0
     assert snakemake(tmp_path, env={**env, TEST_CLOCK_ENV: "1"}).returncode == 0
+
+
+@pytest.mark.integration
+def test_what_the_plan_skips_is_mailed_once(tmp_path, smtp):
+    sink, port = smtp
+    write_config(tmp_path, email=email(port))
+    (tmp_path / "raw" / "2026-01-14" / "24").mkdir(parents=True)  # no such hour: skipped
+    for _ in range(2):
+        proc = snakemake(tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert "2026-01-14/24" in proc.stderr  # printed with the plan by every run
+    (msg,) = sink.wait_for(1)
+    assert subjects(sink) == ["the hourly build skipped or rebuilds something"]
+    assert "2026-01-14/24" in msg.get_content()
+    assert len(sink.messages) == 1
