@@ -248,6 +248,7 @@ def add_restore(sub: argparse._SubParsersAction) -> None:
 def cmd_restore(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     from ingest.config import ConfigError, load_config
+    from ingest.locks import LockBusy
     from ingest.publish.manifest import ManifestError, is_day
     from ingest.publish.replicate import ReplicaConfigError, ReplicaError
     from ingest.publish.restore import restore
@@ -260,7 +261,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         results = restore(config, args.source, args.days)
     except (ConfigError, ReplicaConfigError) as e:
         return _fail("restore", str(e))
-    except (ReplicaError, ManifestError) as e:
+    except (ReplicaError, ManifestError, LockBusy) as e:
         return _fail("restore", str(e), 1)
     failed = 0
     for r in results:

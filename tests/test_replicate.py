@@ -447,3 +447,37 @@ def test_osf_takes_a_manifest_but_nothing_named_like_one(tmp_path: Path) -> None
         check_publishable(fake)
     with pytest.raises(ValueError, match="only tweet IDs files"):
         check_publishable(vault_paths(vault, HOURS[0])["tweets"], f"{DAY}_SHA256SUMS")
+
+
+def test_no_repair_or_restore_while_a_workflow_run_holds_the_run_lock(tmp_path: Path) -> None:
+    """A run renames a rebuilt hour's files before it updates the manifest: a scrub repairing
+    in between would put the old copy back. Repairs and restores wait for the run lock."""
+    from ingest.build.plan import work_paths
+    from ingest.locks import LockBusy, RunLock
+
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    config = config_with(tmp_path, local(tmp_path))
+    rep.replicate_hour(
+        config, "disk2", HOURS[0], NOW, rep.hour_receipt(config["work_dir"], "disk2", HOURS[0])
+    )
+    tweets = vault_paths(vault, HOURS[0])["tweets"]
+    flip_byte(tweets)
+    changed = tweets.read_bytes()
+    run = RunLock(work_paths(config["work_dir"])["run_lock"], NOW)
+    try:
+        report = scrub(config, lock_wait_s=0)
+        assert [(f.name, f.status) for f in report.unrepaired] == [
+            (tweets.name, "mismatch"),
+            ("*", "not repaired"),
+        ]
+        assert tweets.read_bytes() == changed
+        with pytest.raises(LockBusy, match="run.lock is held by pid"):
+            restore(config, lock_wait_s=0)
+        flip_byte(tweets)  # back as it was: nothing to repair, nothing to wait for
+        assert scrub(config, lock_wait_s=0).findings == []
+        flip_byte(tweets)
+    finally:
+        run.release()
+    assert scrub(config).unrepaired == []
+    assert tweets.read_bytes() != changed

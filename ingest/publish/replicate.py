@@ -29,7 +29,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,7 @@ from ingest import layout
 from ingest.atomic import atomic_write_json, fsync_dir
 from ingest.build import plan
 from ingest.layout import Hour
-from ingest.locks import exclusive_lock
+from ingest.locks import LockBusy, RunLock, exclusive_lock
 from ingest.publish.manifest import (
     CHUNK,
     is_day,
@@ -373,6 +373,20 @@ def replica_named(config: dict[str, Any], name: str) -> Replica:
             return r
     known = ", ".join(r.name for r in replicas(config)) or "none configured"
     raise ReplicaConfigError(f"vault_replicas: no replica named {name!r} (known: {known})")
+
+
+def wait_for_run_lock(config: dict[str, Any], wait_s: float, poll_s: float = 5) -> RunLock:
+    """The workflow's run lock (work_dir/run.lock), waiting up to ``wait_s`` for a run to end;
+    LockBusy naming the holder after that. Cron runs meanwhile find it held and do nothing."""
+    path = plan.work_paths(config["work_dir"])["run_lock"]
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return RunLock(path, datetime.now(UTC))
+        except LockBusy:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(poll_s)
 
 
 # --- state across runs: back-off and alerts -------------------------------------------------

@@ -27,7 +27,14 @@ from ingest.publish.manifest import (
     parse_manifest,
     read_manifest,
 )
-from ingest.publish.replicate import Check, Replica, ReplicaError, check_file, replicas
+from ingest.publish.replicate import (
+    Check,
+    Replica,
+    ReplicaError,
+    check_file,
+    replicas,
+    wait_for_run_lock,
+)
 
 _log = logging.getLogger(__name__)
 
@@ -114,9 +121,12 @@ def restore(
     source: str | None = None,
     days: Iterable[str] | None = None,
     log: logging.Logger | None = None,
+    lock_wait_s: float = 600,
 ) -> list[DayRestore]:
     """Restore ``days`` (default: every day the replica holds) from replica ``source`` (default:
-    the first configured one that answers). Raises ReplicaError when none can be read."""
+    the first configured one that answers), holding the workflow's run lock (LockBusy when a
+    run holds it longer than ``lock_wait_s``). Raises ReplicaError when no replica can be
+    read."""
     log = log or _log
     candidates = replicas(config)
     if source is not None:
@@ -126,6 +136,16 @@ def restore(
             raise ReplicaError(f"vault_replicas: no replica named {source!r} (known: {known})")
     if not candidates:
         raise ReplicaError("no vault_replicas configured: nothing to restore from")
+    # No workflow run at the same time (it could rebuild a day being restored); cron runs
+    # meanwhile find the lock held and do nothing.
+    lock = wait_for_run_lock(config, lock_wait_s)
+    try:
+        return _restore(config, candidates, days, log)
+    finally:
+        lock.release()
+
+
+def _restore(config, candidates, days, log) -> list[DayRestore]:
     errors = []
     for replica in candidates:
         try:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest.locks import LockBusy
 from ingest.publish.manifest import (
     ManifestError,
     is_day,
@@ -34,7 +35,14 @@ from ingest.publish.manifest import (
     sha256_file,
     update_manifest,
 )
-from ingest.publish.replicate import Check, Replica, ReplicaError, check_file, replicas
+from ingest.publish.replicate import (
+    Check,
+    Replica,
+    ReplicaError,
+    check_file,
+    replicas,
+    wait_for_run_lock,
+)
 from ingest.publish.restore import install_verified
 
 if TYPE_CHECKING:
@@ -143,6 +151,7 @@ def scrub(
     mb_per_s: float | None = None,
     alerts: Alerts | None = None,
     log: logging.Logger | None = None,
+    lock_wait_s: float = 3600,
 ) -> ScrubReport:
     """Check the newest ``days`` day folders (default all) everywhere, repair, alert."""
     from ingest.build.plan import work_paths
@@ -190,8 +199,30 @@ def scrub(
     )
     report.bytes = size * sum(isinstance(v, dict) for v in results.values())
 
-    _repair(vault, manifests, reps, results, report, log)
-    _send_new_manifests(vault, report, reps, results, log)
+    # Repairs only while no workflow run is going: a run renames a rebuilt hour's files before
+    # it updates the manifest, and a "repair" in between would put the old copy back. A day
+    # whose manifest changed since it was checked is left for the next scrub.
+    try:
+        lock = wait_for_run_lock(config, lock_wait_s)
+    except LockBusy as e:
+        _repair(vault, manifests, reps, results, report, log, repair=False)
+        if report.unrepaired:
+            report.findings.append(Finding(PRIMARY, "-", "*", "not repaired", str(e)))
+        lock = None
+    if lock is not None:
+        try:
+            for day in list(manifests):
+                if read_manifest(manifest_path(vault / day)) != manifests[day]:
+                    log.info("scrub: %s changed while it was checked; next scrub", day)
+                    del manifests[day]
+                    for res in results.values():
+                        if isinstance(res, dict):
+                            for key in [k for k in res if k[0] == day]:
+                                del res[key]
+            _repair(vault, manifests, reps, results, report, log)
+            _send_new_manifests(vault, report, reps, results, log)
+        finally:
+            lock.release()
     _unlisted(vault, manifests, report)
     report.seconds = round(time.monotonic() - start, 2)
     log.info(
@@ -222,7 +253,8 @@ def scrub(
     return report
 
 
-def _repair(vault, manifests, reps, results, report, log) -> None:
+def _repair(vault, manifests, reps, results, report, log, repair: bool = True) -> None:
+    """Record every finding; with ``repair``, mend what a copy that verifies can mend."""
     by_name = {r.name: r for r in reps}
     primary = results[PRIMARY]
     for name, res in results.items():
@@ -234,7 +266,7 @@ def _repair(vault, manifests, reps, results, report, log) -> None:
             continue
         finding = Finding(PRIMARY, day, fname, c.status, c.detail)
         report.findings.append(finding)
-        for rname, res in results.items():
+        for rname, res in results.items() if repair else ():
             if rname == PRIMARY or isinstance(res, str) or res[(day, fname)].status != "ok":
                 continue
             try:
@@ -254,7 +286,7 @@ def _repair(vault, manifests, reps, results, report, log) -> None:
                 continue
             finding = Finding(rname, day, fname, c.status, c.detail)
             report.findings.append(finding)
-            if primary[(day, fname)].status != "ok":
+            if not repair or primary[(day, fname)].status != "ok":
                 continue
             try:
                 by_name[rname].put(day, {vault / day / fname: manifests[day][fname]})
