@@ -18,16 +18,15 @@ import pytest
 
 from ingest.devtools.sshd import known_hosts_line
 from ingest.layout import Hour, minute_files
+from ingest.minutefiles import place_minute, union_lines
 from ingest.publish import jobs
 from ingest.publish.rsync import (
     RsyncConfigError,
-    place_minute,
     pull_server,
     rsync_commands,
     rsync_has_fsync,
     split_source,
     staging_dir,
-    union_lines,
 )
 from ingest.pull_state import load_state
 from tests.configs import loaded_config

@@ -17,8 +17,9 @@ How it lands (never less than the primary holds, nothing removed before it is on
    ``--compare-dest=<raw_dir>``, so only files that are new or differ from the primary's copy
    are transferred (by size and mtime; by full checksum when the source copies are removed).
    ``--fsync`` when the installed rsync has it.
-2. Place (``place_minute``): each staged file is fsynced, then moved into raw_dir. A name the
-   primary does not have is renamed into place; one it has with the same content is dropped;
+2. Place (``place_minute``, shared with the import in ``ingest.minutefiles``): each staged
+   file is fsynced, then moved into raw_dir. A name the primary does not have is renamed into
+   place; one it has with the same content is dropped;
    one that differs (a minute written in two parts by a collector restarted after a pull took
    the first part, or a primary copy cut short by a power loss) becomes the UNION: the
    primary's lines, then the staged lines not among them (exact line match), written to a
@@ -49,7 +50,6 @@ last success), so successive cron runs know how long a secondary has been gone.
 
 from __future__ import annotations
 
-import errno
 import functools
 import logging
 import os
@@ -64,9 +64,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest.atomic import BUFFER, atomic_file, atomic_write, fsync_dir
+from ingest.atomic import fsync_dir
 from ingest.layout import Hour
 from ingest.locks import exclusive_lock
+from ingest.minutefiles import place_minute
 from ingest.pull_state import load_state, save_state
 
 if TYPE_CHECKING:
@@ -314,71 +315,6 @@ def _parse_output(stdout: str) -> tuple[set[str], list[str]]:
 
 
 # --- placing --------------------------------------------------------------------------------
-
-
-def union_lines(old: bytes, new: bytes) -> bytes:
-    """``old``'s lines, then the lines of ``new`` that ``old`` lacks (exact match), each ending
-    in a newline. An unterminated last line of ``old`` (a copy cut short) is dropped when a line
-    of ``new`` starts with it (its complete version), else kept and terminated."""
-    *old_lines, old_tail = old.split(b"\n")
-    *new_lines, new_tail = new.split(b"\n")
-    if new_tail:
-        new_lines.append(new_tail)
-    out = [line + b"\n" for line in old_lines]
-    if old_tail and not any(line.startswith(old_tail) for line in new_lines):
-        out.append(old_tail + b"\n")
-    present = set(out)
-    out += [line + b"\n" for line in new_lines if line + b"\n" not in present]
-    return b"".join(out)
-
-
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _move(staged: Path, final: Path) -> None:
-    """Rename ``staged`` to ``final``; across file systems (work_dir and raw_dir on separate
-    disks) copy it to a temporary name beside ``final``, fsync and rename (mtime kept)."""
-    try:
-        os.replace(staged, final)
-        return
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-    st = staged.stat()
-    with open(staged, "rb") as src, atomic_file(final) as dst:
-        shutil.copyfileobj(src, dst, BUFFER)
-    os.utime(final, ns=(st.st_atime_ns, st.st_mtime_ns))
-    staged.unlink()
-
-
-def place_minute(staged: Path, final: Path) -> tuple[str, int]:
-    """Move a staged minute file into the raw_dir as ``final``, never losing a line of either.
-
-    Returns ("new", 0) when ``final`` did not exist, ("same", 0) when it already held every
-    line, ("merged", lines added) when it is replaced by the union (``union_lines``). The
-    staged file is fsynced before it is renamed; a union is written to a temporary name,
-    fsynced and renamed. The caller fsyncs the folders.
-    """
-    _fsync_file(staged)
-    try:
-        old = final.read_bytes()
-    except FileNotFoundError:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        _move(staged, final)
-        return "new", 0
-    new = staged.read_bytes()
-    merged = old if new == old else union_lines(old, new)
-    if merged == old:
-        staged.unlink()
-        return "same", 0
-    atomic_write(final, merged)
-    staged.unlink()
-    return "merged", merged.count(b"\n") - old.count(b"\n")
 
 
 @dataclass
