@@ -87,7 +87,9 @@ class Run:
         if self.rc == 0:
             return "ok"
         text = self.log.read_text(errors="replace").strip() if self.log.exists() else ""
-        return "lock busy" if not text else "failed"
+        # flock -n exits 1 silently; the workflow's own lock says so.
+        busy = not text or "another workflow run is going" in text
+        return "lock busy" if busy else "failed"
 
     def processes(self) -> list[tuple[int, str]]:
         """(pid, command line) of every process still in this run's session."""
