@@ -15,13 +15,16 @@ def utc(*args):
     return datetime(*args, tzinfo=UTC)
 
 
-def setup_world(tmp_path, minutes=130, servers=("s1",)):
+def setup_world(tmp_path, minutes=130, servers=("s1",), imported=False, **sections):
     c = validate_config(
         {
             "timezone": "Europe/Berlin",
             "vault_dir": str(tmp_path / "vault"),
             "work_dir": str(tmp_path / "work"),
-            "servers": [{"name": s, "raw_dir": str(tmp_path / s)} for s in servers],
+            "servers": [
+                {"name": s, "raw_dir": str(tmp_path / s), "imported": imported} for s in servers
+            ],
+            **sections,
         }
     )
     files = []
@@ -87,6 +90,20 @@ def test_raw_files_stay_for_keep_raw_hours(tmp_path):
     # 09:00 .. 09:29: 48 h old by name and by mtime (the minute's end); 09:30 by its name only.
     assert summary.raw_removed == 30 and len(kept) == len(files) - 30
     assert all(now.timestamp() - f.path.stat().st_mtime < 48 * 3600 for f in kept)
+
+
+def test_an_imported_servers_raw_files_stay_unless_the_config_says_so(tmp_path):
+    for delete in (False, True):
+        c, files = setup_world(
+            tmp_path / str(delete), imported=True, retention={"delete_imported": delete}
+        )
+        for hh in (9, 10, 11, 12):
+            build(c, Hour("2026-01-14", hh))
+        summary = retention.clean(c, utc(2026, 1, 20))
+        # Intermediates go as for any server; the raw files only when the config says so.
+        assert summary.intermediates_removed == 2 * len(files)
+        assert summary.raw_removed == (len(files) if delete else 0)
+        assert all(f.path.exists() != delete for f in files)
 
 
 def test_empty_parse_logs_go_and_telling_ones_stay(tmp_path):

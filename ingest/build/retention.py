@@ -7,6 +7,9 @@ the file among the build's inputs, with the size it has now. A secondary's minut
 after the hour was built, or a minute file that grew, stay until a rebuild has merged them in.
 A raw file goes only once ``retention.keep_raw_hours`` have passed by its name's minute and by
 its modification time: a clock stepped forward, or a file named in the future, keeps it.
+The raw files of an imported server (``servers[].imported``) are never deleted unless
+``retention.delete_imported`` says so: the archive they came from may be gone. Their
+intermediates go as any others.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
     summary = CleanSummary()
     for s in config["servers"]:
         raw_dir = Path(s["raw_dir"])
+        keep_all = s["imported"] and not config["retention"]["delete_imported"]
         hours = sorted(layout.raw_hours(raw_dir))
         if not hours:
             continue
@@ -69,6 +73,8 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
             ):
                 continue
             summary.intermediates_removed += _remove_intermediates(config["work_dir"], f)
+            if keep_all:
+                continue
             if now - f.minute >= keep and now.timestamp() - st.st_mtime >= keep.total_seconds():
                 f.path.unlink(missing_ok=True)
                 summary.raw_removed += 1
