@@ -322,6 +322,7 @@ def publish(tmp_path_factory):
         run("osf_down", "2026-01-15T00:05:00+00:00")
         w["receipt_after_failure"] = receipt_path(root, D2_00).exists()
         w["upload_log_after_failure"] = (root / "work/logs/osf/2026-01-15_00.log").read_text()
+        w["intermediates_after_failure"] = sorted((root / "work" / "minutes").rglob("*.tsv"))
         # Within the upload's back-off (10 min after a first failure) no run asks OSF again.
         run("osf_backing_off", "2026-01-15T00:10:00+00:00")
         standin.inject(503, times=attempts, method="GET", path=r"^/v2/nodes/")
@@ -376,6 +377,8 @@ def test_failed_upload_fails_only_its_job_and_the_next_run_retries(publish):
     for p in layout.vault_paths(root / "vault", D2_00).values():
         assert p.exists()
     assert "HTTP 503; retry 5/5" in publish["upload_log_after_failure"]
+    # A failed job does not stop freeing space: every hour is built, so no intermediate stays.
+    assert publish["intermediates_after_failure"] == []
     ok(publish["runs"]["osf_backing_off"])  # the upload waits out its back-off: no request
     assert publish["snap"]["osf_backing_off"]["requests"] == publish["snap"]["osf_down"]["requests"]
     assert publish["runs"]["osf_down_again"].returncode != 0
