@@ -34,10 +34,15 @@ def is_due(path: Path, now: datetime) -> bool:
     return not state or datetime.fromisoformat(state["next_attempt"]) <= now
 
 
+def wait_after(failures: int) -> timedelta:
+    """How long to wait after the ``failures``-th failure in a row (1 or more)."""
+    return min(LONGEST, FIRST * 2 ** min(failures - 1, 16))
+
+
 def record_failure(path: Path, now: datetime, error: str) -> dict[str, Any]:
     """Count a failed attempt and set when the next may be made; returns the new state."""
     attempts = read(path).get("attempts", 0) + 1
-    wait = min(LONGEST, FIRST * 2 ** min(attempts - 1, 16))
+    wait = wait_after(attempts)
     state = {
         "attempts": attempts,
         "last_attempt": now.isoformat(),

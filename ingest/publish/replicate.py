@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest import layout
+from ingest import backoff, layout
 from ingest.atomic import atomic_write_json, fsync_dir
 from ingest.build import plan
 from ingest.layout import Hour
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 
 TIMEOUT_S = 3600  # one hour's files over a slow link; a dead link is cut by ssh's keep-alive
-RETRY_FIRST_MINUTES, RETRY_MAX_MINUTES = 10, 360
 
 
 class ReplicaError(RuntimeError):
@@ -406,8 +405,7 @@ class ReplicaState:
         to 6 h (as OSF uploads); None when it is not failing."""
         if not self.failures or not self.last_attempt:
             return None
-        wait = min(RETRY_FIRST_MINUTES * 2 ** (self.failures - 1), RETRY_MAX_MINUTES)
-        return datetime.fromisoformat(self.last_attempt) + timedelta(minutes=wait)
+        return datetime.fromisoformat(self.last_attempt) + backoff.wait_after(self.failures)
 
 
 def state_path(state_dir: Path, name: str) -> Path:
