@@ -345,19 +345,23 @@ def remote_of(hour: Hour, name: str) -> str:
     return f"{y}/{m}/{d}/{name}"
 
 
-def test_first_run_uploads_the_hours_ids_and_the_day_report(publish):
+def test_first_run_uploads_the_hours_ids_the_day_report_and_manifest(publish):
     root, standin = publish["root"], publish["standin"]
     ok(publish["runs"]["first"])
     vault = layout.vault_paths(root / "vault", D1_23)
     report = layout.report_path(root / "vault", "2026-01-14")
-    assert publish["snap"]["first"]["files"] == 2
+    assert publish["snap"]["first"]["files"] == 3
     ids_remote = remote_of(D1_23, vault["ids"].name)
     assert ids_remote == "2026/01/14/2026-01-14_23_IDs.txt.xz"
     assert standin.read(ids_remote) == vault["ids"].read_bytes()
     # Later runs built 2026-01-15 only: this day's report on OSF is the one uploaded first.
     assert standin.read(remote_of(D1_23, report.name)) == report.read_bytes()
     receipts = json.loads(receipt_path(root, D1_23).read_text())
-    assert [r["remote_path"] for r in receipts] == [ids_remote, "2026/01/14/2026-01-14_report.txt"]
+    assert [r["remote_path"] for r in receipts] == [
+        ids_remote,
+        "2026/01/14/2026-01-14_report.txt",
+        "2026/01/14/2026-01-14_SHA256SUMS",
+    ]
     assert all(r["requests"] <= 10 for r in receipts)  # the path is walked, not listed
 
 
@@ -393,15 +397,20 @@ def test_failed_upload_fails_only_its_job_and_the_next_run_retries(publish):
     assert standin.read("2026/01/15/2026-01-15_report.txt") == report.read_bytes()
 
 
-def test_only_ids_and_reports_ever_reach_osf(publish):
+def test_only_ids_reports_and_manifests_ever_reach_osf(publish):
     standin = publish["standin"]
     names = sorted(e.name for e in standin.by_id.values() if e.kind == "file")
     assert names == [
         "2026-01-14_23_IDs.txt.xz",
+        "2026-01-14_SHA256SUMS",
         "2026-01-14_report.txt",
         "2026-01-15_00_IDs.txt.xz",
+        "2026-01-15_SHA256SUMS",
         "2026-01-15_report.txt",
     ]
+    # The manifest lets anyone holding the files verify them: the published one is the vault's.
+    manifest = publish["root"] / "vault" / "2026-01-15" / "2026-01-15_SHA256SUMS"
+    assert standin.read("2026/01/15/2026-01-15_SHA256SUMS") == manifest.read_bytes()
     for _method, _path, query, _outcome in standin.requests:
         assert "tweets" not in query and "users" not in query
 

@@ -120,7 +120,10 @@ def retained_hours(config: dict[str, Any], now: datetime) -> list[Hour]:
 def upload_job(
     config: dict[str, Any], ids: Path, report: Path, now: datetime, receipt: Path, log
 ) -> None:
-    """Publish an hour's IDs file and its day's report; the receipt records both uploads."""
+    """Publish an hour's IDs file, its day's report and the day's SHA256SUMS manifest (when the
+    day has one: days built before manifests existed have none until scrub makes it); the
+    receipt records every upload."""
+    from ingest.publish.manifest import manifest_path
     from ingest.publish.osf import RetryPolicy, remote_path_for, upload
 
     osf = config["osf"]
@@ -129,8 +132,9 @@ def upload_job(
     )
     clock = FixedClock(now)
     retry = plan.upload_backoff(receipt)
+    files = [ids, report, *[m for m in [manifest_path(report.parent)] if m.exists()]]
     try:
-        receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in (ids, report)]
+        receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in files]
     except Exception as e:
         # The plan leaves this hour out until then: an outage costs a few tries, not every run.
         state = backoff.record_failure(retry, now, f"{type(e).__name__}: {e}")

@@ -125,13 +125,17 @@ def day_builds(wildcards):
 
 
 def upload_inputs(wildcards):
-    """What an hour's upload waits for: this run's build and report receipts when it (re)builds
-    them, else the vault files as they are."""
+    """What an hour's upload waits for: this run's build, report and manifest receipts when it
+    (re)builds them, else the vault files as they are (the manifest goes along if there is one)."""
     hour, plan = hour_of(wildcards), run_plan()
-    return {
-        "ids": built(hour) if hour in plan.build else vault_path(hour, "ids"),
-        "report": reported(hour.day) if hour.day in plan.reports else report_file(hour.day),
-    }
+    if hour.day in plan.reports:
+        day = {
+            "report": reported(hour.day),
+            "manifest": str(replication.manifest_receipt(config["work_dir"], hour.day, RUN)),
+        }
+    else:
+        day = {"report": report_file(hour.day)}
+    return {"ids": built(hour) if hour in plan.build else vault_path(hour, "ids"), **day}
 
 
 def mail_inputs(wildcards):

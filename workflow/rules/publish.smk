@@ -1,5 +1,6 @@
-# Publication: each built hour's IDs file and its day's report go to the OSF project.
-# Only these two kinds of file ever leave the machine: X's terms allow sharing tweet IDs only.
+# Publication: each built hour's IDs file, its day's report and SHA256SUMS manifest go to the
+# OSF project. Only these kinds of file ever leave the machine: X's terms allow sharing tweet
+# IDs only (a manifest holds file names and hashes).
 # The job waits for this run's build and report of them, if any (upload_inputs), and reads
 # the vault files named in params.
 
