@@ -139,7 +139,8 @@ def add_status(sub: argparse._SubParsersAction) -> None:
         "status",
         help="print each server's collector status and the age of its newest minute file",
         description="Read the collectors' status files (stream.status_dir, default "
-        "work_dir/status) and each server's raw_dir.",
+        "work_dir/status) and each server's raw_dir. On the primary (where the workflow has "
+        "run) the system's health follows; --json then prints {servers, health}.",
     )
     p.add_argument("--config", required=True)
     p.add_argument("--server", action="append", help="only this server (repeatable)")
@@ -151,6 +152,7 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from ingest.collect.status import format_report, report_all
     from ingest.config import ConfigError, load_config
+    from ingest.publish.health import is_primary, system_health
 
     try:
         config = load_config(args.config)
@@ -162,10 +164,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     if unknown:
         return _fail("status", f"no server named {', '.join(unknown)} in {args.config}")
     reports = report_all(config, clock, args.server)
+    # On the primary (the workflow runs there) the whole system's health follows.
+    health = system_health(config, clock.now()) if is_primary(config) else None
     if args.json:
-        print(json.dumps(reports, indent=1))
+        out = {"servers": reports, "health": health.to_json()} if health else reports
+        print(json.dumps(out, indent=1))
     else:
         print("\n".join(format_report(r) for r in reports))
+        if health:
+            print(health.format())
     return 0
 
 

@@ -39,6 +39,8 @@ _log = logging.getLogger(__name__)
 
 Attachment = tuple[str, bytes, str]  # (filename, content, mimetype such as "image/png")
 WINDOW = timedelta(hours=1)
+RECENT = timedelta(hours=24)  # alerts remembered for the health view
+RECENT_MAX = 200
 
 
 class MailError(RuntimeError):
@@ -209,12 +211,24 @@ class Alerts:
             yield state
             atomic_write_json(self.state_path, state)
 
-    def _reserve(self, kind: str, now: datetime) -> tuple[bool, int, int, str | None]:
+    def _reserve(
+        self, kind: str, now: datetime, subject: str = ""
+    ) -> tuple[bool, int, int, str | None]:
         """Record an attempt if the kind is under its limit.
 
         Returns (may send, suppressed since last mail, failed since last mail, since when).
+        Every alert raised, sent or suppressed, is also kept for a day under "recent" (the
+        health view lists them).
         """
         with self._state() as state:
+            recent = [
+                a
+                for a in state.get("recent", [])
+                if now - datetime.fromisoformat(a["at"]) < RECENT
+            ]
+            state["recent"] = recent[-(RECENT_MAX - 1) :] + [
+                {"at": now.isoformat(), "kind": kind, "subject": subject}
+            ]
             kinds = state.setdefault("kinds", {})
             entry = kinds.setdefault(kind, {"sent": [], "suppressed": 0, "failed": 0})
             entry["sent"] = [
@@ -250,7 +264,7 @@ class Alerts:
         """Mail an alert unless ``kind`` hit its hourly limit; True only if a mail went out."""
         now = self.clock.now()
         try:
-            ok, suppressed, failed, since = self._reserve(kind, now)
+            ok, suppressed, failed, since = self._reserve(kind, now, subject)
         except OSError as e:  # an unwritable state dir must not stop the caller either
             self.log.error("alert %s: cannot use state file %s: %s", kind, self.state_path, e)
             ok, suppressed, failed, since = True, 0, 0, None
@@ -409,8 +423,10 @@ def mail_day_report(
     report_text: str,
     png: bytes | None,
     marker: str | Path,
+    link: str | None = None,
 ) -> bool:
     """Mail a day's report (with the per-minute plot) once; ``marker`` records that it went.
+    ``link``: the day's dashboard page, named under the report in the body.
 
     Returns False without sending when the marker exists. Raises MailError if sending fails (the
     marker is then not written, so the next run tries again).
@@ -421,7 +437,8 @@ def mail_day_report(
     attachments: list[Attachment] = [(f"{day}_report.txt", report_text.encode(), "text/plain")]
     if png:
         attachments.append((f"{day}_tweets_per_minute.png", png, "image/png"))
-    message_id = mailer.send(f"report {day}", report_text, attachments)
+    body = report_text + (f"\nThe day on the dashboard: {link}\n" if link else "")
+    message_id = mailer.send(f"report {day}", body, attachments)
     marker.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         marker,

@@ -20,7 +20,7 @@ ALLOWED = {
     "cli": {SHARED, "collect", "publish"},  # scrub and restore
     "collect": {SHARED},
     "build": {SHARED},
-    "publish": {SHARED, "build"},
+    "publish": {SHARED, "build", "collect"},  # health reads the collectors' status files
     "devtools": {SHARED, "cli", "collect", "build", "publish"},
 }
 

@@ -153,11 +153,14 @@ def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) 
     from ingest.build.stats import day_stats_paths, read_stats
     from ingest.notify import Mailer, mail_day_report
     from ingest.publish.plot import minutes_plot_png
+    from ingest.publish.site import day_url
 
     servers = [s["name"] for s in config["servers"]]
     stats = [read_stats(p) for p in day_stats_paths(report.parent, day)]
     png = minutes_plot_png(day, stats, servers, tz=config["timezone"])
-    mail_day_report(Mailer.from_config(config["email"]), day, report.read_text(), png, marker)
+    mailer = Mailer.from_config(config["email"])
+    link = day_url(config, day)
+    mail_day_report(mailer, day, report.read_text(), png, marker, link)
     log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
 
 
