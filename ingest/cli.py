@@ -4,6 +4,7 @@
     sampled-stream status  --config CONFIG [--server NAME] [--json]
     sampled-stream scrub   --config CONFIG [--days N] [--jobs N] [--mb-per-s X]
     sampled-stream restore --config CONFIG [--from REPLICA] [--days DAY ...]
+    sampled-stream import  --config CONFIG --server NAME [--jobs N] SOURCE ...
 
 A plain argparse dispatch: each subcommand is ``add_<name>(subparsers)`` setting ``func``,
 so other modules can add theirs (append to ``SUBCOMMANDS``). The stream stand-in has its
@@ -11,6 +12,7 @@ own command line, ``python -m ingest.devtools.emulate``, since production never 
 
 Exit codes: 0 done (the collector also after SIGTERM/SIGINT), 2 bad config or usage, 1 crash;
 scrub and restore: 1 when a file is left damaged or missing, or a replica could not be read.
+import: 1 when an input failed or was damaged (what it held up to there is imported).
 """
 
 from __future__ import annotations
@@ -281,6 +283,75 @@ def cmd_restore(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+# --- import (existing twarc2 and seed archives) -------------------------------------------
+
+
+def add_import(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "import",
+        help="import twarc2 sample/stream output, response pages or the seed's raw files",
+        description="Write the tweet lines of SOURCE files (twarc2 sample/stream output, twarc2 "
+        "response pages, the seed's raw files; plain, .gz, .bz2, .xz or .zst, told by content) "
+        "into the raw_dir of --server as minute files, by __twarc.retrieved_at (by created_at "
+        "when a line has none). Other lines are counted by kind and skipped. Each input leaves "
+        "a receipt in work_dir/import/SERVER/receipts; an input imported before is skipped; a "
+        "killed import, run again, finishes without losing or duplicating a line. The server "
+        "must be marked `imported: true` in the config.",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--server", required=True, help="a server entry with `imported: true`")
+    p.add_argument("sources", nargs="+", metavar="SOURCE", help="input files or folders of them")
+    p.add_argument("--jobs", type=int, default=1, help="inputs read at once (processes)")
+    p.add_argument(
+        "--progress",
+        choices=["auto", "bar", "log", "none"],
+        default="auto",
+        help="auto: a bar on a terminal, else a log line every --log-every seconds",
+    )
+    p.add_argument("--log-every", type=float, default=60.0, metavar="SECONDS")
+    p.add_argument("--json", action="store_true", help="print the receipts as JSON")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_import)
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from ingest.collect.importer import ImportSetupError, Progress, describe, import_sources
+    from ingest.config import ConfigError, load_config
+
+    if args.jobs < 1:
+        return _fail("import", "--jobs must be at least 1")
+    bar = args.progress == "bar" or (args.progress == "auto" and sys.stderr.isatty())
+
+    def progress(total: int) -> Progress | None:
+        if args.progress == "none":
+            return None
+        return Progress(total, f"import {args.server}", bar=bar, every=args.log_every)
+
+    try:
+        config = load_config(args.config)
+        report = import_sources(
+            config, args.server, args.sources, jobs=args.jobs, progress=progress
+        )
+    except (ConfigError, ImportSetupError) as e:
+        return _fail("import", str(e))
+    if args.json:
+        print(json.dumps({"resumed": report.resumed, "inputs": report.results}, indent=1))
+    else:
+        if report.discarded_reads:
+            print(f"{report.discarded_reads} read(s) cut short by a killed import: thrown away")
+        for r in report.resumed:
+            print(f"resumed {describe(r)}")
+        for r in report.results:
+            print(describe(r))
+        done = sum(r["status"] != "failed" for r in report.results)
+        print(
+            f"import {args.server}: {done} of {len(report.results)} input(s) done in "
+            f"{report.seconds:.1f} s; {len(report.failed)} failed, {len(report.damaged)} damaged"
+        )
+    return 1 if report.failed or report.damaged else 0
+
+
 # --- dispatch -------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -288,6 +359,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_status,
     add_scrub,
     add_restore,
+    add_import,
 ]
 
 
