@@ -139,6 +139,8 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
     hours: dict[str, list[str]] = {}
     inconsistent, unexpected = [], []
     for path in sorted(Path(p) for p in _walk(vault)):
+        if path.relative_to(vault).parts[0] == "dashboard":  # the static pages (issue 12)
+            continue
         name = path.name
         if name == ".soak-filler":
             continue
@@ -175,7 +177,8 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
 
 
 def osf_mismatches(osf: OSFStandIn, vault: Path) -> list[str]:
-    """Every IDs file and report on OSF byte-equal to the vault's, and nothing else there."""
+    """Every IDs file, report and day manifest on OSF byte-equal to the vault's, and nothing
+    else there."""
     published: dict[str, bytes] = {}
 
     def walk(entry: Entry, prefix: str) -> None:
@@ -190,7 +193,11 @@ def osf_mismatches(osf: OSFStandIn, vault: Path) -> list[str]:
             walk(root, "")
     expected: dict[str, Path] = {}
     for p in map(Path, _walk(vault)):
-        if p.name.endswith("_IDs.txt.xz") or REPORT_FILE.match(p.name):
+        if (
+            p.name.endswith("_IDs.txt.xz")
+            or REPORT_FILE.match(p.name)
+            or DAY_MANIFEST.match(p.name)
+        ):
             y, m, d = p.name[:10].split("-")
             expected[f"{y}/{m}/{d}/{p.name}"] = p
     out = [f"on OSF, not in the vault: {k}" for k in sorted(set(published) - set(expected))]
