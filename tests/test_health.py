@@ -1,0 +1,191 @@
+"""The system's health: thresholds, what is gathered from disk, lasting failures mailed once."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ingest.clock import FixedClock
+from ingest.collect.status import status_path, write_status
+from ingest.config import validate_config
+from ingest.layout import MINUTE, minute_path
+from ingest.notify import Alerts
+from ingest.publish import health
+from ingest.publish.health import FAILING, OK, WARNING
+from tests import dashdata
+from tests.configs import loaded_config
+
+LIMITS = loaded_config()["health"]
+NOW = dashdata.NOW
+
+
+@pytest.mark.parametrize(
+    ("value", "worse", "level"),
+    [
+        (4.9, True, OK),
+        (5, True, WARNING),
+        (14.9, True, WARNING),
+        (15, True, FAILING),
+        (None, True, OK),
+        (16, False, OK),
+        (15, False, WARNING),
+        (5, False, FAILING),
+    ],
+)
+def test_graded_against_warning_and_failing(value, worse, level) -> None:
+    limits = {"warning": 5 if worse else 15, "failing": 15 if worse else 5}
+    assert health.graded(value, limits, higher_is_worse=worse) == level
+
+
+def collector(age_min: float | None, **status) -> dict:
+    return {
+        "server": "s1",
+        "pulled": False,
+        "newest_minute_age_seconds": None if age_min is None else age_min * 60,
+        "status": {"state": "running", "connected_since": "x", **status},
+    }
+
+
+def test_collector_levels() -> None:
+    assert health.assess_collector(collector(1), LIMITS).level == OK
+    assert health.assess_collector(collector(6), LIMITS).level == WARNING
+    assert health.assess_collector(collector(20), LIMITS).level == FAILING
+    assert health.assess_collector(collector(None), LIMITS).level == FAILING
+    stopped = health.assess_collector(
+        collector(1, state="stopped", stopped_reason="SIGTERM"), LIMITS
+    )
+    assert stopped.level == FAILING and "SIGTERM" in stopped.summary
+    down = health.assess_collector(collector(1, connected_since=None), LIMITS)
+    assert down.level == WARNING and "disconnected" in down.summary
+    # A pulled secondary's minutes come with the pulls: 20 min is still fine for it.
+    pulled = {**collector(20), "pulled": True, "pull": {"unreachable_since": None}}
+    assert health.assess_collector(pulled, LIMITS).level == OK
+    pulled["pull"] = {"unreachable_since": "2026-01-14T10:00:00+00:00", "last_error": "timeout"}
+    assert health.assess_collector(pulled, LIMITS).level == WARNING
+
+
+def workflow_facts(**kw) -> dict:
+    ended = (NOW - timedelta(minutes=10)).isoformat()
+    return {
+        "last_run": {"result": "ok", "ended": ended, "last_ok": ended},
+        "oldest_unbuilt_hour": None,
+        "oldest_unbuilt_overdue_minutes": None,
+        "hours_waiting_for_secondary": [],
+        "uploads_failed": [],
+        **kw,
+    }
+
+
+def test_workflow_levels() -> None:
+    assert health.assess_workflow(workflow_facts(), LIMITS, NOW).level == OK
+    assert health.assess_workflow(workflow_facts(last_run=None), LIMITS, NOW).level == WARNING
+    old = (NOW - timedelta(minutes=200)).isoformat()
+    failed = {"result": "failed", "ended": NOW.isoformat(), "last_ok": old}
+    check = health.assess_workflow(workflow_facts(last_run=failed), LIMITS, NOW)
+    assert check.level == FAILING and "no good run for 200 min" in check.summary
+    late = workflow_facts(oldest_unbuilt_hour="2026-01-14_09", oldest_unbuilt_overdue_minutes=45)
+    assert health.assess_workflow(late, LIMITS, NOW).level == WARNING
+    uploads = workflow_facts(uploads_failed=[{}] * 12)
+    assert health.assess_workflow(uploads, LIMITS, NOW).level == FAILING
+
+
+def test_disk_levels_and_days_left() -> None:
+    d = {"path": "vault", "dir": "/v", "free_bytes": 10**9, "total_bytes": 10**10}
+    assert (
+        health.assess_disk({**d, "free_percent": 10.0, "days_left": None}, LIMITS).level == WARNING
+    )
+    assert (
+        health.assess_disk({**d, "free_percent": 50.0, "days_left": 5.0}, LIMITS).level == FAILING
+    )
+    assert health.assess_disk({**d, "free_percent": 50.0, "days_left": 90.0}, LIMITS).level == OK
+    # 10 GB fell to 8 GB in a day: 4 days left; a sample under an hour old is not used.
+    samples = [
+        {"at": (NOW - timedelta(days=1)).isoformat(), "free": {"vault": 10 * 10**9}},
+        {"at": (NOW - timedelta(minutes=10)).isoformat(), "free": {"vault": 1}},
+    ]
+    assert health._days_left("vault", 8 * 10**9, samples, NOW) == 4.0
+    assert health._days_left("vault", 11 * 10**9, samples, NOW) is None  # not falling
+
+
+def config_for(tmp_path: Path, **extra) -> dict:
+    return validate_config({**dashdata.write_archive(tmp_path, days=0), **extra})
+
+
+def test_gathered_from_disk(tmp_path: Path) -> None:
+    """Status file, newest minute file, run record, alert state: all in one view."""
+    config = config_for(tmp_path)
+    write_status(status_path(config, "server1"), {"state": "stopped", "stopped_reason": "SIGTERM"})
+    tz = dashdata.TZ
+    for s in ("server1", "server2"):
+        p = minute_path(
+            Path(config["servers"][0 if s == "server1" else 1]["raw_dir"]), NOW - 3 * MINUTE, tz
+        )
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("")
+    health.record_run(config, "r1", NOW - timedelta(minutes=3), NOW - timedelta(minutes=2), "ok")
+    alerts = Alerts(None, health.state_file(config, "alerts.json"), FixedClock(NOW), 6)
+    alerts.alert("workflow-error", "hourly build failed", "body")
+    h = health.system_health(config, NOW)
+    by_name = {c.name: c for c in h.checks}
+    assert by_name["collector server1"].level == FAILING  # stopped
+    assert by_name["collector server2"].level == WARNING  # no status file, minutes fine
+    assert by_name["workflow"].level == OK
+    assert h.level == FAILING
+    assert [a["subject"] for a in h.facts["alerts_24h"]] == ["hourly build failed"]
+    assert h.facts["workflow"]["newest_built_hour"] == "2026-01-14_11"
+    assert json.loads(json.dumps(h.to_json()))["level"] == FAILING
+    assert "FAILING  collector server1: stopped: SIGTERM" in h.format()
+    # 25 hours on, the alert is no longer recent.
+    later = health.system_health(config, NOW + timedelta(hours=25))
+    assert later.facts["alerts_24h"] == []
+
+
+def test_oldest_unbuilt_hour_is_overdue(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    raw = Path(config["servers"][0]["raw_dir"])
+    # A minute file of 12:05 local: hour 12 is due at 13:11 local (12:11 UTC).
+    p = minute_path(raw, NOW - 15 * MINUTE, dashdata.TZ)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("")
+    wf = health.workflow(config, NOW + timedelta(minutes=100))
+    assert wf["oldest_unbuilt_hour"] == "2026-01-14_12"
+    assert wf["oldest_unbuilt_overdue_minutes"] == 49.0
+
+
+@pytest.mark.integration  # the SMTP sink
+def test_lasting_failure_is_mailed_once(tmp_path: Path, smtp) -> None:
+    sink, port = smtp
+    email = {
+        "enabled": True,
+        "smtp_host": "127.0.0.1",
+        "smtp_port": port,
+        "security": "none",
+        "from": "a@example.org",
+        "to": ["b@example.org"],
+    }
+    config = config_for(tmp_path, email=email)
+    failing = health.Health(NOW, [health.Check("collector s1", FAILING, "stopped")], {})
+    failing.facts = {"alerts_24h": []}
+    assert health.mail_lasting_failures(config, failing, NOW) == []  # just began
+    later = NOW + timedelta(minutes=31)
+    assert health.mail_lasting_failures(config, failing, later) == ["collector s1"]
+    assert health.mail_lasting_failures(config, failing, later + timedelta(minutes=10))
+    assert len(sink.subjects()) == 1 and "collector s1" in sink.subjects()[0]
+    ok = health.Health(later, [health.Check("collector s1", OK, "fine")], {"alerts_24h": []})
+    assert health.mail_lasting_failures(config, ok, later + timedelta(minutes=20)) == []
+    state = json.loads(health.state_file(config, "health.json").read_text())
+    assert state == {"failing_since": {}}
+
+
+def test_primary_is_where_the_workflow_recorded_a_run(tmp_path: Path) -> None:
+    config = config_for(tmp_path)
+    assert not health.is_primary(config)
+    health.record_run(config, "r1", NOW, NOW, "failed")
+    assert health.is_primary(config)
+    record = json.loads(health.state_file(config, "last_run.json").read_text())
+    assert record["result"] == "failed" and record["last_ok"] is None
+    assert os.stat(health.state_file(config, "last_run.json")).st_mode & 0o777 == 0o640
