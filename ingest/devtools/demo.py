@@ -195,6 +195,13 @@ def main(argv: list[str] | None = None) -> int:
         f"try: .venv/bin/snakemake --snakefile workflow/Snakefile --directory {root} "
         f"--configfile {root}/config.yaml -n --config now={NOW.isoformat()}"
     )
+    dashboard = root / "vault" / "dashboard" / "index.html"
+    print(
+        f"\nthe dashboard (health, tweets per minute, the days): {dashboard}\n"
+        f"   open it: xdg-open {dashboard}   (a static folder: or serve it with\n"
+        f"   python3 -m http.server -d {root / 'vault'} 8000 and open "
+        "http://localhost:8000/dashboard/)"
+    )
     return 0
 
 
