@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import time
 from html import unescape
 from pathlib import Path
 
+import pytest
+
+from ingest import layout
 from ingest.config import validate_config
 from ingest.publish import dashboard, health
+from ingest.publish.jobs import mail_job
 from ingest.publish.site import dashboard_dir, day_url
 from tests import dashdata
 
@@ -132,3 +137,17 @@ def test_day_url_only_with_a_base_url(tmp_path: Path) -> None:
     assert day_url(config, "2026-01-14") is None
     config["dashboard"]["base_url"] = "https://archive.example.org/dash/"
     assert day_url(config, "2026-01-14") == "https://archive.example.org/dash/day/2026-01-14.html"
+
+
+@pytest.mark.integration  # the SMTP sink
+def test_day_mail_links_the_day_page(tmp_path: Path, smtp) -> None:
+    sink, port = smtp
+    email = {"enabled": True, "smtp_host": "127.0.0.1", "smtp_port": port, "security": "none"}
+    email |= {"from": "a@example.org", "to": ["b@example.org"]}
+    config, _ = setup(tmp_path, email=email, dashboard={"base_url": "https://x.example.org/d/"})
+    report = layout.report_path(Path(config["vault_dir"]), "2026-01-13")
+    report.write_text("hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n")
+    marker = Path(config["work_dir"]) / "mail" / "2026-01-13.sent"
+    mail_job(config, "2026-01-13", report, marker, logging.getLogger("test"))
+    body = sink.messages[0].get_body(("plain",)).get_content()
+    assert "The day on the dashboard: https://x.example.org/d/day/2026-01-13.html" in body
