@@ -189,7 +189,8 @@ def utc_minute(value: object) -> datetime | None:
 
 
 def classify(raw: bytes, unterminated: bool = False) -> tuple[str, datetime | None, bool]:
-    """(kind, UTC minute to file it under, filed by created_at) of one line without its newline.
+    """(kind, UTC minute to file it under, filed by created_at) of one line (its newline, if
+    any, is JSON whitespace).
 
     The kinds of ``WRITTEN`` come with a minute; ``SKIPPED`` kinds with None. The shapes are
     those ``ingest.build.parse.parse_line`` reads; ``unterminated`` marks a last line that had
@@ -267,7 +268,7 @@ class _Stager:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self._dirs.add(path.parent)
             with open(path, "ab") as f:
-                f.writelines(lines)
+                f.write(b"".join(lines))  # one write: writelines writes line by line
         self._buffers.clear()
         self._size = 0
 
@@ -322,9 +323,7 @@ def read_input(
                 kind, minute = "too_long", None
             else:
                 unterminated = raw[-1:] != b"\n"
-                kind, minute, created = classify(
-                    raw[:-1] if not unterminated else raw, unterminated
-                )
+                kind, minute, created = classify(raw, unterminated)  # a newline is whitespace
                 if minute is not None:
                     stager.add(minute, raw + b"\n" if unterminated else raw)
                     by_created += created

@@ -740,6 +740,55 @@ def run_dry_year(cache: Path, scale_dir: Path, repeat: int = 3) -> dict:
     return out
 
 
+def run_import(scale_dir: Path, data_raw: Path) -> dict:
+    """``sampled-stream import`` of the hour's twarc2 JSONL (server1's minute files of HOUR in
+    one file), plain and .gz, one job (one core), against ``cat``/``zcat`` of the same file
+    (warm cache); and the plain file in two halves with ``--jobs 2``."""
+    import yaml
+
+    run = Path(tempfile.mkdtemp(prefix="import-", dir=scale_dir / "runs"))
+    src = run / "sample.jsonl"
+    with open(src, "wb") as out:
+        for f in hour_minute_files(data_raw)["server1"]:
+            if layout.hour_of(f.minute, TZ) == HOUR:
+                out.write(f.path.read_bytes())
+    jsonl_bytes = src.stat().st_size
+    with open(src.with_suffix(".jsonl.gz"), "wb") as gz:
+        subprocess.run(["gzip", "-6", "-c", str(src)], stdout=gz, check=True)
+    halves = [run / "half1.jsonl", run / "half2.jsonl"]
+    lines = src.read_bytes().splitlines(keepends=True)
+    halves[0].write_bytes(b"".join(lines[: len(lines) // 2]))
+    halves[1].write_bytes(b"".join(lines[len(lines) // 2 :]))
+    del lines
+
+    def sampled_stream_import(name: str, *inputs: Path, jobs: int = 1) -> measure.Result:
+        root = run / name
+        cfg = {
+            "timezone": TZ_NAME,
+            "vault_dir": str(root / "vault"),
+            "work_dir": str(root / "work"),
+            "servers": [{"name": "imported", "raw_dir": str(root / "raw"), "imported": True}],
+        }
+        root.mkdir()
+        (root / "config.yaml").write_text(yaml.safe_dump(cfg))
+        cmd = [PYTHON, "-m", "ingest.cli", "import", "--config", str(root / "config.yaml")]
+        cmd += ["--server", "imported", "--progress", "none", "--jobs", str(jobs), *inputs]
+        with open(root / "import.log", "w") as f:
+            return measure.run(f"import {name}", cmd, cwd=CODE, stdout=f, stderr=f, sample=None)
+
+    def read_all(tool: str, path: Path) -> measure.Result:
+        subprocess.run([tool, str(path)], stdout=subprocess.DEVNULL, check=True)  # warm cache
+        return measure.run(f"{tool} {path.name}", ["sh", "-c", f'{tool} "$0" >/dev/null', path])
+
+    out = {"jsonl_bytes": jsonl_bytes, "gz_bytes": src.with_suffix(".jsonl.gz").stat().st_size}
+    out["cat"] = read_all("cat", src)
+    out["plain"] = sampled_stream_import("plain", src)
+    out["zcat"] = read_all("zcat", src.with_suffix(".jsonl.gz"))
+    out["gz"] = sampled_stream_import("gz", src.with_suffix(".jsonl.gz"))
+    out["jobs2"] = sampled_stream_import("jobs2", *halves, jobs=2)
+    return out
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -761,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        help="parts to skip: hourly, cold, baseline, parts, merge, dry (repeatable)",
+        help="parts to skip: hourly, cold, baseline, parts, merge, import, dry (repeatable)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     ap.add_argument(
@@ -842,6 +891,10 @@ def main(argv: list[str] | None = None) -> int:
     if parts and "merge" not in args.skip:
         merge = run_merge_alone(parts, scale_dir)
         log(f"merge alone: {brief(merge['result'])}")
+    imported = None
+    if "import" not in args.skip:
+        imported = run_import(scale_dir, data_raw)
+        log(f"import, plain: {brief(imported['plain'])}; gz: {brief(imported['gz'])}")
     dry = None
     if "dry" not in args.skip:
         dry = run_dry_year(cache, scale_dir)
@@ -885,6 +938,10 @@ def main(argv: list[str] | None = None) -> int:
                 if k != "intermediates"
             },
             "merge": merge and {"result": merge["result"].to_json(), "inner": merge["inner"]},
+            "import": imported
+            and {
+                k: v.to_json() if isinstance(v, measure.Result) else v for k, v in imported.items()
+            },
             "dry": dry
             and {
                 "hours": dry["hours"],
@@ -1101,6 +1158,49 @@ def render(res: dict, sample: float) -> str:
             parts_rows, ("part", "wall s", "CPU s", "peak RSS MB")
         )
 
+    import_table = ""
+    imp = res.get("import")
+    if imp:
+        mb = imp["jsonl_bytes"] / 1e6
+
+        def speed(r: dict, reader: dict | None = None) -> tuple[str, ...]:
+            share = f"{reader['wall_s'] / r['wall_s']:.1%}" if reader else ""
+            mb_s = f"{mb / r['wall_s']:.0f}"
+            return (
+                r["label"],
+                f"{r['wall_s']:.1f}",
+                f"{r['cpu_s']:.1f}",
+                mb_s,
+                f"{mb / max(r['cpu_s'], 0.01):.0f}",
+                share,
+                f"{r['peak_rss_mb']:.0f}",
+            )
+
+        import_table = (
+            f"Import (`sampled-stream import`, one job = one core) of the hour's twarc2 JSONL, "
+            f"server1: {mb:,.0f} MB ({imp['gz_bytes'] / 1e6:,.0f} MB as .gz, gzip -6); "
+            f"MB/s of JSONL; share: the speed of cat (plain) / zcat (.gz) of the same file, "
+            f"warm cache, that the import reaches:\n\n"
+            + table(
+                [
+                    speed(imp["plain"], imp["cat"]),
+                    speed(imp["gz"], imp["zcat"]),
+                    speed(imp["jobs2"]),
+                    speed(imp["cat"]),
+                    speed(imp["zcat"]),
+                ],
+                (
+                    "run",
+                    "wall s",
+                    "CPU s",
+                    "MB/s",
+                    "MB per CPU s",
+                    "share of cat/zcat",
+                    "peak RSS MB",
+                ),
+            )
+        )
+
     return (
         "\n\n".join(
             x
@@ -1115,6 +1215,7 @@ def render(res: dict, sample: float) -> str:
                 "\n".join(f"- {n}" for n in notes),
                 kinds_table,
                 parts_table,
+                import_table,
             ]
             if x
         )
