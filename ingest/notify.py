@@ -153,6 +153,14 @@ class Mailer:
         return msg["Message-ID"]
 
 
+def _is_recent(alert: Any, now: datetime) -> bool:
+    """An entry of the alert state's "recent" list younger than RECENT (a bad one is not)."""
+    try:
+        return now - datetime.fromisoformat(alert["at"]) < RECENT
+    except (TypeError, KeyError, ValueError):
+        return False
+
+
 def _domain(address: str) -> str | None:
     return address.rpartition("@")[2].strip("> ") or None
 
@@ -221,11 +229,7 @@ class Alerts:
         health view lists them).
         """
         with self._state() as state:
-            recent = [
-                a
-                for a in state.get("recent", [])
-                if now - datetime.fromisoformat(a["at"]) < RECENT
-            ]
+            recent = [a for a in state.get("recent") or [] if _is_recent(a, now)]
             state["recent"] = recent[-(RECENT_MAX - 1) :] + [
                 {"at": now.isoformat(), "kind": kind, "subject": subject}
             ]

@@ -2,7 +2,8 @@
 
 - ``devtools`` (generator, stream stand-in, demo) is never imported by production code;
 - each subsystem imports only the shared top-level modules and the subsystems below it
-  (``publish`` may use ``build``'s plan), so there are no cycles between rooms;
+  (``publish`` may use ``build``'s plan and ``collect``'s status files), so there are no
+  cycles between rooms;
 - no module imports another module's private (``_``-prefixed) names.
 """
 

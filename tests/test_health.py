@@ -189,3 +189,15 @@ def test_primary_is_where_the_workflow_recorded_a_run(tmp_path: Path) -> None:
     record = json.loads(health.state_file(config, "last_run.json").read_text())
     assert record["result"] == "failed" and record["last_ok"] is None
     assert os.stat(health.state_file(config, "last_run.json")).st_mode & 0o777 == 0o640
+
+
+def test_alert_state_keeps_a_day_of_alerts_and_survives_bad_entries(tmp_path: Path) -> None:
+    state = tmp_path / "alerts.json"
+    state.write_text(json.dumps({"recent": [{"at": "garbage"}, 5, {"no": "at"}]}))
+    alerts = Alerts(None, state, FixedClock(NOW), 1)
+    alerts.alert("k", "first", "b")
+    alerts.alert("k", "second, suppressed by the limit", "b")
+    Alerts(None, state, FixedClock(NOW + timedelta(hours=23)), 1).alert("j", "third", "b")
+    Alerts(None, state, FixedClock(NOW + timedelta(hours=25)), 1).alert("j", "fourth", "b")
+    recent = json.loads(state.read_text())["recent"]
+    assert [a["subject"] for a in recent] == ["third", "fourth"]
