@@ -136,7 +136,8 @@ def _remove(path: Path) -> None:
 def atomic_file(
     path: str | Path, mode: str = "wb", *, durable: bool = True, **open_kwargs
 ) -> Iterator[IO]:
-    """Open a temporary sibling of ``path``; on success fsync it and rename it to ``path``.
+    """Open a temporary sibling of ``path``; on success fsync it, rename it to ``path`` and
+    remove temps of ``path`` that killed writers left (``remove_stale_temps``).
 
     On an exception the temporary file is removed and ``path`` is left as it was.
     ``durable=False`` skips the fsyncs (still atomic for readers, not across a power loss).
@@ -159,6 +160,9 @@ def atomic_file(
         raise
     if durable:
         fsync_dir(path.parent)
+    # A writer of this file killed earlier (status files, dashboard pages, receipts) left its
+    # temp behind; the next write of the same file clears it, so no writer needs its own sweep.
+    remove_stale_temps(path)
 
 
 def atomic_write(path: str | Path, data: bytes | str, *, durable: bool = True) -> None:

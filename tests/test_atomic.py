@@ -282,3 +282,16 @@ def test_a_temp_removed_before_its_writer_locked_it_is_replaced(tmp_path, monkey
     assert len(removed) == 1
     assert target.read_text() == "{}"
     assert listing(tmp_path) == ["a.json"]
+
+
+def test_a_write_clears_the_temps_killed_writers_of_the_same_file_left(tmp_path):
+    # A collector killed while writing its status file (every few seconds) left a temp that
+    # nothing else would ever remove.
+    target = tmp_path / "server1.json"
+    stale = temp_name(target)
+    stale.write_text('{"half": ')
+    other = temp_name(tmp_path / "other.json")
+    other.write_text("{}")
+    atomic_write(target, "{}")
+    assert not stale.exists()
+    assert other.exists()  # another file's temps are that file's writer's business
