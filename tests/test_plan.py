@@ -8,7 +8,7 @@ import pytest
 from ingest import layout
 from ingest.build import plan
 from ingest.build.stats import StatsError, read_stats
-from ingest.config import validate_config
+from ingest.config import ConfigError, validate_config
 from ingest.layout import Hour
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -189,3 +189,46 @@ def test_a_raw_file_rewritten_in_the_second_it_was_parsed_is_parsed_again(tmp_pa
     f.path.write_text('{"data": {"id": "1"}}\n')
     os.utime(f.path, (t, t))
     assert plan.make_plan(c, utc(2026, 1, 14, 10, 5)).to_parse == [f]
+
+
+@pytest.mark.parametrize(
+    ("hours", "expected"),
+    [
+        ("2026-01-14", [f"2026-01-14_{h:02d}" for h in range(24)]),
+        ("2026-01-14_10", ["2026-01-14_10"]),
+        ("2026-01-13..2026-01-14", [f"2026-01-{d}_{h:02d}" for d in (13, 14) for h in range(24)]),
+        (
+            "2026-01-13_22..2026-01-14_01",
+            ["2026-01-13_22", "2026-01-13_23", "2026-01-14_00", "2026-01-14_01"],
+        ),
+        (
+            "2026-01-13_23..2026-01-14",
+            ["2026-01-13_23"] + [f"2026-01-14_{h:02d}" for h in range(24)],
+        ),
+        ("2026-01-14..2026-01-14_00", ["2026-01-14_00"]),
+    ],
+)
+def test_hours_selects_a_day_an_hour_or_a_range(tmp_path, hours, expected):
+    every = [Hour(f"2026-01-{d}", h) for d in (12, 13, 14, 15) for h in range(24)]
+    assert [h.label for h in every if plan.selected(h, hours)] == expected
+    c = make_config(tmp_path, hours=hours)  # the schema takes each form
+    assert plan.hours_range_error(c["hours"]) is None
+
+
+def test_a_range_of_hours_is_planned_whether_built_or_not(tmp_path):
+    c = make_config(tmp_path, hours="2026-01-14_09..2026-01-14_11")
+    touch_minutes(c["servers"][0]["raw_dir"], utc(2026, 1, 14, 7, 0), 300)  # 08:00 to 13:00
+    mark_built(c, Hour("2026-01-14", 10), {})
+    p = plan.make_plan(c, utc(2026, 1, 15))
+    assert p.build == [Hour("2026-01-14", h) for h in (9, 10, 11)]
+
+
+@pytest.mark.parametrize("hours", ["2026-01-14..2026-01-13", "2026-01-14_05..2026-01-14_04"])
+def test_a_range_that_ends_before_it_starts_is_refused(hours):
+    assert "ends before it starts" in plan.hours_range_error(hours)
+
+
+@pytest.mark.parametrize("hours", ["2026-01-14..", "2026-01-14...2026-01-15", "2026-1-14"])
+def test_a_malformed_range_is_refused_by_the_schema(tmp_path, hours):
+    with pytest.raises(ConfigError, match="hours"):
+        make_config(tmp_path, hours=hours)

@@ -101,7 +101,30 @@ def _size(path: Path) -> int | None:
 
 
 def selected(hour: Hour, only: str | None) -> bool:
-    return only is None or hour.label == only or hour.day == only
+    """Is ``hour`` among ``hours`` (the config key): a day, an hour, or an inclusive range of
+    them, ``A..B`` (``2023-01-01..2023-03-31``, ``2023-01-01_06..2023-01-01_17``)?"""
+    if only is None:
+        return True
+    first, _, last = only.partition("..")
+    # Labels (YYYY-mm-dd_HH) sort as text; a day stands for its hours _00 to _23.
+    return _first_hour(first) <= hour.label <= _last_hour(last or first)
+
+
+def _first_hour(day_or_hour: str) -> str:
+    return day_or_hour if "_" in day_or_hour else f"{day_or_hour}_00"
+
+
+def _last_hour(day_or_hour: str) -> str:
+    return day_or_hour if "_" in day_or_hour else f"{day_or_hour}_23"
+
+
+def hours_range_error(only: str | None) -> str | None:
+    """What is wrong with ``hours`` that its schema pattern cannot say (a range ending before
+    it starts, which would select nothing), or None."""
+    first, sep, last = (only or "").partition("..")
+    if sep and _last_hour(last) < _first_hour(first):
+        return f"hours: {only!r}: the range ends before it starts"
+    return None
 
 
 def secondary_waiting(

@@ -42,6 +42,8 @@ validate(config, schema="../../ingest/schemas/config.schema.yaml")  # the packag
 try:
     check_semantics(config)
     check_now(config, DRY_RUN)
+    if problem := planning.hours_range_error(config.get("hours")):
+        raise ConfigError(problem)
 except ConfigError as e:
     raise WorkflowError(str(e)) from None
 
