@@ -354,10 +354,9 @@ def test_the_command_logs_progress_and_reports_each_input(tmp_path: Path) -> Non
     cfg = config_path(tmp_path)
     bad = tmp_path / "v1.jsonl"
     bad.write_text('{"id": 1, "id_str": "1", "user": {}, "created_at": "Wed Oct 10"}\n')
-    proc = run_cli(
-        "--config", str(cfg), "--server", "old", "--progress", "log", "--log-every", "0",
-        str(src), str(bad),
-    )  # fmt: skip
+    # Two worker processes: their progress comes through a queue.
+    options = ["--progress", "log", "--log-every", "0", "--jobs", "2"]
+    proc = run_cli("--config", str(cfg), "--server", "old", *options, str(src), str(bad))
     assert proc.returncode == 0, proc.stderr
     assert "import old:" in proc.stderr and "lines/s" in proc.stderr and "left" in proc.stderr
     assert "522 lines written (522 stream)" in proc.stdout
