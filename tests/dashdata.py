@@ -31,11 +31,11 @@ def count(hour: Hour, server: str, m: int) -> int:
 
 
 def hour_stats(hour: Hour) -> dict[str, Any]:
-    start, _ = layout.hour_bounds(hour, TZ)
+    start, end = layout.hour_bounds(hour, TZ)
     minutes: dict[str, dict[str, int | None]] = {}
     for s in SERVERS:
         row = {}
-        for m in range(60):
+        for m in range(int((end - start) / MINUTE)):
             key = (start + m * MINUTE).astimezone(TZ).isoformat(timespec="minutes")
             value: int | None = count(hour, s, m)
             if (hour, s) == OUTAGE[:2] and m in OUTAGE[2]:

@@ -151,3 +151,21 @@ def test_day_mail_links_the_day_page(tmp_path: Path, smtp) -> None:
     mail_job(config, "2026-01-13", report, marker, logging.getLogger("test"))
     body = sink.messages[0].get_body(("plain",)).get_content()
     assert "The day on the dashboard: https://x.example.org/d/day/2026-01-13.html" in body
+
+
+def test_dst_days_have_their_own_length(tmp_path: Path) -> None:
+    """The day DST ends has 25 hours (its 02 covers two), the day it starts 23."""
+    for day in ("2026-03-29", "2026-10-25"):
+        for h in layout.day_hours(day, dashdata.TZ):
+            p = layout.vault_paths(tmp_path / "vault", h)["stats"]
+            p.parent.mkdir(parents=True, exist_ok=True)
+            p.write_text(json.dumps(dashdata.hour_stats(h)))
+    config = validate_config({**dashdata.write_archive(tmp_path, days=0)})
+    out = dashboard_dir(config)
+    dashboard.update_dashboard(config, NOW, None)
+    spring = json.loads((out / "data" / "2026-03-29.json").read_text())
+    autumn = json.loads((out / "data" / "2026-10-25.json").read_text())
+    assert len(spring["minutes"]["server1"]) == 23 * 60 and len(spring["hours"]) == 23
+    assert len(autumn["minutes"]["server1"]) == 25 * 60 and len(autumn["hours"]) == 24
+    # the repeated 02 is one stats file of 120 minutes, all of them counted
+    assert dashboard.NOT_BUILT not in autumn["minutes"]["server1"]

@@ -17,7 +17,7 @@ from ingest.notify import Alerts
 from ingest.publish import health
 from ingest.publish.health import FAILING, OK, WARNING
 from tests import dashdata
-from tests.configs import loaded_config
+from tests.configs import loaded_config, minimal_config
 
 LIMITS = loaded_config()["health"]
 NOW = dashdata.NOW
@@ -201,3 +201,21 @@ def test_alert_state_keeps_a_day_of_alerts_and_survives_bad_entries(tmp_path: Pa
     Alerts(None, state, FixedClock(NOW + timedelta(hours=25)), 1).alert("j", "fourth", "b")
     recent = json.loads(state.read_text())["recent"]
     assert [a["subject"] for a in recent] == ["third", "fourth"]
+
+
+def test_status_on_the_primary_adds_the_health(tmp_path: Path, capsys) -> None:
+    from ingest import cli
+    from tests.configs import config_file
+
+    cfg = config_file(tmp_path)
+    clock = ["--clock-start", NOW.isoformat(), "--speed", "1.0001"]
+    assert cli.main(["status", "--config", str(cfg), "--json", *clock]) == 0
+    assert isinstance(json.loads(capsys.readouterr().out), list)  # not the primary
+    config = validate_config(minimal_config(tmp_path))
+    health.record_run(config, "r", NOW, NOW, "ok")
+    assert cli.main(["status", "--config", str(cfg), "--json", *clock]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["server"] for r in out["servers"]] == ["s1"]
+    assert out["health"]["workflow"]["last_run"]["result"] == "ok"
+    assert cli.main(["status", "--config", str(cfg), *clock]) == 0
+    assert "health: FAILING" in capsys.readouterr().out  # s1 has no minute file
