@@ -31,8 +31,9 @@ def write(tmp_path, text):
 def test_minimal_config_gets_defaults(tmp_path):
     c = load_config(write(tmp_path, MINIMAL))
     assert (c["late_minutes"], c["grace_minutes"], c["xz_preset"]) == (6, 5, 6)
-    assert c["retention"] == {"keep_raw_hours": 48}
+    assert c["retention"] == {"keep_raw_hours": 48, "delete_imported": False}
     assert c["servers"][1]["remove_source_files"] is True
+    assert not any(s["imported"] for s in c["servers"])
     assert c["stream"]["url"] == "https://api.twitter.com/2/tweets/sample/stream"
 
 
