@@ -20,6 +20,7 @@ rule build_hour:
         vault=str(VAULT),
         servers=list(SERVERS),
         timezone=config["timezone"],
+        late_minutes=config["late_minutes"],
         xz_preset=config["xz_preset"],
         xz_threads=config["xz_threads"],
         from_scratch=config["from_scratch"],

@@ -58,6 +58,18 @@ if WRITES:
         sys.exit(75)  # EX_TEMPFAIL: another run is going; it said who, nothing was done
 # Names this invocation's receipts (pull, parse); real time, unlike NOW, so runs never share one.
 RUN = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
+# A job on a cluster node parses this file again: it must name its outputs after the run that
+# submitted it (sbatch passes the environment on; envvars for executors that do not).
+if workflow.is_main_process:
+    os.environ["SAMPLED_STREAM_RUN"] = RUN
+else:
+    RUN = os.environ.get("SAMPLED_STREAM_RUN", RUN)
+
+
+envvars:
+    "SAMPLED_STREAM_RUN",
+
+
 WORK = planning.work_paths(config["work_dir"])
 VAULT = Path(config["vault_dir"])
 SERVERS = {s["name"]: s for s in config["servers"]}
@@ -98,13 +110,22 @@ def reported(day):
 
 
 def hour_inputs(wildcards):
-    """The per-minute intermediates of every server in the hour's read window.
+    """The per-minute intermediates of every server in the hour's read window; in a backfill
+    (config ``hours``), the window's raw minute files, which the job parses itself.
 
-    Hours this run does not (re)build get no inputs (the job then refuses to run).
+    Hours this run does not (re)build get no inputs (the job then refuses to run). A job on a
+    cluster node (not the main process) trusts the main process's plan: its own would redo
+    the pulls' checkpoints, which only the main process can.
     """
     hour = hour_of(wildcards)
-    if hour not in run_plan().build:  # the secondary's minutes are known only after its pull
+    # The secondary's minutes are known only after its pull.
+    if workflow.is_main_process and hour not in run_plan().build:
         return {}
+    if BACKFILL:
+        return {
+            f"{server}__raw": [str(f.path) for f in fs]
+            for server, fs in planning.window_files(config, hour).items()
+        }
     checkpoints.parse_minutes.get(run=RUN)  # the intermediates exist once it has run
     # A raw file the parse skipped (unreadable: named in its log and mailed) has none; the
     # hour is built without it and again once it can be read.
@@ -117,6 +138,11 @@ def hour_inputs(wildcards):
         for server, fs in files.items()
         for kind in ("tweets", "users")
     }
+
+
+# Backfill: the hours given are independent jobs, each parsing its own minute files (scripts/
+# build_hour.py, ingest.build.backfill); no run-wide parse step.
+BACKFILL = bool(config.get("hours"))
 
 
 def day_builds(wildcards):
@@ -176,7 +202,7 @@ def run_plan():
 def targets_of(plan):
     targets = [str(WORK["pulls"] / server / f"{RUN}.json") for server in PULLED]
     targets += [built(h) for h in plan.build]
-    if plan.to_parse or PULLED:
+    if (plan.to_parse or PULLED) and not BACKFILL:
         targets.append(str(WORK["parsed"] / f"{RUN}.json"))
     targets += [reported(d) for d in plan.reports]
     targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in plan.uploads]
