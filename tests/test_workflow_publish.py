@@ -174,6 +174,9 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
     settings = {
         "secondary_wait_minutes": 30,
         "email": email_config(smtp_port, alert_after_minutes=20),
+        # The mails counted here are the pull's; with no collector running, the health's
+        # "collector failing" mail would come too after 30 min (test_health tests it).
+        "health": {"mail_after_minutes": 1440},
     }
     write_config(tmp_path, [server1, unreachable], **settings)
     stats_path = layout.vault_paths(tmp_path / "vault", H11)["stats"]
