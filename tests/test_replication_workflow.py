@@ -50,8 +50,12 @@ def jobs(proc: subprocess.CompletedProcess, rule: str) -> int:
 
 
 def tree(root: Path) -> dict[str, bytes]:
+    """The files under ``root``; the vault's dashboard/ (pages made from the day folders, not
+    replicated) left out."""
     return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()
+        str(p.relative_to(root)): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.relative_to(root).parts[0] != "dashboard"
     }
 
 
