@@ -23,6 +23,7 @@ def stats(label: str, counts: dict, total: int, diff: int) -> dict:
 
 def write_stats(d, *items) -> list:
     paths = []
+    d.mkdir(parents=True, exist_ok=True)
     for s in items:
         p = d / f"{s['hour']}_stats.json"
         p.write_text(json.dumps(s))
@@ -116,22 +117,29 @@ def test_a_server_without_any_minute_file_shows_as_missing():
     )
 
 
-def test_rule_script_reports_from_its_declared_inputs(tmp_path):
-    """scripts/day_report.py makes the report from the rule's inputs (the stats day_stats
-    declares), not from whatever stats files lie in the vault folder."""
-    h10, h11 = write_stats(
-        tmp_path,
+def test_rule_script_reports_every_built_hour_of_the_day_and_writes_its_receipt(tmp_path):
+    """scripts/day_report.py: its inputs are this run's build receipts (only ordering); the
+    report shows every built hour of the day in the vault, and the rule's output is a receipt."""
+    vault = tmp_path / "vault"
+    write_stats(
+        vault / "2026-01-14",
         stats("2026-01-14_10", {"s1": 5, "s2": 4}, 5, 1),
         stats("2026-01-14_11", {"s1": 7, "s2": 7}, 7, 0),
     )
-    out = tmp_path / "2026-01-14_report.txt"
+    receipt = tmp_path / "work" / "reported" / "2026-01-14.run2.json"
+    older = receipt.with_name("2026-01-14.run1.json")
+    older.parent.mkdir(parents=True)
+    older.write_text("{}")
     rule = SimpleNamespace(
-        input=[str(h11)],  # hour 10's file is in the folder, but not an input
-        output=[str(out)],
+        input=[],  # hour 10 was built by an earlier run, hour 11 by none of this run's jobs
+        output=[str(receipt)],
         log=[str(tmp_path / "report.log")],
-        params=SimpleNamespace(servers=["s1", "s2"]),
+        params=SimpleNamespace(servers=["s1", "s2"], vault=str(vault)),
         wildcards=SimpleNamespace(day="2026-01-14"),
     )
     script = Path(__file__).resolve().parents[1] / "scripts" / "day_report.py"
     runpy.run_path(str(script), init_globals={"snakemake": rule})
-    assert [line.split("\t")[0] for line in out.read_text().splitlines()[1:]] == ["11"]
+    report = vault / "2026-01-14" / "2026-01-14_report.txt"
+    assert [line.split("\t")[0] for line in report.read_text().splitlines()[1:]] == ["10", "11"]
+    assert json.loads(receipt.read_text())["hours"] == 2
+    assert not older.exists()  # one receipt per day remains
