@@ -35,6 +35,8 @@ with window as parsed:
             f"hour {hour} is not due in this run (incomplete, or no raw data);"
             " to rebuild it run with --config hours=DAY_or_HOUR"
         )
+    if raw:
+        log.info("%s: parsed %d minute files in %.1f s", hour, parsed.files, parsed.seconds)
     for skipped in parsed.skipped_files:
         log.warning("%s: not built into %s (the file could not be read)", skipped, hour)
     stats = build_hour(

@@ -12,6 +12,7 @@ the default 6). The cron mode keeps its run-wide parse of the minutes that arriv
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ class ParsedWindow:
     inputs: dict[str, list[tuple[str, str]]]
     # raw files that could not be read at all (named in the log): the hour is built without
     skipped_files: list[Rejected]
+    files: int = 0  # raw files parsed
+    seconds: float = 0.0  # the parse's wall time
 
 
 def parse_window(
@@ -38,6 +41,7 @@ def parse_window(
     log_path: str | None = None,
 ) -> ParsedWindow:
     """Parse each server's raw minute files (``raw``) into intermediates under ``folder``."""
+    started = time.monotonic()
     jobs = []
     for server, files in raw.items():
         (folder / server).mkdir(parents=True, exist_ok=True)
@@ -51,7 +55,7 @@ def parse_window(
     for path, tweets, users, server in jobs:
         if path not in unusable:
             inputs[server].append((tweets, users))
-    return ParsedWindow(inputs, result.skipped_files)
+    return ParsedWindow(inputs, result.skipped_files, len(result.metas), time.monotonic() - started)
 
 
 @contextmanager

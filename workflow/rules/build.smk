@@ -16,6 +16,11 @@ rule build_hour:
     # Before any upload_osf (priority 0): builds never wait for OSF, however slow it is.
     priority: 1
     threads: 2
+    # What an executor asks for (a cluster's slot), from the inputs' size: measured at 1 % and
+    # 10 % (ingest.build.resources).
+    resources:
+        mem_mb=lambda wildcards, input: build_resources.build_mem_mb(input.size_mb, BACKFILL),
+        runtime=lambda wildcards, input: build_resources.build_runtime_min(input.size_mb, BACKFILL),
     params:
         vault=str(VAULT),
         servers=list(SERVERS),

@@ -22,6 +22,7 @@ envvars:
 
 from ingest import clock, layout, perms  # noqa: E402
 from ingest.build import plan as planning  # noqa: E402
+from ingest.build import resources as build_resources  # noqa: E402
 from ingest.build.receipts import build_receipt, report_receipt  # noqa: E402
 from ingest.publish import replicate as replication  # noqa: E402
 from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402

@@ -11,6 +11,11 @@ rule mail_report:
         str(WORK["mail"] / "{day}.sent"),
     log:
         str(WORK["logs"] / "mail/{day}.log"),
+    threads: 1
+    # ~70 MB with matplotlib for the plot (measured).
+    resources:
+        mem_mb=300,
+        runtime=10,
     params:
         report=lambda wildcards: report_file(wildcards.day),
     script:

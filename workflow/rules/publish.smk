@@ -13,6 +13,11 @@ rule upload_osf:
         str(WORK["osf"] / "{day}/{day}_{hh}.json"),
     log:
         str(WORK["logs"] / "osf/{day}_{hh}.log"),
+    threads: 1
+    # ~30 MB with osfclient (measured); retries with back-off within the job.
+    resources:
+        mem_mb=200,
+        runtime=30,
     params:
         ids=lambda wildcards: vault_path(hour_of(wildcards), "ids"),
         report=lambda wildcards: report_file(wildcards.day),

@@ -9,6 +9,11 @@ checkpoint pull:
         str(WORK["pulls"] / "{server}/{run}.json"),
     log:
         str(WORK["logs"] / "pull/{server}/{run}.log"),
+    threads: 1
+    # Python ~17 MB and rsync; the transfer's time is the network's (a local rule anyway).
+    resources:
+        mem_mb=300,
+        runtime=60,
     params:
         now=NOW.isoformat(),
     script:

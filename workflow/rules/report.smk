@@ -12,6 +12,11 @@ rule day_report:
         str(report_receipt(config["work_dir"], "{day}", RUN)),
     log:
         str(WORK["logs"] / "report/{day}.log"),
+    threads: 1
+    # 26 MB, under a second (measured at 1 %; reads 24 stats files at any rate).
+    resources:
+        mem_mb=200,
+        runtime=5,
     params:
         vault=str(VAULT),
         servers=list(SERVERS),

@@ -1,0 +1,60 @@
+"""Backfill jobs (issue 13): an hour's job parses its own read window in a folder of its own."""
+
+from datetime import UTC, datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ingest import layout
+from ingest.build import resources
+from ingest.build.backfill import parsed_window
+from ingest.build.hourly import build_hour
+from ingest.devtools.generate import TweetFactory, stream_line
+
+TZ = ZoneInfo("Europe/Berlin")
+
+
+def minute_file(raw_dir: Path, minute: datetime, tweets: list[dict]) -> Path:
+    p = layout.minute_path(raw_dir, minute, TZ)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_bytes(b"".join(stream_line(t, minute) for t in tweets))
+    return p
+
+
+def test_a_window_is_parsed_into_a_folder_of_its_own_and_built(tmp_path):
+    factory = TweetFactory(seed=1)
+    minute = datetime(2026, 1, 14, 10, 30, tzinfo=UTC)
+    tweets = [factory.make(minute) for _ in range(5)]
+    good = minute_file(tmp_path / "raw", minute, tweets)
+    odd = tmp_path / "raw" / "not-a-minute.jsonl"
+    odd.write_bytes(good.read_bytes())
+    log = tmp_path / "parse.log"
+    with parsed_window({"s1": [good, odd], "s2": []}, "Europe/Berlin", 6, 2, str(log)) as w:
+        folder = Path(w.inputs["s1"][0][0]).parent.parent
+        assert folder.is_dir() and tmp_path not in folder.parents  # not beside the raw files
+        assert w.inputs["s2"] == [] and len(w.inputs["s1"]) == 1 and w.files == 1
+        assert [r.path for r in w.skipped_files] == [str(odd)]  # costs only itself
+        stats = build_hour(
+            layout.Hour("2026-01-14", 11),
+            TZ,
+            w.inputs,
+            layout.vault_paths(tmp_path / "vault", layout.Hour("2026-01-14", 11)),
+            xz_preset=0,
+            xz_threads=1,
+            server_names=["s1", "s2"],
+        )
+    assert stats["total"] == 5 and list(stats["inputs"]["s1"]) == [good.name]
+    assert not folder.exists()  # removed with the block
+    assert "not-a-minute.jsonl" in log.read_text()
+
+
+def test_resources_follow_the_measured_hours():
+    # 1 %: 857 MiB raw in the window, ~530 MB and ~70 s measured; 10 %: 8,553 MiB, ~990 MB
+    # (estimated) and ~700 s.
+    one, ten = 857, 8553
+    assert 530 < resources.build_mem_mb(one, raw=True) < 800
+    assert 990 < resources.build_mem_mb(ten, raw=True) < 1400
+    assert resources.build_runtime_min(one, raw=True) == resources.MIN_RUNTIME_MIN
+    assert 700 / 60 * 2 < resources.build_runtime_min(ten, raw=True) < 700 / 60 * 4
+    # The cron mode's intermediates (267 MiB at 1 %) stand for ~3x their size in raw JSON.
+    assert resources.build_mem_mb(267, raw=False) > resources.build_mem_mb(267, raw=True)
+    assert abs(resources.build_mem_mb(267, raw=False) - resources.build_mem_mb(one, raw=True)) < 5
