@@ -25,21 +25,27 @@ A local disk error never costs a reconnect. Old minute files are pruned (``prune
 Time: every instant comes from ``clock``; waits are converted to real seconds by the clock's
 ``speed`` (``ScaledClock``), so tests and the demo run minutes of a few seconds through the
 same code. Backoff delays are multiplied by ``backoff_scale``. A line is filed under the minute
-the wall clock says when it is received (the reading that stamps its ``retrieved_at``), so a
-stepped clock closes the current minute under its own name and starts the one the new reading
-says, never piling minutes into one file. Steps of more than a minute, noticed against the
-clock's ``monotonic()`` (``StepWatch``), are logged, alerted and shown in the status.
+the collector's time says when it is received (the reading that stamps its ``retrieved_at``),
+so a stepped clock closes the current minute under its own name and starts the one the new
+reading says, never piling minutes into one file. The collector's time is the wall clock as
+judged by the stream (``clockjudge.ClockJudge``): a step of more than a minute, noticed against
+the clock's ``monotonic()``, is accepted when the tweets that come next agree with the new
+reading, and corrected (the time from before the step goes on) when they agree with the old
+one; a clock found behind the tweets is corrected too. Steps and verdicts are logged, alerted
+and shown in the status.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
+import stat
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -50,12 +56,13 @@ import requests
 
 from ingest.atomic import atomic_write, fsync_dir
 from ingest.clock import Clock, SystemClock
+from ingest.collect.clockjudge import ClockJudge, Step, Verdict
 from ingest.collect.prune import Pruner
 from ingest.collect.status import status_path, write_status
 from ingest.collect.stream_client import HTTPStatusError, NetworkError, StreamClient, protect_logs
 from ingest.config import server as server_config
 from ingest.config import timezone
-from ingest.layout import MINUTE, hour_of, minute_path
+from ingest.layout import MINUTE, hour_of, minute_path, parse_minute_name
 from ingest.locks import LockBusy, exclusive_lock
 from ingest.notify import Alerts, DisconnectTracker
 from ingest.secrets import read_secret
@@ -82,26 +89,6 @@ def real_seconds(clock: Clock, seconds: float) -> float:
 def stamp(instant: datetime) -> str:
     """twarc's ``retrieved_at`` format: UTC, whole seconds, ``+00:00``."""
     return instant.astimezone(UTC).isoformat(timespec="seconds")
-
-
-STEP_LIMIT = 60.0  # seconds: a larger jump of the wall clock against the monotonic one is a step
-
-
-class StepWatch:
-    """Notices steps of the wall clock (a VM resumed, an RTC read, NTP stepping) by comparing
-    how far it moved with how far the monotonic clock moved since the last look."""
-
-    def __init__(self, limit: float = STEP_LIMIT) -> None:
-        self.limit = limit
-        self._last: tuple[datetime, float] | None = None
-
-    def check(self, now: datetime, mono: float) -> float | None:
-        """The step in seconds (negative: backwards) if there was one since the last call."""
-        last, self._last = self._last, (now, mono)
-        if last is None:
-            return None
-        step = (now - last[0]).total_seconds() - (mono - last[1])
-        return step if abs(step) > self.limit else None
 
 
 # --- reconnect policy -----------------------------------------------------------------------
@@ -141,6 +128,53 @@ def part_path(final: Path) -> Path:
     return final.with_name(final.name + PART)
 
 
+class NameTaken(OSError):
+    """A minute's final name is held by something that is not a regular file (a directory, a
+    link, a FIFO ...): the minute cannot be written until that is moved away."""
+
+    def __init__(self, final: Path, what: str) -> None:
+        super().__init__(errno.EEXIST, f"{final} is {what}, not a minute file")
+        self.final, self.what = final, what
+
+
+def _kind(mode: int) -> str:
+    for test, what in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a device"),
+        (stat.S_ISBLK, "a device"),
+    ):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _read_final(final: Path) -> tuple[bytes, os.stat_result] | None:
+    """``final``'s bytes and stat; None if it does not exist. Raises NameTaken for anything but
+    a regular file, which is never opened (no link followed, no FIFO or device read)."""
+    try:
+        st = os.lstat(final)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise NameTaken(final, _kind(st.st_mode))
+    try:
+        fd = os.open(final, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None  # removed meanwhile (a pull)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise NameTaken(final, "a symbolic link") from None
+        raise
+    with open(fd, "rb") as f:
+        fst = os.fstat(fd)
+        if not stat.S_ISREG(fst.st_mode):  # replaced between the lstat and the open
+            raise NameTaken(final, _kind(fst.st_mode))
+        return f.read(), fst
+
+
 def commit_minute(part: Path, final: Path, data: bytes | None = None) -> None:
     """Make ``part``'s lines (or ``data``) the complete file ``final``, then remove ``part``.
 
@@ -152,7 +186,8 @@ def commit_minute(part: Path, final: Path, data: bytes | None = None) -> None:
     minute files; a pull may remove ``final`` at any moment, which at worst brings back the old
     lines with the new ones, never fewer. A kill at any point leaves the old whole file or the
     new whole file, and ``part``, which the next start commits again: lines that ``final``
-    already ends with are not added twice.
+    already ends with are not added twice. A ``final`` that is not a regular file is never
+    touched: NameTaken is raised and ``part`` stays.
     """
     if data is None:
         try:
@@ -164,12 +199,11 @@ def commit_minute(part: Path, final: Path, data: bytes | None = None) -> None:
             fsync_dir(final.parent)
             return
     part_stat = os.stat(part)  # no part: an error, never an empty commit
-    old: bytes | None = None
-    with contextlib.suppress(FileNotFoundError), open(final, "rb") as f:
-        if os.path.samestat(os.fstat(f.fileno()), part_stat):
-            os.unlink(part)  # linked by a commit killed before its unlink
-            return
-        old = f.read()
+    found = _read_final(final)
+    if found is not None and os.path.samestat(found[1], part_stat):
+        os.unlink(part)  # linked by a commit killed before its unlink
+        return
+    old = found[0] if found is not None else None
     if old is None:
         atomic_write(final, data)
     elif not old.endswith(data):
@@ -200,6 +234,8 @@ class Recovery:
     files: int = 0
     lines: int = 0
     dropped_lines: int = 0
+    # (final, lines) of minutes whose final name is taken (NameTaken): left in .part, retried
+    waiting: list[tuple[Path, int]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
         return {"files": self.files, "lines": self.lines, "dropped_lines": self.dropped_lines}
@@ -209,18 +245,30 @@ def recover_partials(raw_dir: Path, logger: logging.Logger = log) -> Recovery:
     """Complete the ``.part`` files a killed collector left in ``raw_dir``.
 
     Complete lines are kept under the final ``.jsonl`` name; a cut last line (or a line that
-    is not JSON, as after a power loss) is dropped and counted. Run only while holding the
-    raw_dir lock: every ``.part`` file is then a leftover.
+    is not JSON, as after a power loss) is dropped and counted. A minute whose final name is
+    taken by something that is not a regular file stays in ``.part`` (cleaned) and is listed in
+    ``waiting``, for the collector to retry. Run only while holding the raw_dir lock: every
+    ``.part`` file is then a leftover.
     """
     rec = Recovery()
     root = Path(raw_dir)
-    for tmp in root.glob("*/*/.*.jsonl.tmp-*"):  # an interrupted commit_minute rewrite
-        tmp.unlink(missing_ok=True)
+    # Interrupted rewrites: of a minute file (commit_minute), of a part (cleaned below).
+    for pattern in ("*/*/.*.jsonl.tmp-*", f"*/*/.*.jsonl{PART}.tmp-*"):
+        for tmp in root.glob(pattern):
+            tmp.unlink(missing_ok=True)
     for part in sorted(root.glob(f"*/*/*.jsonl{PART}")):
         final = part.with_name(part.name[: -len(PART)])
         data, dropped = complete_lines(part.read_bytes())
-        commit_minute(part, final, data)
         n = data.count(b"\n")
+        try:
+            commit_minute(part, final, data)
+        except NameTaken as e:
+            if dropped:
+                atomic_write(part, data)
+            rec.waiting.append((final, n))
+            rec.dropped_lines += dropped
+            logger.error("cannot recover %s: %s; its %d line(s) wait in %s", final, e, n, part)
+            continue
         rec.files += 1
         rec.lines += n
         rec.dropped_lines += dropped
@@ -249,18 +297,22 @@ class Unfinished:
     tweets: int
     final: Path
     fd: int | None  # open until the first attempt: fsync, then link to the final name
+    failures: int = 0  # failed attempts so far
+    retry_at: float | None = None  # monotonic instant of the next attempt (None: now)
+    error: str | None = None  # of the last failed attempt
+    taken: str | None = None  # what holds the final name, if that failed the last attempt
 
 
 @dataclass
 class Rotation:
-    """What one look at the minute files did (``Collector._rotate_locked``)."""
+    """What one look at the minute files did (``Collector._rotate_locked``); copies, read
+    outside the lock."""
 
     closed: ClosedMinute | None
     written: list[Unfinished]
-    failed: bool
+    failed: list[Unfinished]  # attempts that failed in this look
     unfinished: int
-    error: str | None
-    retry_in: float | None
+    disk_waiting: bool  # an unfinished minute failed for another reason than a taken name
 
 
 # Retries of unfinished minutes, in seconds of the collector's monotonic clock: 1, 2, 4 ... 60.
@@ -270,20 +322,23 @@ RETRY_FIRST, RETRY_CAP = 1.0, 60.0
 class MinuteWriter:
     """The current minute's in-progress file and the closed minutes not yet written.
 
-    Not thread-safe: the collector holds a lock. Times are passed in: ``now`` (wall clock,
-    names the minute) and ``mono`` (monotonic, paces retries).
+    Not thread-safe: the collector holds a lock. Times are passed in: ``now`` (the collector's
+    time, names the minute) and ``mono`` (monotonic, paces retries).
 
-    A line belongs to the minute the wall clock says when it is received (the same reading
-    stamps its ``retrieved_at``), so a minute is closed whenever the wall clock leaves it,
+    A line belongs to the minute the collector's time says when it is received (the same
+    reading stamps its ``retrieved_at``), so a minute is closed whenever that time leaves it,
     forwards or backwards: a stepped clock never piles minutes into one file nor files lines
-    under a minute they were not received in. A clock stepped back into a minute already
+    under a minute they were not received in. A time stepped back into a minute already
     written adds a second part to that minute (``commit_minute`` appends).
 
     Closing a minute moves it to ``unfinished``; ``commit`` then fsyncs and links it to its
     final name. If that fails (disk full, I/O error) the minute stays unfinished, its lines in
-    its ``.part`` file, and is retried with a back-off until its file exists. A retry writes
-    the lines afresh to a new file: after a failed fsync the kernel may have dropped the dirty
-    pages and a second fsync of the same file would report success for data not on disk.
+    its ``.part`` file, and is retried with a back-off of its own (1, 2, 4 ... 60 s) until its
+    file exists; a minute whose final name is taken (``NameTaken``) is retried every second,
+    so it is written as soon as the name is free. Minutes are written independently: one that
+    fails never holds back the others. A retry writes the lines afresh to a new file: after a
+    failed fsync the kernel may have dropped the dirty pages and a second fsync of the same
+    file would report success for data not on disk.
     """
 
     def __init__(self, raw_dir: Path, tz: ZoneInfo, fsync: bool = True) -> None:
@@ -294,11 +349,31 @@ class MinuteWriter:
         self.tweets = 0
         self.closed = False
         self.unfinished: list[Unfinished] = []
-        self.failures = 0  # consecutive failed commit attempts
-        self.retry_at: float | None = None  # monotonic instant of the next attempt
-        self.last_error: str | None = None
+        self.failed: list[Unfinished] = []  # copies of the attempts the last commit() failed
         self._fd: int | None = None
         self._final: Path | None = None
+
+    @property
+    def retry_at(self) -> float | None:
+        """Monotonic instant of the next attempt due, None if no minute waits for one."""
+        return min((u.retry_at for u in self.unfinished if u.retry_at is not None), default=None)
+
+    @property
+    def last_error(self) -> str | None:
+        """The error of the oldest minute that failed, None if none did."""
+        return next((u.error for u in self.unfinished if u.error), None)
+
+    @property
+    def disk_failing(self) -> bool:
+        """A minute waits because writing failed (not because its name is taken)."""
+        return any(u.failures and not u.taken for u in self.unfinished)
+
+    def adopt(self, final: Path, tweets: int) -> None:
+        """Retry a minute left in ``.part`` by an earlier run (``Recovery.waiting``)."""
+        minute = parse_minute_name(final.name, self.tz)
+        if minute is not None and not self.is_unfinished(final):
+            self.unfinished.append(Unfinished(minute, tweets, final, None))
+            self.unfinished.sort(key=lambda u: u.minute)
 
     @property
     def minute_end(self) -> datetime:
@@ -365,7 +440,7 @@ class MinuteWriter:
         closed = ClosedMinute(self.minute, self.tweets, None)
         if self._fd is not None or part_path(self._final).exists():
             fd, self._fd = self._fd, None
-            if fd is not None and self.failures:
+            if fd is not None and self.disk_failing:
                 # Writing is failing: its retry writes afresh anyway, and minutes waiting
                 # through a long outage must not each hold a descriptor.
                 with contextlib.suppress(OSError):
@@ -393,27 +468,27 @@ class MinuteWriter:
         return path is not None and any(u.final == path for u in self.unfinished)
 
     def commit(self, mono: float, force: bool = False) -> list[Unfinished]:
-        """Write the unfinished minutes, oldest first, unless a retry is not due yet.
-
-        Returns the minutes written. On a failure the rest wait for the next attempt.
-        """
+        """Write the unfinished minutes whose attempt is due (all with ``force``), each on its
+        own. Returns the minutes written; ``failed`` holds copies of the attempts that failed."""
         done: list[Unfinished] = []
-        if not self.unfinished or (
-            not force and self.retry_at is not None and mono < self.retry_at
-        ):
-            return done
-        while self.unfinished:
-            u = self.unfinished[0]
+        self.failed = []
+        for u in list(self.unfinished):
+            if not force and u.retry_at is not None and mono < u.retry_at:
+                continue
             try:
                 self._commit_one(u)
             except OSError as e:
-                self.failures += 1
-                self.last_error = f"{u.final.name}: {type(e).__name__}: {e}"
-                delay = min(RETRY_FIRST * 2 ** (self.failures - 1), RETRY_CAP)
-                self.retry_at = mono + delay
-                return done
-            done.append(self.unfinished.pop(0))
-        self.failures, self.retry_at, self.last_error = 0, None, None
+                u.failures += 1
+                u.taken = e.what if isinstance(e, NameTaken) else None
+                u.error = str(e) if u.taken else f"{u.final.name}: {type(e).__name__}: {e}"
+                # A taken name costs one lstat a try: look every second. A failing disk is
+                # given more and more time, up to a minute.
+                delay = RETRY_FIRST if u.taken else RETRY_FIRST * 2 ** (u.failures - 1)
+                u.retry_at = mono + min(delay, RETRY_CAP)
+                self.failed.append(replace(u))
+                continue
+            self.unfinished.remove(u)
+            done.append(u)
         return done
 
     def _commit_one(self, u: Unfinished) -> None:
@@ -562,8 +637,9 @@ class Collector:
         self._track_lock = threading.Lock()
         self._writer = MinuteWriter(settings.raw_dir, settings.tz, settings.fsync)
         self._pruner = Pruner(settings.raw_dir, settings.tz, settings.keep_raw_days)
-        self._steps = StepWatch()
+        self._judge = ClockJudge(self.clock)  # the time minutes are filed and stamped by
         self._disk_alerted = False  # an alert about unwritten minute files went out
+        self._taken_alerted: set[Path] = set()  # minute files whose taken name was alerted
         self._raw_lock: contextlib.ExitStack | None = None
         self._threads: list[threading.Thread] = []
         self._client: StreamClient | None = None
@@ -627,6 +703,8 @@ class Collector:
             raise SetupError(
                 f"raw_dir {self.settings.raw_dir}: recovering leftover files: {e}"
             ) from None
+        for final, lines in self.counters.recovery.waiting:  # the running collector retries
+            self._writer.adopt(final, lines)
         return self.counters.recovery
 
     def stop(self, reason: str = "stopped") -> None:
@@ -638,7 +716,7 @@ class Collector:
         """Collect until ``stop()``; close the current minute; return the exit code (0)."""
         if self._raw_lock is None:
             self.prepare()
-        now = self.clock.now()
+        now = self._judge.now()
         self.counters.started_at = now
         with self._lock:
             self._writer.begin(now, open_file=False)
@@ -673,7 +751,7 @@ class Collector:
 
     def _shutdown(self) -> int:
         with self._lock:
-            now = self.clock.now()
+            now = self._judge.now()
             closed = self._writer.close()
             self.connected = False
             rotation = self._rotate_locked(now, closed, force=True)
@@ -760,7 +838,7 @@ class Collector:
         try:
             for item in gen:
                 if item == "keep-alive":
-                    self.counters.last_keepalive_at = self.clock.now()
+                    self.counters.last_keepalive_at = self._judge.now()
                     continue
                 self._on_item(item)
             if self._stop.is_set():
@@ -821,7 +899,7 @@ class Collector:
 
     def _on_connected(self, resp: requests.Response) -> None:
         with self._lock:
-            now = self.clock.now()
+            now = self._judge.now()
             rotation = self._rotate_locked(now)
             self.connected = True
             try:
@@ -837,7 +915,7 @@ class Collector:
                 self.tracker.on_recovered(now)
 
     def _on_disconnected(self, reason: str) -> None:
-        now = self.clock.now()
+        now = self._judge.now()
         with self._lock:
             was_connected, self.connected = self.connected, False
         self.counters.connected_since = None
@@ -867,9 +945,12 @@ class Collector:
             return
         meta = item.get("__twarc")
         error: OSError | None = None
+        data = item["data"]
+        created = data.get("created_at") if isinstance(data, dict) else None
         with self._lock:
-            # One clock reading, under the lock, stamps the line and picks its minute file.
-            now = self.clock.now()
+            # One reading, under the lock, stamps the line and picks its minute file; the
+            # tweet's created_at is evidence for the judge first.
+            now = self._judge.now(created)
             if isinstance(meta, dict):
                 # The collector's clock, not twarc's: the file and the arrival share one
                 # timeline.
@@ -906,14 +987,11 @@ class Collector:
         """One pass of the rotation thread: notice a clock step, close the minute once the
         clock has left it (whether tweets arrive or not), retry unwritten minutes, prune old
         files. Returns the clock seconds until the next pass is needed, None once closed."""
-        now, mono = self.clock.now(), self.clock.monotonic()
-        step = self._steps.check(now, mono)
-        if step is not None:
-            self._on_clock_step(step, now)
+        mono = self.clock.monotonic()
         with self._lock:
             if self._writer.closed:
                 return None
-            now = self.clock.now()
+            now = self._judge.now()
             rotation = self._rotate_locked(now)
             protect = {self._writer.final, *(u.final for u in self._writer.unfinished)}
             wait = (self._writer.minute_end - now).total_seconds()
@@ -930,92 +1008,158 @@ class Collector:
         writer = self._writer
         if closed is None and writer.due(now):
             closed = writer.roll(now, open_next=self.connected)
-        failures = writer.failures
-        written = writer.commit(self.clock.monotonic(), force)
+        mono = self.clock.monotonic()
+        written = writer.commit(mono, force)
         if closed is not None:
             closed.written = not writer.is_unfinished(closed.path)
-        return Rotation(
-            closed,
-            written,
-            failed=writer.failures > failures,
-            unfinished=len(writer.unfinished),
-            error=writer.last_error,
-            retry_in=(
-                writer.retry_at - self.clock.monotonic() if writer.retry_at is not None else None
-            ),
-        )
+        failed = [replace(u, retry_at=(u.retry_at or mono) - mono) for u in writer.failed]
+        return Rotation(closed, written, failed, len(writer.unfinished), writer.disk_failing)
 
     def _after_rotate(self, rotation: Rotation, now: datetime) -> None:
         """Outside the lock: log, alert and update the status after ``_rotate_locked``."""
-        if rotation.failed:
-            log.error(
-                "cannot write minute file %s; %d minute(s) kept, next try in %.0f s",
-                rotation.error,
-                rotation.unfinished,
-                rotation.retry_in or 0.0,
-            )
-            if not self._disk_alerted:
-                self._disk_alerted = True
-                self._notice(
-                    "minute-files",
-                    f"{self.settings.server}: cannot write minute files",
-                    f"At {stamp(now)} the collector of {self.settings.server} could not write "
-                    f"a closed minute's file in {self.settings.raw_dir}: {rotation.error}.\n"
-                    "It keeps collecting; the minutes' lines stay in their .part files and it "
-                    "retries (every minute at most) until each final file exists. Until then "
-                    "the primary cannot pull or build them. Check the disk (space, errors); "
-                    "`sampled-stream status` lists the minutes waiting.\n",
+        self._clock_events()
+        server = self.settings.server
+        for u in rotation.failed:  # u.retry_at: seconds until the next try
+            if u.failures & (u.failures - 1) == 0:  # 1, 2, 4 ...: fewer lines as it lasts
+                log.error(
+                    "cannot write minute file %s (attempt %d; its %d line(s) stay in its .part "
+                    "file, next try in %.0f s): %s",
+                    u.final,
+                    u.failures,
+                    u.tweets,
+                    u.retry_at,
+                    u.error,
                 )
-        elif rotation.written and not rotation.unfinished and self._disk_alerted:
+            if u.taken and u.final not in self._taken_alerted:
+                self._taken_alerted.add(u.final)
+                self._notice(
+                    "minute-name-taken",
+                    f"{server}: minute file {u.final.name} cannot be written: its name is taken",
+                    f"At {stamp(now)} the collector of {server} could not write the minute file "
+                    f"{u.final}: that name is held by {u.taken}, which the collector never "
+                    f"replaces or removes. The minute's {u.tweets} line(s) wait in "
+                    f"{part_path(u.final)}.\nMove the entry away (look at it first, then e.g. "
+                    f"mv '{u.final}' '{u.final}.moved'); the collector tries every second and "
+                    "writes the minute as soon as the name is free. Every other minute is "
+                    "written as usual.\n",
+                )
+        disk = [u for u in rotation.failed if not u.taken]
+        if disk and not self._disk_alerted:
+            self._disk_alerted = True
+            self._notice(
+                "minute-files",
+                f"{server}: cannot write minute files",
+                f"At {stamp(now)} the collector of {server} could not write a closed minute's "
+                f"file in {self.settings.raw_dir}: {disk[0].error}.\n"
+                "It keeps collecting; the minutes' lines stay in their .part files and it "
+                "retries (every minute at most) until each final file exists. Until then "
+                "the primary cannot pull or build them. Check the disk (space, errors); "
+                "`sampled-stream status` lists the minutes waiting.\n",
+            )
+        elif rotation.written and not rotation.disk_waiting and self._disk_alerted:
             self._disk_alerted = False
             names = ", ".join(u.final.name for u in rotation.written)
             log.warning("minute files written again: %s", names)
             self._notice(
                 "minute-files-written",
-                f"{self.settings.server}: minute files written again",
-                f"At {stamp(now)} the collector of {self.settings.server} wrote the minute "
+                f"{server}: minute files written again",
+                f"At {stamp(now)} the collector of {server} wrote the minute "
                 f"file(s) it could not write before: {names}.\n",
             )
+        for u in rotation.written:
+            if u.final in self._taken_alerted:
+                self._taken_alerted.discard(u.final)
+                log.warning("minute file %s written: its name is free again", u.final)
         if rotation.closed is not None:
             self._after_roll(rotation.closed, now)
-        elif rotation.failed or rotation.written:
+        elif rotation.written or any(u.failures == 1 for u in rotation.failed):
             self._write_status(now)
 
-    def _on_clock_step(self, step: float, now: datetime) -> None:
-        before = now - timedelta(seconds=step)
+    def _clock_events(self) -> None:
+        """Outside the locks: log and alert what the clock judge saw."""
+        if not self._judge.events:
+            return
+        for event in self._judge.take_events():
+            if isinstance(event, Step):
+                self._on_clock_step(event)
+            else:
+                self._on_clock_verdict(event)
+        self._write_status(self._judge.now())
+
+    def _on_clock_step(self, step: Step) -> None:
         self.counters.clock_steps += 1
-        self.counters.last_clock_step = {"at": stamp(now), "seconds": round(step, 1)}
+        self.counters.last_clock_step = {"at": stamp(step.wall), "seconds": round(step.seconds, 1)}
         self._pruner.postpone(self.clock.monotonic())  # a clock set ahead makes files look old
         log.warning(
-            "the wall clock stepped %+.0f s: it read about %s, now %s",
-            step,
-            stamp(before),
-            stamp(now),
+            "the wall clock stepped %+.0f s (it reads %s); until the tweets that come next tell "
+            "whether the new reading is right, the time from before the step goes on (%s)",
+            step.seconds,
+            stamp(step.wall),
+            stamp(step.wall + timedelta(seconds=step.correction)),
         )
-        if step < 0:
-            effect = (
-                f"It went back: lines received from now on go to the minutes the clock says, "
-                f"so minutes from {stamp(now)} to {stamp(before)} may get a second part "
-                "appended to files written before the step (each line stays in the minute "
-                "of its own retrieved_at). If the clock was wrong (ahead) before the step, "
-                "the files named in that span carry the wrong time in their names and in "
-                "their lines' retrieved_at.\n"
+
+    def _on_clock_verdict(self, v: Verdict) -> None:
+        server, corr = self.settings.server, v.correction
+        log.warning(
+            "clock: %s; filing by the wall clock %+.0f s (was %+.0f s)", v.reason, corr, v.previous
+        )
+        if v.step is not None:
+            subject = f"{server}: the clock stepped {v.step:+.0f} s" + (
+                f" and is wrong now; filing by it {corr:+.0f} s corrected"
+                if corr
+                else "; the tweets agree with the new time"
+            )
+            head = (
+                f"The collector of {server} noticed at {stamp(v.wall)} (by its wall clock) that "
+                f"the wall clock moved {v.step:+.0f} s more than its monotonic clock.\n"
             )
         else:
-            effect = (
-                f"It went forward (a resumed VM, or a clock now set ahead): nothing was "
-                f"received between {stamp(before)} and {stamp(now)} as this clock counts. "
-                "If the clock is now wrong, the files named from now on carry the wrong time "
-                "in their names and in their lines' retrieved_at until it is corrected.\n"
+            subject = f"{server}: " + (
+                f"the clock is {abs(corr):.0f} s {'behind' if corr > 0 else 'ahead of'} the "
+                f"tweets; filing by it {corr:+.0f} s corrected"
+                if corr
+                else "the tweets agree with the clock again; filing by it uncorrected"
             )
+            head = ""
+        verdict = f"Verdict: {v.reason}" + (
+            f" (the newest created_at of the tweets received is {stamp(v.stream)}, the wall "
+            f"clock reads {stamp(v.wall)})"
+            if v.stream
+            else ""
+        )
+        if corr:
+            filing = (
+                "Until the clock is right, the collector files each line under the minute of "
+                f"the corrected time (the wall clock {corr:+.0f} s, now {stamp(v.at)}) and "
+                "stamps its __twarc.retrieved_at with the same reading, so names and lines "
+                "carry the true time; `sampled-stream status` shows the correction. When the "
+                "clock is set right (NTP), the collector notices that step and follows the "
+                "clock again.\n"
+            )
+        else:
+            filing = "Minute files and __twarc.retrieved_at follow the wall clock.\n"
+        jump = corr - v.previous  # how far the collector's own time moved at the verdict
+        before, after = v.at - timedelta(seconds=jump), v.at
+        if jump < -60:
+            effect = (
+                f"The collector's time went back {-jump:.0f} s: minutes from {stamp(after)} to "
+                f"{stamp(before)} may get a second part appended to files written before (each "
+                "line stays in the minute of its own retrieved_at).\n"
+            )
+        elif jump > 60:
+            effect = (
+                f"The collector's time went forward {jump:.0f} s: nothing was received between "
+                f"{stamp(before)} and {stamp(after)} as it counts.\n"
+            )
+        else:
+            effect = ""
         self._notice(
             "clock-step",
-            f"{self.settings.server}: the clock stepped {step:+.0f} s",
-            f"The collector of {self.settings.server} noticed at {stamp(now)} that the wall "
-            f"clock moved {step:+.0f} s more than its monotonic clock (it read about "
-            f"{stamp(before)}).\nMinute files are named by the wall clock at the moment each "
-            "line is received, the reading that also stamps its __twarc.retrieved_at: the "
-            "minute before the step was closed under its own name.\n"
+            subject,
+            head
+            + verdict
+            + ".\n"
+            + filing
             + effect
             + "Check the time synchronisation (timedatectl, chrony/ntpd).\n",
         )
@@ -1070,6 +1214,12 @@ class Collector:
                     for u in self._writer.unfinished
                 ],
                 "error": self._writer.last_error,
+                # Names held by something that is not a minute file: the operator moves it.
+                "taken": [
+                    {"file": str(u.final), "is": u.taken}
+                    for u in self._writer.unfinished
+                    if u.taken
+                ],
             }
         st = {
             "server": self.settings.server,
@@ -1096,6 +1246,7 @@ class Collector:
             "write_errors": self.counters.write_errors,
             "recovered": self.counters.recovery.as_dict(),
             "unwritten_minutes": unwritten,
+            "clock": self._judge.state(),
             "clock_steps": self.counters.clock_steps,
             "last_clock_step": self.counters.last_clock_step,
             "pruned": {

@@ -133,6 +133,22 @@ def format_report(report: dict[str, Any]) -> str:
                 f"{unwritten[-1]}, kept in .part files and retried: "
                 f"{st['unwritten_minutes'].get('error')}"
             )
+        clock = st.get("clock") or {}
+        if clock.get("judging_step_seconds") is not None:
+            lines.append(
+                f"  CLOCK STEPPED {clock['judging_step_seconds']:+.0f} s: waiting for tweets to "
+                "tell whether the new reading is right; the time from before the step goes on"
+            )
+        elif clock.get("correction_seconds"):
+            lines.append(
+                f"  CLOCK CORRECTED: filing by the wall clock {clock['correction_seconds']:+.0f} s "
+                f"since {clock.get('since')} ({clock.get('reason')}); check the time sync"
+            )
+        for taken in (st.get("unwritten_minutes") or {}).get("taken") or []:
+            lines.append(
+                f"  NAME TAKEN: {taken.get('file')} is {taken.get('is')}: move it away; the "
+                "minute's lines wait in its .part file and are written once the name is free"
+            )
         step = st.get("last_clock_step")
         if step:
             lines.append(
