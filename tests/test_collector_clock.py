@@ -148,6 +148,20 @@ def test_a_step_that_corrects_the_clock_is_accepted() -> None:
     assert readings[0] == clock.wall - timedelta(seconds=0.9) and judge.correction == 0.0
 
 
+def test_a_backfill_after_an_accepted_step_does_not_bring_the_other_time_back() -> None:
+    """A VM resumed after 5 min: accepted. The reconnect's backfill then brings tweets about
+    5 min old, which fit the time from before the step; a stream behind the time is no
+    evidence (a backfill, a delay), so the time stands."""
+    clock = FakeClock(TRUE)
+    judge = ClockJudge(clock)
+    _, true = feed(judge, clock, TRUE, 10)
+    clock.step(300)
+    _, true = feed(judge, clock, true + timedelta(seconds=300), 10)
+    assert judge.correction == 0.0 and len(verdicts(judge)) == 1
+    readings, _ = feed(judge, clock, true, 50, age=295)
+    assert judge.correction == 0.0 and readings[-1] == clock.wall and judge.take_events() == []
+
+
 def test_a_small_step_waits_for_live_tweets_when_a_backfill_fits_neither_time() -> None:
     clock = FakeClock(TRUE)
     judge = ClockJudge(clock)

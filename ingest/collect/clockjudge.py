@@ -18,8 +18,11 @@ time" below is the newest ``created_at`` that ``QUORUM`` of the last ``WINDOW`` 
 - **Without a step** (at start, say, after an RTC read wrong at boot): a stream's time more than
   ``BEHIND_LIMIT`` ahead of the corrected time, vouched by ``QUORUM`` tweets, means the clock is
   behind; the correction makes the corrected time the stream's time.
-- The verdict is re-evaluated with every tweet, and every reading looks for a step: NTP fixing a
-  wrong clock is a step that brings the correction back to 0.
+- Once decided, the time stands while the stream is not ahead of it (a stream behind may be a
+  backfill or a delay); tweets ahead of it by more than ``TOLERANCE`` (a quorum of them) make
+  the judge choose again: the other candidate of the last step if the stream fits it, else a
+  correction to the stream's time as above. Every reading looks for a step: NTP fixing a wrong
+  clock is a step that brings the correction back to 0.
 
 A clock that is *ahead* with no step seen cannot be told from a stream running late, and is
 trusted. Times are floats (Unix seconds) inside, aware datetimes outside.
@@ -128,6 +131,7 @@ class ClockJudge:
         self._candidates: tuple[float, ...] = (0.0,)
         self._created: deque[float] = deque(maxlen=window)  # created_at since the last step
         self._steps = StepWatch(step_limit)
+        self._parsed: tuple[object, float | None] = (None, None)  # the last created_at parsed
         self._lock = threading.Lock()
 
     def now(self, created_at: object = None) -> datetime:
@@ -137,7 +141,13 @@ class ClockJudge:
             step = self._steps.check(wall, mono)
             if step is not None:
                 self._on_step(wall, step)
-            created = created_epoch(created_at) if created_at is not None else None
+            if created_at is None:
+                created = None
+            elif created_at == self._parsed[0]:  # tweets of one second share their created_at
+                created = self._parsed[1]
+            else:
+                created = created_epoch(created_at)
+                self._parsed = (created_at, created)
             if created is not None:
                 self._created.append(created)
                 self._judge(wall)
@@ -176,6 +186,12 @@ class ClockJudge:
         w = wall.timestamp()
         n = len(self._created)
         stream = sorted(self._created)[-min(n, self.quorum)]
+        if self.judging is None and (
+            n < self.quorum or stream <= w + self.correction + self.tolerance
+        ):
+            # Settled: a stream behind the time may be a backfill or a delay, so only tweets
+            # ahead of it (a quorum of them) move it.
+            return
         alive = [c for c in self._candidates if stream <= w + c + self.tolerance]
         if not alive:  # the stream is ahead of every candidate: the clock is behind
             if n < self.quorum or stream <= w + max(self._candidates) + self.behind_limit:
