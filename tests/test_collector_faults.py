@@ -273,7 +273,11 @@ def test_minutes_retry_on_their_own_back_off(tmp_path, monkeypatch) -> None:
     fault.broken = False
     (done,) = w.commit(mono=102.5)  # only T0+1 is due
     assert done.final == minute_path(raw, T0 + MINUTE, BERLIN) and w.unfinished == [first]
-    (done,) = w.commit(mono=103.0)
+    first.failures = 5000  # a disk failing for days: the back-off stays at its cap
+    fault.broken = True
+    assert w.commit(mono=103.0) == [] and first.retry_at == 163.0
+    fault.broken = False
+    (done,) = w.commit(mono=163.0)
     assert done.final == minute_path(raw, T0, BERLIN) and w.unfinished == []
 
 

@@ -483,8 +483,8 @@ class MinuteWriter:
                 u.error = str(e) if u.taken else f"{u.final.name}: {type(e).__name__}: {e}"
                 # A taken name costs one lstat a try: look every second. A failing disk is
                 # given more and more time, up to a minute.
-                delay = RETRY_FIRST if u.taken else RETRY_FIRST * 2 ** (u.failures - 1)
-                u.retry_at = mono + min(delay, RETRY_CAP)
+                doubled = RETRY_FIRST * 2 ** min(u.failures - 1, 16)  # no float overflow
+                u.retry_at = mono + (RETRY_FIRST if u.taken else min(doubled, RETRY_CAP))
                 self.failed.append(replace(u))
                 continue
             self.unfinished.remove(u)
