@@ -8,9 +8,6 @@ uploads, and builds go before uploads (priority), so they never wait for OSF.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,12 +17,11 @@ import yaml
 
 from ingest import backoff, layout
 from ingest.build import plan
-from ingest.config import TEST_CLOCK_ENV
 from ingest.layout import Hour
 from tests.configs import loaded_config, minimal_config
 from tests.osf_standin import OSFStandIn
+from tests.workflow_runs import snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 T0 = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
 
 
@@ -105,11 +101,7 @@ def test_an_osf_outage_backs_off_across_runs_and_caps_each_run(tmp_path):
         def run(now: str) -> tuple[int, int]:
             """(exit status, upload jobs this run made: 6 tries of the first request each)."""
             before = nodes_requests(standin)
-            cmd = [sys.executable, "-m", "snakemake", "--nolock", "--directory", str(tmp_path)]
-            cmd += ["--snakefile", str(REPO / "workflow" / "Snakefile")]
-            cmd += ["--configfile", str(tmp_path / "config.yaml"), "--config", f"now={now}"]
-            env = {**os.environ, TEST_CLOCK_ENV: "1"}
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
+            proc = snakemake(tmp_path, now=now)
             return proc.returncode, (nodes_requests(standin) - before) // 6
 
         status, uploads = run("2026-01-14T11:05:00+00:00")

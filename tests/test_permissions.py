@@ -10,8 +10,6 @@ from __future__ import annotations
 import grp
 import os
 import stat
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,11 +18,11 @@ import pytest
 import yaml
 
 from ingest.atomic import XzWriter, atomic_write
-from ingest.config import TEST_CLOCK_ENV, ConfigError
+from ingest.config import ConfigError
 from ingest.perms import secure_dirs
 from tests.configs import loaded_config, minimal_config
+from tests.workflow_runs import snakemake
 
-REPO = Path(__file__).resolve().parents[1]
 GROUP = grp.getgrgid(os.getgid()).gr_name  # a group the test user is in: its own
 
 
@@ -95,17 +93,7 @@ def test_a_workflow_run_under_umask_022_writes_nothing_others_can_read(tmp_path)
     config = minimal_config(tmp_path, late_minutes=1, grace_minutes=1, xz_preset=0)
     config["file_group"] = GROUP
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "workflow" / "Snakefile")]
-    cmd += ["--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")]
-    cmd += ["--config", "now=2026-01-14T11:05:00+00:00"]
-    proc = subprocess.run(
-        cmd,
-        capture_output=True,
-        text=True,
-        cwd="/",
-        env={**os.environ, TEST_CLOCK_ENV: "1"},
-        preexec_fn=lambda: os.umask(0o022),
-    )
+    proc = snakemake(tmp_path, now="2026-01-14T11:05:00+00:00", preexec_fn=lambda: os.umask(0o022))
     assert proc.returncode == 0, proc.stderr[-3000:]
 
     vault_files = [p for p in (tmp_path / "vault").rglob("*") if p.is_file()]

@@ -9,9 +9,7 @@ One server, local hours 09 and 10 (CET); late and grace 1 minute, so both are co
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -20,26 +18,16 @@ import pytest
 import yaml
 
 from ingest import layout
-from ingest.config import TEST_CLOCK_ENV
 from ingest.devtools.generate import generate_raw_tree
 from ingest.layout import Hour
 from tests.sshd import Sshd
+from tests.workflow_runs import snakemake
 
 pytestmark = pytest.mark.integration  # Snakemake runs, sshd
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
 TZ = ZoneInfo("Europe/Berlin")
 DAY = "2026-01-14"
 HOURS = [Hour(DAY, 9), Hour(DAY, 10)]
-
-
-def snakemake(root: Path, now: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
-    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml")]
-    cmd += ["--config", f"now={now}"]
-    env = {**os.environ, TEST_CLOCK_ENV: "1"}
-    return subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
 
 
 def jobs(proc: subprocess.CompletedProcess, rule: str) -> int:
@@ -94,7 +82,7 @@ def test_built_hours_are_replicated_verified_and_a_down_replica_catches_up(
         late_fraction=0,
         seed=5,
     )
-    first = snakemake(root, "2026-01-14T10:03:00+00:00")
+    first = snakemake(root, now="2026-01-14T10:03:00+00:00")
     said = first.stdout + first.stderr
     # The usb replica's jobs failed, and only they: the hours are built and on server2.
     assert first.returncode != 0, said[-3000:]
@@ -119,11 +107,11 @@ def test_built_hours_are_replicated_verified_and_a_down_replica_catches_up(
     # Mounted, but the next run comes within the back-off: nothing to do for it, and the
     # run succeeds.
     (root / "usb").mkdir()
-    again = snakemake(root, "2026-01-14T10:08:00+00:00")
+    again = snakemake(root, now="2026-01-14T10:08:00+00:00")
     assert again.returncode == 0, (again.stdout + again.stderr)[-3000:]
     assert jobs(again, "replicate") == 0
     # After it: the usb replica catches up; server2 has nothing left to do.
-    later = snakemake(root, "2026-01-14T10:20:00+00:00")
+    later = snakemake(root, now="2026-01-14T10:20:00+00:00")
     said = later.stdout + later.stderr
     assert later.returncode == 0, said[-3000:]
     assert jobs(later, "replicate") == 2

@@ -10,8 +10,6 @@ hung run) is mailed once. A run that fails while Snakemake reads the Snakefile (
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,36 +20,15 @@ from ingest.config import TEST_CLOCK_ENV, ConfigError, check_now
 from ingest.locks import LockBusy, RunLock, read_holder
 from ingest.publish import jobs
 from tests.configs import loaded_config, minimal_config
+from tests.workflow_runs import smtp_email, snakemake
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
 PREFIX = "[sampled-stream] "
-
-
-def email(port: int, **extra) -> dict:
-    return {
-        "enabled": True,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": port,
-        "security": "none",
-        "from": "archive@example.org",
-        "to": ["ops@example.org"],
-        **extra,
-    }
 
 
 def write_config(root: Path, **sections) -> Path:
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(minimal_config(root, "server1", **sections)))
     return path
-
-
-def snakemake(root: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
-    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml"), *args]
-    return subprocess.run(
-        cmd, capture_output=True, text=True, cwd="/", env=env or dict(os.environ), timeout=300
-    )
 
 
 def subjects(sink) -> list[str]:
@@ -90,7 +67,7 @@ def test_now_is_for_dry_runs_only(monkeypatch):
 
 def test_a_condition_lasting_across_runs_is_mailed_once(tmp_path, smtp):
     sink, port = smtp
-    config = loaded_config(tmp_path, email=email(port))
+    config = loaded_config(tmp_path, email=smtp_email(port))
     now = datetime(2026, 1, 14, 11, 0, tzinfo=UTC)
     assert jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
     assert not jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
@@ -130,7 +107,7 @@ def test_a_second_run_does_nothing_and_says_why(tmp_path):
 @pytest.mark.integration
 def test_a_run_lock_held_past_the_limit_is_mailed_once(tmp_path, smtp):
     sink, port = smtp
-    write_config(tmp_path, email=email(port), run_lock_alert_minutes=120)
+    write_config(tmp_path, email=smtp_email(port), run_lock_alert_minutes=120)
     hung_since = datetime.now(UTC) - timedelta(hours=3)
     lock = RunLock(tmp_path / "work" / "run.lock", hung_since)
     try:
@@ -149,7 +126,7 @@ def test_a_run_lock_held_past_the_limit_is_mailed_once(tmp_path, smtp):
 @pytest.mark.integration
 def test_a_run_that_fails_while_snakemake_reads_the_snakefile_is_mailed(tmp_path, smtp):
     sink, port = smtp
-    write_config(tmp_path, email=email(port), late_minutes=99)  # invalid: at most 60
+    write_config(tmp_path, email=smtp_email(port), late_minutes=99)  # invalid: at most 60
     proc = snakemake(tmp_path)
     assert proc.returncode == 1
     (msg,) = sink.wait_for(1)
@@ -175,7 +152,7 @@ def test_a_run_that_writes_refuses_now_unless_the_test_clock_is_allowed(tmp_path
 @pytest.mark.integration
 def test_what_the_plan_skips_is_mailed_once(tmp_path, smtp):
     sink, port = smtp
-    write_config(tmp_path, email=email(port))
+    write_config(tmp_path, email=smtp_email(port))
     (tmp_path / "raw" / "2026-01-14" / "24").mkdir(parents=True)  # no such hour: skipped
     for _ in range(2):
         proc = snakemake(tmp_path)

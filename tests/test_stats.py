@@ -31,7 +31,7 @@ def test_missing_file(tmp_path):
 def test_corrupt_file_is_an_error_naming_it(tmp_path, content):
     p = tmp_path / "2026-01-14_11_stats.json"
     p.write_bytes(content)
-    with pytest.raises(StatsError, match=r"2026-01-14_11_stats\.json.*the next run rebuilds the hour"):
+    with pytest.raises(StatsError, match=r"2026-01-14_11_stats\.json.*next run rebuilds the hour"):
         read_stats(p)
     with pytest.raises(StatsError):
         read_stats_if_built(p)  # exists but unreadable: not "not built"

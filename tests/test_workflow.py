@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -25,14 +26,16 @@ import pytest
 import yaml
 
 from ingest import layout
-from ingest.config import TEST_CLOCK_ENV
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
+from tests import workflow_runs
+from tests.workflow_runs import SNAKEFILE, TEST_ENV
+
+# Every run here checks its exit status unless told otherwise.
+snakemake = partial(workflow_runs.snakemake, check=True)
 
 pytestmark = pytest.mark.integration  # Snakemake runs
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
 TZ = ZoneInfo("Europe/Berlin")
 SEED_COLUMNS = (
     "id,conversation_id,author_id,created_at,retrieved_at,source,lang,text,reference_type,"
@@ -45,18 +48,7 @@ SEED_COLUMNS = (
 START = datetime(2026, 1, 14, 9, 55, tzinfo=UTC)
 END = datetime(2026, 1, 14, 11, 7, tzinfo=UTC)
 NOW = "2026-01-14T11:12:00+00:00"  # hour 11 complete (end + 6 late + 5 grace), hour 12 not
-# The runs write at NOW (the config's now), which only the test-only switch allows.
-ENV = {**os.environ, TEST_CLOCK_ENV: "1"}
 H10, H11 = Hour("2026-01-14", 10), Hour("2026-01-14", 11)
-
-
-def snakemake(workdir: Path, *args: str, config: Path | None = None, check: bool = True):
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE)]
-    cmd += ["--directory", str(workdir), "--configfile", str(config or workdir / "config.yaml")]
-    proc = subprocess.run(cmd + list(args), capture_output=True, text=True, cwd="/", env=ENV)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc
 
 
 def write_config(root: Path, servers=("server1", "server2"), **extra) -> Path:
@@ -307,7 +299,7 @@ def test_interrupted_run_leaves_no_half_written_file(tmp_path):
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
-        env=ENV,
+        env=TEST_ENV,
     )
     try:
         run = int(parent.stdout.readline())  # snakemake, leading its own process group

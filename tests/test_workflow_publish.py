@@ -14,9 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import lzma
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -26,18 +23,17 @@ import yaml
 
 from ingest import layout
 from ingest.build import plan
-from ingest.config import TEST_CLOCK_ENV, validate_config
+from ingest.config import validate_config
 from ingest.devtools.generate import generate_raw_tree
 from ingest.layout import Hour
 from ingest.publish import jobs
 from ingest.publish.osf import RetryPolicy
 from tests.osf_standin import OSFStandIn
 from tests.smtp import Sink, free_port, start
+from tests.workflow_runs import ok, smtp_email, snakemake
 
 pytestmark = pytest.mark.integration  # Snakemake runs, sshd, rsync, SMTP and OSF servers
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
 TZ = ZoneInfo("Europe/Berlin")
 H11 = Hour("2026-01-14", 11)
 PREFIX = "[sampled-stream] "
@@ -45,21 +41,6 @@ PREFIX = "[sampled-stream] "
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
-
-
-def snakemake(root: Path, now: str) -> subprocess.CompletedProcess:
-    """One run as cron starts it (the clock fixed at ``now``); the caller checks returncode."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
-    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml")]
-    cmd += ["--config", f"now={now}"]
-    env = {**os.environ, TEST_CLOCK_ENV: "1"}  # a run that writes at `now`: tests only
-    return subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:
-    said = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{said[-4000:]}"
-    return said
 
 
 def write_config(root: Path, servers: list[dict], **extra) -> None:
@@ -76,18 +57,6 @@ def write_config(root: Path, servers: list[dict], **extra) -> None:
         **extra,
     }
     (root / "config.yaml").write_text(yaml.safe_dump(config))
-
-
-def email_config(port: int, **extra) -> dict:
-    return {
-        "enabled": True,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": port,
-        "security": "none",
-        "from": "archive@example.org",
-        "to": ["ops@example.org"],
-        **extra,
-    }
 
 
 def two_servers(root: Path):
@@ -146,7 +115,7 @@ def test_pull_through_sshd_builds_the_hour_with_the_secondary(tmp_path, sshd):
             },
         ],
     )
-    ok(snakemake(tmp_path, "2026-01-14T11:05:00+00:00"))
+    ok(snakemake(tmp_path, now="2026-01-14T11:05:00+00:00"))
 
     stats = stats_of(tmp_path)
     assert stats["counts"] == expected_counts(summary) and stats["counts"]["server2"] > 0
@@ -173,7 +142,7 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
     unreachable = {**server2, "rsync_from": f"root@127.0.0.1:{remote}/", "ssh_port": closed_port}
     settings = {
         "secondary_wait_minutes": 30,
-        "email": email_config(smtp_port, alert_after_minutes=20),
+        "email": smtp_email(smtp_port, alert_after_minutes=20),
         # The mails counted here are the pull's; with no collector running, the health's
         # "collector failing" mail would come too after 30 min (test_health tests it).
         "health": {"mail_after_minutes": 1440},
@@ -182,13 +151,13 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
     stats_path = layout.vault_paths(tmp_path / "vault", H11)["stats"]
 
     # 3 min after the hour is complete: the pull fails, the hour waits for the secondary.
-    said = ok(snakemake(tmp_path, "2026-01-14T11:05:00+00:00"))
+    said = ok(snakemake(tmp_path, now="2026-01-14T11:05:00+00:00"))
     assert "hours waiting for a secondary (1): 2026-01-14_11" in said
     assert not stats_path.exists()
     assert sink.messages == []  # unreachable for 0 min < alert_after_minutes
 
     # 33 min after: past secondary_wait_minutes, built with server1 only; the alert goes out.
-    said = ok(snakemake(tmp_path, "2026-01-14T11:35:00+00:00"))
+    said = ok(snakemake(tmp_path, now="2026-01-14T11:35:00+00:00"))
     stats = stats_of(tmp_path)
     assert stats["counts"] == {"server1": expected_counts(summary)["server1"], "server2": 0}
     assert stats["missing_servers"] == ["server2"]
@@ -200,7 +169,7 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
     # The secondary is back (here as a local path) with its minutes: the same run pulls them
     # and rebuilds the hour with both servers.
     write_config(tmp_path, [server1, {**server2, "rsync_from": f"{remote}/"}], **settings)
-    ok(snakemake(tmp_path, "2026-01-14T11:40:00+00:00"))
+    ok(snakemake(tmp_path, now="2026-01-14T11:40:00+00:00"))
     stats = stats_of(tmp_path)
     assert stats["counts"] == expected_counts(summary) and stats["missing_servers"] == []
     report = (tmp_path / "vault" / "2026-01-14" / "2026-01-14_report.txt").read_text()
@@ -251,7 +220,7 @@ def test_day_with_an_hour_held_back_for_a_secondary_is_not_mailed_yet(tmp_path):
     config = secondary_config(
         tmp_path,
         {"raw_dir": str(tmp_path / "raw2"), "rsync_from": "h:/r/"},
-        email=email_config(25),
+        email=smtp_email(25),
     )
     for minute in (utc(2026, 1, 14, 21, 30), utc(2026, 1, 14, 22, 30)):  # local 22 and 23
         path = layout.minute_path(tmp_path / "raw1", minute, TZ)
@@ -303,12 +272,12 @@ def publish(tmp_path_factory):
             "request_interval_seconds": 0,
             "retry_base_seconds": 0,
         },
-        email=email_config(controller.port, max_per_hour=1),
+        email=smtp_email(controller.port, max_per_hour=1),
     )
     w = {"root": root, "standin": standin, "sink": sink, "runs": {}, "snap": {}}
 
     def run(name: str, now: str) -> None:
-        w["runs"][name] = snakemake(root, now)
+        w["runs"][name] = snakemake(root, now=now)
         w["snap"][name] = {
             "requests": standin.total_requests,
             "files": standin.file_count(),

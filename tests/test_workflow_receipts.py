@@ -16,8 +16,6 @@ import json
 import lzma
 import os
 import shutil
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -27,14 +25,12 @@ import yaml
 
 from ingest import layout
 from ingest.build import plan
-from ingest.config import TEST_CLOCK_ENV
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
+from tests.workflow_runs import ok, snakemake
 
 pytestmark = pytest.mark.integration  # Snakemake runs
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEFILE = REPO / "workflow" / "Snakefile"
 TZ = ZoneInfo("Europe/Berlin")
 DAY = "2026-01-14"
 H10, H11 = Hour(DAY, 10), Hour(DAY, 11)
@@ -43,21 +39,6 @@ NOW = "2026-01-14T11:03:00+00:00"
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
-
-
-def snakemake(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """One run as cron starts it, the clock at NOW; the caller checks the return code."""
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(SNAKEFILE), "--nolock"]
-    cmd += ["--directory", str(root), "--configfile", str(root / "config.yaml")]
-    cmd += ["--config", f"now={NOW}", *args]
-    env = {**os.environ, TEST_CLOCK_ENV: "1"}  # a run that writes at `now`: tests only
-    return subprocess.run(cmd, capture_output=True, text=True, cwd="/", env=env)
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:
-    said = proc.stdout + proc.stderr
-    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{said[-4000:]}"
-    return said
 
 
 def receipts(root: Path, kind: str) -> list[Path]:
@@ -98,7 +79,7 @@ def built_world(tmp_path_factory):
         late_fraction=0,
         seed=5,
     )
-    first = ok(snakemake(root))
+    first = ok(snakemake(root, now=NOW))
     snapshot = tmp_path_factory.mktemp("receipts-snapshot") / "world"
     shutil.copytree(root, snapshot, symlinks=True)
     return {"root": root, "snapshot": snapshot, "first": first}
@@ -134,11 +115,11 @@ def test_requested_hours_are_rebuilt_and_their_older_receipts_go(world, forcerun
     paths = layout.vault_paths(world / "vault", H11)
     before = file_state(paths.values())
     h10_receipt = receipts(world, "built")[0]
-    dry = ok(snakemake(world, "-n", "--config", f"hours={H11.label}", *forcerun))
+    dry = ok(snakemake(world, "-n", "--config", f"hours={H11.label}", *forcerun, now=NOW))
     assert dry.count("rule build_hour:") == 1 and "rule day_report:" in dry
     assert receipts(world, "built")[1].name.startswith(H11.label)  # -n wrote nothing
 
-    said = ok(snakemake(world, "--config", f"hours={H11.label}", *forcerun))
+    said = ok(snakemake(world, "--config", f"hours={H11.label}", *forcerun, now=NOW))
     assert said.count("rule build_hour:") == 1
     built = receipts(world, "built")
     assert built[0] == h10_receipt and len(built) == 2
@@ -173,7 +154,7 @@ def test_a_failed_rebuild_leaves_the_vault_files_as_they_were(world):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("#" + json.dumps(meta) + "\n")
 
-    run = snakemake(world)
+    run = snakemake(world, now=NOW)
     said = run.stdout + run.stderr
     assert run.returncode != 0 and "made for server 'server9'" in said
     assert vault_data() == vault_files  # no temp left behind
@@ -195,7 +176,7 @@ def test_a_minute_file_that_grew_rebuilds_its_hour(world):
     with path.open("ab") as out:
         out.write(stream_line(tweet, created + timedelta(seconds=1)))
     os.utime(path, (mtime, mtime))  # e.g. a pull keeping the source's time
-    said = ok(snakemake(world))
+    said = ok(snakemake(world, now=NOW))
     assert said.count("rule build_hour:") == 1
     ids = ids_of(layout.vault_paths(world / "vault", H11)["ids"])
     assert int(tweet["data"]["id"]) in ids
@@ -208,7 +189,7 @@ def test_a_damaged_stats_file_rebuilds_its_hour_and_the_run_goes_on(world):
     ids = ids_of(paths["ids"])
     stats = json.loads(paths["stats"].read_text())
     paths["stats"].write_text(paths["stats"].read_text()[:40])
-    said = ok(snakemake(world))
+    said = ok(snakemake(world, now=NOW))
     assert f"warning: {paths['stats']}" in said and f"rebuilding hour {H11}" in said
     assert said.count("rule build_hour:") == 1
     assert ids_of(paths["ids"]) == ids
