@@ -7,7 +7,7 @@ BENCH_CACHE ?= bench-cache
 # Every package's exact version (pyproject.toml gives the ranges): setup and CI install from it.
 LOCK := constraints.txt
 
-.PHONY: setup lock test test-fast lint format demo bench soak soak-short clean
+.PHONY: setup lock test test-fast lint format demo bench soak soak-short slurm-test clean
 
 setup: $(VENV)/.installed
 
@@ -68,6 +68,12 @@ soak: $(VENV)/.extra-demo
 # The short soak CI runs on every submission: at least 100 faults in under 4 minutes.
 soak-short: $(VENV)/.extra-demo
 	$(BIN)/python -m ingest.devtools.soak --seed $(SEED) --hours 2 --faults 100 --dir soak-run
+
+# The SLURM test alone: a one-node SLURM started first if none runs (as root, like CI), then a
+# backfill through workflow/profiles/slurm checked against the same one run locally.
+slurm-test: setup
+	.ci/slurm-setup
+	$(BIN)/python -m pytest -q -p no:randomly tests/test_slurm.py
 
 bench: $(VENV)/.extra-bench
 	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --cache $(BENCH_CACHE)
