@@ -76,8 +76,13 @@ VAULT = Path(config["vault_dir"])
 SERVERS = {s["name"]: s for s in config["servers"]}
 PULLED = [name for name, s in SERVERS.items() if s.get("rsync_from")]
 # The plan from what is on disk before this run's pulls: what `-n` prints. With pulled servers
-# the run's targets are planned again once the pulls are done (run_plan).
-PLAN = planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
+# the run's targets are planned again once the pulls are done (run_plan). A job on a cluster
+# node has none to make (its hour and inputs are given): a month's plan costs seconds a job.
+PLAN = (
+    planning.make_plan(config, NOW, planning.pull_state(WORK["state"], PULLED))
+    if workflow.is_main_process
+    else planning.Plan()
+)
 _AFTER_PULLS = {}
 if WRITES and PLAN.warnings:
     notify_once(
@@ -254,6 +259,8 @@ def describe_plan(plan, when=""):
     return "\n".join(lines)
 
 
-print(
-    describe_plan(PLAN, f"(before pulling {', '.join(PULLED)})" if PULLED else ""), file=sys.stderr
-)
+if workflow.is_main_process:
+    print(
+        describe_plan(PLAN, f"(before pulling {', '.join(PULLED)})" if PULLED else ""),
+        file=sys.stderr,
+    )
