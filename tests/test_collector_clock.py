@@ -194,6 +194,26 @@ def test_a_clock_behind_the_tweets_at_start_is_corrected_with_a_quorum() -> None
     assert judge2.correction == 0.0
 
 
+def test_a_correction_found_during_a_backfill_follows_the_live_tweets() -> None:
+    """The soak's case: a collector restarted on a clock 22 min behind; the reconnect replays
+    5 min of backfill (oldest first), then live tweets come. The correction ends at the live
+    tweets' time, with one verdict (one mail), not one per two minutes of backfill."""
+    clock = FakeClock(TRUE - timedelta(minutes=22))
+    judge = ClockJudge(clock)
+    for i in range(300):  # the backfill: created 300 s .. 1 s before, received at once
+        judge.now(api(TRUE - timedelta(seconds=300 - i)))
+    readings, true = feed(judge, clock, TRUE, 20)
+    assert judge.correction == pytest.approx(22 * 60, abs=3) and close(readings[-1], true, 3)
+    (v,) = verdicts(judge)
+    assert v.step is None and "at least" in v.reason
+    feed(judge, clock, true, 50, age=250)  # a later reconnect's backfill: the time stands
+    assert judge.correction == pytest.approx(22 * 60, abs=3)
+    # NTP sets the clock right: the correction goes back to 0 at once.
+    clock.step(22 * 60)
+    feed(judge, clock, true, 10)
+    assert judge.correction == 0.0
+
+
 def test_a_wrong_early_verdict_is_revised_by_the_tweets_that_follow() -> None:
     clock = FakeClock(TRUE)
     judge = ClockJudge(clock)

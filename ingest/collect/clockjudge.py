@@ -17,7 +17,9 @@ time" below is the newest ``created_at`` that ``QUORUM`` of the last ``WINDOW`` 
   (the nearer) wins, or the only one left.
 - **Without a step** (at start, say, after an RTC read wrong at boot): a stream's time more than
   ``BEHIND_LIMIT`` ahead of the corrected time, vouched by ``QUORUM`` tweets, means the clock is
-  behind; the correction makes the corrected time the stream's time.
+  behind; the correction makes the corrected time the stream's time, and from then on follows
+  the stream's time up (never down) while it is ahead: the first tweets after a (re)connect
+  are a backfill, minutes older than the live ones that follow.
 - Once decided, the time stands while the stream is not ahead of it (a stream behind may be a
   backfill or a delay); tweets ahead of it by more than ``TOLERANCE`` (a quorum of them) make
   the judge choose again: the other candidate of the last step if the stream fits it, else a
@@ -132,6 +134,7 @@ class ClockJudge:
         self._created: deque[float] = deque(maxlen=window)  # created_at since the last step
         self._steps = StepWatch(step_limit)
         self._parsed: tuple[object, float | None] = (None, None)  # the last created_at parsed
+        self._following = False  # the correction came from the stream's time: it follows it up
         self._lock = threading.Lock()
 
     def now(self, created_at: object = None) -> datetime:
@@ -172,6 +175,7 @@ class ClockJudge:
 
     def _on_step(self, wall: datetime, step: float) -> None:
         keep = self.correction - step  # the time from before the step, going on
+        self._following = False
         self._created.clear()  # the verdict rests on tweets received after the step
         self.events.append(Step(wall, step, keep))
         if abs(keep) <= self.tolerance:  # the step brought the clock to the time kept (NTP)
@@ -186,19 +190,25 @@ class ClockJudge:
         w = wall.timestamp()
         n = len(self._created)
         stream = sorted(self._created)[-min(n, self.quorum)]
-        if self.judging is None and (
-            n < self.quorum or stream <= w + self.correction + self.tolerance
-        ):
+        if self.judging is None:
             # Settled: a stream behind the time may be a backfill or a delay, so only tweets
             # ahead of it (a quorum of them) move it.
-            return
+            if n < self.quorum:
+                return
+            if self._following and stream > w + self.correction:
+                # A correction found from the tweets follows them up, quietly: the first
+                # tweets after a (re)connect are a backfill, older than the live ones.
+                self.correction = stream - w
+                return
+            if stream <= w + self.correction + self.tolerance:
+                return
         alive = [c for c in self._candidates if stream <= w + c + self.tolerance]
         if not alive:  # the stream is ahead of every candidate: the clock is behind
             if n < self.quorum or stream <= w + max(self._candidates) + self.behind_limit:
                 return
             chosen = stream - w
             self._candidates = (0.0, chosen)
-            why = f"tweets {chosen:.0f} s ahead of the clock (it is behind)"
+            why = f"tweets at least {chosen:.0f} s ahead of the clock (it is behind)"
         else:
             near = [c for c in alive if stream >= w + c - self.tolerance]
             if near:
@@ -218,11 +228,13 @@ class ClockJudge:
         if step is not None and chosen != 0.0:
             why = f"the tweets continue the time from before the step of {step:+.0f} s"
         self._decide(wall, chosen, step, _iso(stream), why)
+        self._following = not alive  # a correction to the stream's time: it follows the stream
 
     def _decide(
         self, wall: datetime, chosen: float, step: float | None, stream: datetime | None, why: str
     ) -> None:
         previous = self.correction
         self.correction, self.judging, self.reason = chosen, None, why
+        self._following = False
         self.since = wall + timedelta(seconds=chosen)
         self.events.append(Verdict(wall, chosen, previous, step, stream, why))

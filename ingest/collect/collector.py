@@ -1115,8 +1115,8 @@ class Collector:
             )
         else:
             subject = f"{server}: " + (
-                f"the clock is {abs(corr):.0f} s {'behind' if corr > 0 else 'ahead of'} the "
-                f"tweets; filing by it {corr:+.0f} s corrected"
+                f"the clock is {'at least ' if corr > 0 else ''}{abs(corr):.0f} s "
+                f"{'behind' if corr > 0 else 'ahead of'} the tweets; filing by it corrected"
                 if corr
                 else "the tweets agree with the clock again; filing by it uncorrected"
             )
