@@ -66,6 +66,15 @@ def test_collector_levels() -> None:
     assert health.assess_collector(pulled, LIMITS).level == OK
     pulled["pull"] = {"unreachable_since": "2026-01-14T10:00:00+00:00", "last_error": "timeout"}
     assert health.assess_collector(pulled, LIMITS).level == WARNING
+    # What the collector's status says it cannot fix alone: a taken name, a wrong wall clock.
+    taken = {"file": "/raw/2026-01-14/10/2026-01-14T1024+0100.jsonl", "is": "directory"}
+    blocked = collector(1, unwritten_minutes={"minutes": ["x"], "taken": [taken]})
+    check = health.assess_collector(blocked, LIMITS)
+    assert check.level == FAILING and taken["file"] in check.summary
+    assert "disk" not in check.summary
+    skewed = collector(1, clock={"correction_seconds": 1740.0})
+    check = health.assess_collector(skewed, LIMITS)
+    assert check.level == WARNING and "+1740 s" in check.summary
 
 
 def workflow_facts(**kw) -> dict:

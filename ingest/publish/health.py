@@ -302,8 +302,17 @@ def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
         else:
             if not st.get("connected_since"):
                 problems.append((WARNING, "disconnected, reconnecting"))
-            if (st.get("unwritten_minutes") or {}).get("minutes"):
+            unwritten = st.get("unwritten_minutes") or {}
+            taken = unwritten.get("taken") or []
+            for t in taken:
+                problems.append(
+                    (FAILING, f"minute file name taken by a {t['is']}: move {t['file']} away")
+                )
+            if len(unwritten.get("minutes") or []) > len(taken):
                 problems.append((FAILING, "closed minutes not written (disk?)"))
+            correction = (st.get("clock") or {}).get("correction_seconds")
+            if correction:  # filing by the tweets' time, not by a wrong wall clock
+                problems.append((WARNING, f"wall clock off by {correction:+.0f} s, corrected"))
     fine = f"newest minute file {age / 60:.0f} min old" if age is not None else "ok"
     return _check(name, problems, fine)
 
