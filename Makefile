@@ -79,4 +79,5 @@ bench: $(VENV)/.extra-bench
 	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --cache $(BENCH_CACHE)
 
 clean:
-	rm -rf demo-run .pytest_cache .ruff_cache
+	if mountpoint -q soak-run/primary/vault 2>/dev/null; then umount soak-run/primary/vault; fi
+	rm -rf demo-run soak-run .pytest_cache .ruff_cache

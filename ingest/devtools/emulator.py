@@ -27,9 +27,10 @@ User-Agent (the collector sends its server name), else by a ``client`` query par
 ``ip:port``. ``GET /_stats`` returns connections, attempts by status and pending faults.
 
 ``ledger``: a file where the stand-in records, independently of any collector, every tweet it
-made (``["g", id, created_at]``) and every batch of complete tweet lines it wrote to a
-connection (``["s", unix_seconds_after_the_write, client, connection_id, [ids]]``); the soak
-checks the archive against it. A line cut in half by a fault is never recorded as sent.
+made (``["g", id, created_at]``), every batch of complete tweet lines it wrote to a
+connection (``["s", unix_seconds_after_the_write, client, connection_id, [ids]]``) and every
+stream fault that hit a connection (``["f", unix_seconds, client, connection_id, kind]``); the
+soak checks the archive against it. A line cut in half by a fault is never recorded as sent.
 
 ``Emulator(...).start()`` runs it in-process (tests); ``sampled-stream emulate`` runs it as a
 command (demo).
@@ -177,6 +178,10 @@ class Ledger:
 
     def sent(self, client: str, conn_id: int, ids: list[str]) -> None:
         self._write(["s", time.time(), client, conn_id, ids])
+
+    def fault(self, client: str, conn_id: int, kind: str) -> None:
+        """A stream fault hit connection ``conn_id`` (written before the fault's bytes)."""
+        self._write(["f", time.time(), client, conn_id, kind])
 
     def close(self) -> None:
         with self._lock:
@@ -572,6 +577,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault = em._take_fault(conn.client, STREAM_FAULTS)
             if fault is not None:
                 log.info("stream %d for %s: fault %s", conn.id, conn.client, fault.kind)
+                if em.ledger is not None:
+                    em.ledger.fault(conn.client, conn.id, fault.kind)
                 if fault.kind == "malformed":
                     self._chunk(b'{"data": {"id": "1", "text": "not json\r\n')
                     last_write = time.monotonic()

@@ -44,6 +44,17 @@ class FastClock:
         """Real seconds that ``minutes`` of clock time last."""
         return minutes * 60 / self.speed
 
+    def skip_to(self, instant: datetime) -> None:
+        """Jump ahead to ``instant`` (if it is ahead), for this object only: processes started
+        with ``args()`` before keep the old timeline."""
+        ahead = instant - self.now()
+        if ahead.total_seconds() > 0:
+            self.start += ahead
+
+    def real_time(self, instant: datetime) -> float:
+        """The real (unix) time at which this clock reads ``instant``."""
+        return self.epoch + (instant - self.start).total_seconds() / self.speed
+
 
 def env() -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO)}

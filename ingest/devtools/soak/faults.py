@@ -1,6 +1,19 @@
 """The seeded fault injector. It never takes both collectors down at once, and it records every
 fault and every collector's down time (faults.jsonl), the ledger's half that the stand-in
-cannot know."""
+cannot know.
+
+Bad files: invalid JSON, a directory or a FIFO at a minute file's name in a collector's raw
+dir, either a minute gone by without a file or the next minute. A directory or FIFO at the
+next minute's name blocks that minute: the collector keeps its lines in ``.part`` and alerts
+("cannot write minute files"). The soak then plays the operator, and only that: once the alert
+(or a mail naming the entry) is there and ``run.OPERATOR_DELAY`` has passed, or at the end after
+that alert, it removes the entries it planted itself (and the pull's copy of one on the
+primary), nothing else; the collector then writes the minute. An entry nobody was told of is
+left in place, and its fault counts as leaving no trace. Invalid JSON stays: the build skips
+its lines and counts them in the hour's stats.
+
+Storms (429, 503) are answered to reconnections, so each comes with a cut that causes one.
+"""
 
 from __future__ import annotations
 
@@ -32,6 +45,7 @@ from ingest.devtools.stack import stand_in_fault
 
 STEP_SAFE_AGE = 3.0  # seconds a collector needs before it handles SIGUSR1 (clock steps)
 KILL_WAIT = 40.0  # seconds an armed workflow kill waits for a build_hour job to appear
+TERM_WAIT = 30.0  # seconds a collector has to exit after SIGTERM
 
 
 @dataclass
@@ -42,6 +56,7 @@ class Fault:
     target: str = ""
     detail: str = ""
     end: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)  # what the injector saw of it
 
     def covers(self, t: float, margin: float) -> bool:
         end = self.end if self.end is not None else self.t
@@ -68,6 +83,8 @@ class Injector:
     _started: dict[str, float] = field(default_factory=dict)
     _kill_deadline: float | None = None
     _kill_fault: Fault | None = None
+    planted: list[tuple[Fault, Path]] = field(default_factory=list)  # directories and FIFOs
+    _healing: bool = False
 
     def __post_init__(self) -> None:
         now = time.time()
@@ -119,11 +136,16 @@ class Injector:
 
     def heal(self) -> None:
         """End every stretch now (restarts, reconnections, space), in the order they were due."""
+        self._healing = True
         while self._events:
             heapq.heappop(self._events)[2]()
         if self._kill_fault is not None:
             self._kill_fault.detail = "no run came"
             self._kill_deadline = self._kill_fault = None
+
+    def settle(self) -> None:
+        """Wait until every collector is old enough to have its signal handlers."""
+        time.sleep(max(0.0, max(self._started.values()) + STEP_SAFE_AGE - time.time()))
 
     def fire(self) -> None:
         """One fault of a random kind (another kind when the drawn one cannot happen now)."""
@@ -148,11 +170,17 @@ class Injector:
         self.down[server].append([time.time(), None])
         self.at(self.rnd.uniform(0.3, 6.0), lambda: self._restart(server))
 
-    def _restart(self, server: str) -> None:
+    def _restart(self, server: str, deadline: float | None = None) -> None:
         proc = self.world.collectors[server]
+        deadline = deadline or time.time() + TERM_WAIT
+        if proc.poll() is None and time.time() < deadline and not self._healing:
+            # SIGTERM: the collector closes its minute first; look again soon, the soak goes on
+            self.at(0.5, lambda: self._restart(server, deadline))
+            return
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(30)  # SIGTERM: the collector closes its minute first
+            proc.wait(max(0.0, deadline - time.time()))  # heal(): no time goes on meanwhile
         if proc.poll() is None:
+            self.world.notes.append(f"{server}: no exit {TERM_WAIT:.0f} s after SIGTERM: kill -9")
             proc.kill()
             proc.wait()
         self.world.start_collector(server)
@@ -209,9 +237,11 @@ class Injector:
         # A collector reads the file at start; one that started before the write hears of it
         # by SIGUSR1, once it is old enough to have its handler (the default would kill it).
         wait = self._started[server] + STEP_SAFE_AGE - time.time()
-        proc = self.world.collectors[server]
+        proc = self.world.collectors[server]  # one started later reads the file itself
 
         def signal_it() -> None:
+            # heal() runs events early: never before the handler is there.
+            time.sleep(max(0.0, self._started[server] + STEP_SAFE_AGE - time.time()))
             if proc.poll() is None:
                 proc.send_signal(signal.SIGUSR1)
 
@@ -225,6 +255,8 @@ class Injector:
     def stand_in(self, kind: str, **params: str) -> bool:
         server = self.rnd.choice(SERVERS)
         stand_in_fault(self.world.url, kind, server, **params)
+        if kind in ("429", "503"):  # a storm answers reconnections: make one happen now
+            stand_in_fault(self.world.url, "cut", server)
         names = {"429": "429 storm", "503": "503 storm", "disconnect-line": "disconnect line"}
         detail = " ".join(f"{k}={v}" for k, v in params.items())
         self._note(f"stand-in {names.get(kind, kind)}", server, detail)
@@ -238,9 +270,10 @@ class Injector:
         kind: str,
         seconds: float,
         begin: Callable[[], object],
-        finish: Callable[[], object],
+        finish: Callable[[Fault], object],
     ) -> bool:
-        """``begin`` now, ``finish`` after ``seconds``; one stretch per resource at a time."""
+        """``begin`` now, ``finish`` (given the fault) after ``seconds``; one stretch per
+        resource at a time."""
         if resource in self._busy:
             return False
         self._busy.add(resource)
@@ -248,7 +281,7 @@ class Injector:
         f = self._note(kind, resource, f"{seconds:.0f} s")
 
         def end() -> None:
-            finish()
+            finish(f)
             self._busy.discard(resource)
             self._ended(f)
 
@@ -266,22 +299,30 @@ class Injector:
             kind, seconds = "secondary unreachable > wait", wait * self.rnd.uniform(1.2, 2.0)
         else:
             kind, seconds = "secondary unreachable > keep_raw", keep * self.rnd.uniform(1.1, 1.3)
-        return self._stretch("sshd", kind, seconds, self.world.sshd.stop, self.world.sshd.restart)
+        return self._stretch(
+            "sshd", kind, seconds, self.world.sshd.stop, lambda _: self.world.sshd.restart()
+        )
 
     def osf_outage(self) -> bool:
         osf = self.world.osf
         seconds = self.rnd.uniform(5, 30)
-        return self._stretch(
-            "osf",
-            "OSF 5xx stretch",
-            seconds,
-            lambda: osf.inject(self.rnd.choice((500, 502, 503)), times=10**9),
-            osf.clear_faults,
-        )
+        first = len(osf.requests)  # the requests answered during the stretch follow
+
+        def begin() -> None:
+            osf.inject(self.rnd.choice((500, 502, 503)), times=10**9)
+
+        def finish(f: Fault) -> None:
+            osf.clear_faults()
+            answered = [r for r in osf.requests[first:] if str(r[3]).startswith("5")]
+            f.evidence["5xx answered"] = len(answered)
+
+        return self._stretch("osf", "OSF 5xx stretch", seconds, begin, finish)
 
     def smtp_down(self) -> bool:
         seconds = self.rnd.uniform(5, 30)
-        return self._stretch("smtp", "SMTP down", seconds, self.world.smtp_down, self.world.smtp_up)
+        return self._stretch(
+            "smtp", "SMTP down", seconds, self.world.smtp_down, lambda _: self.world.smtp_up()
+        )
 
     def disk_full(self) -> bool:
         if not self.world.vault_mounted:
@@ -299,7 +340,7 @@ class Injector:
             "vault disk full",
             seconds,
             fill,
-            lambda: filler.unlink(missing_ok=True),
+            lambda _: filler.unlink(missing_ok=True),
         )
 
     # -- the workflow ------------------------------------------------------------------------------
@@ -319,6 +360,7 @@ class Injector:
             if any("build_hour" in cmd for _, cmd in run.processes()):
                 run.kill("during build_hour")
                 f.detail = f"run {run.number} during build_hour"
+                f.evidence["run"] = run.number
                 break
         else:
             if time.time() < (self._kill_deadline or 0):
@@ -327,6 +369,7 @@ class Injector:
             time.sleep(self.rnd.uniform(0.5, 3.0))
             runs[0].kill("mid-run")
             f.detail = f"run {runs[0].number} mid-run (no build_hour came)"
+            f.evidence["run"] = runs[0].number
         self._write({"fault": f.id, "detail": f.detail})
         self._kill_fault = self._kill_deadline = None
 
@@ -341,7 +384,10 @@ class Injector:
         server = self.rnd.choice(SERVERS)
         tz = ZoneInfo(TIMEZONE)
         for _ in range(10):
-            minute = self.world.clock.now() - timedelta(minutes=self.rnd.randint(2, 20))
+            # A minute gone by without a file, or the next one (its file will not be written
+            # until the bad entry is removed).
+            ago = self.rnd.choice((self.rnd.randint(2, 20), -1))
+            minute = self.world.clock.now() - timedelta(minutes=ago)
             local = minute.astimezone(tz)
             rel = Path(f"{local:%Y-%m-%d}", f"{local:%H}", f"{local:%Y-%m-%dT%H%M}{local:%z}.jsonl")
             path = self.world.collector_raw_dir(server) / rel
@@ -358,5 +404,35 @@ class Injector:
             path.mkdir()
         else:
             os.mkfifo(path)
-        self._note(f"bad file: {what}", server, str(rel))
+        f = self._note(f"bad file: {what}", server, str(rel))
+        if what != "invalid JSON":
+            self.planted.append((f, path))
         return True
+
+    def note_blocked(self) -> None:
+        """A planted entry whose minute the collector tried to write (its lines wait in
+        ``.part`` beside it) met the collector."""
+        for f, path in self.planted:
+            if path.with_name(path.name + ".part").exists():
+                f.evidence["blocked a minute"] = True
+
+    def remove_answered(self, alerted: Callable[[Fault], bool], delay: float) -> None:
+        """What an operator does about a directory or FIFO at a minute file's name once the
+        alert came: remove it, ``delay`` seconds after it was planted at the earliest. The
+        pull may have copied it to the primary: that copy goes too. Entries nobody was told
+        of stay (and the soak reports their fault as untraced)."""
+        for f, path in list(self.planted):
+            if time.time() - f.t < delay or not alerted(f):
+                continue
+            self.planted.remove((f, path))
+            rel = path.relative_to(self.world.collector_raw_dir(f.target))
+            for p in {path, self.world.primary / "raw" / f.target / rel}:
+                try:
+                    if p.is_dir() and not p.is_symlink():
+                        p.rmdir()
+                    elif p.exists() and not p.is_file():
+                        p.unlink()
+                except OSError as e:
+                    f.evidence[f"not removed: {p}"] = str(e)
+            f.evidence["removed after the alert"] = round(time.time() - f.t, 1)
+            self._write({"fault": f.id, "removed": time.time()})

@@ -40,7 +40,7 @@ class Watch:
     raw_dirs: dict[str, Path]
     vault: Path
     seen: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))  # id -> files
-    _read: dict[str, tuple[int, int]] = field(default_factory=dict)
+    files: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (size, mtime)
     versions: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))
 
     def scan(self) -> None:
@@ -53,13 +53,13 @@ class Watch:
                     if not stat.S_ISREG(st.st_mode):
                         continue
                     key = (st.st_size, st.st_mtime_ns)
-                    if self._read.get(path) == key:
+                    if self.files.get(path) == key:
                         continue
                     with open(path, "rb") as f:
                         data = f.read()
                 except OSError:
                     continue
-                self._read[path] = key
+                self.files[path] = key
                 for tweet_id in _ids_of_lines(data):
                     self.seen[tweet_id].add(path)
         for path in _walk(self.vault):
@@ -95,11 +95,17 @@ def _ids_of_lines(data: bytes) -> list[str]:
 class StandInLedger:
     made: dict[str, str]  # id -> created_at
     sends: list[tuple[float, str, list[str]]]  # (unix time after the write, client, ids)
+    # The stream faults that hit a connection, in order: (time, client, connection, kind),
+    # and what each connection was sent after them: connection -> [(time, ids)].
+    hits: list[tuple[float, str, int, str]] = field(default_factory=list)
+    by_conn: dict[int, list[tuple[float, list[str]]]] = field(default_factory=dict)
 
     @classmethod
     def read(cls, path: Path) -> StandInLedger:
         made: dict[str, str] = {}
         sends = []
+        hits = []
+        by_conn: dict[int, list[tuple[float, list[str]]]] = defaultdict(list)
         with open(path, "rb") as f:
             for line in f:
                 try:
@@ -108,19 +114,42 @@ class StandInLedger:
                     continue
                 if r[0] == "g":
                     made[r[1]] = r[2]
+                elif r[0] == "f":
+                    hits.append((r[1], r[2], r[3], r[4]))
                 else:
                     sends.append((r[1], r[2], r[4]))
-        return cls(made, sends)
+                    by_conn[r[3]].append((r[1], r[4]))
+        return cls(made, sends, hits, dict(by_conn))
+
+    def malformed_received(self, faults: list[Fault], seen: dict[str, set[str]]) -> None:
+        """Mark each "stand-in malformed" fault with whether its line can have reached the
+        collector: a tweet written after it on the same connection is in a raw file (a
+        connection is in order). One cut before the next write discards it unread."""
+        hits = defaultdict(list)
+        for t, client, conn, kind in self.hits:
+            if kind == "malformed":
+                hits[client].append((t, conn))
+        for f in (f for f in faults if f.kind == "stand-in malformed"):
+            # The stand-in applies one client's faults of a kind in the order they came.
+            t, conn = hits[f.target].pop(0) if hits[f.target] else (None, None)
+            after = [ids for ts, ids in self.by_conn.get(conn, []) if t is not None and ts > t]
+            f.evidence["line received"] = any(i in seen for ids in after for i in ids)
 
     def delivered(self, down: dict[str, list[list[float | None]]]) -> dict[str, list[float]]:
         """id -> write times of the copies written to a collector that was still running
-        ``DELIVERY_GRACE`` seconds later (by the injector's record of down times)."""
-        starts = {c: sorted(s for s, _ in spans) for c, spans in down.items()}
+        ``DELIVERY_GRACE`` seconds later (by the injector's record of down times): no down
+        time began in that span, nor had one begun before the write and not yet ended (a
+        collector told to stop reads on for a moment, into a minute it has already closed)."""
+        spans = {
+            c: sorted((s, float("inf") if e is None else e) for s, e in v) for c, v in down.items()
+        }
         out: dict[str, list[float]] = defaultdict(list)
         for t, client, ids in self.sends:
-            s = starts.get(client, [])
-            i = bisect_right(s, t)  # the first stop after the write
-            if i < len(s) and s[i] <= t + DELIVERY_GRACE:
+            s = spans.get(client, [])
+            # A collector's down spans do not overlap: the last one begun by t + grace ends
+            # last of those, so it alone tells whether one reaches t.
+            i = bisect_right(s, (t + DELIVERY_GRACE, float("inf")))
+            if i and s[i - 1][1] >= t:
                 continue
             for tweet_id in ids:
                 out[tweet_id].append(t)
@@ -229,8 +258,10 @@ def check(
     osf: OSFStandIn,
     write_roots: list[Path],
     tz: ZoneInfo,
+    traces: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """Every invariant of issue 11's "at the end", with the evidence for each failure."""
+    """Every invariant of issue 11's "at the end", with the evidence for each failure.
+    ``traces``: per fault kind, what ``traces.assess`` found where an operator looks."""
     delivered = ledger.delivered(down)
     sent_ids = {i for _, _, ids in ledger.sends for i in ids}
     hours, inconsistent, unexpected = read_vault(vault)
@@ -248,6 +279,11 @@ def check(
     phantom = sorted(set(where) - sent_ids)
     raw_unarchived = sorted(set(watch.seen) - set(where))
     raw_deleted = [i for i in raw_unarchived if not any(map(os.path.exists, watch.seen[i]))]
+    raw_files = {
+        label: [p for p in watch.files if Path(p).is_relative_to(d)]
+        for label, d in watch.raw_dirs.items()
+    }
+    untraced = [d for k in traces.values() for d in k.get("untraced", [])]
     osf_bad = osf_mismatches(osf, vault)
     temps = leftovers(write_roots)
 
@@ -281,6 +317,8 @@ def check(
         "temp or .part files left": (temps, []),
         "vault hours inconsistent": (inconsistent, []),
         "unexpected files in the vault": (unexpected, []),
+        "faults that left no trace for the operator": (untraced, []),
+        "nothing delivered (did the collectors run?)": ([] if delivered else ["0 tweets"], []),
     }
     return {
         "tweets": {
@@ -292,6 +330,11 @@ def check(
             "duplicated": len(duplicated),
         },
         "hours": {"built": len(hours), "rebuilt": rebuilt},
+        "raw files": {
+            label: {"seen": len(ps), "deleted": sum(not os.path.exists(p) for p in ps)}
+            for label, ps in raw_files.items()
+        },
+        "traces": traces,
         "problems": {
             name: {"count": len(items), "items": items[:SHOWN], "evidence": ev}
             for name, (items, ev) in problems.items()
@@ -302,14 +345,22 @@ def check(
 def table(result: dict[str, Any]) -> str:
     """The soak's one table (the JSON has the same and the evidence)."""
     lines = [f"soak {result['command']}", ""]
-    lines.append(f"{'faults injected':<44}{sum(result['faults'].values()):>8}")
+    heads = ("traced", "not met", "no trace")
+    lines.append(
+        f"{'faults injected':<44}{sum(result['faults'].values()):>8}"
+        + "".join(f"{h:>10}" for h in heads)
+    )
     for kind, n in sorted(result["faults"].items()):
-        lines.append(f"  {kind:<42}{n:>8}")
+        seen = result["traces"].get(kind, {})
+        lines.append(f"  {kind:<42}{n:>8}" + "".join(f"{seen.get(h, 0):>10}" for h in heads))
     lines.append("")
     for k, v in result["tweets"].items():
         lines.append(f"{'tweets ' + k:<44}{v:>8}")
     lines.append(f"{'hours built':<44}{result['hours']['built']:>8}")
     lines.append(f"{'hours rebuilt':<44}{result['hours']['rebuilt']:>8}")
+    lines.append(f"{'raw files seen / deleted':<44}")
+    for label, n in result["raw files"].items():
+        lines.append(f"  {label:<42}{n['seen']:>8}{n['deleted']:>10}")
     runs: Counter = Counter(result["runs"])
     lines.append(f"{'workflow runs':<44}{sum(runs.values()):>8}")
     for outcome, n in sorted(runs.items()):

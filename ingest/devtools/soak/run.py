@@ -5,8 +5,8 @@
 1. the world starts (stand-ins, collectors, sshd, the vault's tmpfs);
 2. for ``hours`` stream hours (a minute a second by default) the workflow runs as cron runs it
    every ``interval`` seconds while the injector fires faults, at least ``faults`` of them;
-3. every fault is healed, the collectors stop, the clock passes the last hour's late and grace
-   minutes, and clean runs follow until one has nothing to do;
+3. every fault is healed, the collectors stop, the clock jumps past the last hour's late and
+   grace minutes, and clean runs follow until one has nothing to do;
 4. the checks; the table on stdout, the same and the evidence as JSON (``--json``, default
    DIR/soak.json). Exit 0 only if every check passed.
 """
@@ -17,6 +17,7 @@ import argparse
 import json
 import random
 import shutil
+import subprocess
 import sys
 import time
 from collections import Counter
@@ -24,17 +25,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from ingest.collect.status import newest_minute
 from ingest.devtools.soak.faults import Injector
 from ingest.devtools.soak.ledger import StandInLedger, Watch, check, osf_mismatches, table
+from ingest.devtools.soak.traces import Observer, assess
 from ingest.devtools.soak.world import TIMEZONE, World
 from ingest.devtools.stack import FastClock
 
-CLOCK_START = datetime(2026, 1, 14, 6, 55, tzinfo=UTC)  # 07:55 in Berlin: whole-hour soaks end
-# just before an hour ends, so the last hour is due soon after the collectors stop.
+START_MINUTE = 55  # whole-hour soaks end just before an hour ends: the last hour is due soon
+# after the collectors stop.
 LATE_AND_GRACE_MINUTES = 6 + 5  # the schema's late_minutes and grace_minutes
 SCAN_EVERY = 2.0  # seconds between the soak's own looks at the raw dirs and the vault
 FINAL_RUNS = 6
 FINAL_PAUSE = 2.0  # real seconds between the clean runs at the end
+OPERATOR_DELAY = 30.0  # real seconds (half a clock hour) from a bad entry to its removal
+ALERT_WAIT = 10.0  # at the end, real seconds to wait for the alerts about bad entries
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -57,25 +62,36 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     root = Path(args.dir).resolve()
     if root.exists():
+        if (root / "primary" / "vault").is_mount():  # a soak that was killed left it
+            subprocess.run(["umount", root / "primary" / "vault"], check=True)
         shutil.rmtree(root)
     root.mkdir(parents=True)
     started = time.time()
     command = f"--seed {args.seed} --hours {args.hours:g} --faults {args.faults}"
     print(f"soak {command}: everything under {root}", flush=True)
+    epoch = time.time() + 3
     world = World(
-        root, FastClock(args.speed, CLOCK_START), args.rate, args.interval, args.run_timeout
+        root,
+        FastClock(args.speed, clock_start(epoch), epoch),
+        args.rate,
+        args.interval,
+        args.run_timeout,
     )
     rnd = random.Random(args.seed)
     injector = Injector(world, rnd, root / "faults.jsonl")
     watch = Watch(world.raw_dirs(), world.vault)
+    observer = Observer(world)
     try:
         world.start()
         while time.time() < world.clock.epoch:
             time.sleep(0.05)
-        soak(world, injector, watch, args)
-        finish(world, injector, watch, args)
+        soak(world, injector, watch, observer, args)
+        finish(world, injector, watch, observer, args)
+        observer.finish(world.runs)
+        ledger = StandInLedger.read(root / "ledger.jsonl")
+        ledger.malformed_received(injector.faults, watch.seen)
         result = check(
-            StandInLedger.read(root / "ledger.jsonl"),
+            ledger,
             injector.faults,
             injector.down,
             watch,
@@ -83,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             world.osf,
             [world.primary, root / "secondary"],
             ZoneInfo(TIMEZONE),
+            assess(injector.faults, observer.events, world.runs),
         )
         result.update(
             command=command,
@@ -102,7 +119,21 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if any(p["count"] for p in result["problems"].values()) else 0
 
 
-def soak(world: World, injector: Injector, watch: Watch, args: argparse.Namespace) -> None:
+def clock_start(epoch: float) -> datetime:
+    """Where the fast clock starts: the first ``hh:55`` at or after the real instant ``epoch``.
+
+    Files get real modification times, so a clock that starts at (or just after) the real time
+    runs ahead of them as fast as it runs ahead of their names: retention's two ages (by the
+    name's minute and by the modification time) pass together, as they do in production.
+    """
+    real = datetime.fromtimestamp(epoch, UTC)
+    start = real.replace(minute=START_MINUTE, second=0, microsecond=0)
+    return start if start >= real else start + timedelta(hours=1)
+
+
+def soak(
+    world: World, injector: Injector, watch: Watch, observer: Observer, args: argparse.Namespace
+) -> None:
     """The faulty stretch: cron runs, faults, the soak's own watch."""
     begin = time.time()
     end = begin + args.hours * 3600 / args.speed
@@ -121,6 +152,9 @@ def soak(world: World, injector: Injector, watch: Watch, args: argparse.Namespac
             next_run += args.interval
         if now >= next_scan:
             watch.scan()
+            observer.scan()
+            injector.note_blocked()
+            injector.remove_answered(observer.traced, OPERATOR_DELAY)
             next_scan = now + SCAN_EVERY
         if now - last_report >= 30:
             last_report = now
@@ -135,24 +169,37 @@ def soak(world: World, injector: Injector, watch: Watch, args: argparse.Namespac
         time.sleep(0.05)
 
 
-def finish(world: World, injector: Injector, watch: Watch, args: argparse.Namespace) -> None:
-    """Heal everything, stop the collectors, let the last hour become due, run clean."""
+def finish(
+    world: World, injector: Injector, watch: Watch, observer: Observer, args: argparse.Namespace
+) -> None:
+    """Heal everything (bad entries go once their alert came), stop the collectors, let the
+    last hour become due, run clean."""
     print("  healing; then clean runs", flush=True)
     injector.heal()
-    time.sleep(3.0)  # restarted collectors reconnect and backfill
+    deadline = time.time() + ALERT_WAIT
+    while injector.planted and time.time() < deadline:
+        observer.scan()
+        injector.note_blocked()
+        injector.remove_answered(observer.traced, 0)
+        time.sleep(0.5)
+    time.sleep(3.0)  # restarted collectors reconnect and backfill, blocked minutes are written
+    injector.settle()  # a SIGTERM before the collector's handler would kill it mid-minute
     world.stop_collectors()
     stop = time.time()
     for spans in injector.down.values():
         spans.append([stop, None])
-    last = world.clock.now()
+    # The last hour with a minute file (a collector's clock set ahead names files in the
+    # future) must become due, with its late and grace minutes.
+    last = max([world.clock.now(), *newest_minutes(world, ZoneInfo(TIMEZONE))])
     due = last.replace(minute=0, second=0, microsecond=0) + timedelta(
         hours=1, minutes=LATE_AND_GRACE_MINUTES + 1
     )
-    while world.clock.now() < due:
-        watch.scan()
-        world.poll_runs()
-        time.sleep(0.5)
     world.wait_runs()
+    watch.scan()
+    observer.scan()
+    # Nothing collects any more: the clock may jump there instead of running (the runs get
+    # their "now" from it; a clock further ahead of the files' real times changes nothing).
+    world.clock.skip_to(due)
     # Clean runs until one succeeds, changes nothing in the vault and leaves OSF equal to it.
     for _ in range(FINAL_RUNS):
         before = {path: list(v) for path, v in watch.versions.items()}
@@ -167,6 +214,12 @@ def finish(world: World, injector: Injector, watch: Watch, args: argparse.Namesp
             break
         time.sleep(FINAL_PAUSE)
     watch.scan()
+
+
+def newest_minutes(world: World, tz: ZoneInfo) -> list[datetime]:
+    """The newest minute file's minute in each raw dir that has one."""
+    found = (newest_minute(d, tz) for d in world.raw_dirs().values() if d.is_dir())
+    return [n[0] for n in found if n is not None]
 
 
 def _subject_kind(subject: str) -> str:

@@ -69,6 +69,25 @@ def cron_command(config: Path, work_dir: Path) -> str:
 
 
 @dataclass
+class TimedSink(Sink):
+    """The SMTP sink, also keeping when each mail arrived."""
+
+    arrived: list[float] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+        self.arrived.append(time.time())
+        return await super().handle_DATA(server, session, envelope)
+
+    def timed(self, start: int = 0) -> list[tuple[float, str, str]]:
+        """(arrival, subject, body) of every mail from the ``start``-th on."""
+        out = []
+        for t, m in zip(self.arrived[start:], self.messages[start:], strict=False):
+            body = m.get_body(preferencelist=("plain",))
+            out.append((t, str(m["Subject"]), body.get_content() if body else ""))
+        return out
+
+
+@dataclass
 class Run:
     """One workflow run (its own session, so the whole run can be killed at once)."""
 
@@ -122,7 +141,7 @@ class World:
     rate: float
     interval: float  # real seconds between cron runs
     run_timeout: float
-    mails: Sink = field(default_factory=Sink)
+    mails: TimedSink = field(default_factory=TimedSink)
     runs: list[Run] = field(default_factory=list)
     collectors: dict[str, subprocess.Popen] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -140,6 +159,24 @@ class World:
             "server2 (primary's copy)": self.primary / "raw" / "server2",
             "server2 (on the secondary)": self.root / "secondary" / "raw" / "server2",
         }
+
+    def machine_work(self, server: str) -> Path:
+        """work_dir of the machine whose collector ``server`` is."""
+        return self.work if server == "server1" else self.root / "secondary" / "work"
+
+    def status_file(self, server: str) -> Path:
+        return self.machine_work(server) / "status" / f"{server}.json"
+
+    def alert_state_files(self) -> list[Path]:
+        """The workflow's alert state and each collector's (what the health view lists)."""
+        collectors = [self.status_file(s).with_name(f"{s}.alerts.json") for s in SERVERS]
+        return [self.work / "state" / "alerts.json", *collectors]
+
+    def pull_state_file(self, server: str) -> Path:
+        return self.work / "state" / f"rsync_{server}.json"
+
+    def osf_backoff_files(self) -> list[Path]:
+        return sorted((self.work / "osf").rglob("*.backoff"))
 
     def collector_raw_dir(self, server: str) -> Path:
         if server == "server1":

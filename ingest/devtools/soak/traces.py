@@ -1,0 +1,272 @@
+"""Did every fault leave a trace where an operator looks?
+
+While the soak runs, ``Observer.scan`` reads what an operator would read: each collector's
+status file (``sampled-stream status``), the alert state files (every alert raised, sent or
+not: the health view's "alerts of 24 h"), the pull state (a secondary unreachable since when),
+the OSF upload back-off files; the SMTP stand-in keeps each mail with the time it arrived.
+At the end it adds each workflow run's output (what cron.log holds) and the vault's stats
+files. All of it becomes ``Event``\\ s.
+
+``assess`` gives each fault one of: ``traced`` (an event of the kinds its ``Rule`` names, for
+its server, from its start until ``TRACE_WINDOW`` after its end), ``not met`` (nothing ran
+into it: no run while the secondary or the disk was away, no OSF request answered 5xx, no
+alert raised while SMTP was down, a malformed line lost unread in a cut, a bad entry on the
+secondary at a minute its collector never wrote, an armed workflow kill that found no run),
+or ``no trace``, a failure of the soak.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ingest.devtools.soak.faults import Fault
+from ingest.devtools.soak.world import SERVERS, Run, World
+
+TRACE_WINDOW = 60.0  # real seconds (a clock hour) after a fault in which its trace must show
+STATUS_COUNTERS = {  # status field -> what its rise tells the operator
+    "reconnects": "reconnected",
+    "malformed_lines": "malformed line",
+    "clock_steps": "clock step",
+    "write_errors": "write error",
+}
+
+
+@dataclass
+class Event:
+    t: float | None  # real time it showed (None: found at the end, e.g. a stats file)
+    server: str | None
+    source: str  # mail, alert, status, pull state, OSF back-off, run log, stats
+    text: str
+
+    def describe(self) -> str:
+        return f"{self.source}: {self.text}"[:160]
+
+
+@dataclass
+class Rule:
+    pattern: str  # matched (case-insensitive) against an event's text
+    sources: tuple[str, ...] = ()  # only these sources (all when empty)
+    per_server: bool = True  # the event must name the fault's server
+    window: float | None = TRACE_WINDOW  # None: any time after the fault (bad files stay)
+
+    def matches(self, f: Fault, e: Event) -> bool:
+        if self.sources and e.source not in self.sources:
+            return False
+        if self.per_server and e.server not in (None, f.target):
+            return False
+        if self.per_server and e.server is None and f.target not in e.text:
+            return False
+        end = f.end if f.end is not None else f.t
+        if e.t is not None and e.t < f.t:
+            return False
+        if e.t is not None and self.window is not None and e.t > end + self.window:
+            return False
+        pattern = self.pattern
+        if "{" in pattern:  # a bad file's: detail is its path under the raw dir
+            rel = Path(f.detail)
+            hour = f"{rel.parts[0]}_{rel.parts[1]}" if len(rel.parts) == 3 else "-"
+            pattern = pattern.format(hour=re.escape(hour), name=re.escape(rel.name))
+        return re.search(pattern, e.text, re.IGNORECASE) is not None
+
+
+ALERTS = ("mail", "alert")
+RULES: dict[str, Rule] = {
+    "collector kill -9": Rule(r"restarted|collector (started|stopped)"),
+    "collector kill -9 at minute end": Rule(r"restarted|collector (started|stopped)"),
+    "collector SIGTERM": Rule(r"restarted|collector (started|stopped)"),
+    "collector clock step": Rule(r"clock step"),
+    "stand-in cut": Rule(r"reconnected|stream (disconnected|unstable)"),
+    "stand-in stall": Rule(r"reconnected|stream (disconnected|unstable)"),
+    "stand-in disconnect line": Rule(r"reconnected|stream (disconnected|unstable)"),
+    "stand-in 429 storm": Rule(r"reconnected|stream (disconnected|unstable)"),
+    "stand-in 503 storm": Rule(r"reconnected|stream (disconnected|unstable)"),
+    "stand-in malformed": Rule(r"malformed line"),
+    "secondary unreachable < wait": Rule(r"unreachable|cannot pull", per_server=False),
+    "secondary unreachable > wait": Rule(r"unreachable|cannot pull", per_server=False),
+    "secondary unreachable > keep_raw": Rule(r"unreachable|cannot pull", per_server=False),
+    "workflow killed": Rule(r"killed|incomplete|did not (end|finish)", per_server=False),
+    "two workflow runs at once": Rule(r"another workflow run", ("run log",), per_server=False),
+    # {hour} and {name}: the hour label and the file name of the planted entry, which stays
+    # until someone removes it: its trace may come any time later (the next build, a pull).
+    "bad file: invalid JSON": Rule(r"{hour}_stats\.json: skipped|{name}", window=None),
+    "bad file: directory named *.jsonl": Rule(r"{name}", (*ALERTS, "run log"), window=None),
+    "bad file: FIFO": Rule(r"{name}", (*ALERTS, "run log"), window=None),
+    "OSF 5xx stretch": Rule(r"osf|upload", per_server=False),
+    "SMTP down": Rule(r"not sent|could not be sent", ("alert", "mail"), per_server=False),
+    "vault disk full": Rule(r"no space|disk|failed", ALERTS, per_server=False),
+}
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+@dataclass
+class Observer:
+    """What an operator would see, read every few seconds while the soak runs."""
+
+    world: World
+    events: list[Event] = field(default_factory=list)
+    _status: dict[str, dict[str, Any]] = field(default_factory=dict)
+    _alerts: set[tuple[str, str, str]] = field(default_factory=set)
+    _failed: dict[tuple[str, str], int] = field(default_factory=dict)
+    _seen: set[str] = field(default_factory=set)
+    _mails: int = 0
+
+    def scan(self) -> None:
+        now = time.time()
+        for t, subject, body in self.world.mails.timed(self._mails):
+            self.events.append(Event(t, _server_of(subject), "mail", f"{subject}\n{body}"))
+            self._mails += 1
+        for server in SERVERS:
+            self._scan_status(server, self.world.status_file(server), now)
+        for path in self.world.alert_state_files():
+            self._scan_alerts(path, now)
+        for server in SERVERS:
+            pull = _read_json(self.world.pull_state_file(server)) or {}
+            if pull.get("first_failure"):
+                self._once(
+                    f"pull {pull['first_failure']}",
+                    Event(
+                        now,
+                        server,
+                        "pull state",
+                        f"{server} unreachable since "
+                        f"{pull['first_failure']}: {pull.get('last_error')}",
+                    ),
+                )
+        for path in self.world.osf_backoff_files():
+            st = _read_json(path) or {}
+            self._once(
+                f"{path} {st.get('attempts')}",
+                Event(now, None, "OSF back-off", f"upload {path.stem}: {st.get('last_error')}"),
+            )
+
+    def _once(self, key: str, event: Event) -> None:
+        if key not in self._seen:
+            self._seen.add(key)
+            self.events.append(event)
+
+    def _scan_status(self, server: str, path: Path, now: float) -> None:
+        st = _read_json(path)
+        if not isinstance(st, dict):
+            return
+        old = self._status.get(server)
+        self._status[server] = st
+        if old is None:
+            return
+        if (st.get("pid"), st.get("started_at")) != (old.get("pid"), old.get("started_at")):
+            self.events.append(Event(now, server, "status", f"restarted at {st.get('started_at')}"))
+            old = {}  # a new process: its counters started at zero
+        for key, what in STATUS_COUNTERS.items():
+            if (st.get(key) or 0) > (old.get(key) or 0):
+                self.events.append(Event(now, server, "status", f"{what} ({key} {st[key]})"))
+        unwritten = (st.get("unwritten_minutes") or {}).get("minutes") or []
+        for minute in unwritten:
+            self._once(
+                f"unwritten {server} {minute}",
+                Event(now, server, "status", f"minute {minute} unwritten"),
+            )
+
+    def _scan_alerts(self, path: Path, now: float) -> None:
+        state = _read_json(path)
+        if not isinstance(state, dict):
+            return
+        for a in state.get("recent") or []:
+            key = (a.get("at", ""), a.get("kind", ""), a.get("subject", ""))
+            if key in self._alerts:
+                continue
+            self._alerts.add(key)
+            self.events.append(Event(self._real(key[0], now), _server_of(key[1]), "alert", key[2]))
+        for kind, entry in (state.get("kinds") or {}).items():
+            failed = entry.get("failed", 0) if isinstance(entry, dict) else 0
+            if failed > self._failed.get((str(path), kind), 0):
+                self.events.append(Event(now, _server_of(kind), "alert", f"{kind}: not sent"))
+            self._failed[(str(path), kind)] = failed
+
+    def _real(self, at: str, default: float) -> float:
+        try:
+            return self.world.clock.real_time(datetime.fromisoformat(at))
+        except ValueError:
+            return default
+
+    def finish(self, runs: list[Run]) -> None:
+        """Each run's output and the vault's stats files, once the soak is over."""
+        self.scan()
+        for run in runs:
+            # The output only (what cron.log holds), not the soak's own word for the outcome.
+            text = run.log.read_text(errors="replace") if run.log.exists() else ""
+            end = run.ended or run.started
+            self.events.append(Event(end, None, "run log", f"run {run.number}: {text}"))
+        for path in sorted(self.world.vault.rglob("*_stats.json")):
+            stats = _read_json(path) or {}
+            for server, reasons in (stats.get("skipped") or {}).items():
+                lines = sum(reasons.values()) if isinstance(reasons, dict) else 0
+                if lines:
+                    text = f"{path.name}: skipped {lines} line(s) of {server}: {reasons}"
+                    self.events.append(Event(None, server, "stats", text))
+            for server in stats.get("missing_servers") or []:
+                self.events.append(Event(None, server, "stats", f"{path.name}: {server} missing"))
+
+    def traced(self, f: Fault) -> bool:
+        rule = RULES.get(f.kind)
+        return rule is not None and any(rule.matches(f, e) for e in self.events)
+
+
+def _server_of(text: str) -> str | None:
+    found = [s for s in SERVERS if s in text]
+    return found[0] if len(found) == 1 else None
+
+
+def assess(faults: list[Fault], events: list[Event], runs: list[Run]) -> dict[str, Any]:
+    """Per fault kind: injected, traced, not met, no trace; the faults without one named."""
+    kinds: dict[str, dict[str, Any]] = {}
+    for f in faults:
+        k = kinds.setdefault(
+            f.kind, {"injected": 0, "traced": 0, "not met": 0, "no trace": 0, "where": {}}
+        )
+        k["injected"] += 1
+        rule = RULES.get(f.kind)
+        found = [e for e in events if rule is not None and rule.matches(f, e)]
+        if found:
+            k["traced"] += 1
+            where = found[0].source
+            k["where"][where] = k["where"].get(where, 0) + 1
+        elif not met(f, runs, events):
+            k["not met"] += 1
+        else:
+            k["no trace"] += 1
+            k.setdefault("untraced", []).append(f.describe())
+    return kinds
+
+
+def met(f: Fault, runs: list[Run], events: list[Event]) -> bool:
+    """Did anything run into a stretch? (Faults on a process or a stream always meet it.)"""
+    end = f.end if f.end is not None else f.t
+    during = [r for r in runs if r.started <= end and (r.ended or float("inf")) >= f.t]
+    if f.kind == "SMTP down":  # an alert raised meanwhile met it
+        return any(e.source == "alert" and e.t is not None and f.t <= e.t <= end for e in events)
+    if f.kind.startswith("secondary unreachable"):
+        return bool(during)
+    if f.kind == "vault disk full":  # a run that wrote nothing meanwhile met nothing
+        return any(r.outcome() == "failed" for r in during)
+    if f.kind == "workflow killed":  # at the end, an armed kill that found no run is void
+        return "run" in f.evidence
+    if f.kind == "stand-in malformed":  # its line may be lost unread in a cut after it
+        return bool(f.evidence.get("line received"))
+    if f.kind in ("bad file: directory named *.jsonl", "bad file: FIFO"):
+        # The primary's plan lists server1's raw dir; the secondary's is only pulled (regular
+        # files), so there only a minute the collector could not write met the entry.
+        return f.target == "server1" or bool(f.evidence.get("blocked a minute"))
+    if f.kind == "OSF 5xx stretch":
+        return bool(f.evidence.get("5xx answered"))
+    return True
