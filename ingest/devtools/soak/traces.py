@@ -134,8 +134,10 @@ class Observer:
         for server in SERVERS:
             pull = _read_json(self.world.pull_state_file(server)) or {}
             if pull.get("first_failure"):
+                # A streak goes on across outages when no pull succeeds between them: what the
+                # operator sees is "unreachable since", whenever they look (every 10 s here).
                 self._once(
-                    f"pull {pull['first_failure']}",
+                    f"pull {pull['first_failure']} {now // 10}",
                     Event(
                         now,
                         server,
