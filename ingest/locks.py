@@ -8,6 +8,7 @@ ends; the lock file itself stays and is reused.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -70,6 +71,10 @@ class RunLock:
     lock busy can say who holds it and for how long (a hung run). The descriptor is not
     inherited by child processes (Python opens files non-inheritable): jobs a run starts never
     hold it, and the lock ends with the run, however it ends.
+
+    A process that ends normally (also by an exception or ``sys.exit``) empties the record when
+    it exits; a record still there when the next holder takes the lock is that of a run that was
+    killed or lost its machine: ``unfinished`` (the kernel released the lock, nobody said so).
     """
 
     def __init__(self, path: str | Path, now: datetime) -> None:
@@ -84,21 +89,30 @@ class RunLock:
             holder = read_holder(self.path)
             who = f" by {holder.describe(now)}" if holder else ""
             raise LockBusy(f"{self.path} is held{who}", holder) from None
+        # Records without "open" were written by versions that never emptied them.
+        self.unfinished = read_holder(self.path, open_only=True)
         self.holder = Holder(os.getpid(), socket.gethostname(), now)
         record = {"pid": self.holder.pid, "host": self.holder.host, "started": now.isoformat()}
         os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, json.dumps(record).encode() + b"\n", 0)
+        os.pwrite(self._fd, json.dumps({**record, "open": True}).encode() + b"\n", 0)
+        os.fsync(self._fd)  # a power loss must leave the record for the next run to find
+        atexit.register(self.release)
 
     def release(self) -> None:
+        """Say this run finished (empty the record) and let the lock go."""
         if self._fd >= 0:
+            os.ftruncate(self._fd, 0)
             os.close(self._fd)
             self._fd = -1
 
 
-def read_holder(path: str | Path) -> Holder | None:
-    """The holder a run lock file names; None if it names none (empty, or not a run lock)."""
+def read_holder(path: str | Path, open_only: bool = False) -> Holder | None:
+    """The holder a run lock file names; None if it names none (empty, or not a run lock).
+    ``open_only``: only a record its holder never closed (see ``RunLock``)."""
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if open_only and not data.get("open"):
+            return None
         return Holder(int(data["pid"]), str(data["host"]), datetime.fromisoformat(data["started"]))
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -10,12 +10,15 @@ hung run) is mailed once. A run that fails while Snakemake reads the Snakefile (
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
+from ingest.build import plan
 from ingest.config import TEST_CLOCK_ENV, ConfigError, check_now
 from ingest.locks import LockBusy, RunLock, read_holder
 from ingest.publish import jobs
@@ -101,7 +104,9 @@ def test_a_second_run_does_nothing_and_says_why(tmp_path):
         lock.release()
     again = snakemake(tmp_path)
     assert again.returncode == 0, again.stderr
-    assert read_holder(tmp_path / "work" / "run.lock").pid != os.getpid()
+    # The run took the lock and, finishing, emptied its record: no run is going.
+    assert "never finished" not in again.stdout
+    assert read_holder(tmp_path / "work" / "run.lock") is None
 
 
 @pytest.mark.integration
@@ -161,4 +166,47 @@ def test_what_the_plan_skips_is_mailed_once(tmp_path, smtp):
     (msg,) = sink.wait_for(1)
     assert subjects(sink) == ["the hourly build skipped or rebuilds something"]
     assert "2026-01-14/24" in msg.get_content()
+    assert len(sink.messages) == 1
+
+
+HOLD_AND_WAIT = """
+import sys, time
+from datetime import UTC, datetime
+from ingest.locks import RunLock
+lock = RunLock(sys.argv[1], datetime.now(UTC))
+print("held", flush=True)
+if sys.argv[2] == "wait":
+    time.sleep(60)
+"""
+
+
+def hold_run_lock(path: Path, how: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_AND_WAIT, str(path), how], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout.readline() == "held\n"
+    return proc
+
+
+def test_a_run_killed_holding_the_lock_is_reported_once_by_the_next(tmp_path, smtp, capsys):
+    # A run killed with kill -9 (or its machine's power cut) said nothing itself.
+    sink, port = smtp
+    config = loaded_config(tmp_path, email=smtp_email(port))
+    path = plan.work_paths(config["work_dir"])["run_lock"]
+    hold_run_lock(path, "exit").wait()  # a run that ended normally: nothing to say
+    lock = jobs.take_run_lock(config, datetime.now(UTC))
+    assert lock is not None and lock.unfinished is None
+    lock.release()
+
+    killed = hold_run_lock(path, "wait")
+    killed.kill()
+    killed.wait()
+    for _ in range(2):  # the next run says so, and mails once
+        lock = jobs.take_run_lock(config, datetime.now(UTC))
+        assert lock is not None
+        lock.release()
+    (msg,) = sink.wait_for(1)
+    assert subjects(sink) == ["a workflow run ended without finishing"]
+    assert f"pid {killed.pid}" in msg.get_content()
+    assert f"pid {killed.pid}" in capsys.readouterr().out
     assert len(sink.messages) == 1

@@ -276,7 +276,7 @@ def take_run_lock(config: dict[str, Any], now: datetime) -> RunLock | None:
     run_lock_alert_minutes (a hung run would otherwise stop every later run silently)."""
     path = plan.work_paths(config["work_dir"])["run_lock"]
     try:
-        return RunLock(path, now)
+        lock = RunLock(path, now)
     except LockBusy as busy:
         holder = busy.holder
         print(f"another workflow run is going: {busy}; this run does nothing", file=sys.stderr)
@@ -292,3 +292,19 @@ def take_run_lock(config: dict[str, Any], now: datetime) -> RunLock | None:
                 now,
             )
         return None
+    if (gone := lock.unfinished) is not None:
+        # A run killed (kill -9, OOM) or cut by a power loss says nothing itself; this run
+        # redoes its unfinished jobs (rerun-incomplete), and the operator hears of it once.
+        item = f"pid {gone.pid} on {gone.host}, started {gone.started.isoformat()}"
+        print(f"the previous workflow run ({item}) never finished: redoing its jobs")
+        notify_once(
+            config,
+            "run-unfinished",
+            [item],
+            "a workflow run ended without finishing",
+            "The run below took the run lock and never released it: it was killed (kill -9, "
+            "out of memory) or its machine lost power. The next run redid its unfinished jobs; "
+            "the cron log and work_dir/logs/ around that time say how far it got.",
+            now,
+        )
+    return lock
