@@ -90,7 +90,7 @@ RULES: dict[str, Rule] = {
     "secondary unreachable < wait": Rule(r"unreachable|cannot pull", per_server=False),
     "secondary unreachable > wait": Rule(r"unreachable|cannot pull", per_server=False),
     "secondary unreachable > keep_raw": Rule(r"unreachable|cannot pull", per_server=False),
-    "workflow killed": Rule(r"killed|incomplete|did not (end|finish)", per_server=False),
+    "workflow killed": Rule(r"never finished|without finishing", per_server=False),
     "two workflow runs at once": Rule(r"another workflow run", ("run log",), per_server=False),
     # {hour} and {name}: the hour label and the file name of the planted entry, which stays
     # until someone removes it: its trace may come any time later (the next build, a pull).
