@@ -194,6 +194,78 @@ def test_a_clock_behind_the_tweets_at_start_is_corrected_with_a_quorum() -> None
     assert judge2.correction == 0.0
 
 
+def test_a_clock_ahead_of_the_tweets_at_start_is_corrected_with_a_quorum() -> None:
+    """The soak's case: a collector started on a clock set 57 min ahead while it was down. No
+    backfill is older than 5 min, so tweets 57 min behind the clock mean the clock is ahead."""
+    clock = FakeClock(TRUE + timedelta(minutes=57))
+    judge = ClockJudge(clock)
+    readings, true = feed(judge, clock, TRUE, 4)
+    assert readings[-1] == clock.wall and judge.correction == 0.0 and not judge.started
+    readings, true = feed(judge, clock, true, 1)  # the 5th tweet decides
+    assert judge.started and close(readings[-1], true, 3)
+    assert judge.correction == pytest.approx(-3420, abs=3)
+    (v,) = verdicts(judge)
+    assert v.step is None and "it is ahead" in v.reason and v.stream is not None
+    readings, true = feed(judge, clock, true, 50, age=290)  # a reconnect's backfill: stands
+    assert close(readings[-1], true, 3) and judge.take_events() == []
+    # NTP sets the clock right: a step of -57 min that brings the correction back to 0.
+    clock.step(-57 * 60)
+    readings, _ = feed(judge, clock, true, 10)
+    assert judge.correction == 0.0 and readings[-1] == clock.wall
+
+
+def test_a_clock_ahead_found_during_a_backfill_follows_the_live_tweets() -> None:
+    clock = FakeClock(TRUE + timedelta(minutes=57))
+    judge = ClockJudge(clock)
+    for i in range(300):  # the backfill: created 300 s .. 1 s before, received at once
+        judge.now(api(TRUE - timedelta(seconds=300 - i)))
+    readings, true = feed(judge, clock, TRUE, 20)
+    assert judge.correction == pytest.approx(-3420, abs=3) and close(readings[-1], true, 3)
+    assert len(verdicts(judge)) == 1
+
+
+def test_a_clock_ahead_by_less_than_the_limit_is_trusted() -> None:
+    """A clock 9 min ahead cannot be told from a 5-min backfill running a bit late."""
+    clock = FakeClock(TRUE + timedelta(minutes=9))
+    judge = ClockJudge(clock)
+    readings, _ = feed(judge, clock, TRUE, 30)
+    assert judge.correction == 0.0 and readings[-1] == clock.wall and judge.take_events() == []
+
+
+def test_a_stream_late_by_more_than_the_limit_is_undone_when_it_catches_up() -> None:
+    """An incident at X delays the stream 15 min: taken for a clock ahead (alerted); when the
+    live tweets come again the correction goes back to 0, with a verdict saying so."""
+    clock = FakeClock(TRUE)
+    judge = ClockJudge(clock)
+    _, true = feed(judge, clock, TRUE, 10)
+    _, true = feed(judge, clock, true, 20, age=900)  # the window fills with late tweets
+    assert judge.correction == pytest.approx(-900, abs=3)
+    readings, _ = feed(judge, clock, true, 10)
+    assert judge.correction == 0.0 and readings[-1] == clock.wall
+    assert [v.correction for v in verdicts(judge)] == [pytest.approx(-900, abs=3), 0.0]
+
+
+def test_the_first_verdict_comes_with_a_quorum_or_after_a_wait_without_tweets() -> None:
+    clock = FakeClock(TRUE)
+    judge = ClockJudge(clock, start_wait=5.0)
+    judge.now()
+    clock.run(60)
+    judge.now("not a time")
+    assert not judge.started  # no tweet yet: nothing to judge by
+    judge.now(api(clock.wall))
+    clock.run(4.9)
+    judge.now()
+    assert not judge.started
+    clock.run(0.2)
+    judge.now()
+    assert judge.started
+    judge2 = ClockJudge(clock, start_wait=5.0)
+    judge2.connected()  # connected, and no tweets come: go by the clock
+    clock.run(5.1)
+    judge2.now()
+    assert judge2.started and judge2.correction == 0.0
+
+
 def test_a_correction_found_during_a_backfill_follows_the_live_tweets() -> None:
     """The soak's case: a collector restarted on a clock 22 min behind; the reconnect replays
     5 min of backfill (oldest first), then live tweets come. The correction ends at the live
@@ -288,3 +360,42 @@ def test_a_wrong_clock_step_files_every_line_under_its_true_minute(tmp_path, smt
         lambda: any("stepped -1740 s and is wrong now" in s for s in sink.subjects()), 5, "mail"
     )
     assert "the wall clock stepped -1740 s" in caplog.text
+
+
+@pytest.mark.integration
+def test_a_clock_ahead_at_start_files_every_line_under_its_true_minute(
+    tmp_path, smtp, caplog
+) -> None:
+    """The soak's case: the collector starts on a clock set 57 min ahead while it was down; the
+    stand-in runs on the true time. The first lines wait for the judge's first verdict, so
+    every line, the first ones too, is filed and stamped by the true time, and no minute file
+    (not even an empty one) is named 57 min ahead."""
+    caplog.set_level(logging.WARNING)
+    sink, port = smtp
+    raw = tmp_path / "raw"
+    base = ScaledClock(SPEED)
+    clock = SteppedClock(base)
+    clock.offset = timedelta(minutes=57)
+    with Emulator(rate=500, keepalive=0.3, token=TOKEN, clock=base, seed=12) as em:
+        c = make(tmp_path, em.url, clock, alerts=alerts_for(port, tmp_path, clock))
+        with running(c):
+            wait_for(lambda: c.counters.tweets_total > 150, what="3 s of tweets")
+            st = c.status(clock.now())
+            assert st["clock"]["correction_seconds"] == pytest.approx(-3420, abs=10)
+    assert parts(raw) == []
+    files = minute_files(raw)
+    total = 0
+    for minute, path in files:
+        assert minute - base.now() < timedelta(minutes=5), (path.name, path.stat().st_size)
+        for line in lines_of(path):
+            total += 1
+            at = datetime.fromisoformat(line["__twarc"]["retrieved_at"])
+            created = datetime.fromisoformat(line["data"]["created_at"])
+            assert at.replace(second=0) == minute, (path.name, line["__twarc"])
+            # The judge's time is a lower bound, from whole-second created_at: a second early
+            # at most (the hour's read window starts a minute early), never 57 min late.
+            late = at - created
+            assert timedelta(seconds=-2) <= late < timedelta(minutes=1), (path.name, at, created)
+    assert total == c.counters.tweets_total > 150
+    wait_for(lambda: any("s ahead of the tweets" in s for s in sink.subjects()), 5, "mail")
+    assert "(it is ahead)" in caplog.text

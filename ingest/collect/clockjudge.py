@@ -5,7 +5,8 @@ The sampled stream is a clock: its tweets arrive seconds after their ``created_a
 after a reconnect brings older ones, never newer ones). So the newest ``created_at`` received is
 a lower bound of the true time and, while tweets flow live, within seconds of it. The "stream's
 time" below is the newest ``created_at`` that ``QUORUM`` of the last ``WINDOW`` tweets reach
-(all of them while fewer came), so a single odd ``created_at`` cannot move it for long.
+(all of them while fewer came), so a single odd ``created_at`` cannot move it for long, each
+advanced by the monotonic time since it was received (a lower bound of the time now).
 
 - **A step** (the wall clock moved more than ``STEP_LIMIT`` s more than the monotonic clock)
   leaves two candidates: the new reading is right (the step corrected the clock: NTP after a
@@ -20,14 +21,31 @@ time" below is the newest ``created_at`` that ``QUORUM`` of the last ``WINDOW`` 
   behind; the correction makes the corrected time the stream's time, and from then on follows
   the stream's time up (never down) while it is ahead: the first tweets after a (re)connect
   are a backfill, minutes older than the live ones that follow.
-- Once decided, the time stands while the stream is not ahead of it (a stream behind may be a
-  backfill or a delay); tweets ahead of it by more than ``TOLERANCE`` (a quorum of them) make
-  the judge choose again: the other candidate of the last step if the stream fits it, else a
-  correction to the stream's time as above. Every reading looks for a step: NTP fixing a wrong
-  clock is a step that brings the correction back to 0.
+- **A clock ahead** with no step seen (set ahead while the collector was down): the stream's
+  time more than ``AHEAD_LIMIT`` behind the corrected time, vouched by ``QUORUM`` tweets, means
+  the clock is ahead; the correction makes the corrected time the stream's time, then follows
+  it up as above (back to 0 once the stream is within ``TOLERANCE`` of the wall clock). Live
+  tweets arrive seconds after their ``created_at`` and a backfill after a (re)connect brings
+  tweets at most 5 minutes old (X's ``backfill_minutes`` limit), so a stream this far behind
+  is the clock, not the stream. The limit: a clock ahead by less than ``AHEAD_LIMIT`` cannot be
+  told from a backfill and is trusted. The hourly assignment's late window absorbs a clock
+  ahead by up to ``late_minutes`` (6 by default); ahead by more (up to ``AHEAD_LIMIT``), the
+  copies of the tweets of an hour's last minutes count in the next hour on that server
+  (``late_minutes: 10`` closes that gap). A stream really late by more than ``AHEAD_LIMIT`` (an
+  incident at X) is taken for a clock ahead, alerted, and undone as the stream catches up.
+- Once decided, the time stands while the stream is neither ahead of it nor more than
+  ``AHEAD_LIMIT`` behind (a stream behind may be a backfill or a delay); tweets ahead of it by
+  more than ``TOLERANCE`` (a quorum of them) make the judge choose again: the other candidate
+  of the last step if the stream fits it, else a correction to the stream's time as above.
+  Every reading looks for a step: NTP fixing a wrong clock is a step that brings the
+  correction back to 0.
 
-A clock that is *ahead* with no step seen cannot be told from a stream running late, and is
-trusted. Times are floats (Unix seconds) inside, aware datetimes outside.
+**The first verdict** (``started``): the first tweets after a start are judged together; the
+judge has started once ``QUORUM`` tweets came or ``START_WAIT`` s (monotonic) passed since the
+stream connected (``connected``) or the first tweet came, so a caller can hold the first lines
+until then and file them all by the judged time.
+
+Times are floats (Unix seconds) inside, aware datetimes outside.
 """
 
 from __future__ import annotations
@@ -42,6 +60,8 @@ from ingest.clock import Clock
 STEP_LIMIT = 60.0  # s: a larger jump of the wall clock against the monotonic one is a step
 TOLERANCE = 60.0  # s: the stream's time within this of a candidate time agrees with it
 BEHIND_LIMIT = 120.0  # s: without a step, the stream this far ahead means the clock is behind
+AHEAD_LIMIT = 600.0  # s: the stream this far behind means the clock is ahead (backfill: <= 300)
+START_WAIT = 5.0  # s: the first verdict comes with QUORUM tweets, or this long without them
 WINDOW, QUORUM = 20, 5  # the stream's time: the QUORUM-th newest of the last WINDOW tweets
 
 
@@ -118,23 +138,31 @@ class ClockJudge:
         step_limit: float = STEP_LIMIT,
         tolerance: float = TOLERANCE,
         behind_limit: float = BEHIND_LIMIT,
+        ahead_limit: float = AHEAD_LIMIT,
+        start_wait: float = START_WAIT,
         window: int = WINDOW,
         quorum: int = QUORUM,
     ) -> None:
         self.clock = clock
         self.tolerance = tolerance
         self.behind_limit = behind_limit
+        self.ahead_limit = ahead_limit
+        self.start_wait = start_wait
         self.quorum = quorum
+        self.started = False  # the first verdict is in: QUORUM tweets came, or start_wait passed
         self.correction = 0.0
         self.since: datetime | None = None  # when the correction in use was decided
         self.reason = "no correction"
         self.judging: Step | None = None  # a step awaiting the stream's verdict
         self.events: list[Step | Verdict] = []
         self._candidates: tuple[float, ...] = (0.0,)
-        self._created: deque[float] = deque(maxlen=window)  # created_at since the last step
+        # created_at - monotonic reading at receipt, of the tweets since the last step
+        self._created: deque[float] = deque(maxlen=window)
         self._steps = StepWatch(step_limit)
         self._parsed: tuple[object, float | None] = (None, None)  # the last created_at parsed
         self._following = False  # the correction came from the stream's time: it follows it up
+        self._first: float | None = None  # monotonic reading at the connection or first tweet
+        self._seen = 0  # tweets judged since the start
         self._lock = threading.Lock()
 
     def now(self, created_at: object = None) -> datetime:
@@ -152,9 +180,22 @@ class ClockJudge:
                 created = created_epoch(created_at)
                 self._parsed = (created_at, created)
             if created is not None:
-                self._created.append(created)
-                self._judge(wall)
+                self._created.append(created - mono)
+                self._seen += 1
+                self._judge(wall, mono)
+            if self._first is None and created is not None:
+                self._first = mono
+            if not self.started and self._first is not None:
+                self.started = self._seen >= self.quorum or mono - self._first >= self.start_wait
             return wall + timedelta(seconds=self.correction)
+
+    def connected(self) -> None:
+        """The stream is connected: without tweets within ``start_wait`` s, the first verdict
+        is to go by the clock (nothing to judge it by)."""
+        mono = self.clock.monotonic()
+        with self._lock:
+            if self._first is None:
+                self._first = mono
 
     def take_events(self) -> list[Step | Verdict]:
         with self._lock:
@@ -186,10 +227,10 @@ class ClockJudge:
         self.judging = Step(wall, step, keep)
         self.correction = keep
 
-    def _judge(self, wall: datetime) -> None:
+    def _judge(self, wall: datetime, mono: float) -> None:
         w = wall.timestamp()
         n = len(self._created)
-        stream = sorted(self._created)[-min(n, self.quorum)]
+        stream = sorted(self._created)[-min(n, self.quorum)] + mono
         if self.judging is None:
             # Settled: a stream behind the time may be a backfill or a delay, so only tweets
             # ahead of it (a quorum of them) move it.
@@ -198,7 +239,19 @@ class ClockJudge:
             if self._following and stream > w + self.correction:
                 # A correction found from the tweets follows them up, quietly: the first
                 # tweets after a (re)connect are a backfill, older than the live ones.
-                self.correction = stream - w
+                if self.correction < 0 <= stream - w + self.tolerance:
+                    # A clock taken for ahead: the stream caught up with it (it was late).
+                    self._decide(wall, 0.0, None, _iso(stream), "the tweets agree with the clock")
+                else:
+                    self.correction = stream - w
+                return
+            if stream < w + self.correction - self.ahead_limit:
+                # No backfill is this old (5 min at most) and live tweets arrive in seconds.
+                chosen = stream - w
+                self._candidates = (0.0, chosen)
+                why = f"tweets {-chosen:.0f} s behind the clock, more than a backfill (it is ahead)"
+                self._decide(wall, chosen, None, _iso(stream), why)
+                self._following = True
                 return
             if stream <= w + self.correction + self.tolerance:
                 return

@@ -319,6 +319,19 @@ class Rotation:
 RETRY_FIRST, RETRY_CAP = 1.0, 60.0
 
 
+@dataclass
+class Filed:
+    """A line filed (or a rotation only: ``written`` False, no error), for the after-lock work."""
+
+    at: datetime
+    rotation: Rotation
+    written: bool
+    error: OSError | None = None
+
+
+HOLD_MAX = 1000  # lines held at most before the judge's first verdict (it comes after QUORUM)
+
+
 class MinuteWriter:
     """The current minute's in-progress file and the closed minutes not yet written.
 
@@ -638,6 +651,9 @@ class Collector:
         self._writer = MinuteWriter(settings.raw_dir, settings.tz, settings.fsync)
         self._pruner = Pruner(settings.raw_dir, settings.tz, settings.keep_raw_days)
         self._judge = ClockJudge(self.clock)  # the time minutes are filed and stamped by
+        # Lines received before the judge's first verdict, with their monotonic reading: filed
+        # by the judged time once it is in, so no line goes under an unjudged clock.
+        self._held: list[tuple[dict[str, Any], float]] | None = []
         self._disk_alerted = False  # an alert about unwritten minute files went out
         self._taken_alerted: set[Path] = set()  # minute files whose taken name was alerted
         self._raw_lock: contextlib.ExitStack | None = None
@@ -752,9 +768,11 @@ class Collector:
     def _shutdown(self) -> int:
         with self._lock:
             now = self._judge.now()
+            filed = self._release_locked(now)  # by whatever the judge has
             closed = self._writer.close()
             self.connected = False
             rotation = self._rotate_locked(now, closed, force=True)
+        self._after_filed(filed)
         self._after_rotate(rotation, now)
         if rotation.unfinished:
             log.error(
@@ -902,10 +920,9 @@ class Collector:
             now = self._judge.now()
             rotation = self._rotate_locked(now)
             self.connected = True
-            try:
-                self._writer.open_file()
-            except OSError as e:  # a disk error is never a reason to reconnect
-                log.error("cannot open the minute file: %s", e)
+            self._judge.connected()
+            if self._held is None:  # else the release opens the minute the judged time says
+                self._open_locked()
         self._after_rotate(rotation, now)
         self.counters.connected_since = now
         self.counters.connections += 1
@@ -943,38 +960,68 @@ class Collector:
             text = orjson.dumps(item)[:300].decode("utf-8", "replace")
             log.warning("stream message without data (not written): %s", text)
             return
-        meta = item.get("__twarc")
-        error: OSError | None = None
         data = item["data"]
         created = data.get("created_at") if isinstance(data, dict) else None
+        filed: list[Filed] = []
         with self._lock:
             # One reading, under the lock, stamps the line and picks its minute file; the
             # tweet's created_at is evidence for the judge first.
             now = self._judge.now(created)
-            if isinstance(meta, dict):
-                # The collector's clock, not twarc's: the file and the arrival share one
-                # timeline.
-                meta["retrieved_at"] = stamp(now)
-            rotation = self._rotate_locked(now)
-            try:
-                written = self._writer.write(orjson.dumps(item) + b"\n")
-            except OSError as e:
-                error, written = e, False
-        self._after_rotate(rotation, now)
-        if error is not None:
-            self.counters.write_errors += 1
-            lost = self.counters.write_errors
-            if lost in (1, 10, 100) or lost % 1000 == 0:
-                log.error("cannot write minute file (%d lines lost so far): %s", lost, error)
-            return
-        if written:
-            self.counters.tweets_total += 1
-            self.counters.last_tweet_at = now
-            if self.backoff.attempts:
-                self.backoff.reset()
+            if self._held is not None and not self._judge.started and len(self._held) < HOLD_MAX:
+                self._held.append((item, self.clock.monotonic()))
+            else:
+                filed = self._release_locked(now)
+                filed.append(self._file_locked(item, now))
+        self._after_filed(filed)
         message = _disconnect_message(item)
         if message:
             raise _OperationalDisconnect(message)
+
+    def _file_locked(self, item: dict[str, Any], now: datetime) -> Filed:
+        """Under the lock: stamp the line with ``now`` and write it to ``now``'s minute."""
+        meta = item.get("__twarc")
+        if isinstance(meta, dict):
+            # The collector's clock, not twarc's: the file and the arrival share one timeline.
+            meta["retrieved_at"] = stamp(now)
+        rotation = self._rotate_locked(now)
+        try:
+            return Filed(now, rotation, self._writer.write(orjson.dumps(item) + b"\n"))
+        except OSError as e:
+            return Filed(now, rotation, False, e)
+
+    def _release_locked(self, now: datetime) -> list[Filed]:
+        """Under the lock, once the judge's first verdict is in: file the lines held until
+        then, each at the judged time ``now`` less the monotonic time since it came."""
+        if self._held is None:
+            return []
+        held, self._held = self._held, None
+        mono = self.clock.monotonic()
+        filed = [self._file_locked(item, now - timedelta(seconds=mono - m)) for item, m in held]
+        filed.append(Filed(now, self._rotate_locked(now), False))  # the minute now is in
+        if self.connected:
+            self._open_locked()
+        return filed
+
+    def _open_locked(self) -> None:
+        try:
+            self._writer.open_file()
+        except OSError as e:  # a disk error is never a reason to reconnect
+            log.error("cannot open the minute file: %s", e)
+
+    def _after_filed(self, filed: list[Filed]) -> None:
+        """Outside the lock: rotations, counters and errors of lines filed."""
+        for f in filed:
+            self._after_rotate(f.rotation, f.at)
+            if f.error is not None:
+                self.counters.write_errors += 1
+                lost = self.counters.write_errors
+                if lost in (1, 10, 100) or lost % 1000 == 0:
+                    log.error("cannot write minute file (%d lines lost so far): %s", lost, f.error)
+            elif f.written:
+                self.counters.tweets_total += 1
+                self.counters.last_tweet_at = f.at
+                if self.backoff.attempts:
+                    self.backoff.reset()
 
     # -- rotation ----------------------------------------------------------------------------
 
@@ -992,11 +1039,15 @@ class Collector:
             if self._writer.closed:
                 return None
             now = self._judge.now()
+            filed = self._release_locked(now) if self._judge.started else []
             rotation = self._rotate_locked(now)
             protect = {self._writer.final, *(u.final for u in self._writer.unfinished)}
             wait = (self._writer.minute_end - now).total_seconds()
             if self._writer.retry_at is not None:
                 wait = min(wait, self._writer.retry_at - mono)
+            if self._held is not None:  # look again soon: the first verdict may come by time
+                wait = min(wait, self._judge.start_wait)
+        self._after_filed(filed)
         self._after_rotate(rotation, now)
         self._pruner.run(now, mono, protect)
         return max(wait, 0.0)
@@ -1006,7 +1057,8 @@ class Collector:
     ) -> Rotation:
         """Under ``self._lock``: close the minute if the clock left it, write unwritten ones."""
         writer = self._writer
-        if closed is None and writer.due(now):
+        # Before the judge's first verdict the time may be wrong: no minute is begun by it.
+        if closed is None and writer.due(now) and self._held is None:
             closed = writer.roll(now, open_next=self.connected)
         mono = self.clock.monotonic()
         written = writer.commit(mono, force)
