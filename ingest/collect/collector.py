@@ -31,8 +31,10 @@ reading says, never piling minutes into one file. The collector's time is the wa
 judged by the stream (``clockjudge.ClockJudge``): a step of more than a minute, noticed against
 the clock's ``monotonic()``, is accepted when the tweets that come next agree with the new
 reading, and corrected (the time from before the step goes on) when they agree with the old
-one; a clock found behind the tweets is corrected too. Steps and verdicts are logged, alerted
-and shown in the status.
+one; a clock found behind the tweets, or more than ``clockjudge.AHEAD_LIMIT`` ahead of them, is
+corrected too. The lines received before the judge's first verdict (its first ``QUORUM`` tweets,
+or a few seconds) are held in memory and filed by the judged time, and no minute is begun by
+the unjudged time meanwhile. Steps and verdicts are logged, alerted and shown in the status.
 """
 
 from __future__ import annotations
