@@ -80,7 +80,8 @@ RULES: dict[str, Rule] = {
     "collector kill -9": Rule(r"restarted|collector (started|stopped)"),
     "collector kill -9 at minute end": Rule(r"restarted|collector (started|stopped)"),
     "collector SIGTERM": Rule(r"restarted|collector (started|stopped)"),
-    "collector clock step": Rule(r"clock step"),
+    # A step while running, or a clock found off by the tweets at a start (a step while down).
+    "collector clock step": Rule(r"clock step|the clock is"),
     "stand-in cut": Rule(r"reconnected|stream (disconnected|unstable)"),
     "stand-in stall": Rule(r"reconnected|stream (disconnected|unstable)"),
     "stand-in disconnect line": Rule(r"reconnected|stream (disconnected|unstable)"),
