@@ -15,13 +15,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from ingest import layout
 from ingest.devtools.generate import generate_raw_tree
 from ingest.layout import Hour
 from tests.sshd import Sshd
-from tests.workflow_runs import snakemake
+from tests.workflow_runs import snakemake, write_fast_config
 
 pytestmark = pytest.mark.integration  # Snakemake runs, sshd
 
@@ -52,15 +51,9 @@ def test_built_hours_are_replicated_verified_and_a_down_replica_catches_up(
 ) -> None:
     root = tmp_path
     (root / "remote").mkdir()
-    config = {
-        "timezone": "Europe/Berlin",
-        "vault_dir": str(root / "vault"),
-        "work_dir": str(root / "work"),
-        "servers": [{"name": "server1", "raw_dir": str(root / "raw" / "server1")}],
-        "late_minutes": 1,
-        "grace_minutes": 1,
-        "xz_preset": 1,
-        "vault_replicas": [
+    write_fast_config(
+        root,
+        vault_replicas=[
             {
                 "name": "server2",
                 "target": f"{sshd.target}:{root / 'remote'}",
@@ -71,8 +64,7 @@ def test_built_hours_are_replicated_verified_and_a_down_replica_catches_up(
             # Not mounted yet: its root does not exist.
             {"name": "usb", "target": str(root / "usb")},
         ],
-    }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    )
     generate_raw_tree(
         [("server1", root / "raw" / "server1")],
         datetime(2026, 1, 14, 8, 58, tzinfo=UTC),

@@ -19,7 +19,6 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from ingest import layout
 from ingest.build import plan
@@ -30,7 +29,7 @@ from ingest.publish import jobs
 from ingest.publish.osf import RetryPolicy
 from tests.osf_standin import OSFStandIn
 from tests.smtp import Sink, free_port, start
-from tests.workflow_runs import ok, smtp_email, snakemake
+from tests.workflow_runs import ok, smtp_email, snakemake, write_fast_config
 
 pytestmark = pytest.mark.integration  # Snakemake runs, sshd, rsync, SMTP and OSF servers
 
@@ -41,22 +40,6 @@ PREFIX = "[sampled-stream] "
 
 def utc(*args: int) -> datetime:
     return datetime(*args, tzinfo=UTC)
-
-
-def write_config(root: Path, servers: list[dict], **extra) -> None:
-    config = {
-        "timezone": "Europe/Berlin",
-        "vault_dir": str(root / "vault"),
-        "work_dir": str(root / "work"),
-        "servers": servers,
-        "late_minutes": 1,
-        "grace_minutes": 1,
-        "xz_preset": 1,
-        "osf": {"enabled": False},
-        "email": {"enabled": False},
-        **extra,
-    }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
 
 
 def two_servers(root: Path):
@@ -101,7 +84,7 @@ def body(msg) -> str:
 def test_pull_through_sshd_builds_the_hour_with_the_secondary(tmp_path, sshd):
     summary, remote, part = two_servers(tmp_path)
     remote_files = sorted(p.relative_to(remote) for p in remote.rglob("*.jsonl"))
-    write_config(
+    write_fast_config(
         tmp_path,
         [
             {"name": "server1", "raw_dir": str(tmp_path / "raw" / "server1")},
@@ -147,7 +130,7 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
         # "collector failing" mail would come too after 30 min (test_health tests it).
         "health": {"mail_after_minutes": 1440},
     }
-    write_config(tmp_path, [server1, unreachable], **settings)
+    write_fast_config(tmp_path, [server1, unreachable], **settings)
     stats_path = layout.vault_paths(tmp_path / "vault", H11)["stats"]
 
     # 3 min after the hour is complete: the pull fails, the hour waits for the secondary.
@@ -168,7 +151,7 @@ def test_unreachable_secondary_waits_then_is_left_out_then_rebuilds_the_hour(tmp
 
     # The secondary is back (here as a local path) with its minutes: the same run pulls them
     # and rebuilds the hour with both servers.
-    write_config(tmp_path, [server1, {**server2, "rsync_from": f"{remote}/"}], **settings)
+    write_fast_config(tmp_path, [server1, {**server2, "rsync_from": f"{remote}/"}], **settings)
     ok(snakemake(tmp_path, now="2026-01-14T11:40:00+00:00"))
     stats = stats_of(tmp_path)
     assert stats["counts"] == expected_counts(summary) and stats["missing_servers"] == []
@@ -261,7 +244,7 @@ def publish(tmp_path_factory):
     token_file = root / "osf_token"
     token_file.write_text(standin.token + "\n")
     token_file.chmod(0o600)
-    write_config(
+    write_fast_config(
         root,
         [{"name": "server1", "raw_dir": str(root / "raw" / "server1")}],
         osf={

@@ -21,13 +21,12 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-import yaml
 
 from ingest import layout
 from ingest.build import plan
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
-from tests.workflow_runs import ok, snakemake
+from tests.workflow_runs import ok, snakemake, write_fast_config
 
 pytestmark = pytest.mark.integration  # Snakemake runs
 
@@ -58,18 +57,7 @@ def ids_of(path: Path) -> set[int]:
 @pytest.fixture(scope="module")
 def built_world(tmp_path_factory):
     root = tmp_path_factory.mktemp("receipts")
-    config = {
-        "timezone": "Europe/Berlin",
-        "vault_dir": str(root / "vault"),
-        "work_dir": str(root / "work"),
-        "servers": [{"name": "server1", "raw_dir": str(root / "raw" / "server1")}],
-        "late_minutes": 1,
-        "grace_minutes": 1,
-        "xz_preset": 1,
-        "osf": {"enabled": False},
-        "email": {"enabled": False},
-    }
-    (root / "config.yaml").write_text(yaml.safe_dump(config))
+    write_fast_config(root)
     generate_raw_tree(
         [("server1", root / "raw" / "server1")],
         utc(2026, 1, 14, 9, 58),

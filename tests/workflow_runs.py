@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from ingest.config import TEST_CLOCK_ENV
 
 REPO = Path(__file__).resolve().parents[1]
@@ -63,3 +65,23 @@ def smtp_email(port: int, **extra: Any) -> dict[str, Any]:
         "to": ["ops@example.org"],
         **extra,
     }
+
+
+def write_fast_config(root: Path, servers: list[dict] | None = None, **extra: Any) -> Path:
+    """``root/config.yaml`` for a quick run: a 1-minute late window and grace, xz -1, OSF and
+    mail off unless ``extra`` says otherwise; one server, server1, unless ``servers`` given."""
+    config = {
+        "timezone": "Europe/Berlin",
+        "vault_dir": str(root / "vault"),
+        "work_dir": str(root / "work"),
+        "servers": servers or [{"name": "server1", "raw_dir": str(root / "raw" / "server1")}],
+        "late_minutes": 1,
+        "grace_minutes": 1,
+        "xz_preset": 1,
+        "osf": {"enabled": False},
+        "email": {"enabled": False},
+        **extra,
+    }
+    path = root / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
