@@ -18,6 +18,7 @@ from ingest.publish import dashboard, health
 from ingest.publish.jobs import mail_job
 from ingest.publish.site import dashboard_dir, day_url
 from tests import dashdata
+from tests.workflow_runs import smtp_email
 
 NOW = dashdata.NOW
 
@@ -142,8 +143,7 @@ def test_day_url_only_with_a_base_url(tmp_path: Path) -> None:
 @pytest.mark.integration  # the SMTP sink
 def test_day_mail_links_the_day_page(tmp_path: Path, smtp) -> None:
     sink, port = smtp
-    email = {"enabled": True, "smtp_host": "127.0.0.1", "smtp_port": port, "security": "none"}
-    email |= {"from": "a@example.org", "to": ["b@example.org"]}
+    email = smtp_email(port)
     config, _ = setup(tmp_path, email=email, dashboard={"base_url": "https://x.example.org/d/"})
     report = layout.report_path(Path(config["vault_dir"]), "2026-01-13")
     report.write_text("hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n")

@@ -18,6 +18,7 @@ from ingest.publish import health
 from ingest.publish.health import FAILING, OK, WARNING
 from tests import dashdata
 from tests.configs import loaded_config, minimal_config
+from tests.workflow_runs import smtp_email
 
 LIMITS = loaded_config()["health"]
 NOW = dashdata.NOW
@@ -168,14 +169,7 @@ def test_oldest_unbuilt_hour_is_overdue(tmp_path: Path) -> None:
 @pytest.mark.integration  # the SMTP sink
 def test_lasting_failure_is_mailed_once(tmp_path: Path, smtp) -> None:
     sink, port = smtp
-    email = {
-        "enabled": True,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": port,
-        "security": "none",
-        "from": "a@example.org",
-        "to": ["b@example.org"],
-    }
+    email = smtp_email(port)
     config = config_for(tmp_path, email=email)
     failing = health.Health(NOW, [health.Check("collector s1", FAILING, "stopped")], {})
     failing.facts = {"alerts_24h": []}

@@ -34,6 +34,7 @@ from ingest.build.minutes import (
 )
 from ingest.publish.jobs import parse_job
 from tests.configs import loaded_config
+from tests.workflow_runs import smtp_email
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO.parent / "shared" / "fixtures" / "twitter-v2"
@@ -405,8 +406,7 @@ def test_parse_job_reports_a_skipped_file_in_receipt_and_log_and_mails_it_once(
     tmp_path, monkeypatch, smtp
 ):
     sink, port = smtp
-    email = {"smtp_host": "127.0.0.1", "smtp_port": port, "security": "none"}
-    email |= {"enabled": True, "from": "ingest@example.org", "to": ["ops@example.org"]}
+    email = smtp_email(port)
     config = loaded_config(tmp_path, email=email)
     raw_dir = Path(config["servers"][0]["raw_dir"])
     paths = []

@@ -26,6 +26,7 @@ from ingest.publish.restore import restore
 from ingest.publish.scrub import scrub
 from tests.configs import loaded_config
 from tests.sshd import Sshd
+from tests.workflow_runs import smtp_email
 
 NOW = datetime(2026, 1, 14, 12, 0, tzinfo=UTC)
 DAY = "2026-01-14"
@@ -254,14 +255,7 @@ def test_scrub_finds_alerts_and_repairs_rot_on_primary_and_replicas(
     vault = tmp_path / "vault"
     for i, h in enumerate(HOURS):
         build_hour(vault, h, i)
-    email = {
-        "enabled": True,
-        "smtp_host": "127.0.0.1",
-        "smtp_port": port,
-        "security": "none",
-        "from": "a@example.org",
-        "to": ["b@example.org"],
-    }
+    email = smtp_email(port)
     config = config_with(tmp_path, remote(sshd, tmp_path / "remote"), local(tmp_path), email=email)
     replicate_all(config, "server2")
     replicate_all(config, "disk2")
