@@ -402,7 +402,10 @@ def test_a_killed_import_started_again_loses_and_duplicates_nothing(tmp_path: Pa
             while proc.poll() is None:
                 staged = list(staging.glob("*/*/*/*.jsonl")) if staging.is_dir() else []
                 marker = any(staging.glob(f"*/{importer.MARKER}")) if staging.is_dir() else False
-                if (phase == "read" and staged and not marker) or (phase == "place" and marker):
+                # "place": wait for the first placed minute; the marker alone can come a moment
+                # before placement starts.
+                placing = marker and (root / "raw").is_dir()
+                if (phase == "read" and staged and not marker) or (phase == "place" and placing):
                     proc.kill()
                     break
         finally:
