@@ -399,3 +399,64 @@ def test_a_clock_ahead_at_start_files_every_line_under_its_true_minute(
     assert total == c.counters.tweets_total > 150
     wait_for(lambda: any("s ahead of the tweets" in s for s in sink.subjects()), 5, "mail")
     assert "(it is ahead)" in caplog.text
+
+
+def test_lines_after_a_step_wait_for_its_verdict() -> None:
+    """The full soak's case (seed 1): a collector restarted on a clock 37 min ahead; NTP steps
+    it back while the stream is down. The reconnect's backfill fits neither time, so a quorum
+    of it is no verdict: nothing may be filed until the live tweets decide."""
+    clock = FakeClock(TRUE + timedelta(minutes=37))
+    judge = ClockJudge(clock)
+    judge.now()
+    clock.run(5)
+    clock.step(-37 * 60)
+    judge.now()
+    assert judge.judging is not None and not judge.started and judge.round == 1
+    true = TRUE + timedelta(seconds=5)
+    backfill = [api(true - timedelta(seconds=300 - 3 * i)) for i in range(100)]  # oldest first
+    for created in backfill[:50]:  # 300 .. 153 s old: fits neither time
+        judge.now(created)
+    assert not judge.started  # a quorum came, but no verdict yet
+    for created in backfill[50:]:
+        judge.now(created)
+    readings, true = feed(judge, clock, true, 5)
+    assert judge.started and judge.correction == 0.0 and close(readings[-1], true, 3)
+
+
+@pytest.mark.integration
+def test_a_step_back_to_the_true_time_after_a_start_on_a_wrong_clock_files_by_the_true_time(
+    tmp_path, smtp
+) -> None:
+    """The full soak's duplicates (seed 1): server1 restarted on a clock 37 min ahead during a
+    429 storm; NTP set it right before the stream came back. The lines after the reconnect were
+    filed 37 min ahead (the time from before the step went on once a quorum of the backfill had
+    come), so those copies counted in the next hour too. Now they wait for the verdict."""
+    _, port = smtp
+    raw = tmp_path / "raw"
+    base = ScaledClock(SPEED)
+    clock = SteppedClock(base)
+    clock.offset = timedelta(minutes=37)
+    with Emulator(rate=50, keepalive=0.3, token=TOKEN, clock=base, seed=13) as em:
+        em.fault("429", count=1000, client="s1")  # the stream stays away meanwhile
+        c = make(
+            tmp_path, em.url, clock, alerts=alerts_for(port, tmp_path, clock), backfill_minutes=5
+        )
+        with running(c):
+            wait_for(lambda: em.stats()["attempts"].get("s1 429", 0) >= 2, 5, "refused starts")
+            clock.offset = timedelta(0)  # NTP sets it right
+            wait_for(lambda: c.counters.clock_steps == 1, 3, "the step noticed")
+            em.clear_faults()
+            wait_for(lambda: c.counters.tweets_total > 300, 10, "the backfill and live tweets")
+    assert parts(raw) == []
+    files = minute_files(raw)
+    total = 0
+    for minute, path in files:
+        assert minute - base.now() < timedelta(minutes=5), (path.name, path.stat().st_size)
+        for line in lines_of(path):
+            total += 1
+            at = datetime.fromisoformat(line["__twarc"]["retrieved_at"])
+            created = datetime.fromisoformat(line["data"]["created_at"])
+            assert at.replace(second=0) == minute, (path.name, line["__twarc"])
+            late = at - created
+            assert timedelta(seconds=-2) <= late < timedelta(minutes=6), (path.name, at, created)
+    assert total == c.counters.tweets_total

@@ -40,10 +40,13 @@ advanced by the monotonic time since it was received (a lower bound of the time 
   Every reading looks for a step: NTP fixing a wrong clock is a step that brings the
   correction back to 0.
 
-**The first verdict** (``started``): the first tweets after a start are judged together; the
-judge has started once ``QUORUM`` tweets came or ``START_WAIT`` s (monotonic) passed since the
-stream connected (``connected``) or the first tweet came, so a caller can hold the first lines
-until then and file them all by the judged time.
+**The first verdict** (``started``): the first tweets after a start, and those after a step,
+are judged together; the judge has started once ``QUORUM`` tweets came with no step awaiting
+its verdict, or ``START_WAIT`` s (monotonic) passed since the stream connected (``connected``)
+or the first tweet came, so a caller can hold those lines until then and file them all by the
+judged time. A step that needs a verdict starts this over (``round`` counts them): the time
+from before the step may be the wrong one (a collector started on a wrong clock that NTP then
+fixes), and a backfill after a reconnect fits neither time until the live tweets come.
 
 Times are floats (Unix seconds) inside, aware datetimes outside.
 """
@@ -150,6 +153,7 @@ class ClockJudge:
         self.start_wait = start_wait
         self.quorum = quorum
         self.started = False  # the first verdict is in: QUORUM tweets came, or start_wait passed
+        self.round = 0  # steps that started the first verdict over
         self.correction = 0.0
         self.since: datetime | None = None  # when the correction in use was decided
         self.reason = "no correction"
@@ -186,7 +190,9 @@ class ClockJudge:
             if self._first is None and created is not None:
                 self._first = mono
             if not self.started and self._first is not None:
-                self.started = self._seen >= self.quorum or mono - self._first >= self.start_wait
+                self.started = (
+                    self._seen >= self.quorum and self.judging is None
+                ) or mono - self._first >= self.start_wait
             return wall + timedelta(seconds=self.correction)
 
     def connected(self) -> None:
@@ -226,6 +232,9 @@ class ClockJudge:
         self._candidates = (0.0, keep)
         self.judging = Step(wall, step, keep)
         self.correction = keep
+        # Lines from now on wait for the verdict, like the first ones after a start.
+        self.started, self._first, self._seen = False, None, 0
+        self.round += 1
 
     def _judge(self, wall: datetime, mono: float) -> None:
         w = wall.timestamp()

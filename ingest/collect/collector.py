@@ -331,7 +331,7 @@ class Filed:
     error: OSError | None = None
 
 
-HOLD_MAX = 1000  # lines held at most before the judge's first verdict (it comes after QUORUM)
+HOLD_MAX = 1000  # lines held at most before the judge's verdict (it comes after QUORUM)
 
 
 class MinuteWriter:
@@ -653,9 +653,11 @@ class Collector:
         self._writer = MinuteWriter(settings.raw_dir, settings.tz, settings.fsync)
         self._pruner = Pruner(settings.raw_dir, settings.tz, settings.keep_raw_days)
         self._judge = ClockJudge(self.clock)  # the time minutes are filed and stamped by
-        # Lines received before the judge's first verdict, with their monotonic reading: filed
-        # by the judged time once it is in, so no line goes under an unjudged clock.
+        # Lines received before the judge's verdict (after the start, after a step), with their
+        # monotonic reading: filed by the judged time once it is in, so no line goes under an
+        # unjudged clock. None: filing as they come.
         self._held: list[tuple[dict[str, Any], float]] | None = []
+        self._round = 0  # the judge's round the holding was last begun for
         self._disk_alerted = False  # an alert about unwritten minute files went out
         self._taken_alerted: set[Path] = set()  # minute files whose taken name was alerted
         self._raw_lock: contextlib.ExitStack | None = None
@@ -969,6 +971,9 @@ class Collector:
             # One reading, under the lock, stamps the line and picks its minute file; the
             # tweet's created_at is evidence for the judge first.
             now = self._judge.now(created)
+            if not self._judge.started and self._held is None and self._round < self._judge.round:
+                self._held = []  # a step awaits its verdict: hold the lines again
+            self._round = self._judge.round
             if self._held is not None and not self._judge.started and len(self._held) < HOLD_MAX:
                 self._held.append((item, self.clock.monotonic()))
             else:

@@ -290,17 +290,22 @@ def check(
     def evidence(ids: list[str]) -> list[dict[str, Any]]:
         out = []
         for i in ids[:SHOWN]:
-            times = delivered.get(i) or [t for t, _, x in ledger.sends if i in x][:3]
+            sends = [(t, client) for t, client, x in ledger.sends if i in x]
+            times = delivered.get(i) or [t for t, _ in sends][:3]
             out.append(
                 {
+                    # When the stand-in wrote it to whom (seconds since the first write).
+                    "sent": [f"{client} t+{t - ledger.sends[0][0]:.1f}s" for t, client in sends],
                     "id": i,
                     "created_at": ledger.made.get(i),
                     "vault_hours": where.get(i, []),
                     "expected_hour": hour_label(ledger.made[i], tz) if i in ledger.made else None,
                     "minute_files": sorted(watch.seen.get(i, set())),
                     "faults_around": [
-                        f.describe() for f in faults if any(f.covers(t, 10.0) for t in times)
-                    ][:12],
+                        f"{f.describe()} at t+{f.t - ledger.sends[0][0]:.1f}s"
+                        for f in faults
+                        if any(f.covers(t, 10.0) for t in [t for t, _ in sends] or times)
+                    ][:20],
                 }
             )
         return out
@@ -377,6 +382,7 @@ def table(result: dict[str, Any]) -> str:
             lines.append(f"  {e['id']} created {e['created_at']} expected {e['expected_hour']}")
             lines.append(f"    in vault hours {e['vault_hours'] or '-'}")
             lines.append(f"    minute files {e['minute_files'] or '- (never in a raw file)'}")
+            lines.append(f"    sent {', '.join(e['sent']) or '-'}")
             lines.append(f"    faults around: {'; '.join(e['faults_around']) or '-'}")
         if not p["evidence"]:
             lines += [f"  {item}" for item in p["items"][:5]]
