@@ -183,3 +183,17 @@ def test_a_raw_file_young_by_its_mtime_stays(tmp_path):
     assert fresh.path.exists() and summary.raw_removed == len(files) - 1
     retention.clean(c, now + timedelta(hours=48))
     assert not fresh.path.exists()
+
+
+def test_an_empty_folder_named_like_a_minute_file_stays_for_the_plan_to_report(tmp_path):
+    """The full soak (seed 1) planted such a folder; retention removed it as an old empty
+    folder before any plan had listed it, so nobody was told."""
+    c, _ = setup_world(tmp_path, minutes=10)
+    odd = layout.minute_path(tmp_path / "s1", utc(2026, 1, 14, 9, 30), TZ)
+    odd.mkdir()
+    old = utc(2026, 1, 14, 9, 31).timestamp()
+    os.utime(odd, (old, old))
+    retention.clean(c, utc(2026, 1, 20))
+    assert odd.is_dir()
+    warnings = plan.make_plan(c, utc(2026, 1, 20)).warnings
+    assert any(odd.name in w for w in warnings), warnings

@@ -38,9 +38,9 @@ def test_a_fault_is_traced_only_by_an_event_of_its_server_in_its_window() -> Non
     cut = Fault(1, 100.0, "stand-in cut", "server2")
     other_server = Event(101.0, "server1", "status", "reconnected (reconnects 3)")
     too_late = Event(100.0 + 61, "server2", "status", "reconnected (reconnects 3)")
-    assert assess([cut], [other_server, too_late], [])["stand-in cut"]["no trace"] == 1
+    assert assess([cut], [other_server, too_late], [], [])["stand-in cut"]["no trace"] == 1
     right = Event(101.0, "server2", "status", "reconnected (reconnects 3)")
-    traced = assess([cut], [other_server, right], [])["stand-in cut"]
+    traced = assess([cut], [other_server, right], [], [])["stand-in cut"]
     assert traced["traced"] == 1 and traced["where"] == {"status": 1}
 
 
@@ -49,9 +49,9 @@ def test_a_bad_files_trace_is_its_own_hours_skipped_lines() -> None:
         1, 100.0, "bad file: invalid JSON", "server1", "2026-11-29/23/2026-11-29T2302+0100.jsonl"
     )
     other_hour = Event(None, "server1", "stats", "2026-11-29_22_stats.json: skipped 2 line(s)")
-    assert assess([bad], [other_hour], [])["bad file: invalid JSON"]["no trace"] == 1
+    assert assess([bad], [other_hour], [], [])["bad file: invalid JSON"]["no trace"] == 1
     its_hour = Event(None, "server1", "stats", "2026-11-29_23_stats.json: skipped 2 line(s)")
-    assert assess([bad], [its_hour], [])["bad file: invalid JSON"]["traced"] == 1
+    assert assess([bad], [its_hour], [], [])["bad file: invalid JSON"]["traced"] == 1
 
 
 def test_a_stretch_nothing_ran_into_is_not_met_and_a_killed_run_needs_a_trace() -> None:
@@ -59,9 +59,18 @@ def test_a_stretch_nothing_ran_into_is_not_met_and_a_killed_run_needs_a_trace() 
     killed = Fault(2, 100.0, "workflow killed", "primary", "run 3 during build_hour")
     killed.evidence["run"] = 3
     void = Fault(3, 100.0, "workflow killed", "primary", "no run came")
-    kinds = assess([away, killed, void], [], [])  # no workflow run, no event at all
-    assert kinds["secondary unreachable < wait"]["not met"] == 1
-    assert kinds["workflow killed"]["not met"] == 1
+    # A pull that ended just before sshd went away met nothing (the full soak's #188: its run
+    # went on for a second more); one that ran into it did.
+    missed = Fault(4, 200.0, "secondary unreachable < wait", "sshd", "8 s", end=208.0)
+    hit = Fault(5, 300.0, "secondary unreachable < wait", "sshd", "8 s", end=308.0)
+    pulls = [(199.0, 199.9), (305.0, 306.0)]
+    # A run killed before it took the run lock (starting, or finding it busy) did nothing.
+    early = Fault(6, 400.0, "workflow killed", "primary", "run 9 mid-run (no build_hour came)")
+    early.evidence.update({"run": 9, "held the run lock": False})
+    kinds = assess([away, killed, void, missed, hit, early], [], [], pulls)  # no run, no event
+    assert kinds["workflow killed"]["not met"] == 2
+    assert kinds["secondary unreachable < wait"]["not met"] == 2
+    assert kinds["secondary unreachable < wait"]["untraced"] == [hit.describe()]
     assert kinds["workflow killed"]["no trace"] == 1
     assert kinds["workflow killed"]["untraced"] == [killed.describe()]
 

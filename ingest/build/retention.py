@@ -122,11 +122,15 @@ def _remove_empty_logs(folder: Path) -> None:
 
 
 def _prune_empty_dirs(root: Path, now: datetime) -> None:
-    """Remove empty folders untouched for an hour (a collector may have just made one)."""
+    """Remove empty folders untouched for an hour (a collector may have just made one). Only
+    the layout's folders: one named like a file (``*.jsonl``) is something else, which the
+    plan reports until someone looks at it."""
     if not root.is_dir():
         return
     cutoff = now.timestamp() - 3600
     for d in sorted((p for p in root.rglob("*") if p.is_dir()), reverse=True):
+        if d.suffix:
+            continue
         try:
             if d.stat().st_mtime < cutoff:
                 d.rmdir()

@@ -34,11 +34,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ingest.build.plan import work_paths
 from ingest.devtools.soak.world import (
     KEEP_RAW_HOURS,
     SECONDARY_WAIT_MINUTES,
     SERVERS,
     TIMEZONE,
+    Run,
     World,
 )
 from ingest.devtools.stack import stand_in_fault
@@ -367,11 +369,20 @@ class Injector:
                 return
             runs = self.world.active_runs() or [self.world.start_run("to-kill")]
             time.sleep(self.rnd.uniform(0.5, 3.0))
+            # Killed before it took the run lock (starting, or finding it busy), it did nothing.
+            f.evidence["held the run lock"] = self._holds_run_lock(runs[0])
             runs[0].kill("mid-run")
             f.detail = f"run {runs[0].number} mid-run (no build_hour came)"
             f.evidence["run"] = runs[0].number
         self._write({"fault": f.id, "detail": f.detail})
         self._kill_fault = self._kill_deadline = None
+
+    def _holds_run_lock(self, run: Run) -> bool:
+        try:
+            record = json.loads(work_paths(str(self.world.work))["run_lock"].read_text())
+        except (OSError, ValueError):
+            return False
+        return record.get("open") is True and record.get("pid") in {p for p, _ in run.processes()}
 
     def two_runs(self) -> bool:
         a, b = self.world.start_run("pair"), self.world.start_run("pair")

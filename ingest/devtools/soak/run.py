@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             world.osf,
             [world.primary, root / "secondary"],
             ZoneInfo(TIMEZONE),
-            assess(injector.faults, observer.events, world.runs),
+            assess(injector.faults, observer.events, world.runs, observer.pulls),
         )
         result.update(
             command=command,

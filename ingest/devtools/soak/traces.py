@@ -117,6 +117,7 @@ class Observer:
 
     world: World
     events: list[Event] = field(default_factory=list)
+    pulls: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each pull
     _status: dict[str, dict[str, Any]] = field(default_factory=dict)
     _alerts: set[tuple[str, str, str]] = field(default_factory=set)
     _failed: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -203,8 +204,10 @@ class Observer:
             return default
 
     def finish(self, runs: list[Run]) -> None:
-        """Each run's output and the vault's stats files, once the soak is over."""
+        """Each run's output, the pulls' times and the vault's stats files, once the soak is
+        over."""
         self.scan()
+        self.pulls = pull_spans(self.world.primary / "work" / "logs" / "pull")
         for run in runs:
             # The output only (what cron.log holds), not the soak's own word for the outcome.
             text = run.log.read_text(errors="replace") if run.log.exists() else ""
@@ -225,12 +228,27 @@ class Observer:
         return rule is not None and any(rule.matches(f, e) for e in self.events)
 
 
+def pull_spans(logs: Path) -> list[tuple[float, float]]:
+    """(start, end) of each pull: the run's local time stamp in its log's name (whole seconds:
+    up to a second early) and the log's last write."""
+    spans = []
+    for path in logs.glob("*/*.log"):
+        try:
+            start = time.mktime(time.strptime(path.stem.split("-")[0], "%Y%m%dT%H%M%S"))
+            spans.append((start, path.stat().st_mtime))
+        except (ValueError, OSError):
+            continue
+    return spans
+
+
 def _server_of(text: str) -> str | None:
     found = [s for s in SERVERS if s in text]
     return found[0] if len(found) == 1 else None
 
 
-def assess(faults: list[Fault], events: list[Event], runs: list[Run]) -> dict[str, Any]:
+def assess(
+    faults: list[Fault], events: list[Event], runs: list[Run], pulls: list[tuple[float, float]]
+) -> dict[str, Any]:
     """Per fault kind: injected, traced, not met, no trace; the faults without one named."""
     kinds: dict[str, dict[str, Any]] = {}
     for f in faults:
@@ -244,7 +262,7 @@ def assess(faults: list[Fault], events: list[Event], runs: list[Run]) -> dict[st
             k["traced"] += 1
             where = found[0].source
             k["where"][where] = k["where"].get(where, 0) + 1
-        elif not met(f, runs, events):
+        elif not met(f, runs, events, pulls):
             k["not met"] += 1
         else:
             k["no trace"] += 1
@@ -252,18 +270,18 @@ def assess(faults: list[Fault], events: list[Event], runs: list[Run]) -> dict[st
     return kinds
 
 
-def met(f: Fault, runs: list[Run], events: list[Event]) -> bool:
+def met(f: Fault, runs: list[Run], events: list[Event], pulls: list[tuple[float, float]]) -> bool:
     """Did anything run into a stretch? (Faults on a process or a stream always meet it.)"""
     end = f.end if f.end is not None else f.t
     during = [r for r in runs if r.started <= end and (r.ended or float("inf")) >= f.t]
     if f.kind == "SMTP down":  # an alert raised meanwhile met it
         return any(e.source == "alert" and e.t is not None and f.t <= e.t <= end for e in events)
-    if f.kind.startswith("secondary unreachable"):
-        return bool(during)
+    if f.kind.startswith("secondary unreachable"):  # a pull ran while sshd was away
+        return any(start <= end and stop >= f.t for start, stop in pulls)
     if f.kind == "vault disk full":  # a run that wrote nothing meanwhile met nothing
         return any(r.outcome() == "failed" for r in during)
     if f.kind == "workflow killed":  # at the end, an armed kill that found no run is void
-        return "run" in f.evidence
+        return "run" in f.evidence and f.evidence.get("held the run lock", True)
     if f.kind == "stand-in malformed":  # its line may be lost unread in a cut after it
         return bool(f.evidence.get("line received"))
     if f.kind in ("bad file: directory named *.jsonl", "bad file: FIFO"):
