@@ -197,7 +197,12 @@ class XzWriter:
     """
 
     def __init__(
-        self, path: str | Path, preset: int = 6, threads: int = 2, block_size: int | None = None
+        self,
+        path: str | Path,
+        preset: int = 6,
+        threads: int = 2,
+        block_size: int | None = None,
+        dict_size: int | None = None,
     ) -> None:
         if not (0 <= int(preset) <= 9) or int(threads) < 0:
             raise ValueError(f"xz preset must be 0-9 and threads >= 0 (got {preset}, {threads})")
@@ -217,7 +222,8 @@ class XzWriter:
         try:
             self._proc = subprocess.Popen(
                 [xz, f"-{int(preset)}", f"-T{int(threads)}", "-c", "-q"]
-                + ([f"--block-size={int(block_size)}"] if block_size else []),
+                + ([f"--block-size={int(block_size)}"] if block_size else [])
+                + ([f"--lzma2=preset={int(preset)},dict={int(dict_size)}"] if dict_size else []),
                 stdin=subprocess.PIPE,
                 stdout=self._out,
                 stderr=self._err,

@@ -360,6 +360,9 @@ def test_day_report_waits_for_this_runs_builds_and_shows_every_built_hour(world)
     assert Path(receipt).parent == root / "work" / "built" / "2026-01-14"
     assert Path(receipt).name.startswith("2026-01-14_11.")
     assert said.count("rule build_hour:") == 1
+    # A backfill's job takes one core (backfill_threads): --cores N builds N hours at once.
+    build = said[said.index("rule build_hour:") :].split("\n\n")[0]
+    assert "threads:" not in build, build
     report = layout.report_path(root / "vault", "2026-01-14")
     h10 = layout.vault_paths(root / "vault", H10)["stats"].stat().st_mtime_ns
     snakemake(root, *args)

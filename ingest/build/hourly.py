@@ -328,22 +328,46 @@ class MergeProgress:
         return self.next_at
 
 
+# xz's dictionary at each preset (xz(1)); the match finder takes ~11 times it in memory.
+PRESET_DICT = (
+    MIB // 4,
+    MIB,
+    2 * MIB,
+    4 * MIB,
+    4 * MIB,
+    8 * MIB,
+    8 * MIB,
+    16 * MIB,
+    32 * MIB,
+    64 * MIB,
+)
+# The IDs and users files are small (1 %: ~4 and ~15 MB) and their redundancy is near (a row,
+# the rows around it): a smaller dictionary costs them under 0.5 % and saves memory a job pays
+# for (xz -6 through a pipe allocates for 8 MiB whatever the input: IDs 46, users 100 MB at
+# -T2; 14 and 45 MB single-threaded with these). One thread each: their few seconds of work
+# overlap the tweets' xz, which has the threads.
+SMALL_FILE_DICT = {"ids": MIB, "users": 4 * MIB}
+
+
 class HourWriters:
     """The hour's three xz pipes (ids, tweets, users): they compress while the merge runs."""
 
     def __init__(self, out: Mapping[str, Path], preset: int, threads: int, csv_bytes: int) -> None:
         self.all: list[XzWriter] = []
         try:
-            self.ids = self._open(out["ids"], preset, threads)
+            self.ids = self._small(out["ids"], preset, "ids")
             block = tweets_block_size(csv_bytes, threads)
-            self.tweets = self._open(out["tweets"], preset, threads, block)
-            self.users = self._open(out["users"], preset, threads)
+            self.tweets = self._add(XzWriter(out["tweets"], preset, threads, block))
+            self.users = self._small(out["users"], preset, "users")
         except BaseException:
             self.abort()
             raise
 
-    def _open(self, path: Path, preset: int, threads: int, block: int | None = None) -> XzWriter:
-        w = XzWriter(path, preset, threads, block)
+    def _small(self, path: Path, preset: int, kind: str) -> XzWriter:
+        dict_size = min(SMALL_FILE_DICT[kind], PRESET_DICT[preset])
+        return self._add(XzWriter(path, preset, 1, dict_size=dict_size))
+
+    def _add(self, w: XzWriter) -> XzWriter:
         self.all.append(w)
         return w
 

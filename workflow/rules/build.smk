@@ -15,7 +15,8 @@ rule build_hour:
         str(WORK["logs"] / "build/{day}_{hh}.log"),
     # Before any upload_osf (priority 0): builds never wait for OSF, however slow it is.
     priority: 1
-    threads: 2
+    # A backfill runs many hours side by side, a job a core by default (backfill_threads).
+    threads: config["backfill_threads"] if BACKFILL else 2
     # What an executor asks for (a cluster's slot), from the inputs' size: measured at 1 % and
     # 10 % (ingest.build.resources).
     resources:
@@ -27,7 +28,7 @@ rule build_hour:
         timezone=config["timezone"],
         late_minutes=config["late_minutes"],
         xz_preset=config["xz_preset"],
-        xz_threads=config["xz_threads"],
+        xz_threads=config["backfill_threads"] if BACKFILL else config["xz_threads"],
         from_scratch=config["from_scratch"],
     script:
         "../../scripts/build_hour.py"
