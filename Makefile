@@ -7,7 +7,7 @@ BENCH_CACHE ?= bench-cache
 # Every package's exact version (pyproject.toml gives the ranges): setup and CI install from it.
 LOCK := constraints.txt
 
-.PHONY: setup lock test test-fast lint format demo bench soak soak-short slurm-test clean
+.PHONY: setup lock test test-fast lint format demo bench bench-day soak soak-short slurm-test clean
 
 setup: $(VENV)/.installed
 
@@ -77,6 +77,11 @@ slurm-test: setup
 
 bench: $(VENV)/.extra-bench
 	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --cache $(BENCH_CACHE)
+
+# A day's backfill (issue 13): 24 hours of two servers on --cores 2 vs the sum of the hours'
+# xz floors, and the peak memory per job; the day's raw data (~20 GB at SCALE=1) is cached.
+bench-day: $(VENV)/.extra-bench
+	$(BIN)/python tests/bench/day.py --scale $(SCALE) --cache $(BENCH_CACHE)
 
 clean:
 	if mountpoint -q soak-run/primary/vault 2>/dev/null; then umount soak-run/primary/vault; fi

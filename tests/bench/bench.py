@@ -158,14 +158,20 @@ def data_range() -> tuple[datetime, datetime]:
     return window()[0], due_time(HOUR)
 
 
-def ensure_data(scale_dir: Path, scale: float) -> dict:
-    """The cached raw tree of the hour's window for both servers (generated once)."""
+def ensure_data(
+    scale_dir: Path,
+    scale: float,
+    span: tuple[datetime, datetime] | None = None,
+    label: str = HOUR.label,
+) -> dict:
+    """The cached raw tree of the hour's window for both servers (generated once); ``span``
+    and ``label``: UTC [start, end) and name of another stretch (tests/bench/day.py's day)."""
     raw = scale_dir / "raw"
     marker = scale_dir / "raw.complete.json"
-    start, end = data_range()
+    start, end = span or data_range()
     params = {
         "version": GEN_VERSION,
-        "hour": HOUR.label,
+        "hour": label,
         "timezone": TZ_NAME,
         "start": start.isoformat(),
         "end": end.isoformat(),
@@ -209,9 +215,10 @@ def ensure_data(scale_dir: Path, scale: float) -> dict:
         for name, s in summary.servers.items()
     }
     info["raw_bytes"] = sum(f.stat().st_size for f in raw.rglob("*.jsonl"))
-    info["window_bytes"] = sum(
-        f.path.stat().st_size for fs in hour_minute_files(raw).values() for f in fs
-    )
+    if span is None:
+        info["window_bytes"] = sum(
+            f.path.stat().st_size for fs in hour_minute_files(raw).values() for f in fs
+        )
     done = {"params": params, "summary": info}
     marker.write_text(json.dumps(done, indent=1, default=str))
     log(f"raw data: {info['raw_bytes'] / 2**20:.0f} MiB in {info.get('seconds', 0):.0f} s")
@@ -412,12 +419,15 @@ def decompress(xz_file: Path, target: Path) -> None:
         subprocess.run(["xz", "-d", "-c", "-T2", str(xz_file)], stdout=f, check=True)
 
 
-def run_floor(tweets_xz: Path, tmp: Path) -> dict:
+def run_floor(tweets_xz: Path, tmp: Path, single_thread: bool = True) -> dict:
+    """``xz -6 -T2`` of the tweets CSV, timed; and, with ``single_thread``, ``-T1``'s size."""
     csv = tmp / "tweets.csv"
     decompress(tweets_xz, csv)
     with open(tmp / "floor.xz", "wb") as f:
         res = measure.run("floor: xz -6 -T2", ["xz", "-6", "-T2", "-c", str(csv)], stdout=f)
     t2_size = (tmp / "floor.xz").stat().st_size
+    if not single_thread:
+        return {"result": res, "csv_bytes": csv.stat().st_size, "xz_T2_bytes": t2_size, "csv": csv}
     with open(tmp / "floor1.xz", "wb") as f:
         res1 = measure.run("xz -6 -T1", ["xz", "-6", "-T1", "-c", str(csv)], stdout=f)
     t1_size = (tmp / "floor1.xz").stat().st_size

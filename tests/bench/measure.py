@@ -5,7 +5,9 @@ wrapper covers exactly that command's process tree: CPU is the sum over every pr
 tree (all are waited for), and ``ru_maxrss`` is the peak RSS of the single biggest process
 (Linux keeps the max over waited-for descendants, not a sum). An optional sampler polls the
 tree every ``interval`` seconds for a per-kind picture (parse jobs, hourly job, xz,
-Snakemake itself): peak RSS per kind and when each kind ran.
+Snakemake itself): peak RSS per kind and when each kind ran. With ``job_kind``, it also sums
+the RSS of each job's processes at every instant (a job: one process under the run's top
+process, e.g. the shell of one Snakemake job, and all its descendants).
 """
 
 from __future__ import annotations
@@ -56,6 +58,24 @@ class Kind:
 
 
 @dataclass
+class Job:
+    """One job's process tree: the largest sum of its processes' RSS at one sampling instant."""
+
+    peak_rss_mb: float = 0.0
+    peak_parts: dict[str, float] = field(default_factory=dict)  # per kind, at that instant
+    first: float | None = None
+    last: float | None = None
+
+    def to_json(self) -> dict:
+        return {
+            "peak_rss_mb": round(self.peak_rss_mb, 1),
+            "peak_parts_mb": {k: round(v, 1) for k, v in sorted(self.peak_parts.items())},
+            "first_s": None if self.first is None else round(self.first, 2),
+            "last_s": None if self.last is None else round(self.last, 2),
+        }
+
+
+@dataclass
 class Result:
     label: str
     wall: float
@@ -65,6 +85,7 @@ class Result:
     rc: int
     kinds: dict[str, Kind] = field(default_factory=dict)
     machine_busy: float = 0.0  # CPU seconds the whole machine was busy meanwhile (/proc/stat)
+    jobs: dict[int, Job] = field(default_factory=dict)  # by the job's top pid (job_kind only)
 
     @property
     def cpu(self) -> float:
@@ -86,6 +107,7 @@ class Result:
             "rc": self.rc,
             "other_cpu_s": round(self.other_cpu, 2),
             "kinds": {k: v.to_json() for k, v in sorted(self.kinds.items())},
+            **({"jobs": [j.to_json() for j in self.jobs.values()]} if self.jobs else {}),
         }
 
 
@@ -116,11 +138,13 @@ def classify(cmdline: list[str], name: str) -> str:
 
 
 class Sampler(threading.Thread):
-    def __init__(self, root_pid: int, interval: float) -> None:
+    def __init__(self, root_pid: int, interval: float, job_kind: str | None = None) -> None:
         super().__init__(daemon=True)
         self.root_pid = root_pid
         self.interval = interval
+        self.job_kind = job_kind  # sum RSS per job for the jobs that run a process of this kind
         self.kinds: dict[str, Kind] = {}
+        self.jobs: dict[int, Job] = {}
         self.stop = threading.Event()
         self.t0 = time.perf_counter()
         self._names: dict[int, str] = {}
@@ -136,6 +160,7 @@ class Sampler(threading.Thread):
                 procs = root.children(recursive=True)
             except psutil.NoSuchProcess:
                 break
+            seen: list[tuple[int, int, str, float]] = []  # pid, parent pid, kind, RSS MB
             for p in procs:
                 try:
                     kind = self._names.get(p.pid)
@@ -146,6 +171,7 @@ class Sampler(threading.Thread):
                         self._names[p.pid] = kind
                     rss = p.memory_info().rss / 2**20
                     cpu = p.cpu_times()
+                    ppid = p.ppid() if self.job_kind else 0
                 except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                     continue
                 k = self.kinds.setdefault(kind, Kind())
@@ -154,7 +180,31 @@ class Sampler(threading.Thread):
                 k.last = now
                 k.pids.add(p.pid)
                 k.cpu_seen[p.pid] = cpu.user + cpu.system
+                seen.append((p.pid, ppid, kind, rss))
+            if self.job_kind:
+                self._sum_jobs(seen, now)
             self.stop.wait(self.interval)
+
+    def _sum_jobs(self, seen: list[tuple[int, int, str, float]], now: float) -> None:
+        parent = {pid: ppid for pid, ppid, _, _ in seen}
+        tops = {pid for pid, ppid, _, _ in seen if ppid == self.root_pid}  # e.g. Snakemake
+        parts: dict[int, dict[str, float]] = {}  # job's top pid -> kind -> RSS now
+        for pid, _, kind, rss in seen:
+            head = pid
+            while head in parent and parent[head] not in tops:
+                head = parent[head]
+            if head not in parent:  # a top process itself, or its parent already gone
+                continue
+            job = parts.setdefault(head, {})
+            job[kind] = job.get(kind, 0.0) + rss
+        for head, kinds in parts.items():
+            if self.job_kind not in kinds:
+                continue
+            job = self.jobs.setdefault(head, Job(first=now))
+            job.last = now
+            if sum(kinds.values()) > job.peak_rss_mb:
+                job.peak_rss_mb = sum(kinds.values())
+                job.peak_parts = kinds
 
 
 def run(
@@ -167,8 +217,10 @@ def run(
     stdout=None,
     stderr=None,
     check: bool = True,
+    job_kind: str | None = None,
 ) -> Result:
-    """Run ``cmd`` under the wrapper and measure it (``sample``: sampler interval or None)."""
+    """Run ``cmd`` under the wrapper and measure it (``sample``: sampler interval or None;
+    ``job_kind``: also the RSS summed per job of that kind, see ``Sampler``)."""
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as tmp:
         report = tmp.name
     busy0 = busy_seconds()
@@ -182,7 +234,7 @@ def run(
         )
         sampler = None
         if sample:
-            sampler = Sampler(proc.pid, sample)
+            sampler = Sampler(proc.pid, sample, job_kind)
             sampler.start()
         proc.wait()
         if sampler:
@@ -202,6 +254,7 @@ def run(
         data["rc"],
         sampler.kinds if sampler else {},
         busy_seconds() - busy0,
+        sampler.jobs if sampler else {},
     )
     if check and result.rc != 0:
         raise RuntimeError(f"{label}: {' '.join(map(str, cmd))} exited with {result.rc}")
