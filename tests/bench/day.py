@@ -149,6 +149,7 @@ def render(res: dict) -> str:
         f"{sum(h['xz_T2_bytes'] for h in res['floor_hours']) / mib:,.0f} MiB).",
         f"Jobs: {res['dry_run_jobs']}; a build_hour job ran {min(spans):.0f}-{max(spans):.0f} s "
         f"(sampled), {len(jobs)} jobs seen by the sampler.",
+        f"Code: {res['code']} (checkout at {res['commit']}).",
         f"Per job: its processes (Snakemake's shell for the script, the python, its xz) summed at "
         f"each sample ({res['sample_s']:g} s); build_hour counts the shell and the python.",
     ]
@@ -176,8 +177,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", action="store_true", help="keep the run directory")
     ap.add_argument("--sample", type=float, default=0.1, help="process sampler interval, s")
     ap.add_argument("--no-progress", action="store_true", help="no progress bars")
+    ap.add_argument(
+        "--code",
+        type=Path,
+        default=bench.ROOT,
+        help="a copy of the project whose workflow/ and ingest/ are measured (default: this one)",
+    )
     args = ap.parse_args(argv)
     bench.PROGRESS = not args.no_progress
+    bench.CODE = args.code.resolve()
 
     tag = f"{args.scale:g}"
     hours, selector = day_hours(args.hours_limit)
@@ -210,6 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         "selector": selector,
         "sample_s": args.sample,
         "extra_args": extra,
+        # The checkout's commit; the code measured is that plus its uncommitted changes, or --code.
+        "commit": subprocess.run(
+            ["git", "-C", str(bench.ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip(),
+        "code": str(bench.CODE),
         "data": data["summary"],
         "dry_run_jobs": back["jobs"],
         "backfill": r.to_json(),
