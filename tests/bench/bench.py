@@ -18,6 +18,8 @@ Steps (see issue 5 and ``tests/bench/README.md``):
 5. The parts, outside Snakemake: every parse job as its own process, the same files in one
    process (start-up cost), the hourly merge alone; and a dry run against a year of built
    hours.
+6. The vault's copies: the built hour under many hour names (``--replica-mb``) replicated to an
+   empty local replica, again with nothing new, over ssh (a loopback sshd), then scrubbed.
 
 Prints one table and writes it to ``--cache/scale-N/results.md`` (and ``results.json``).
 """
@@ -799,6 +801,121 @@ def run_import(scale_dir: Path, data_raw: Path) -> dict:
     return out
 
 
+# --- 6. the vault's copies ------------------------------------------------------------------
+
+# Run as a process of its own (measured like the rest): every built hour of the vault copied to
+# one replica as the workflow's replicate jobs copy them, or (--pending) what a run with nothing
+# new decides for every replica (receipts against the vault's files) before it copies nothing.
+_REPLICATE = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+from ingest.build.plan import built_hours
+from ingest.config import load_config
+from ingest.publish import replicate as r
+
+config = load_config(sys.argv[1])
+hours = built_hours(Path(config["vault_dir"]))
+now = datetime.now(UTC)
+if sys.argv[2] == "--pending":
+    left = r.workflow_targets(config, SimpleNamespace(reports=[], build=[]), hours, now, "bench")
+    if left:
+        sys.exit(f"expected nothing to copy, got {left}")
+else:
+    name = sys.argv[2]
+    for h in hours:
+        r.replicate_hour(config, name, h, now, r.hour_receipt(config["work_dir"], name, h))
+"""
+
+
+def make_vault(vault: Path, built: dict[str, Path], n_hours: int, lock: Path) -> list[str]:
+    """``n_hours`` consecutive hours from 1 February on, each a copy of the ``built`` hour's
+    files under its own names, and each day's SHA256SUMS; returns the day folders."""
+    from ingest.publish.manifest import update_manifest
+
+    hours: list[layout.Hour] = []
+    day = datetime.fromisoformat("2026-02-01").date()
+    while len(hours) < n_hours:
+        hours += layout.day_hours(day.isoformat(), TZ)
+        day += timedelta(days=1)
+    names: dict[str, list[str]] = {}
+    for h in hours[:n_hours]:
+        for kind, path in layout.vault_paths(vault, h).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(built[kind], path)
+            names.setdefault(h.day, []).append(path.name)
+    for d, files in names.items():
+        update_manifest(vault / d, files, lock)
+    return list(names)
+
+
+def run_replicas(scale_dir: Path, built: dict[str, Path], target_mb: float) -> dict:
+    """Replication of a vault of about ``target_mb`` MB (the built hour under many hour names)
+    to an empty local replica, again with nothing new, to an empty replica over ssh (the
+    loopback sshd of ingest.devtools.sshd), then ``sampled-stream scrub`` of the vault and the
+    local replica, each step with the project's own code."""
+    from ingest.devtools.sshd import SshdUnavailable, start_sshd
+
+    run = Path(tempfile.mkdtemp(prefix="replicas-", dir=scale_dir / "runs"))
+    hour_bytes = sum(p.stat().st_size for p in built.values())
+    n_hours = max(2, round(target_mb * 1e6 / hour_bytes))
+    vault = run / "vault"
+    days = make_vault(vault, built, n_hours, run / "manifest.lock")
+    vault_bytes = sum(p.stat().st_size for p in vault.rglob("*") if p.is_file())
+    log(f"replicas: a vault of {n_hours} hours, {vault_bytes / 1e6:.0f} MB")
+    local = {"name": "local", "target": str(run / "replica-local")}
+    (run / "replica-local").mkdir()
+    env = sm_env()
+
+    def step(label: str, *cmd: str) -> measure.Result:
+        subprocess.run(["sync"], check=False)  # the vault's writes are not the copy's to flush
+        with open(run / "replicas.log", "a") as f:
+            res = measure.run(label, cmd, cwd=CODE, env=env, stdout=f, stderr=f, sample=None)
+        log(f"{label}: {res.wall:.1f} s")
+        return res
+
+    out = {"hours": n_hours, "days": len(days), "hour_bytes": hour_bytes, "bytes": vault_bytes}
+    try:
+        sshd = start_sshd(run / "sshd")
+    except SshdUnavailable as e:
+        log(f"replicas: no replica over ssh: {e}")
+        sshd = None
+    try:
+        remote = sshd and {
+            "name": "ssh",
+            "target": f"{sshd.target}:{run / 'replica-ssh'}",
+            "ssh_key_file": str(sshd.key_file),
+            "ssh_port": sshd.port,
+            "known_hosts_file": str(sshd.known_hosts),
+        }
+        extra = {"vault_replicas": [local, *([remote] if remote else [])]}
+        cfg = write_config(run, run / "raw", vault=vault, extra=extra)
+        copy = [PYTHON, "-c", _REPLICATE, str(cfg)]
+        out["local"] = step("replicate to an empty local replica", *copy, "local")
+        out["ssh"] = remote and step("replicate to an empty replica over ssh", *copy, "ssh")
+        out["steady"] = step("replicate, nothing new", *copy, "--pending")
+    finally:
+        if sshd:
+            sshd.stop()
+    # The scrub of the vault and the local replica only, as `sampled-stream scrub` runs.
+    (run / "scrub").mkdir()
+    scrub_cfg = write_config(
+        run / "scrub", run / "raw", vault=vault, extra={"vault_replicas": [local]}
+    )
+    out["scrub"] = step(
+        "scrub: vault + local replica",
+        PYTHON,
+        "-m",
+        "ingest.cli",
+        "scrub",
+        "--config",
+        str(scrub_cfg),
+    )
+    return out
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -820,7 +937,14 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        help="parts to skip: hourly, cold, baseline, parts, merge, import, dry (repeatable)",
+        help="parts to skip: hourly, cold, baseline, parts, merge, import, dry, replicas"
+        " (repeatable)",
+    )
+    ap.add_argument(
+        "--replica-mb",
+        type=float,
+        default=400,
+        help="size of the vault the replicas part copies and scrubs, MB (the built hour repeated)",
     )
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     ap.add_argument(
@@ -912,6 +1036,9 @@ def main(argv: list[str] | None = None) -> int:
             f"dry run: {dry['year']['result'].wall:.2f} s"
             f" (empty vault {dry['empty']['result'].wall:.2f} s)"
         )
+    replicas = None
+    if "replicas" not in args.skip:
+        replicas = run_replicas(scale_dir, main_out, args.replica_mb)
 
     def build_json(b: dict) -> dict:
         return {
@@ -965,6 +1092,10 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     for k in ("year", "empty")
                 },
+            },
+            "replicas": replicas
+            and {
+                k: v.to_json() if isinstance(v, measure.Result) else v for k, v in replicas.items()
             },
         }
     )
@@ -1211,6 +1342,38 @@ def render(res: dict, sample: float) -> str:
             )
         )
 
+    copies_table = ""
+    rep = res.get("replicas")
+    if rep:
+        mb = rep["bytes"] / 1e6
+
+        def copy_row(label: str, r: dict, mb_read: float) -> tuple[str, ...]:
+            return (
+                label,
+                f"{r['wall_s']:.1f}",
+                f"{r['wall_s'] / rep['hours']:.2f}",
+                f"{r['cpu_s']:.1f}",
+                f"{mb_read / r['wall_s']:.0f}" if mb_read else "",
+                f"{r['other_cpu_s']:.1f}",
+            )
+
+        rows = [copy_row("replicate to an empty local replica", rep["local"], mb)]
+        if rep["ssh"]:
+            rows.append(copy_row("replicate to an empty replica over ssh", rep["ssh"], mb))
+        rows.append(copy_row("replicate again, nothing new (a run's check)", rep["steady"], 0))
+        rows.append(copy_row("scrub: the vault and the local replica", rep["scrub"], 2 * mb))
+        copies_table = (
+            f"Vault copies: a vault of {rep['hours']} hours in {rep['days']} day folders "
+            f"({mb:,.0f} MB; the cron build's hour, {rep['hour_bytes'] / 1e6:.1f} MB, under "
+            f"{rep['hours']} hour names, with each day's SHA256SUMS), warm page cache. Each step "
+            "is one process: replicate_hour for every hour (the workflow's replicate jobs, "
+            "without their start-up), workflow_targets with every hour copied (2 replicas), "
+            "`sampled-stream scrub` (its defaults: 2 jobs, 100 MB/s cap; MB/s counts both "
+            "copies). Over ssh (sshd on 127.0.0.1), the replica side's CPU (sshd, rsync, "
+            "sha256sum) is other load:\n\n"
+            + table(rows, ("step", "wall s", "s per hour", "CPU s", "MB/s", "other load CPU s"))
+        )
+
     return (
         "\n\n".join(
             x
@@ -1226,6 +1389,7 @@ def render(res: dict, sample: float) -> str:
                 kinds_table,
                 parts_table,
                 import_table,
+                copies_table,
             ]
             if x
         )
