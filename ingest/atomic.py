@@ -221,7 +221,15 @@ class XzWriter:
         self._err = tempfile.TemporaryFile()  # never a pipe: a chatty xz cannot block on it
         try:
             self._proc = subprocess.Popen(
-                [xz, f"-{int(preset)}", f"-T{int(threads)}", "-c", "-q"]
+                # With a block size, xz's multi-threaded encoder even for one thread (-T+1):
+                # the same bytes whatever the thread count.
+                [
+                    xz,
+                    f"-{int(preset)}",
+                    f"-T{'+' if block_size and threads == 1 else ''}{int(threads)}",
+                    "-c",
+                    "-q",
+                ]
                 + ([f"--block-size={int(block_size)}"] if block_size else [])
                 + ([f"--lzma2=preset={int(preset)},dict={int(dict_size)}"] if dict_size else []),
                 stdin=subprocess.PIPE,

@@ -9,6 +9,9 @@ from ingest.build import resources
 from ingest.build.backfill import parsed_window
 from ingest.build.hourly import build_hour
 from ingest.devtools.generate import TweetFactory, stream_line
+from ingest.publish.jobs import build_job
+from tests.configs import loaded_config
+from tests.workflow_runs import smtp_email
 
 TZ = ZoneInfo("Europe/Berlin")
 
@@ -58,3 +61,34 @@ def test_resources_follow_the_measured_hours():
     # The cron mode's intermediates (267 MiB at 1 %) stand for ~3x their size in raw JSON.
     assert resources.build_mem_mb(267, raw=False) > resources.build_mem_mb(267, raw=True)
     assert abs(resources.build_mem_mb(267, raw=False) - resources.build_mem_mb(one, raw=True)) < 5
+
+
+def test_a_backfill_job_mails_the_raw_files_it_could_not_read(tmp_path, smtp):
+    """A backfill job parses on its own (on a cluster node, maybe): a file it skips was only
+    logged, so an operator reading mail never heard of the hour built without it."""
+    sink, port = smtp
+    factory = TweetFactory(seed=2)
+    minute = datetime(2026, 1, 14, 10, 30, tzinfo=UTC)
+    good = minute_file(tmp_path / "raw", minute, [factory.make(minute) for _ in range(3)])
+    odd = tmp_path / "raw" / "not-a-minute.jsonl"
+    odd.write_bytes(good.read_bytes())
+    config = loaded_config(tmp_path, email=smtp_email(port), xz_preset=0)
+    hour = layout.Hour("2026-01-14", 11)
+    receipt = tmp_path / "work" / "built" / "2026-01-14" / "2026-01-14_11.run1.json"
+    now = datetime(2026, 1, 20, tzinfo=UTC)
+    for _ in range(2):  # built twice: mailed once
+        stats = build_job(
+            config,
+            hour,
+            {"s1": [str(good), str(odd)]},
+            {},
+            1,
+            1,
+            str(receipt),
+            str(tmp_path / "build.log"),
+            now,
+        )
+    assert stats["total"] == 3 and receipt.exists()
+    (mail,) = sink.wait_for(1)
+    assert "1 raw file(s) not built into 2026-01-14_11" in mail["Subject"]
+    assert str(odd) in mail.get_content() and len(sink.messages) == 1

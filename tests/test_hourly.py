@@ -639,3 +639,17 @@ def test_the_ids_and_users_xz_use_a_small_dictionary(tmp_path):
     assert xz_blocks(out["ids"]) == ["--lzma2=dict=1MiB"]
     assert xz_blocks(out["users"]) == ["--lzma2=dict=4MiB"]
     assert xz_blocks(out["tweets"]) == ["--lzma2=dict=8MiB"]  # one block: the hour is tiny
+
+
+def test_a_one_thread_build_cut_into_the_cron_builds_blocks_writes_the_same_bytes(tmp_path):
+    """A backfill job takes one core; given the cron mode's block count it writes the file
+    the cron build wrote (xz's multi-threaded encoder for one thread: -T+1), so rebuilding a
+    day changes no vault byte, manifest line or replica."""
+    w = World(tmp_path)
+    t = utc(2026, 1, 14, 10, 30)
+    w.add(*(on_time("s1", i, t, text=f"tweet {i} " * 60) for i in range(6000)))  # ~3 MiB
+    _, cron = w.build(H11, vault="cron", xz_preset=1, xz_threads=2)
+    _, one = w.build(H11, vault="one", xz_preset=1, xz_threads=1, xz_blocks=2)
+    assert len(xz_blocks(cron["tweets"])) == 2
+    for kind in ("ids", "tweets", "users"):
+        assert one[kind].read_bytes() == cron[kind].read_bytes(), kind

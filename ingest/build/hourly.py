@@ -352,11 +352,18 @@ SMALL_FILE_DICT = {"ids": MIB, "users": 4 * MIB}
 class HourWriters:
     """The hour's three xz pipes (ids, tweets, users): they compress while the merge runs."""
 
-    def __init__(self, out: Mapping[str, Path], preset: int, threads: int, csv_bytes: int) -> None:
+    def __init__(
+        self,
+        out: Mapping[str, Path],
+        preset: int,
+        threads: int,
+        blocks: int | None,
+        csv_bytes: int,
+    ) -> None:
         self.all: list[XzWriter] = []
         try:
             self.ids = self._small(out["ids"], preset, "ids")
-            block = tweets_block_size(csv_bytes, threads)
+            block = tweets_block_size(csv_bytes, threads if blocks is None else blocks)
             self.tweets = self._add(XzWriter(out["tweets"], preset, threads, block))
             self.users = self._small(out["users"], preset, "users")
         except BaseException:
@@ -505,6 +512,7 @@ def build_hour(
     xz_preset: int,
     xz_threads: int,
     server_names: Sequence[str],
+    xz_blocks: int | None = None,
     expected_minutes: Iterable[datetime] | None = None,
     log=None,
     monotonic: Callable[[], float] = time.monotonic,
@@ -535,6 +543,10 @@ def build_hour(
     inputs, minutes and skipped lines join the old build's and this one's
     (``with_previous``). A merge with fewer tweets than the built hour's stats is a
     ``VaultError``, nothing written.
+
+    ``xz_blocks``: the tweets file is cut into this many xz blocks (``tweets_block_size``;
+    default one per thread). The bytes depend on the blocks, not on the threads: a backfill
+    job of one thread, given the cron mode's count, writes what the cron build wrote.
 
     ``from_scratch``: the vault is not read; tweets that only it holds are dropped. Refused
     (an ``InputError`` naming the files, before any work) when a raw file the hour was built
@@ -578,7 +590,7 @@ def build_hour(
     if vault is not None and (gone or old is None):
         # Tweets only the vault holds: the estimate from the inputs alone may fall short.
         csv_bytes = max(csv_bytes, xz_uncompressed_size(vault.path) or 0)
-    writers = HourWriters(out, xz_preset, xz_threads, csv_bytes)
+    writers = HourWriters(out, xz_preset, xz_threads, xz_blocks, csv_bytes)
     progress = MergeProgress(hour, csv_bytes, log, monotonic)
     masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault)
     stats = hour_stats(hour, names, masks, n_users, sources)

@@ -82,6 +82,75 @@ def parse_job(
     return result.skipped_files
 
 
+def build_job(
+    config: dict[str, Any],
+    hour: Hour,
+    raw: dict[str, list[str]],
+    intermediates: dict[str, list[tuple[str, str]]],
+    threads: int,
+    xz_threads: int,
+    receipt: str,
+    log_path: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """Build one hour into the vault, then write this run's receipt of it; the stats.
+
+    In a backfill (``raw``: the raw minute files of the hour's read window, per server) the
+    job parses them first into a folder of its own; in the cron mode ``intermediates`` are
+    the run's parsed minutes. A raw file the backfill's parse cannot read costs only itself:
+    the hour is built without it, and it is named in the log and mailed once.
+    """
+    from contextlib import nullcontext
+
+    from ingest.build.backfill import ParsedWindow, parsed_window
+    from ingest.build.hourly import build_hour
+    from ingest.build.receipts import replace_receipt
+    from ingest.logs import job_logger
+
+    log = job_logger("build_hour", log_path)
+    tz, late = config["timezone"], config["late_minutes"]
+    window = (
+        parsed_window(raw, tz, late, threads, log_path)
+        if raw
+        else nullcontext(ParsedWindow(intermediates, []))
+    )
+    with window as parsed:
+        if not parsed.inputs:
+            raise SystemExit(
+                f"hour {hour} is not due in this run (incomplete, or no raw data);"
+                " to rebuild it run with --config hours=DAY_or_HOUR"
+            )
+        if raw:
+            log.info("%s: parsed %d minute files in %.1f s", hour, parsed.files, parsed.seconds)
+        for skipped in parsed.skipped_files:
+            log.warning("%s: not built into %s (the file could not be read)", skipped, hour)
+        notify_once(
+            config,
+            f"bad-input-{hour.label}",  # one kind per hour: jobs run side by side
+            [str(r) for r in parsed.skipped_files],
+            f"{len(parsed.skipped_files)} raw file(s) not built into {hour}",
+            f"These raw files could not be read: hour {hour} was built without them. Fix (or "
+            "move away) each and build the hour again (--config hours=...). Each is mailed "
+            "once.",
+            now,
+        )
+        stats = build_hour(
+            hour,
+            tz,
+            parsed.inputs,
+            layout.vault_paths(Path(config["vault_dir"]), hour),
+            xz_preset=config["xz_preset"],
+            xz_threads=xz_threads,
+            xz_blocks=config["xz_threads"],  # the cron build's blocks: a rebuild's same bytes
+            server_names=[s["name"] for s in config["servers"]],
+            from_scratch=config["from_scratch"],
+            log=log,
+        )
+    for older in replace_receipt(receipt, stats):
+        log.info("removed %s, an earlier run's receipt", older)
+    return stats
+
+
 def write_receipt(path: Path, data: Any, keep: int = 48) -> None:
     """A run's receipt, written atomically; only the latest ``keep`` of its kind are kept."""
     atomic_write_json(path, data)

@@ -23,12 +23,7 @@ rule build_hour:
         mem_mb=lambda wildcards, input: build_resources.build_mem_mb(input.size_mb, BACKFILL),
         runtime=lambda wildcards, input: build_resources.build_runtime_min(input.size_mb, BACKFILL),
     params:
-        vault=str(VAULT),
-        servers=list(SERVERS),
-        timezone=config["timezone"],
-        late_minutes=config["late_minutes"],
-        xz_preset=config["xz_preset"],
         xz_threads=config["backfill_threads"] if BACKFILL else config["xz_threads"],
-        from_scratch=config["from_scratch"],
+        now=NOW.isoformat(),
     script:
         "../../scripts/build_hour.py"
