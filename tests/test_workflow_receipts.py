@@ -94,6 +94,9 @@ def test_each_built_hour_and_report_has_one_receipt_of_its_run(world):
     assert report.name == f"{DAY}.{runs.pop()}.json"
     assert layout.report_path(world / "vault", DAY).exists()
     assert not (world / ".snakemake" / "backups").exists()
+    # No record per receipt piles up (drop-metadata: only mtime decides reruns).
+    metadata = world / ".snakemake" / "metadata"
+    assert not metadata.is_dir() or not any(metadata.iterdir())
 
 
 @pytest.mark.parametrize("forcerun", [(), ("--forcerun", "build_hour")])
