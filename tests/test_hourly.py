@@ -637,7 +637,7 @@ def test_the_ids_and_users_xz_use_a_small_dictionary(tmp_path):
     w.add(*(on_time("s1", i, t + timedelta(seconds=i % 50)) for i in range(300)))
     _, out = w.build(H11, xz_preset=6, xz_threads=2)
     assert xz_blocks(out["ids"]) == ["--lzma2=dict=1MiB"]
-    assert xz_blocks(out["users"]) == ["--lzma2=dict=4MiB"]
+    assert xz_blocks(out["users"]) == ["--lzma2=dict=1MiB"]
     assert xz_blocks(out["tweets"]) == ["--lzma2=dict=8MiB"]  # one block: the hour is tiny
 
 

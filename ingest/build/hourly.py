@@ -342,11 +342,12 @@ PRESET_DICT = (
     64 * MIB,
 )
 # The IDs and users files are small (1 %: ~4 and ~15 MB) and their redundancy is near (a row,
-# the rows around it): a smaller dictionary costs them under 0.5 % and saves memory a job pays
-# for (xz -6 through a pipe allocates for 8 MiB whatever the input: IDs 46, users 100 MB at
-# -T2; 14 and 45 MB single-threaded with these). One thread each: their few seconds of work
-# overlap the tweets' xz, which has the threads.
-SMALL_FILE_DICT = {"ids": MIB, "users": 4 * MIB}
+# the rows around it). xz -6 through a pipe allocates for its 8 MiB dictionary whatever the
+# input: at 1 % the IDs' and users' xz took 46 and 100 MB of a job's memory. With 1 MiB: 14
+# and 15 MB, and the users' xz 40 % less CPU (6.1 s, not 10.4), for a users file 1.9 % larger
+# (the bench hour's users CSV; the IDs file is as large). One thread each: their seconds of
+# work overlap the tweets' xz, which has the threads.
+SMALL_FILE_DICT = MIB
 
 
 class HourWriters:
@@ -362,16 +363,16 @@ class HourWriters:
     ) -> None:
         self.all: list[XzWriter] = []
         try:
-            self.ids = self._small(out["ids"], preset, "ids")
+            self.ids = self._small(out["ids"], preset)
             block = tweets_block_size(csv_bytes, threads if blocks is None else blocks)
             self.tweets = self._add(XzWriter(out["tweets"], preset, threads, block))
-            self.users = self._small(out["users"], preset, "users")
+            self.users = self._small(out["users"], preset)
         except BaseException:
             self.abort()
             raise
 
-    def _small(self, path: Path, preset: int, kind: str) -> XzWriter:
-        dict_size = min(SMALL_FILE_DICT[kind], PRESET_DICT[preset])
+    def _small(self, path: Path, preset: int) -> XzWriter:
+        dict_size = min(SMALL_FILE_DICT, PRESET_DICT[preset])
         return self._add(XzWriter(path, preset, 1, dict_size=dict_size))
 
     def _add(self, w: XzWriter) -> XzWriter:
