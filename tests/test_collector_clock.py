@@ -362,6 +362,25 @@ def test_a_wrong_clock_step_files_every_line_under_its_true_minute(tmp_path, smt
     assert "the wall clock stepped -1740 s" in caplog.text
 
 
+def filed_by_the_true_time(raw, base: ScaledClock, max_late: timedelta) -> int:
+    """Assert each line of the minute files under ``raw`` is filed and stamped by the true
+    time (``base``'s): no file named ahead of it, each line in the minute of its retrieved_at,
+    which is at most ``max_late`` after its created_at. The judge's time is a lower bound from
+    whole-second created_at values: a second early at most (the hour's read window starts a
+    minute early), never minutes late. Returns the number of lines."""
+    assert parts(raw) == []
+    total = 0
+    for minute, path in minute_files(raw):
+        assert minute - base.now() < timedelta(minutes=5), (path.name, path.stat().st_size)
+        for line in lines_of(path):
+            total += 1
+            at = datetime.fromisoformat(line["__twarc"]["retrieved_at"])
+            created = datetime.fromisoformat(line["data"]["created_at"])
+            assert at.replace(second=0) == minute, (path.name, line["__twarc"])
+            assert timedelta(seconds=-2) <= at - created < max_late, (path.name, at, created)
+    return total
+
+
 @pytest.mark.integration
 def test_a_clock_ahead_at_start_files_every_line_under_its_true_minute(
     tmp_path, smtp, caplog
@@ -382,21 +401,8 @@ def test_a_clock_ahead_at_start_files_every_line_under_its_true_minute(
             wait_for(lambda: c.counters.tweets_total > 150, what="3 s of tweets")
             st = c.status(clock.now())
             assert st["clock"]["correction_seconds"] == pytest.approx(-3420, abs=10)
-    assert parts(raw) == []
-    files = minute_files(raw)
-    total = 0
-    for minute, path in files:
-        assert minute - base.now() < timedelta(minutes=5), (path.name, path.stat().st_size)
-        for line in lines_of(path):
-            total += 1
-            at = datetime.fromisoformat(line["__twarc"]["retrieved_at"])
-            created = datetime.fromisoformat(line["data"]["created_at"])
-            assert at.replace(second=0) == minute, (path.name, line["__twarc"])
-            # The judge's time is a lower bound, from whole-second created_at: a second early
-            # at most (the hour's read window starts a minute early), never 57 min late.
-            late = at - created
-            assert timedelta(seconds=-2) <= late < timedelta(minutes=1), (path.name, at, created)
-    assert total == c.counters.tweets_total > 150
+    # Live tweets only: at most a minute old when they came.
+    assert filed_by_the_true_time(raw, base, timedelta(minutes=1)) == c.counters.tweets_total > 150
     wait_for(lambda: any("s ahead of the tweets" in s for s in sink.subjects()), 5, "mail")
     assert "(it is ahead)" in caplog.text
 
@@ -447,16 +453,5 @@ def test_a_step_back_to_the_true_time_after_a_start_on_a_wrong_clock_files_by_th
             wait_for(lambda: c.counters.clock_steps == 1, 3, "the step noticed")
             em.clear_faults()
             wait_for(lambda: c.counters.tweets_total > 300, 10, "the backfill and live tweets")
-    assert parts(raw) == []
-    files = minute_files(raw)
-    total = 0
-    for minute, path in files:
-        assert minute - base.now() < timedelta(minutes=5), (path.name, path.stat().st_size)
-        for line in lines_of(path):
-            total += 1
-            at = datetime.fromisoformat(line["__twarc"]["retrieved_at"])
-            created = datetime.fromisoformat(line["data"]["created_at"])
-            assert at.replace(second=0) == minute, (path.name, line["__twarc"])
-            late = at - created
-            assert timedelta(seconds=-2) <= late < timedelta(minutes=6), (path.name, at, created)
-    assert total == c.counters.tweets_total
+    # The backfill: up to 5 minutes old.
+    assert filed_by_the_true_time(raw, base, timedelta(minutes=6)) == c.counters.tweets_total
