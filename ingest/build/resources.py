@@ -3,12 +3,12 @@
 Measured on 2 cores (AMD EPYC) with make bench's hours (two servers; ``tests/bench``):
 
 - 1 %: 857 MiB of raw JSON in the hour's read window (267 MiB of intermediates). A backfill
-  job (parse, then merge): 49-62 s wall; its processes together peak at 397 MB (three xz 368,
-  Python 28-82), plus ~130 MB for the Snakemake process a cluster job runs in.
+  job (one core: parse, then merge) runs 64-89 s; its processes together (the script and its
+  three xz) peak at 244 MB (make bench-day: python 51, xz 193, before the users' xz got its
+  1 MiB dictionary), plus ~140 MB for the Snakemake process a cluster job runs in.
 - 10 %: 8,553 MiB raw; the build runs ~700 s (make bench SCALE=10, hourly cron). Memory
-  estimated, not measured as one job: xz of the tweets 350 MB (bench), of the users' 138 MB
-  and the IDs' 42 MB 255 and 205 MB (each measured alone with ``xz -6 -T2``), Python
-  ~50 MB, Snakemake ~130 MB: ~990 MB.
+  estimated, not measured as one job: the tweets' xz with one thread and two 64 MiB blocks
+  ~230 MB, the IDs' and users' ~30 MB, Python ~50 MB, Snakemake ~140 MB: ~450 MB.
 
 Memory grows with the input (xz's blocks up to 64 MiB, the parse's minute buffers), time in
 proportion to it. Both are asked with a margin: a job over its memory is killed by SLURM,
@@ -21,7 +21,9 @@ import math
 
 # Intermediates are ~0.31 of their raw files' size (the 1 % hour: 267 of 857 MiB).
 INTERMEDIATES_PER_RAW = 0.31
-# The 1 % job needs ~530 MB, the 10 % one ~990 MB: 480 MB + 0.06 MB per raw MiB; asked: +25 %.
+# Asked: 600 MB + 0.075 MB per raw MiB (1 %: 664 MB, 10 %: 1,240 MB), sized for the two-core
+# jobs measured before (530 and ~990 MB with Snakemake's); one-core jobs need ~390 and ~450 MB,
+# and the margin stays until 10 % is measured as one job: a job over its memory is killed.
 BASE_MB = 600
 MB_PER_RAW_MIB = 0.075
 # ~0.08 s per raw MiB on 2 cores (1 %: 70 s, 10 %: 700 s); asked: 3x, at least 10 minutes.
