@@ -4,8 +4,8 @@ Measured on 2 cores (AMD EPYC) with make bench's hours (two servers; ``tests/ben
 
 - 1 %: 857 MiB of raw JSON in the hour's read window (267 MiB of intermediates). A backfill
   job (one core: parse, then merge) runs 64-89 s; its processes together (the script and its
-  three xz) peak at 244 MB (make bench-day: python 51, xz 193, before the users' xz got its
-  1 MiB dictionary), plus ~140 MB for the Snakemake process a cluster job runs in.
+  three xz) peak at 205 MB (make bench-day: python 51, xz 154), plus ~140 MB for the
+  Snakemake process a cluster job runs in.
 - 10 %: 8,553 MiB raw; the build runs ~700 s (make bench SCALE=10, hourly cron). Memory
   estimated, not measured as one job: the tweets' xz with one thread and two 64 MiB blocks
   ~230 MB, the IDs' and users' ~30 MB, Python ~50 MB, Snakemake ~140 MB: ~450 MB.
@@ -22,7 +22,7 @@ import math
 # Intermediates are ~0.31 of their raw files' size (the 1 % hour: 267 of 857 MiB).
 INTERMEDIATES_PER_RAW = 0.31
 # Asked: 600 MB + 0.075 MB per raw MiB (1 %: 664 MB, 10 %: 1,240 MB), sized for the two-core
-# jobs measured before (530 and ~990 MB with Snakemake's); one-core jobs need ~390 and ~450 MB,
+# jobs measured before (530 and ~990 MB with Snakemake's); one-core jobs need ~350 and ~450 MB,
 # and the margin stays until 10 % is measured as one job: a job over its memory is killed.
 BASE_MB = 600
 MB_PER_RAW_MIB = 0.075
