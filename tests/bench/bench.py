@@ -919,6 +919,15 @@ def run_replicas(scale_dir: Path, built: dict[str, Path], target_mb: float) -> d
 # --- report ---------------------------------------------------------------------------------
 
 
+def write_results(folder: Path, name: str, results: dict, md: str) -> None:
+    """``folder/name.json`` (every figure) and ``name.md`` (the tables, also printed)."""
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=1, default=str))
+    print()
+    print(md)
+    (folder / f"{name}.md").write_text(md)
+    log(f"wrote {folder / name}.md and {name}.json")
+
+
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
 
@@ -1099,12 +1108,7 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
     )
-    (scale_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    md = render(results, args.sample)
-    print()
-    print(md)
-    (scale_dir / "results.md").write_text(md)
-    log(f"wrote {scale_dir / 'results.md'} and results.json")
+    write_results(scale_dir, "results", results, render(results, args.sample))
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     return 0

@@ -16,7 +16,6 @@ Prints one table and writes it to ``--cache/day-scale-N/day-results.md`` (and ``
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -232,12 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor": floor,
         "floor_hours": floors,
     }
-    (day_dir / "day-results.json").write_text(json.dumps(results, indent=1, default=str))
-    md = render(results)
-    print()
-    print(md)
-    (day_dir / "day-results.md").write_text(md)
-    log(f"wrote {day_dir / 'day-results.md'} and day-results.json")
+    bench.write_results(day_dir, "day-results", results, render(results))
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     return 0
