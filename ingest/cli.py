@@ -154,7 +154,7 @@ def add_status(sub: argparse._SubParsersAction) -> None:
 def cmd_status(args: argparse.Namespace) -> int:
     from ingest.collect.status import format_report, report_all
     from ingest.config import ConfigError, load_config
-    from ingest.publish.health import is_primary, system_health
+    from ingest.observe.health import is_primary, system_health
 
     try:
         config = load_config(args.config)
@@ -207,9 +207,9 @@ def cmd_scrub(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     from ingest.clock import SystemClock
     from ingest.config import ConfigError, load_config
-    from ingest.publish.jobs import alerts_for
-    from ingest.publish.replicate import ReplicaConfigError
-    from ingest.publish.scrub import scrub
+    from ingest.notify import alerts_for
+    from ingest.vault.replicate import ReplicaConfigError
+    from ingest.vault.scrub import scrub
 
     try:
         config = load_config(args.config)
@@ -258,9 +258,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     from ingest.config import ConfigError, load_config
     from ingest.locks import LockBusy
-    from ingest.publish.manifest import ManifestError, is_day
-    from ingest.publish.replicate import ReplicaConfigError, ReplicaError
-    from ingest.publish.restore import restore
+    from ingest.vault.manifest import ManifestError, is_day
+    from ingest.vault.replicate import ReplicaConfigError, ReplicaError
+    from ingest.vault.restore import restore
 
     bad = [d for d in args.days or [] if not is_day(d)]
     if bad:
@@ -316,8 +316,8 @@ def add_import(sub: argparse._SubParsersAction) -> None:
 
 def cmd_import(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
-    from ingest.collect.importer import ImportSetupError, Progress, describe, import_sources
     from ingest.config import ConfigError, load_config
+    from ingest.imports.importer import ImportSetupError, Progress, describe, import_sources
 
     if args.jobs < 1:
         return _fail("import", "--jobs must be at least 1")

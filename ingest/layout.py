@@ -297,3 +297,19 @@ def hours_reading(minute: datetime, tz: ZoneInfo, late_minutes: int) -> set[Hour
         if start <= minute < end:
             readers.add(h)
     return readers
+
+
+def work_paths(work_dir: str | Path) -> dict[str, Path]:
+    w = Path(work_dir)
+    return {
+        "minutes": w / "minutes",
+        "parsed": w / "parsed",
+        "logs": w / "logs",
+        "osf": w / "osf",
+        "mail": w / "mail",
+        "pulls": w / "pulls",
+        "state": w / "state",
+        "built": w / "built",  # build_hour's receipts (ingest.receipts)
+        "reported": w / "reported",  # day_report's receipts
+        "run_lock": w / "run.lock",  # held by the running workflow (ingest.workflow_run)
+    }

@@ -1,7 +1,7 @@
 """Put a minute file into a raw_dir without losing a line of it or of what is already there.
 
-Shared by the pull (``ingest.publish.rsync``: a secondary's files arrive in a staging folder)
-and the import (``ingest.collect.importer``: an archive's lines are sorted into staged minute
+Shared by the pull (``ingest.pull.rsync``: a secondary's files arrive in a staging folder)
+and the import (``ingest.imports.importer``: an archive's lines are sorted into staged minute
 files first). Both end the same way: the staged file is fsynced and renamed into place, or,
 when the raw_dir already holds that minute with other lines, replaced by the union of both.
 """

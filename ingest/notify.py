@@ -30,8 +30,9 @@ from email.utils import formatdate, make_msgid
 from pathlib import Path
 from typing import Any
 
+from ingest import layout
 from ingest.atomic import atomic_write_json
-from ingest.clock import Clock
+from ingest.clock import Clock, FixedClock
 from ingest.locks import exclusive_lock
 from ingest.secrets import read_secret
 
@@ -449,3 +450,35 @@ def mail_day_report(
         {"day": day, "message_id": message_id, "to": mailer.to, "sent_at": formatdate()},
     )
     return True
+
+
+def alerts_for(config: dict[str, Any], clock: Clock, log: logging.Logger | None = None) -> Alerts:
+    """The workflow's alerts, their rate-limit state under work_dir."""
+    state = layout.work_paths(config["work_dir"])["state"] / "alerts.json"
+    return Alerts.from_config(config["email"], state, clock, log)
+
+
+def notify_once(
+    config: dict[str, Any], kind: str, items: Sequence[str], subject: str, intro: str, now: datetime
+) -> bool:
+    """Mail the ``items`` not mailed before under ``kind`` (rate-limited like every alert).
+
+    For conditions that last across runs (a damaged file, an unexpected name, a hung run): one
+    mail when each appears, not one per run. Items that are gone are forgotten, so one that
+    comes back is mailed again. True if a mail went out.
+    """
+    path = layout.work_paths(config["work_dir"])["state"] / "notified.json"
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        known = set(state.get(kind, [])) if isinstance(state, dict) else set()
+    except (OSError, ValueError):
+        state, known = {}, set()
+    new = [i for i in items if i not in known]
+    sent = False
+    if new:
+        body = intro.rstrip() + "\n\n" + "\n".join(f"  {i}" for i in new) + "\n"
+        sent = alerts_for(config, FixedClock(now)).alert(f"notice-{kind}", subject, body)
+    keep = sorted(i for i in items if i in known or sent)  # unsent ones: tried again next run
+    if keep != sorted(known):
+        atomic_write_json(path, {**(state if isinstance(state, dict) else {}), kind: keep})
+    return sent

@@ -1,14 +1,14 @@
 """Snakemake entry point of rule build_hour: merge an hour's minutes into the vault files.
 
-The rule's output is this run's receipt of the hour (ingest.publish.jobs.build_job). Its
+The rule's output is this run's receipt of the hour (ingest.hours.jobs.build_job). Its
 inputs are the raw minute files of the hour's read window in a backfill (config ``hours``),
 the run's intermediates in the cron mode.
 """
 
 from datetime import datetime
 
+from ingest.hours.jobs import build_job
 from ingest.layout import Hour
-from ingest.publish.jobs import build_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 keys = set(sm.input.keys())

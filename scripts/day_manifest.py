@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from ingest.logs import job_logger
-from ingest.publish.replicate import manifest_job
+from ingest.vault.jobs import manifest_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 manifest_job(

@@ -7,11 +7,11 @@ rule's output is this run's receipt of the report.
 
 from pathlib import Path
 
-from ingest.build.receipts import replace_receipt
-from ingest.build.report import write_day_report
-from ingest.build.stats import day_stats_paths
+from ingest.hours.report import write_day_report
+from ingest.hours.stats import day_stats_paths
 from ingest.layout import report_path
 from ingest.logs import job_logger
+from ingest.receipts import replace_receipt
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 day, vault = sm.wildcards.day, Path(sm.params.vault)

@@ -3,7 +3,7 @@
 from datetime import datetime
 from pathlib import Path
 
-from ingest.publish.jobs import parse_job
+from ingest.hours.jobs import parse_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 parse_job(

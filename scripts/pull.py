@@ -4,7 +4,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ingest.logs import job_logger
-from ingest.publish.jobs import pull_job
+from ingest.pull.jobs import pull_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 pull_job(

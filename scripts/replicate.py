@@ -5,7 +5,7 @@ from pathlib import Path
 
 from ingest.layout import Hour
 from ingest.logs import job_logger
-from ingest.publish.replicate import replicate_job
+from ingest.vault.jobs import replicate_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
 replicate_job(

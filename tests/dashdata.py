@@ -1,6 +1,6 @@
 """A small archive of per-hour stats for the dashboard, health and metrics tests.
 
-Stats are written as ``ingest.build.hourly`` writes them (minute keys: local time with offset;
+Stats are written as ``ingest.hours.hourly`` writes them (minute keys: local time with offset;
 ``null``: no minute file), with a known outage and a known zero minute, so tests can look for
 them on the pages.
 """

@@ -1,9 +1,10 @@
 """The package's layout is its map: these checks keep the rooms apart.
 
 - ``devtools`` (generator, stream stand-in, demo) is never imported by production code;
-- each subsystem imports only the shared top-level modules and the subsystems below it
-  (``publish`` may use ``build``'s plan and ``collect``'s status files), so there are no
-  cycles between rooms;
+- each room imports only the shared top-level modules and the rooms before it on the data
+  path (``hours`` reads the pull's state; ``observe`` reads every stage's files; ``publish``
+  sends the built hours, the vault's manifests and the day's plot), so there are no cycles
+  between rooms;
 - no module imports another module's private (``_``-prefixed) names.
 """
 
@@ -18,16 +19,30 @@ SHARED = "shared"
 # Which rooms each room may import from (itself always).
 ALLOWED = {
     SHARED: {SHARED},
-    "cli": {SHARED, "collect", "publish"},  # scrub and restore
     "collect": {SHARED},
-    "build": {SHARED},
-    "publish": {SHARED, "build", "collect"},  # health reads the collectors' status files
-    "devtools": {SHARED, "cli", "collect", "build", "publish"},
+    "imports": {SHARED},
+    "pull": {SHARED},
+    "hours": {SHARED, "pull"},  # the plan waits for an unreachable secondary
+    "vault": {SHARED},
+    "observe": {SHARED, "collect", "pull", "hours", "vault"},
+    "publish": {SHARED, "hours", "vault", "observe"},  # the day mail's plot and link
+    "cli": {SHARED, "collect", "imports", "observe", "vault"},
+    "devtools": {
+        SHARED,
+        "cli",
+        "collect",
+        "imports",
+        "pull",
+        "hours",
+        "vault",
+        "observe",
+        "publish",
+    },
 }
 
 
 def room(module: str) -> str:
-    """``ingest.build.plan`` -> ``build``; top-level helpers are ``shared``; the CLI its own."""
+    """``ingest.hours.plan`` -> ``build``; top-level helpers are ``shared``; the CLI its own."""
     parts = module.split(".")
     if len(parts) > 2 and (PACKAGE / parts[1]).is_dir():
         return parts[1]
@@ -50,7 +65,7 @@ def imports(tree: ast.Module) -> list[tuple[str, list[str]]]:
             for alias in node.names:
                 sub = f"{node.module}.{alias.name}"
                 if (PACKAGE / Path(*sub.split(".")[1:])).with_suffix(".py").exists():
-                    out.append((sub, []))  # `from ingest.build import plan`: a module
+                    out.append((sub, []))  # `from ingest.hours import plan`: a module
                 else:
                     out.append((node.module, [alias.name]))
         elif isinstance(node, ast.Import):
@@ -111,8 +126,8 @@ def test_no_import_cycles_between_modules() -> None:
 
 
 def test_the_room_rules_catch_a_violation() -> None:
-    """The checks above could fail: a build module importing a publish module is caught."""
+    """The checks above could fail: an hours module importing a publish module is caught."""
     tree = ast.parse("from ingest.publish import osf\nfrom ingest.layout import _LABEL\n")
     found = imports(tree)
     assert ("ingest.publish.osf", []) in found and ("ingest.layout", ["_LABEL"]) in found
-    assert room("ingest.publish.osf") not in ALLOWED["build"]
+    assert room("ingest.publish.osf") not in ALLOWED["hours"]

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.build.assign import HourAssigner, assign_hour
-from ingest.build.parse import datetime_key
+from ingest.hours.assign import HourAssigner, assign_hour
+from ingest.hours.parse import datetime_key
 from ingest.layout import Hour, hour_of, read_window
 
 CET = ZoneInfo("CET")

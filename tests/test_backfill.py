@@ -5,11 +5,11 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ingest import layout
-from ingest.build import resources
-from ingest.build.backfill import parsed_window
-from ingest.build.hourly import build_hour
 from ingest.devtools.generate import TweetFactory, stream_line
-from ingest.publish.jobs import build_job
+from ingest.hours import resources
+from ingest.hours.backfill import parsed_window
+from ingest.hours.hourly import build_hour
+from ingest.hours.jobs import build_job
 from tests.configs import loaded_config
 from tests.workflow_runs import smtp_email
 

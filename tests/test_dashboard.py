@@ -14,9 +14,9 @@ import pytest
 
 from ingest import layout
 from ingest.config import validate_config
-from ingest.publish import dashboard, health
+from ingest.observe import dashboard, health
+from ingest.observe.site import dashboard_dir, day_url
 from ingest.publish.jobs import mail_job
-from ingest.publish.site import dashboard_dir, day_url
 from tests import dashdata
 from tests.workflow_runs import smtp_email
 

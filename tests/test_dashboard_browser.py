@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from ingest.config import validate_config
-from ingest.publish import dashboard, health
-from ingest.publish.site import dashboard_dir
+from ingest.observe import dashboard, health
+from ingest.observe.site import dashboard_dir
 from tests import dashdata
 
 pytestmark = pytest.mark.integration  # a browser

@@ -14,8 +14,8 @@ from ingest.collect.status import status_path, write_status
 from ingest.config import validate_config
 from ingest.layout import MINUTE, minute_path
 from ingest.notify import Alerts
-from ingest.publish import health
-from ingest.publish.health import FAILING, OK, WARNING
+from ingest.observe import health
+from ingest.observe.health import FAILING, OK, WARNING
 from tests import dashdata
 from tests.configs import loaded_config, minimal_config
 from tests.workflow_runs import smtp_email

@@ -16,8 +16,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import layout
-from ingest.build.assign import assign_hour
-from ingest.build.hourly import (
+from ingest.hours.assign import assign_hour
+from ingest.hours.hourly import (
     MIB,
     InputError,
     MergeProgress,
@@ -27,8 +27,8 @@ from ingest.build.hourly import (
     stats_minutes,
     tweets_block_size,
 )
-from ingest.build.minutes import parse_minute_file, read_meta
-from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
+from ingest.hours.minutes import parse_minute_file, read_meta
+from ingest.hours.parse import TWEET_COLUMNS, USER_COLUMNS, iter_lines, parse_line
 from ingest.layout import Hour
 
 CET = ZoneInfo("CET")

@@ -18,9 +18,9 @@ from datetime import timedelta
 import pytest
 
 from ingest import layout
-from ingest.build import hourly
-from ingest.build.hourly import InputError, build_hour
-from ingest.build.vault_source import VaultError
+from ingest.hours import hourly
+from ingest.hours.hourly import InputError, build_hour
+from ingest.hours.vault_source import VaultError
 from tests.test_hourly import CET, FAST_XZ, H11, Copy, World, on_time, read_csv, read_ids, utc
 
 T = utc(2026, 1, 14, 10, 30)  # 11:30 CET

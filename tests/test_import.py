@@ -23,10 +23,10 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from ingest.build.parse import datetime_key, parse_line
-from ingest.collect import importer
-from ingest.collect.importer import ImportSetupError, Progress, classify, import_sources
 from ingest.config import validate_config
+from ingest.hours.parse import datetime_key, parse_line
+from ingest.imports import importer
+from ingest.imports.importer import ImportSetupError, Progress, classify, import_sources
 from ingest.layout import minute_path, parse_minute_name
 from tests.configs import minimal_config
 

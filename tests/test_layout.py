@@ -5,7 +5,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import clock, layout
-from ingest.build import plan
+from ingest.hours import plan
 from ingest.layout import Hour
 from tests.configs import loaded_config
 

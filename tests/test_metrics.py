@@ -9,9 +9,9 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest.config import validate_config
-from ingest.publish import health
-from ingest.publish.dashboard import recent_stats
-from ingest.publish.metrics import metrics_path, metrics_text, write_metrics
+from ingest.observe import health
+from ingest.observe.dashboard import recent_stats
+from ingest.observe.metrics import metrics_path, metrics_text, write_metrics
 from tests import dashdata
 
 

@@ -17,8 +17,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import layout
-from ingest.build import plan
-from ingest.build.minutes import (
+from ingest.hours import plan
+from ingest.hours.jobs import parse_job
+from ingest.hours.minutes import (
     NOT_REGULAR,
     T_KEY_END,
     T_LABEL,
@@ -32,7 +33,6 @@ from ingest.build.minutes import (
     parse_minute_file,
     read_meta,
 )
-from ingest.publish.jobs import parse_job
 from tests.configs import loaded_config
 from tests.workflow_runs import smtp_email
 
@@ -454,7 +454,7 @@ def test_outputs_are_atomic_no_temp_left(minute_file, tmp_path):
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "ingest.build.minutes", *args],
+        [sys.executable, "-m", "ingest.hours.minutes", *args],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -527,7 +527,7 @@ def test_cli_errors(tmp_path):
 @pytest.mark.integration
 def test_cli_imports_no_pandas_or_snakemake():
     code = (
-        "import sys, ingest.build.minutes, ingest.build.hourly, ingest.build.report;"
+        "import sys, ingest.hours.minutes, ingest.hours.hourly, ingest.hours.report;"
         "print(sorted(m for m in ('pandas', 'snakemake', 'numpy') if m in sys.modules))"
     )
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)

@@ -21,8 +21,8 @@ from ingest.notify import (
     MailError,
     mail_day_report,
 )
-from ingest.publish.rsync import PullResult, alert_unreachable
-from ingest.pull_state import load_state, save_state
+from ingest.pull.rsync import PullResult, alert_unreachable
+from ingest.pull.state import load_state, save_state
 from ingest.secrets import SecretError
 from tests.configs import email_config
 from tests.smtp import Sink, free_port, start
@@ -435,7 +435,7 @@ def test_unreachable_secondary_alert_once_and_recovery(plain, tmp_path: Path) ->
 
 
 def test_day_report_mailed_once_with_plot(plain, tmp_path: Path) -> None:
-    from ingest.publish.plot import minutes_plot_png
+    from ingest.observe.plot import minutes_plot_png
 
     sink, port = plain
     report = "hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n0\t10\t9\t10\t1\t10.00%\n"

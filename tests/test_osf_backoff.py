@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from ingest import backoff, layout
-from ingest.build import plan
+from ingest.hours import plan
 from ingest.layout import Hour
 from tests.configs import loaded_config, minimal_config
 from tests.osf_standin import OSFStandIn
@@ -55,7 +55,7 @@ def test_the_plan_takes_only_due_uploads_and_at_most_the_cap(tmp_path):
     hours = [Hour("2026-01-14", hh) for hh in range(5)]
     built_vault(tmp_path, hours)
     assert plan.make_plan(config, T0).uploads == hours[:3]  # the oldest first, three a run
-    osf = plan.work_paths(config["work_dir"])["osf"]
+    osf = layout.work_paths(config["work_dir"])["osf"]
     for h in hours[:2]:  # their uploads just failed
         backoff.record_failure(plan.upload_backoff(osf / h.day / f"{h.label}.json"), T0, "503")
     assert plan.make_plan(config, T0 + timedelta(minutes=5)).uploads == hours[2:5]

@@ -15,7 +15,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from ingest.build.parse import (
+from ingest.hours.parse import (
     TWEET_COLUMNS,
     USER_COLUMNS,
     format_row,

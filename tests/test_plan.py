@@ -6,9 +6,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import layout
-from ingest.build import plan
-from ingest.build.stats import StatsError, read_stats
 from ingest.config import ConfigError, validate_config
+from ingest.hours import plan
+from ingest.hours.stats import StatsError, read_stats
 from ingest.layout import Hour
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -91,7 +91,7 @@ def test_uploads_and_mails_follow_receipts(tmp_path):
     )["email"]
     for hh in range(24):
         mark_built(c, Hour("2026-01-14", hh), {})
-    receipt = plan.work_paths(c["work_dir"])["osf"] / "2026-01-14" / "2026-01-14_05.json"
+    receipt = layout.work_paths(c["work_dir"])["osf"] / "2026-01-14" / "2026-01-14_05.json"
     receipt.parent.mkdir(parents=True)
     receipt.write_text("{}")
     p = plan.make_plan(c, utc(2026, 1, 14, 23, 5))
@@ -112,7 +112,7 @@ def test_minutes_of_hours_in_progress_are_parsed_ahead(tmp_path):
 
 
 def write_intermediates(c, f, size=None):
-    """The minute's intermediates as ingest.build.minutes writes them: a metadata line first."""
+    """The minute's intermediates as ingest.hours.minutes writes them: a metadata line first."""
     meta = {"server": f.server, "file": f.path.name, "minute": f.minute.isoformat()}
     meta["size"] = f.path.stat().st_size if size is None else size
     for kind in ("tweets", "users"):

@@ -1,4 +1,4 @@
-"""ingest.publish.plot: the per-minute PNG attached to the daily report mail."""
+"""ingest.observe.plot: the per-minute PNG attached to the daily report mail."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from ingest.publish.plot import merge_minutes, minutes_plot_png, parse_minute_key
+from ingest.observe.plot import merge_minutes, minutes_plot_png, parse_minute_key
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TZ = ZoneInfo("Europe/Berlin")
@@ -24,7 +24,7 @@ def day_stats(day: str, tz: ZoneInfo, outage: range) -> list[dict]:
         for m in range(60):
             i = h * 60 + m
             t = start + timedelta(minutes=i)
-            key = t.astimezone(tz).isoformat(timespec="minutes")  # as ingest.build.hourly writes
+            key = t.astimezone(tz).isoformat(timespec="minutes")  # as ingest.hours.hourly writes
             s1[key] = 3300 + (i * 37) % 400
             s2[key] = None if i in outage else 3300 + (i * 37) % 400 - (i % 7)
         hours.append({"hour": f"{day}_{h:02d}", "minutes": {"server1": s1, "server2": s2}})
@@ -58,7 +58,7 @@ def test_png_without_timezone_and_with_missing_hours() -> None:
 def test_minute_keys_and_merging() -> None:
     utc = datetime(2026, 1, 14, 9, 6, tzinfo=UTC)
     assert parse_minute_key("2026-01-14T09:06:00+00:00") == utc
-    assert parse_minute_key("2026-01-14T10:06+01:00") == utc  # ingest.build.hourly's stats keys
+    assert parse_minute_key("2026-01-14T10:06+01:00") == utc  # ingest.hours.hourly's stats keys
     assert parse_minute_key("2026-01-14T1006+0100") == utc  # minute file stem
     with pytest.raises(ValueError):
         parse_minute_key("2026-01-14T09:06:00")

@@ -1,6 +1,6 @@
 import json
 
-from ingest.build.receipts import build_receipt, replace_receipt, report_receipt
+from ingest.receipts import build_receipt, replace_receipt, report_receipt
 
 
 def test_a_receipt_replaces_only_the_older_ones_of_its_hour(tmp_path):

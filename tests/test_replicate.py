@@ -14,16 +14,16 @@ import pytest
 from ingest.clock import FixedClock
 from ingest.layout import Hour, report_path, vault_paths
 from ingest.notify import Alerts, Mailer
-from ingest.publish import replicate as rep
-from ingest.publish.manifest import (
+from ingest.vault import replicate as rep
+from ingest.vault.manifest import (
     ManifestError,
     manifest_path,
     parse_manifest,
     read_manifest,
     update_manifest,
 )
-from ingest.publish.restore import restore
-from ingest.publish.scrub import scrub
+from ingest.vault.restore import restore
+from ingest.vault.scrub import scrub
 from tests.configs import loaded_config
 from tests.sshd import Sshd
 from tests.workflow_runs import smtp_email
@@ -446,7 +446,7 @@ def test_osf_takes_a_manifest_but_nothing_named_like_one(tmp_path: Path) -> None
 def test_no_repair_or_restore_while_a_workflow_run_holds_the_run_lock(tmp_path: Path) -> None:
     """A run renames a rebuilt hour's files before it updates the manifest: a scrub repairing
     in between would put the old copy back. Repairs and restores wait for the run lock."""
-    from ingest.build.plan import work_paths
+    from ingest.layout import work_paths
     from ingest.locks import LockBusy, RunLock
 
     vault = tmp_path / "vault"

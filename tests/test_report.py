@@ -7,7 +7,7 @@ import runpy
 from pathlib import Path
 from types import SimpleNamespace
 
-from ingest.build.report import report_table, write_day_report
+from ingest.hours.report import report_table, write_day_report
 
 
 def stats(label: str, counts: dict, total: int, diff: int) -> dict:
@@ -94,7 +94,7 @@ def test_report_from_real_hourly_stats(tmp_path):
     from zoneinfo import ZoneInfo
 
     from ingest import layout
-    from ingest.build.hourly import build_hour
+    from ingest.hours.hourly import build_hour
     from ingest.layout import Hour
 
     tz = ZoneInfo("CET")

@@ -4,8 +4,8 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from ingest import layout
-from ingest.build import plan, retention
 from ingest.config import validate_config
+from ingest.hours import plan, retention
 from ingest.layout import Hour
 
 TZ = ZoneInfo("Europe/Berlin")
@@ -55,7 +55,7 @@ def tmp_raw(c, server):
 
 def build(c, hour, inputs=None):
     """Mark ``hour`` built from the raw files now in its window (name -> size), as
-    ingest.build.hourly records them, or from ``inputs`` as given."""
+    ingest.hours.hourly records them, or from ``inputs`` as given."""
     if inputs is None:
         inputs = {
             server: {f.path.name: f.path.stat().st_size for f in fs}
@@ -108,7 +108,7 @@ def test_an_imported_servers_raw_files_stay_unless_the_config_says_so(tmp_path):
 
 def test_empty_parse_logs_go_and_telling_ones_stay(tmp_path):
     c, _ = setup_world(tmp_path, minutes=1)
-    logs = plan.work_paths(c["work_dir"])["logs"] / "parse"
+    logs = layout.work_paths(c["work_dir"])["logs"] / "parse"
     logs.mkdir(parents=True)
     (logs / "a.log").write_text("")
     (logs / "b.log").write_text("raw/x.jsonl:3: invalid_json\n")

@@ -1,4 +1,4 @@
-"""ingest.publish.rsync: pulling a secondary's minute files, locally and through a real sshd."""
+"""ingest.pull.rsync: pulling a secondary's minute files, locally and through a real sshd."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from ingest.devtools.sshd import known_hosts_line
 from ingest.layout import Hour, minute_files
 from ingest.minutefiles import place_minute, union_lines
-from ingest.publish import jobs
-from ingest.publish.rsync import (
+from ingest.pull import jobs
+from ingest.pull.rsync import (
     RsyncConfigError,
     pull_server,
     rsync_commands,
@@ -28,7 +28,7 @@ from ingest.publish.rsync import (
     split_source,
     staging_dir,
 )
-from ingest.pull_state import load_state
+from ingest.pull.state import load_state
 from tests.configs import loaded_config
 from tests.sshd import Sshd
 

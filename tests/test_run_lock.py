@@ -18,10 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ingest.build import plan
+from ingest import layout, notify, workflow_run
 from ingest.config import TEST_CLOCK_ENV, ConfigError, check_now
 from ingest.locks import LockBusy, RunLock, read_holder
-from ingest.publish import jobs
 from tests.configs import loaded_config, minimal_config
 from tests.workflow_runs import smtp_email, snakemake
 
@@ -72,14 +71,14 @@ def test_a_condition_lasting_across_runs_is_mailed_once(tmp_path, smtp):
     sink, port = smtp
     config = loaded_config(tmp_path, email=smtp_email(port))
     now = datetime(2026, 1, 14, 11, 0, tzinfo=UTC)
-    assert jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
-    assert not jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
-    assert jobs.notify_once(config, "plan", ["a broken", "b broken"], "plan", "found:", now)
+    assert notify.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
+    assert not notify.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
+    assert notify.notify_once(config, "plan", ["a broken", "b broken"], "plan", "found:", now)
     first, second = sink.wait_for(2)
     assert "a broken" in first.get_content() and "a broken" not in second.get_content()
     # Once gone, it is forgotten: if it comes back, it is news again.
-    assert not jobs.notify_once(config, "plan", [], "plan", "found:", now)
-    assert jobs.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
+    assert not notify.notify_once(config, "plan", [], "plan", "found:", now)
+    assert notify.notify_once(config, "plan", ["a broken"], "plan", "found:", now)
 
 
 # --- runs -----------------------------------------------------------------------------------
@@ -192,9 +191,9 @@ def test_a_run_killed_holding_the_lock_is_reported_once_by_the_next(tmp_path, sm
     # A run killed with kill -9 (or its machine's power cut) said nothing itself.
     sink, port = smtp
     config = loaded_config(tmp_path, email=smtp_email(port))
-    path = plan.work_paths(config["work_dir"])["run_lock"]
+    path = layout.work_paths(config["work_dir"])["run_lock"]
     hold_run_lock(path, "exit").wait()  # a run that ended normally: nothing to say
-    lock = jobs.take_run_lock(config, datetime.now(UTC))
+    lock = workflow_run.take_run_lock(config, datetime.now(UTC))
     assert lock is not None and lock.unfinished is None
     lock.release()
 
@@ -202,7 +201,7 @@ def test_a_run_killed_holding_the_lock_is_reported_once_by_the_next(tmp_path, sm
     killed.kill()
     killed.wait()
     for _ in range(2):  # the next run says so, and mails once
-        lock = jobs.take_run_lock(config, datetime.now(UTC))
+        lock = workflow_run.take_run_lock(config, datetime.now(UTC))
         assert lock is not None
         lock.release()
     (msg,) = sink.wait_for(1)

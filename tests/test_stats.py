@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from ingest.build.report import report_table
-from ingest.build.stats import StatsError, day_stats_paths, read_stats, read_stats_if_built
+from ingest.hours.report import report_table
+from ingest.hours.stats import StatsError, day_stats_paths, read_stats, read_stats_if_built
 from ingest.layout import Hour
 
 H = Hour("2026-01-14", 11)

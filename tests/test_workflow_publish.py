@@ -21,12 +21,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import layout
-from ingest.build import plan
 from ingest.config import validate_config
 from ingest.devtools.generate import generate_raw_tree
+from ingest.hours import plan
 from ingest.layout import Hour
-from ingest.publish import jobs
 from ingest.publish.osf import RetryPolicy
+from ingest.pull import jobs
 from tests.osf_standin import OSFStandIn
 from tests.smtp import Sink, free_port, start
 from tests.workflow_runs import ok, smtp_email, snakemake, write_fast_config

@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from ingest import layout
-from ingest.build import plan
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
+from ingest.hours import plan
 from ingest.layout import Hour
 from tests.workflow_runs import ok, snakemake, write_fast_config
 
@@ -41,7 +41,7 @@ def utc(*args: int) -> datetime:
 
 
 def receipts(root: Path, kind: str) -> list[Path]:
-    folder = plan.work_paths(root / "work")[kind]
+    folder = layout.work_paths(root / "work")[kind]
     return sorted(folder.rglob("*.json")) if folder.exists() else []
 
 

@@ -45,7 +45,7 @@ class Sshd:
         return f"{self.user}@{self.host}"
 
     def ssh_args(self) -> list[str]:
-        """Options for a plain ``ssh`` call to this server (ingest.publish.rsync makes its own)."""
+        """Options for a plain ``ssh`` call to this server (ingest.pull.rsync makes its own)."""
         return [
             "-i",
             str(self.key_file),

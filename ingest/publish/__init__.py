@@ -1,1 +1,1 @@
-"""What moves data in and word out around the build: rsync pulls, OSF uploads, the day's mail."""
+"""Word out about the vault: the IDs, reports and manifests on OSF, and the day's mail."""

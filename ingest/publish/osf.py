@@ -137,7 +137,7 @@ def _check_ids_content(path: Path) -> None:
 
 def _check_manifest_content(path: Path) -> None:
     """A manifest holds only ``<sha256>  <file name>`` lines (ManifestError names the line)."""
-    from ingest.publish.manifest import ManifestError, read_manifest
+    from ingest.vault.manifest import ManifestError, read_manifest
 
     try:
         entries = read_manifest(path)

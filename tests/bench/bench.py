@@ -341,7 +341,7 @@ def dry_run_jobs(cmd: list[str], env: dict) -> dict[str, int]:
 def sm_env() -> dict:
     env = dict(os.environ)
     env["PATH"] = f"{Path(PYTHON).parent}:{env.get('PATH', '')}"
-    # parse_minute's `python -m ingest.build.minutes` needs the package: installed by `make setup`
+    # parse_minute's `python -m ingest.hours.minutes` needs the package: installed by `make setup`
     # (pip install -e .); the path makes the benchmark work before that, too.
     env["PYTHONPATH"] = os.pathsep.join(x for x in (str(CODE), env.get("PYTHONPATH")) if x)
     env[TEST_CLOCK_ENV] = "1"  # the runs write at a replayed now= (the test-only switch)
@@ -505,7 +505,7 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
     base = [
         PYTHON,
         "-m",
-        "ingest.build.minutes",
+        "ingest.hours.minutes",
         "--timezone",
         TZ_NAME,
         "--late-minutes",
@@ -589,7 +589,7 @@ def run_parts(scale_dir: Path, data_raw: Path) -> dict:
 
 
 def run_merge_alone(parts: dict, scale_dir: Path) -> dict:
-    """The hourly merge alone (ingest.build.hourly.build_hour) on the intermediates of the parts."""
+    """The hourly merge alone (ingest.hours.hourly.build_hour) on the intermediates of the parts."""
     inputs = parts["intermediates"]
     out = Path(tempfile.mkdtemp(prefix="merge-", dir=scale_dir / "runs"))
     spec = out / "spec.json"
@@ -598,7 +598,7 @@ def run_merge_alone(parts: dict, scale_dir: Path) -> dict:
     code = (
         "import json, resource, sys, time\n"
         f"sys.path.insert(0, {str(CODE)!r})\n"
-        "from ingest.build.hourly import build_hour\n"
+        "from ingest.hours.hourly import build_hour\n"
         "from ingest.layout import Hour\n"
         f"spec = json.load(open({str(spec)!r}))\n"
         "t0 = time.perf_counter()\n"
@@ -630,7 +630,7 @@ def dashboard_rewrite_seconds(root: Path, now: datetime, scale_dir: Path) -> flo
     record, health, metrics file and the dashboard's rewrite (the day, its month, the front
     page). The dashboard is made once first (a new install's first run writes every day)."""
     from ingest.config import validate_config
-    from ingest.publish.dashboard import after_run
+    from ingest.observe.dashboard import after_run
 
     run = Path(tempfile.mkdtemp(prefix="dashboard-", dir=scale_dir / "runs"))
     config = validate_config(
@@ -812,9 +812,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 
-from ingest.build.plan import built_hours
+from ingest.hours.plan import built_hours
 from ingest.config import load_config
-from ingest.publish import replicate as r
+from ingest.vault import replicate as r
 
 config = load_config(sys.argv[1])
 hours = built_hours(Path(config["vault_dir"]))
@@ -833,7 +833,7 @@ else:
 def make_vault(vault: Path, built: dict[str, Path], n_hours: int, lock: Path) -> list[str]:
     """``n_hours`` consecutive hours from 1 February on, each a copy of the ``built`` hour's
     files under its own names, and each day's SHA256SUMS; returns the day folders."""
-    from ingest.publish.manifest import update_manifest
+    from ingest.vault.manifest import update_manifest
 
     hours: list[layout.Hour] = []
     day = datetime.fromisoformat("2026-02-01").date()

@@ -124,7 +124,7 @@ def classify(cmdline: list[str], name: str) -> str:
     joined = " ".join(cmdline)
     if name in ("xz", "jq") or (cmdline and os.path.basename(cmdline[0]) in ("xz", "jq")):
         return os.path.basename(cmdline[0]) if cmdline else name
-    if "ingest.build.minutes" in joined:
+    if "ingest.hours.minutes" in joined:
         return "parse_minute"
     if "build_hour" in joined:
         return "build_hour"

@@ -30,7 +30,7 @@ from zoneinfo import ZoneInfo
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from ingest import layout  # noqa: E402 (only for listing the hour's minute files)
-from ingest.build.parse import TWEET_COLUMNS  # noqa: E402
+from ingest.hours.parse import TWEET_COLUMNS  # noqa: E402
 
 COLUMNS = list(TWEET_COLUMNS)  # the seed's 20 columns, in its order
 AUTHOR_COLS = ["author_id", "lang", *COLUMNS[10:]]

@@ -1,7 +1,7 @@
 # Hourly stage: merge every server's minutes of the hour into the three .xz files and stats.
 # The vault files are the job's alone: build_hour writes each to a temporary name and renames
 # it, merging into what the hour already holds. The rule's output is this run's receipt of the
-# hour in work_dir (ingest.build.receipts), so Snakemake never backs up, restores in place or
+# hour in work_dir (ingest.receipts), so Snakemake never backs up, restores in place or
 # deletes a vault file, and an hour planned in a run is built in that run.
 
 
@@ -18,7 +18,7 @@ rule build_hour:
     # A backfill runs many hours side by side, a job a core by default (backfill_threads).
     threads: config["backfill_threads"] if BACKFILL else 2
     # What an executor asks for (a cluster's slot), from the inputs' size: measured at 1 % and
-    # 10 % (ingest.build.resources).
+    # 10 % (ingest.hours.resources).
     resources:
         mem_mb=lambda wildcards, input: build_resources.build_mem_mb(input.size_mb, BACKFILL),
         runtime=lambda wildcards, input: build_resources.build_runtime_min(input.size_mb, BACKFILL),

@@ -21,12 +21,13 @@ envvars:
 
 
 from ingest import clock, layout, perms  # noqa: E402
-from ingest.build import plan as planning  # noqa: E402
-from ingest.build import resources as build_resources  # noqa: E402
-from ingest.build.receipts import build_receipt, report_receipt  # noqa: E402
-from ingest.publish import replicate as replication  # noqa: E402
+from ingest.hours import plan as planning  # noqa: E402
+from ingest.hours import resources as build_resources  # noqa: E402
+from ingest.receipts import build_receipt, report_receipt  # noqa: E402
+from ingest.vault import replicate as replication  # noqa: E402
 from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402
-from ingest.publish.jobs import RunWatch, notify_once, take_run_lock  # noqa: E402
+from ingest.notify import notify_once  # noqa: E402
+from ingest.workflow_run import RunWatch, take_run_lock  # noqa: E402
 
 # Files 0640, folders 0750, whatever the umask of cron or the shell (jobs inherit it).
 perms.restrict_umask()
@@ -71,7 +72,7 @@ envvars:
     "SAMPLED_STREAM_RUN",
 
 
-WORK = planning.work_paths(config["work_dir"])
+WORK = layout.work_paths(config["work_dir"])
 VAULT = Path(config["vault_dir"])
 SERVERS = {s["name"]: s for s in config["servers"]}
 PULLED = [name for name, s in SERVERS.items() if s.get("rsync_from")]
@@ -147,7 +148,7 @@ def hour_inputs(wildcards):
 
 
 # Backfill: the hours given are independent jobs, each parsing its own minute files (scripts/
-# build_hour.py, ingest.build.backfill); no run-wide parse step.
+# build_hour.py, ingest.hours.backfill); no run-wide parse step.
 BACKFILL = bool(config.get("hours"))
 
 
@@ -227,7 +228,7 @@ def all_targets():
 
 
 def retention_cleanup():
-    from ingest.build.retention import clean
+    from ingest.hours.retention import clean
 
     summary = clean(config, NOW)
     if summary.intermediates_removed or summary.raw_removed:

@@ -1,5 +1,5 @@
 # Manifests and replicas (issue 15). Once a day's report is rebuilt, day_manifest hashes the
-# files this run wrote into {day}_SHA256SUMS (ingest.publish.manifest). Then each built hour
+# files this run wrote into {day}_SHA256SUMS (ingest.vault.manifest). Then each built hour
 # (with its day's report and manifest) is copied to every vault_replicas entry and verified
 # there; the receipt is work_dir/replicas/{replica}/{day}/{day}_{hh}.json. A replica that
 # fails fails only its own jobs; later runs retry it with back-off, and nothing waits for a

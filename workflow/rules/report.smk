@@ -1,7 +1,7 @@
 # Day report: rebuilt from the per-hour stats every time an hour of the day is (re)built. It
 # waits for this run's builds of the day (day_builds), then reads the stats of every built hour
 # of the day from the vault and writes the report there (temp and rename). The rule's output
-# is this run's receipt of the report (ingest.build.receipts): no vault file is an output.
+# is this run's receipt of the report (ingest.receipts): no vault file is an output.
 
 
 # No conda env or container (snakemake --lint asks): jobs run in the project's .venv.

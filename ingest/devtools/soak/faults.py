@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest.build.plan import work_paths
 from ingest.devtools.soak.world import (
     KEEP_RAW_HOURS,
     SECONDARY_WAIT_MINUTES,
@@ -44,6 +43,7 @@ from ingest.devtools.soak.world import (
     World,
 )
 from ingest.devtools.stack import stand_in_fault
+from ingest.layout import work_paths
 
 STEP_SAFE_AGE = 3.0  # seconds a collector needs before it handles SIGUSR1 (clock steps)
 KILL_WAIT = 40.0  # seconds an armed workflow kill waits for a build_hour job to appear

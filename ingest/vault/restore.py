@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ingest.atomic import atomic_write, fsync_dir
-from ingest.publish.manifest import (
+from ingest.vault.manifest import (
     ManifestError,
     manifest_name,
     manifest_path,
     parse_manifest,
     read_manifest,
 )
-from ingest.publish.replicate import (
+from ingest.vault.replicate import (
     Check,
     Replica,
     ReplicaError,

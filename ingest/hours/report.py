@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ingest.atomic import atomic_write
-from ingest.build.stats import HourStats, read_stats
+from ingest.hours.stats import HourStats, read_stats
 from ingest.layout import Hour
 
 

@@ -193,7 +193,7 @@ def classify(raw: bytes, unterminated: bool = False) -> tuple[str, datetime | No
     any, is JSON whitespace).
 
     The kinds of ``WRITTEN`` come with a minute; ``SKIPPED`` kinds with None. The shapes are
-    those ``ingest.build.parse.parse_line`` reads; ``unterminated`` marks a last line that had
+    those ``ingest.hours.parse.parse_line`` reads; ``unterminated`` marks a last line that had
     no newline, so invalid JSON there is a cut line (``truncated``).
     """
     if not raw or raw.isspace():

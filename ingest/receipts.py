@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ingest.atomic import atomic_write_json, glob_escape
-from ingest.build.plan import work_paths
+from ingest.layout import work_paths
 
 
 def build_receipt(work_dir: str | Path, day: str, hh: str, run: str) -> Path:
@@ -31,7 +31,7 @@ def replace_receipt(path: str | Path, data: Any) -> list[Path]:
     """Write a receipt atomically, then remove the older ones of its key; return those.
 
     (Per-run receipts of the pull and parse jobs keep the latest few instead:
-    ingest.publish.jobs.write_receipt.)
+    write_receipt below.)
     """
     path = Path(path)
     atomic_write_json(path, data)
@@ -40,3 +40,10 @@ def replace_receipt(path: str | Path, data: Any) -> list[Path]:
     for p in older:
         p.unlink(missing_ok=True)
     return older
+
+
+def write_receipt(path: Path, data: Any, keep: int = 48) -> None:
+    """A run's receipt, written atomically; only the latest ``keep`` of its kind are kept."""
+    atomic_write_json(path, data)
+    for old in sorted(path.parent.glob("*.json"))[:-keep]:
+        old.unlink(missing_ok=True)

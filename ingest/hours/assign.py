@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from ingest.build.parse import datetime_key
+from ingest.hours.parse import datetime_key
 from ingest.layout import Hour, hour_of, read_window
 
 
@@ -52,7 +52,7 @@ def _created_window(tz: ZoneInfo, late_minutes: int, minute_prefix: str) -> tupl
 class HourAssigner:
     """``assign_hour`` for the copies of one minute file, on fixed-width UTC key strings.
 
-    Keys (``ingest.build.parse.time_key``) compare as text in time order, so the per-tweet work is a
+    Keys (``ingest.hours.parse.time_key``) compare as text in time order, so the per-tweet work is a
     dict lookup and two string comparisons.
     """
 

@@ -22,9 +22,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout
-from ingest.build.plan import intermediate, work_paths
-from ingest.build.stats import StatsError, input_sizes, read_stats_if_built
-from ingest.layout import MinuteFile
+from ingest.hours.plan import intermediate
+from ingest.hours.stats import StatsError, input_sizes, read_stats_if_built
+from ingest.layout import MinuteFile, work_paths
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from ingest import backoff, layout
 from ingest.atomic import atomic_write_json
-from ingest.build import plan
+from ingest.hours import plan
 from ingest.clock import Clock, FixedClock
 from ingest.layout import Hour
 from ingest.locks import LockBusy, RunLock
@@ -41,7 +41,7 @@ def parse_job(
     file that cannot be read at all costs only itself: it is named in the log and in the
     receipt's ``skipped_files``, mailed once, and returned; the next run tries it again.
     """
-    from ingest.build.minutes import parse_many
+    from ingest.hours.minutes import parse_many
 
     started = time.monotonic()
     # No pull state: every hour that could be built in this run gets its minutes parsed.
@@ -102,9 +102,9 @@ def build_job(
     """
     from contextlib import nullcontext
 
-    from ingest.build.backfill import ParsedWindow, parsed_window
-    from ingest.build.hourly import build_hour
-    from ingest.build.receipts import replace_receipt
+    from ingest.hours.backfill import ParsedWindow, parsed_window
+    from ingest.hours.hourly import build_hour
+    from ingest.receipts import replace_receipt
     from ingest.logs import job_logger
 
     log = job_logger("build_hour", log_path)
@@ -162,7 +162,7 @@ def pull_job(
     config: dict[str, Any], server: str, now: datetime, receipt: Path, log: logging.Logger
 ) -> None:
     """Pull a secondary's minute files; a failed pull is recorded, not raised (see plan)."""
-    from ingest.publish.rsync import alert_unreachable, pull_server
+    from ingest.pull.rsync import alert_unreachable, pull_server
 
     server_cfg = next(s for s in config["servers"] if s["name"] == server)
     state_dir = plan.work_paths(config["work_dir"])["state"]
@@ -192,7 +192,7 @@ def upload_job(
     """Publish an hour's IDs file, its day's report and the day's SHA256SUMS manifest (when the
     day has one: days built before manifests existed have none until scrub makes it); the
     receipt records every upload."""
-    from ingest.publish.manifest import manifest_path
+    from ingest.vault.manifest import manifest_path
     from ingest.publish.osf import RetryPolicy, remote_path_for, upload
 
     osf = config["osf"]
@@ -219,10 +219,10 @@ def upload_job(
 
 def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
     """Mail a complete day's report with its tweets-per-minute plot, once."""
-    from ingest.build.stats import day_stats_paths, read_stats
+    from ingest.hours.stats import day_stats_paths, read_stats
     from ingest.notify import Mailer, mail_day_report
-    from ingest.publish.plot import minutes_plot_png
-    from ingest.publish.site import day_url
+    from ingest.observe.plot import minutes_plot_png
+    from ingest.observe.site import day_url
 
     servers = [s["name"] for s in config["servers"]]
     stats = [read_stats(p) for p in day_stats_paths(report.parent, day)]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.locks import LockBusy
-from ingest.publish.manifest import (
+from ingest.vault.manifest import (
     ManifestError,
     is_day,
     manifest_name,
@@ -35,7 +35,7 @@ from ingest.publish.manifest import (
     sha256_file,
     update_manifest,
 )
-from ingest.publish.replicate import (
+from ingest.vault.replicate import (
     Check,
     Replica,
     ReplicaError,
@@ -43,7 +43,7 @@ from ingest.publish.replicate import (
     replicas,
     wait_for_run_lock,
 )
-from ingest.publish.restore import install_verified
+from ingest.vault.restore import install_verified
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
@@ -154,7 +154,7 @@ def scrub(
     lock_wait_s: float = 3600,
 ) -> ScrubReport:
     """Check the newest ``days`` day folders (default all) everywhere, repair, alert."""
-    from ingest.build.plan import work_paths
+    from ingest.layout import work_paths
 
     log = log or _log
     start = time.monotonic()

@@ -14,8 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import backoff, layout
-from ingest.build.minutes import read_meta
-from ingest.build.stats import HourStats, StatsError, input_sizes, read_stats_if_built
+from ingest.hours.minutes import read_meta
+from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
 
 
@@ -35,22 +35,6 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
-def work_paths(work_dir: str | Path) -> dict[str, Path]:
-    w = Path(work_dir)
-    return {
-        "minutes": w / "minutes",
-        "parsed": w / "parsed",
-        "logs": w / "logs",
-        "osf": w / "osf",
-        "mail": w / "mail",
-        "pulls": w / "pulls",
-        "state": w / "state",
-        "built": w / "built",  # build_hour's receipts (ingest.build.receipts)
-        "reported": w / "reported",  # day_report's receipts
-        "run_lock": w / "run.lock",  # held by the running workflow (ingest.publish.jobs)
-    }
-
-
 def upload_backoff(receipt: Path) -> Path:
     """Next to an hour's upload receipt: its back-off state after failed uploads."""
     return receipt.with_suffix(".backoff")
@@ -59,7 +43,7 @@ def upload_backoff(receipt: Path) -> Path:
 def intermediate(work_dir: str | Path, f: MinuteFile, kind: str) -> Path:
     """The per-minute intermediate of a raw minute file (kind: tweets or users)."""
     day, hh = f.path.parent.parent.name, f.path.parent.name
-    return work_paths(work_dir)["minutes"] / f.server / day / hh / f"{f.stem}.{kind}.tsv"
+    return layout.work_paths(work_dir)["minutes"] / f.server / day / hh / f"{f.stem}.{kind}.tsv"
 
 
 def window_files(
@@ -198,7 +182,7 @@ def make_plan(
     plan.reports = sorted({h.day for h in plan.build})
     built = built_hours(vault)
     if config["osf"]["enabled"]:
-        osf_dir = work_paths(config["work_dir"])["osf"]
+        osf_dir = layout.work_paths(config["work_dir"])["osf"]
         receipts = _names(osf_dir, ".json")
         pending = set(plan.build) | {h for h in built if f"{h.label}.json" not in receipts}
         # Hours whose last upload failed wait out their back-off; a backlog goes a few a run.
@@ -210,7 +194,7 @@ def make_plan(
         ]
         plan.uploads = due[: config["osf"]["max_uploads_per_run"]]
     if config["email"]["enabled"]:
-        sent = _names(work_paths(config["work_dir"])["mail"], ".sent")
+        sent = _names(layout.work_paths(config["work_dir"])["mail"], ".sent")
         days = {h.day for h in built} | set(plan.reports)
         # A day with an hour held back for a secondary is mailed once that hour is built: the
         # report goes only once, so it must not go without the day's last hours.
@@ -264,7 +248,7 @@ def _names(folder: Path, suffix: str) -> set[str]:
 
 def pull_state(state_dir: Path, servers: list[str]) -> dict[str, dict]:
     """Whether each pulled server's last pull worked ({"ok": True} for one never pulled)."""
-    from ingest.pull_state import load_state
+    from ingest.pull.state import load_state
 
     return {
         server: {"ok": load_state(state_dir, server).first_failure is None} for server in servers

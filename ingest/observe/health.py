@@ -24,9 +24,9 @@ from zoneinfo import ZoneInfo
 
 from ingest import backoff, layout
 from ingest.atomic import atomic_write_json
-from ingest.build import plan as planning
 from ingest.collect.status import server_report, status_dir
-from ingest.pull_state import load_state
+from ingest.hours import plan as planning
+from ingest.pull.state import load_state
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
 LEVELS = (OK, WARNING, FAILING)  # in order of severity; the metrics use the index
@@ -56,7 +56,7 @@ def _read_json(path: Path) -> Any:
 
 
 def state_file(config: dict[str, Any], name: str) -> Path:
-    return planning.work_paths(config["work_dir"])["state"] / name
+    return layout.work_paths(config["work_dir"])["state"] / name
 
 
 def record_run(
@@ -128,7 +128,7 @@ def collectors(config: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     """Per server: its status file and newest minute file (``collect.status``), and for a
     pulled secondary the state of its pulls (its status file stays on the secondary)."""
     tz = ZoneInfo(config["timezone"])
-    state_dir = planning.work_paths(config["work_dir"])["state"]
+    state_dir = layout.work_paths(config["work_dir"])["state"]
     out = []
     for s in config["servers"]:
         report = server_report(config, s, tz, now)
@@ -148,7 +148,7 @@ def workflow(config: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The last run, what is overdue or waiting, OSF uploads and the day mails."""
     config = {k: v for k, v in config.items() if k != "hours"}  # the whole archive
     tz = ZoneInfo(config["timezone"])
-    work = planning.work_paths(config["work_dir"])
+    work = layout.work_paths(config["work_dir"])
     pulled = [s["name"] for s in config["servers"] if s.get("rsync_from")]
     plan = planning.make_plan(config, now, planning.pull_state(work["state"], pulled))
     vault = Path(config["vault_dir"])
@@ -431,7 +431,7 @@ def is_primary(config: dict[str, Any]) -> bool:
 def mail_lasting_failures(config: dict[str, Any], health: Health, now: datetime) -> list[str]:
     """Track since when each check fails; mail those failing for ``health.mail_after_minutes``
     once (``notify_once``: again only after they recovered). Returns the lasting ones."""
-    from ingest.publish.jobs import notify_once
+    from ingest.notify import notify_once
 
     path = state_file(config, "health.json")
     old = (_read_json(path) or {}).get("failing_since", {})

@@ -20,7 +20,7 @@ from ingest.layout import VAULT_SUFFIXES
 
 
 class HourStats(TypedDict, total=False):
-    """What ``ingest.build.hourly.build_hour`` writes (older builds may lack some keys)."""
+    """What ``ingest.hours.hourly.build_hour`` writes (older builds may lack some keys)."""
 
     hour: str  # the hour's label, e.g. 2026-01-14_11
     servers: list[str]  # in config order

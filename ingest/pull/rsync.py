@@ -44,7 +44,7 @@ Files land atomically: rsync writes under temporary dot-names in staging, and ra
 ever receives complete files by rename. Options that would leave partial files under final
 names (``--inplace``, ``--partial``, ``--append``) are refused.
 
-Reachability is tracked per server (``ingest.pull_state``: first failure of the current outage,
+Reachability is tracked per server (``ingest.pull.state``: first failure of the current outage,
 last success), so successive cron runs know how long a secondary has been gone.
 """
 
@@ -68,7 +68,8 @@ from ingest.atomic import fsync_dir
 from ingest.layout import Hour
 from ingest.locks import exclusive_lock
 from ingest.minutefiles import place_minute
-from ingest.pull_state import load_state, save_state
+from ingest.pull.state import load_state, save_state
+from ingest.remote import IO_TIMEOUT_S, RsyncConfigError, split_source, ssh_command
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
@@ -98,16 +99,7 @@ REGULAR_FILES_ONLY = ("--no-links", "--no-specials", "--no-devices")
 # rsync exit 24: "some files vanished before they could be transferred" - harmless here (a
 # concurrent cleanup); everything else non-zero is a failed pull.
 OK_EXIT_CODES = (0, 24)
-CONNECT_TIMEOUT_S = 10
-IO_TIMEOUT_S = 120
 STDERR_TAIL_CHARS = 2000
-
-# rsync's own rule: a colon before any slash means a remote-shell source (host:path).
-_REMOTE = re.compile(r"^(?P<host>(?:[^@/:]+@)?(?:\[[^\]]+\]|[^/:]+)):(?P<path>.*)$")
-
-
-class RsyncConfigError(ValueError):
-    pass
 
 
 @dataclass
@@ -142,53 +134,6 @@ def staging_dir(state_dir: Path, name: str) -> Path:
 
 
 # --- command line ---------------------------------------------------------------------------
-
-
-def split_source(rsync_from: str) -> tuple[str | None, str]:
-    """(``user@host`` or None for a local path, path) of an ``rsync_from`` value."""
-    if rsync_from.startswith("rsync://") or "::" in rsync_from.split("/", 1)[0]:
-        raise RsyncConfigError(
-            f"rsync_from {rsync_from!r}: rsync daemon sources are not supported; "
-            "use user@host:/path/"
-        )
-    m = _REMOTE.match(rsync_from)
-    if m:
-        return m["host"], m["path"]
-    return None, rsync_from
-
-
-def ssh_command(server_cfg: dict[str, Any]) -> str:
-    """The ``-e`` value: batch mode (never a password prompt), host key checked strictly.
-
-    With ``known_hosts_file`` only that file's keys are accepted (the system-wide file is
-    ignored); without it, the user's and the system's known_hosts. An unknown key is refused,
-    never learned, and ssh never adds keys to the file (``UpdateHostKeys=no``).
-    """
-    parts = ["ssh"]
-    key = server_cfg.get("ssh_key_file")
-    if key:
-        parts += ["-i", str(key), "-o", "IdentitiesOnly=yes"]
-    if server_cfg.get("ssh_port"):
-        parts += ["-p", str(server_cfg["ssh_port"])]
-    parts += ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UpdateHostKeys=no"]
-    known_hosts = server_cfg.get("known_hosts_file")
-    if known_hosts:
-        parts += [
-            "-o",
-            f"UserKnownHostsFile={os.path.abspath(known_hosts)}",
-            "-o",
-            "GlobalKnownHostsFile=/dev/null",
-        ]
-    parts += [
-        "-o",
-        f"ConnectTimeout={CONNECT_TIMEOUT_S}",
-        # A dead peer on an established connection is noticed in ~30 s instead of never.
-        "-o",
-        "ServerAliveInterval=10",
-        "-o",
-        "ServerAliveCountMax=3",
-    ]
-    return shlex.join(parts)
 
 
 def filter_args(hours: Iterable[Hour] | None) -> list[str]:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ingest.atomic import atomic_write
-from ingest.build.stats import HourStats
-from ingest.publish.health import LEVELS, Health
+from ingest.hours.stats import HourStats
+from ingest.observe.health import LEVELS, Health
 
 HOURS = 24  # built hours whose counts are exported
 

@@ -2,7 +2,7 @@
 
 A replica is a folder laid out like the vault (``{day}/{day}_HH_...``): a local path (a second
 disk, a mounted backup volume) or ``user@host:/path`` reached with rsync over ssh, with the
-pull's ssh options and pinned host keys (``ingest.publish.rsync.ssh_command``).
+pull's ssh options and pinned host keys (``ingest.pull.rsync.ssh_command``).
 
 Every file lands as the vault's does: under a temporary name in a temporary folder next to its
 place, fsynced, its SHA-256 compared with the vault's, then renamed, and the folder fsynced. A
@@ -35,19 +35,17 @@ from typing import TYPE_CHECKING, Any
 
 from ingest import backoff, layout
 from ingest.atomic import atomic_write_json, fsync_dir
-from ingest.build import plan
 from ingest.layout import Hour
 from ingest.locks import LockBusy, RunLock, exclusive_lock
-from ingest.publish.manifest import (
+from ingest.remote import IO_TIMEOUT_S, split_source, ssh_command
+from ingest.vault.manifest import (
     CHUNK,
     is_day,
     manifest_name,
     manifest_path,
     read_manifest,
     sha256_file,
-    update_manifest,
 )
-from ingest.publish.rsync import IO_TIMEOUT_S, split_source, ssh_command
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
@@ -345,7 +343,7 @@ def copy_verified(src: Path, dest: Path, expected: str) -> None:
 
 def replicas(config: dict[str, Any]) -> list[Replica]:
     """The configured replicas, in config order."""
-    state_dir = plan.work_paths(config["work_dir"])["state"]
+    state_dir = layout.work_paths(config["work_dir"])["state"]
     out: list[Replica] = []
     names = set()
     vault = Path(config["vault_dir"]).resolve()
@@ -377,7 +375,7 @@ def replica_named(config: dict[str, Any], name: str) -> Replica:
 def wait_for_run_lock(config: dict[str, Any], wait_s: float, poll_s: float = 5) -> RunLock:
     """The workflow's run lock (work_dir/run.lock), waiting up to ``wait_s`` for a run to end;
     LockBusy naming the holder after that. Cron runs meanwhile find it held and do nothing."""
-    path = plan.work_paths(config["work_dir"])["run_lock"]
+    path = layout.work_paths(config["work_dir"])["run_lock"]
     deadline = time.monotonic() + wait_s
     while True:
         try:
@@ -560,26 +558,6 @@ def manifest_names(vault_dir: Path, day: str, hours: Iterable[Hour]) -> list[str
         p.name for h in hours if h.day == day for p in layout.vault_paths(vault_dir, h).values()
     ]
     return [*names, layout.report_path(vault_dir, day).name]
-
-
-def manifest_job(vault_dir: Path, day: str, names: list[str], work_dir: str, receipt: Path, log):
-    """The workflow's day_manifest job: hash the files this run wrote into the day's manifest."""
-    from ingest.build.receipts import replace_receipt
-
-    day_dir = Path(vault_dir) / day
-    present = [n for n in names if (day_dir / n).exists()]
-    path = update_manifest(day_dir, present, Path(work_dir) / "state" / "manifest.lock")
-    replace_receipt(receipt, {"day": day, "manifest": str(path), "hashed": present})
-    log.info("manifest of %s: %d file(s) written by this run hashed", day, len(present))
-
-
-def replicate_job(config: dict[str, Any], replica: str, hour: Hour, now: datetime, receipt, log):
-    """The workflow's replicate job (with the run's alerts)."""
-    from ingest.clock import FixedClock
-    from ingest.publish.jobs import alerts_for
-
-    alerts = alerts_for(config, FixedClock(now), log)
-    replicate_hour(config, replica, hour, now, Path(receipt), log, alerts)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """What successive pulls of one secondary remember: ``{state_dir}/rsync_{name}.json``.
 
-Written by the pull (``ingest.publish.rsync``), read by the plan (``ingest.build.plan``): how
+Written by the pull (``ingest.pull.rsync``), read by the plan (``ingest.hours.plan``): how
 long a secondary has been unreachable decides whether its hours wait for it.
 """
 

@@ -1,8 +1,8 @@
 """The PNG of tweets per minute for each server over a day, attached to the daily report mail.
 
-Input is the hours' stats (``ingest.build.stats.HourStats``):
+Input is the hours' stats (``ingest.hours.stats.HourStats``):
 ``{"minutes": {server: {minute_key: count or null}}}``. A key is an ISO instant with offset:
-local minutes as ingest.build.hourly writes them (``2026-01-14T10:06+01:00``), UTC ones
+local minutes as ingest.hours.hourly writes them (``2026-01-14T10:06+01:00``), UTC ones
 (``2026-01-14T09:06:00+00:00``) and minute file stems (``2026-01-14T1006+0100``) alike.
 Null means the server has no file for that minute (not connected: an outage). Outages are drawn
 as gaps in the line over a red band; minutes of hours without stats (not built) are gaps without
@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from ingest.build.stats import HourStats
+from ingest.hours.stats import HourStats
 from ingest.layout import day_end
 
 MINUTE = timedelta(minutes=1)

@@ -13,7 +13,7 @@ the metadata), ``merge_hour`` (tweets and users at once, progress logged by
 ``MergeProgress``), ``hour_stats``, then ``commit_hour``.
 
 Rules (see issue 2):
-- a copy counts for this hour when its label (``ingest.build.assign``) is this hour;
+- a copy counts for this hour when its label (``ingest.hours.assign``) is this hour;
 - a tweet's row comes from its copy with the earliest retrieved_at (ties: the first server in
   config order), rows in ascending numeric ID order;
 - a user's row comes from the author's latest tweet of the hour (created_at, then ID; among
@@ -44,10 +44,10 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ingest.atomic import XzWriter, atomic_write, fsync_dir, remove_stale_temps
-from ingest.build.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
-from ingest.build.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
-from ingest.build.stats import HourStats, StatsError, input_sizes, read_stats_if_built
-from ingest.build.vault_source import (
+from ingest.hours.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
+from ingest.hours.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
+from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
+from ingest.hours.vault_source import (
     VaultError,
     VaultSource,
     xz_readable,

@@ -14,10 +14,10 @@ Keys are fixed-width UTC ``YYYY-mm-ddTHH:MM:SS.ffffff+00:00``; labels ``YYYY-mm-
 Command line, for parsing by hand (the workflow's ``script:`` calls ``parse_many`` instead;
 imports nothing heavier than orjson)::
 
-    python -m ingest.build.minutes --server S --timezone TZ --late-minutes N \
+    python -m ingest.hours.minutes --server S --timezone TZ --late-minutes N \
         RAW OUT_TWEETS OUT_USERS
-    python -m ingest.build.minutes --server S --timezone TZ --late-minutes N R1 T1 U1 R2 T2 U2 ...
-    python -m ingest.build.minutes --timezone TZ --late-minutes N --batch FILE   # or - for stdin
+    python -m ingest.hours.minutes --server S --timezone TZ --late-minutes N R1 T1 U1 R2 T2 U2 ...
+    python -m ingest.hours.minutes --timezone TZ --late-minutes N --batch FILE   # or - for stdin
         (FILE: one "RAW OUT_TWEETS OUT_USERS [SERVER]" per line, tab or space separated)
 
 Options: ``--log FILE`` appends skipped-line messages there (default stderr); ``--no-fsync``
@@ -46,8 +46,8 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ingest.atomic import atomic_write, remove_stale_temps
-from ingest.build.assign import HourAssigner
-from ingest.build.parse import iter_lines, parse_line
+from ingest.hours.assign import HourAssigner
+from ingest.hours.parse import iter_lines, parse_line
 from ingest.layout import Rejected, parse_minute_name
 
 MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
@@ -386,7 +386,7 @@ def _batch(path: str, default_server: str | None) -> list[tuple[str, str, str, s
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
-        prog="python -m ingest.build.minutes",
+        prog="python -m ingest.hours.minutes",
         description="Parse raw minute files into sorted per-minute intermediates.",
     )
     p.add_argument("--server", help="server name (required unless every --batch line names one)")

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.build.minutes import parse_many
+from ingest.hours.minutes import parse_many
 from ingest.layout import Rejected
 
 

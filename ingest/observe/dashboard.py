@@ -34,14 +34,14 @@ import orjson
 
 from ingest import layout
 from ingest.atomic import atomic_write
-from ingest.build import plan as planning
-from ingest.build.stats import HourStats, StatsError, day_stats_paths, read_stats
+from ingest.hours import plan as planning
+from ingest.hours.stats import HourStats, StatsError, day_stats_paths, read_stats
 from ingest.layout import MINUTE, Hour
-from ingest.publish import health as healthmod
-from ingest.publish.manifest import is_day
-from ingest.publish.plot import merge_minutes
-from ingest.publish.site import dashboard_dir
-from ingest.publish.site import day_page as day_path
+from ingest.observe import health as healthmod
+from ingest.observe.plot import merge_minutes
+from ingest.observe.site import dashboard_dir
+from ingest.observe.site import day_page as day_path
+from ingest.vault.manifest import is_day
 
 FORMAT = 1  # bump when pages or data change shape: every day is rewritten once
 FRONT_DAYS = 7  # days in the front page's heat map
@@ -68,7 +68,7 @@ def _listing(folder: Path, suffixes: tuple[str, ...]) -> list[str]:
 def fingerprints(config: dict[str, Any]) -> dict[str, str]:
     """Per day folder of the vault: a hash of what its pages are made from."""
     vault = Path(config["vault_dir"])
-    work = planning.work_paths(config["work_dir"])
+    work = layout.work_paths(config["work_dir"])
     mails = {}
     try:
         with os.scandir(work["mail"]) as it:
@@ -105,7 +105,7 @@ def day_summary(config: dict[str, Any], day: str) -> dict[str, Any]:
     tz = ZoneInfo(config["timezone"])
     servers = [s["name"] for s in config["servers"]]
     vault = Path(config["vault_dir"])
-    work = planning.work_paths(config["work_dir"])
+    work = layout.work_paths(config["work_dir"])
     start = datetime.fromisoformat(day).replace(tzinfo=tz).astimezone(UTC)
     n = int((layout.day_end(day, tz) - start) / MINUTE)
     ranges = _hour_ranges(day, tz, start)
@@ -820,7 +820,7 @@ def after_run(
     """What the workflow's main process does when a run ends: record it, sample the disks,
     assess the health, mail a lasting failure, write the metrics file and the dashboard.
     Each step's failure is printed and costs only itself: the run's result stays the same."""
-    from ingest.publish.metrics import metrics_path, metrics_text, write_metrics
+    from ingest.observe.metrics import metrics_path, metrics_text, write_metrics
 
     def step(what, fn, *args):
         try:

@@ -1,16 +1,16 @@
 """A built hour's tweets file as one more source of the hourly merge (issue 10).
 
 When minute files arrive late for an hour already in the vault (the secondary back after the
-primary's raw files of the hour were deleted), ``ingest.build.hourly.build_hour`` merges them
+primary's raw files of the hour were deleted), ``ingest.hours.hourly.build_hour`` merges them
 into it: the old ``{hour}_tweets.csv.xz`` is read like one more server, ranked after every
-real one, its rows turned into the intermediate lines of ``ingest.build.minutes`` (see its
+real one, its rows turned into the intermediate lines of ``ingest.hours.minutes`` (see its
 docstring), so the merge and its rules stay as they are:
 
 - tweets: ``{id:020d}\\t{retrieved key}\\t{label}\\t{row}``, the row exactly as in the file
   (already one row per ID in ascending ID order: streamed, one line in memory);
 - users: ``{author_id:020d}\\t{created key}\\t{id:020d}\\t{retrieved key}\\t{label}\\t{users row}``
   with the users row made of the tweet row's ``author_id``, ``lang`` and author columns
-  (``ingest.build.parse.USER_COLUMNS``), for rows that have an author.
+  (``ingest.hours.parse.USER_COLUMNS``), for rows that have an author.
 
 The CSV holds retrieved_at and created_at to the second. A vault row's retrieved key is the
 last microsecond of its second: a current copy retrieved in the same second sorts before it
@@ -28,8 +28,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from ingest.build.minutes import ID_W, T_KEY_END, U_KEY_END
-from ingest.build.parse import AUTHOR_START, TWEET_COLUMNS, format_row
+from ingest.hours.minutes import ID_W, T_KEY_END, U_KEY_END
+from ingest.hours.parse import AUTHOR_START, TWEET_COLUMNS, format_row
 
 HEADER = format_row(TWEET_COLUMNS).encode() + b"\n"
 # An unreadable retrieved_at (not written by this project): after every real copy.
@@ -125,7 +125,7 @@ class VaultSource:
     """The old tweets file of ``label`` as a merge source of rank ``rank`` (after the servers).
 
     ``mask``: the servers (bits by config order) its rows count for, OR-ed with the bits of
-    the servers whose current copies the merge finds (see ``ingest.build.hourly.build_hour``).
+    the servers whose current copies the merge finds (see ``ingest.hours.hourly.build_hour``).
     """
 
     def __init__(self, tweets: Path, label: str, rank: int, mask: int = 0) -> None:
@@ -171,7 +171,7 @@ class VaultSource:
             fields = _fields(row, f"{self.path}:{n}")
             aid, author = fields[AUTHOR_ID], fields[AUTHOR_START:]
             created = csv_time_key(fields[CREATED], ".000000")
-            # As ingest.build.minutes: no users line without an author (all its columns
+            # As ingest.hours.minutes: no users line without an author (all its columns
             # empty) or a numeric author ID.
             if not any(author) or not (aid.isdigit() and aid.isascii() and len(aid) <= ID_W):
                 continue

@@ -1,6 +1,6 @@
 """Where the dashboard's pages are: its folder and a day page's URL (the day mail links it).
 
-Apart from ``ingest.publish.dashboard``, which writes the pages, so that the mail job can link
+Apart from ``ingest.observe.dashboard``, which writes the pages, so that the mail job can link
 a page without importing the dashboard (and the health it shows).
 """
 

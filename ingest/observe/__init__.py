@@ -1,0 +1,1 @@
+"""What the operator sees: health checks, the metrics file, the dashboard pages and plots."""

@@ -1,0 +1,1 @@
+"""The primary pulls the secondaries' minute files (rsync over ssh) and tracks reachability."""

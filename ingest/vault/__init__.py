@@ -1,0 +1,1 @@
+"""The vault's integrity: day manifests, copies on replicas, scrub and restore."""
