@@ -1,0 +1,59 @@
+"""What the upload and mail rules' scripts call."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ingest import backoff
+from ingest.atomic import atomic_write_json
+from ingest.clock import FixedClock
+from ingest.hours import plan
+
+
+def upload_job(
+    config: dict[str, Any], ids: Path, report: Path, now: datetime, receipt: Path, log
+) -> None:
+    """Publish an hour's IDs file, its day's report and the day's SHA256SUMS manifest (when the
+    day has one: days built before manifests existed have none until scrub makes it); the
+    receipt records every upload."""
+    from ingest.publish.osf import RetryPolicy, remote_path_for, upload
+    from ingest.vault.manifest import manifest_path
+
+    osf = config["osf"]
+    policy = RetryPolicy(
+        min_interval=osf["request_interval_seconds"], base_delay=osf["retry_base_seconds"]
+    )
+    clock = FixedClock(now)
+    retry = plan.upload_backoff(receipt)
+    files = [ids, report, *[m for m in [manifest_path(report.parent)] if m.exists()]]
+    try:
+        receipts = [upload(p, remote_path_for(p), osf, log, clock, policy) for p in files]
+    except Exception as e:
+        # The plan leaves this hour out until then: an outage costs a few tries, not every run.
+        state = backoff.record_failure(retry, now, f"{type(e).__name__}: {e}")
+        log.error(
+            "upload failed (attempt %d); next attempt not before %s",
+            state["attempts"],
+            state["next_attempt"],
+        )
+        raise
+    backoff.clear(retry)
+    atomic_write_json(receipt, receipts)
+
+
+def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
+    """Mail a complete day's report with its tweets-per-minute plot, once."""
+    from ingest.hours.stats import day_stats_paths, read_stats
+    from ingest.notify import Mailer, mail_day_report
+    from ingest.observe.plot import minutes_plot_png
+    from ingest.observe.site import day_url
+
+    servers = [s["name"] for s in config["servers"]]
+    stats = [read_stats(p) for p in day_stats_paths(report.parent, day)]
+    png = minutes_plot_png(day, stats, servers, tz=config["timezone"])
+    mailer = Mailer.from_config(config["email"])
+    link = day_url(config, day)
+    mail_day_report(mailer, day, report.read_text(), png, marker, link)
+    log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
