@@ -23,15 +23,10 @@ import pytest
 import yaml
 
 from ingest.clock import ScaledClock
-from ingest.collect.collector import (
-    Backoff,
-    Collector,
-    CollectorSettings,
-    commit_minute,
-    complete_lines,
-    recover_partials,
-    running,
-)
+from ingest.collect.collector import Collector, running
+from ingest.collect.partfiles import commit_minute, complete_lines, recover_partials
+from ingest.collect.reconnect import Backoff
+from ingest.collect.settings import CollectorSettings
 from ingest.collect.status import read_status
 from ingest.collect.stream_client import HTTPStatusError, StreamClient
 from ingest.devtools.emulator import Emulator

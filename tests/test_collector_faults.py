@@ -16,15 +16,11 @@ from pathlib import Path
 import pytest
 
 from ingest.clock import ScaledClock
-from ingest.collect.collector import (
-    CollectorSettings,
-    MinuteWriter,
-    commit_minute,
-    part_path,
-    recover_partials,
-    running,
-)
+from ingest.collect.collector import running
+from ingest.collect.minute_writer import MinuteWriter
+from ingest.collect.partfiles import commit_minute, part_path, recover_partials
 from ingest.collect.prune import INTERVAL, Pruner, prune_minutes
+from ingest.collect.settings import CollectorSettings
 from ingest.collect.status import format_report, read_status
 from ingest.config import validate_config
 from ingest.devtools.emulator import Emulator

@@ -12,7 +12,8 @@ import yaml
 
 from ingest import cli
 from ingest.clock import ScaledClock
-from ingest.collect.collector import Collector, CollectorSettings, running
+from ingest.collect.collector import Collector, running
+from ingest.collect.settings import CollectorSettings
 from ingest.collect.status import newest_minute, read_status, status_path, write_status
 from ingest.config import load_config
 from ingest.devtools.emulator import Emulator
