@@ -1,4 +1,4 @@
-"""What the parse and build rules' scripts call: one function a job, wired to the run's config."""
+"""What the parse, build and report rules' scripts call, wired to the run's config."""
 
 from __future__ import annotations
 
@@ -131,3 +131,18 @@ def build_job(
     for older in replace_receipt(receipt, stats):
         log.info("removed %s, an earlier run's receipt", older)
     return stats
+
+
+def report_job(day: str, vault: Path, servers: list[str], receipt: str, log_path: str) -> None:
+    """Rebuild ``day``'s report from the stats of every built hour of the day in the vault
+    (temp and rename), then write this run's receipt of it."""
+    from ingest.hours.report import write_day_report
+    from ingest.hours.stats import day_stats_paths
+    from ingest.logs import job_logger
+    from ingest.receipts import replace_receipt
+
+    stats = day_stats_paths(vault / day, day)
+    report = layout.report_path(vault, day)
+    write_day_report(day, stats, report, servers)
+    replace_receipt(receipt, {"day": day, "report": str(report), "hours": len(stats)})
+    job_logger("day_report", log_path).info("report of %s from %d hours", day, len(stats))

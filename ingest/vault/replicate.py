@@ -2,7 +2,7 @@
 
 A replica is a folder laid out like the vault (``{day}/{day}_HH_...``): a local path (a second
 disk, a mounted backup volume) or ``user@host:/path`` reached with rsync over ssh, with the
-pull's ssh options and pinned host keys (``ingest.pull.rsync.ssh_command``).
+pull's ssh options and pinned host keys (``ingest.remote.ssh_command``).
 
 Every file lands as the vault's does: under a temporary name in a temporary folder next to its
 place, fsynced, its SHA-256 compared with the vault's, then renamed, and the folder fsynced. A
