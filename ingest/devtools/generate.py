@@ -634,39 +634,7 @@ class TweetFactory:
                 pos += 2 + len(h)
             reply_to = str(int(10_000 + r() * 3_000_000_000))
 
-        link = 0.0
-        if lang.sentences:
-            body = self._words(lang)
-            if r() < 0.35:
-                v = r()
-                sep = " "
-                for p, sep in _SEPARATORS:  # noqa: B007 (sep is the one chosen)
-                    if v < p:
-                        break
-                body += sep + self._words(lang)
-            if r() < 0.4:
-                body += " " + self._emoji[int(r() * 512)]
-            parts.append(body)
-            pos += len(body)
-            if lang.hashtags and r() < 0.25:
-                for _ in range(1 + int(r() * 2)):
-                    tag = lang.hashtags[int(r() * len(lang.hashtags))]
-                    parts.append(f" #{tag}")
-                    hashtags.append({"start": pos + 1, "end": pos + 2 + len(tag), "tag": tag})
-                    pos += 2 + len(tag)
-            if r() < 0.08:
-                h = handles[int(r() * 3000)]
-                parts.append(f" @{h}")
-                mentions.append({"start": pos + 1, "end": pos + 2 + len(h), "username": h})
-                pos += 2 + len(h)
-            link = 0.25
-        elif lang.code == "und":
-            body = self._emoji[int(r() * 512)]
-            parts.append(body)
-            pos += len(body)
-            link = 0.3
-        else:  # zxx: a link (media) only
-            link = 1.0
+        pos, link = self._body(lang, parts, pos, mentions, hashtags)
         for _ in range((r() < link) + (kind == _QUOTE)):  # a link; a quote links the quoted
             u, expanded, display = self._links[int(r() * 4096)]
             if pos:
@@ -691,6 +659,43 @@ class TweetFactory:
         if urls:
             entities["urls"] = urls
         return ["".join(parts), entities or None, referenced, reply_to]
+
+    def _body(
+        self, lang: _Lang, parts: list[str], pos: int, mentions: list[dict], hashtags: list[dict]
+    ) -> tuple[int, float]:
+        """The words (with hashtags and a mention) or emoji after the lead, from ``pos``:
+        (length in code points, chance of a link)."""
+        r = self._rng.random
+        if lang.sentences:
+            body = self._words(lang)
+            if r() < 0.35:
+                v = r()
+                sep = " "
+                for p, sep in _SEPARATORS:  # noqa: B007 (sep is the one chosen)
+                    if v < p:
+                        break
+                body += sep + self._words(lang)
+            if r() < 0.4:
+                body += " " + self._emoji[int(r() * 512)]
+            parts.append(body)
+            pos += len(body)
+            if lang.hashtags and r() < 0.25:
+                for _ in range(1 + int(r() * 2)):
+                    tag = lang.hashtags[int(r() * len(lang.hashtags))]
+                    parts.append(f" #{tag}")
+                    hashtags.append({"start": pos + 1, "end": pos + 2 + len(tag), "tag": tag})
+                    pos += 2 + len(tag)
+            if r() < 0.08:
+                h = self._handles[int(r() * 3000)]
+                parts.append(f" @{h}")
+                mentions.append({"start": pos + 1, "end": pos + 2 + len(h), "username": h})
+                pos += 2 + len(h)
+            return pos, 0.25
+        if lang.code == "und":
+            body = self._emoji[int(r() * 512)]
+            parts.append(body)
+            return pos + len(body), 0.3
+        return pos, 1.0  # zxx: a link (media) only
 
     # -- tweets -------------------------------------------------------------------------
 
@@ -942,6 +947,37 @@ def generate_raw_tree(
     rates, time left); it never changes what is written.
     """
     t0 = time.perf_counter()
+    start, end = _whole_minutes(start, end)
+    start_min = to_ms(start) // MINUTE_MS
+    end_min = to_ms(end) // MINUTE_MS
+    summary = GenerationSummary(start=start, end=end, seed=seed)
+    state = _server_states(
+        servers, seed, start_min, end_min, outages, empty_minutes, skew_seconds, keep_ids, summary
+    )
+    _plan_bursts(state, start_min, end_min, rate_per_minute, late_fraction, late_delay)
+    if bad_lines:
+        _force_bad_lines(state, start_min, end_min)
+    summary.tweets_generated = _write_stream(
+        state,
+        summary,
+        start_min,
+        end_min,
+        tz,
+        seed=seed,
+        rate_per_minute=rate_per_minute,
+        disagreement=disagreement,
+        bad_lines=bad_lines,
+        keep_ids=keep_ids,
+        progress=progress,
+    )
+    _close_server_summaries(state, keep_ids)
+    summary.seconds = time.perf_counter() - t0
+    return summary
+
+
+def _whole_minutes(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """[start, end) in UTC on whole minutes (``end`` rounded up); a ValueError when either has
+    no time zone or the range is empty."""
     if start.tzinfo is None or end.tzinfo is None:
         raise ValueError("start and end need a time zone (use UTC)")
     start = start.astimezone(UTC).replace(second=0, microsecond=0)
@@ -951,12 +987,24 @@ def generate_raw_tree(
         end += timedelta(minutes=1)
     if end <= start:
         raise ValueError(f"empty range: start {start} >= end {end}")
-    start_min = to_ms(start) // MINUTE_MS
-    end_min = to_ms(end) // MINUTE_MS
+    return start, end
+
+
+def _server_states(
+    servers: Sequence[tuple[str, Path | str]],
+    seed: int,
+    start_min: int,
+    end_min: int,
+    outages: dict[str, list[Interval]] | None,
+    empty_minutes: dict[str, list[Interval]] | None,
+    skew_seconds: dict[str, float] | None,
+    keep_ids: bool,
+    summary: GenerationSummary,
+) -> list[_Server]:
+    """Each server's state, its summary registered in ``summary``, in the order given."""
     outages = outages or {}
     empty_minutes = empty_minutes or {}
     default_skews = [0.0, 0.4, -0.3, 0.8, -0.6]
-    summary = GenerationSummary(start=start, end=end, seed=seed)
     state: list[_Server] = []
     for i, (name, raw_dir) in enumerate(servers):
         skew = (skew_seconds or {}).get(name, default_skews[i % len(default_skews)])
@@ -975,19 +1023,41 @@ def generate_raw_tree(
         s.end_min = end_min
         summary.servers[name] = s.summary
         state.append(s)
+    return state
 
-    _plan_bursts(state, start_min, end_min, rate_per_minute, late_fraction, late_delay)
-    if bad_lines:
-        for s in state:
-            candidates = [
-                m
-                for m in range(start_min, end_min)
-                if not _inside(m * MINUTE_MS, s.outages) and not _inside(m * MINUTE_MS, s.empties)
-            ]
-            if candidates:
-                for kind in BAD_LINE_KINDS:
-                    s.forced[kind] = s.rng.choice(candidates)
 
+def _force_bad_lines(state: list[_Server], start_min: int, end_min: int) -> None:
+    """Give every bad-line kind a minute of each server that writes a file with lines."""
+    for s in state:
+        candidates = [
+            m
+            for m in range(start_min, end_min)
+            if not _inside(m * MINUTE_MS, s.outages) and not _inside(m * MINUTE_MS, s.empties)
+        ]
+        if candidates:
+            for kind in BAD_LINE_KINDS:
+                s.forced[kind] = s.rng.choice(candidates)
+
+
+def _write_stream(
+    state: list[_Server],
+    summary: GenerationSummary,
+    start_min: int,
+    end_min: int,
+    tz: ZoneInfo,
+    *,
+    seed: int,
+    rate_per_minute: float,
+    disagreement: float,
+    bad_lines: bool,
+    keep_ids: bool,
+    progress: bool,
+) -> int:
+    """Create the common sequence minute by minute, give each server its copies and write the
+    files of the minutes that are complete; returns the number of tweets created.
+
+    The loop over the tweets is the generator's hot path: it stays whole, locals bound once.
+    """
     factory = TweetFactory(seed)
     trng = random.Random(f"{seed}:times")
     rr = trng.random
@@ -1043,7 +1113,11 @@ def generate_raw_tree(
             bar.close()
         if gc_was_enabled:
             gc.enable()
-    summary.tweets_generated = generated
+    return generated
+
+
+def _close_server_summaries(state: list[_Server], keep_ids: bool) -> None:
+    """Each server's unique IDs (and, with ``keep_ids``, the IDs themselves) into its summary."""
     for s in state:
         sm = s.summary
         sm.unique_ids = sm.tweets_written - sm.duplicate_copies
@@ -1051,8 +1125,6 @@ def generate_raw_tree(
             sm.ids = s.seen
             assert len(s.seen) == sm.unique_ids
         s.seen = set()
-    summary.seconds = time.perf_counter() - t0
-    return summary
 
 
 def _progress_bar(minutes: int, wanted: bool):

@@ -560,21 +560,58 @@ def build_hour(
     hour = Hour.parse(hour) if isinstance(hour, str) else hour
     tz = ZoneInfo(tz) if isinstance(tz, str) else tz
     names = list(server_names)
-    unknown = sorted(set(inputs) - set(names))
-    if unknown:
-        raise InputError(f"inputs for servers not in server_names: {', '.join(unknown)}")
+    _check_servers(inputs, names)
     bounds = hour_bounds(hour, tz)
     if bounds is None:
         raise ValueError(f"hour {hour} does not exist in {tz.key}")
     out = {k: Path(outputs[k]) for k in OUTPUTS}
     built, old = _old_stats(out["stats"], log)
+    _remove_interrupted_temps(out, log)
+
+    sources = read_inputs(hour, tz, inputs, names, stats_minutes(*bounds, expected_minutes))
+    gone = gone_inputs(old, sources) if old is not None else {}
+    sources, vault = _with_vault(hour, tz, sources, out, built, old, gone, names, from_scratch, log)
+    csv_bytes = _csv_bytes(sources, vault, gone, old)
+    writers = HourWriters(out, xz_preset, xz_threads, xz_blocks, csv_bytes)
+    progress = MergeProgress(hour, csv_bytes, log, monotonic)
+    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault)
+    stats = hour_stats(hour, names, masks, n_users, sources)
+
+    _refuse_fewer_tweets(hour, stats, old, vault, writers, out)
+    commit_hour(writers, out, stats)
+    _emit(log, logging.INFO, _summary(stats))
+    return stats
+
+
+def _check_servers(inputs: Mapping[str, object], names: Sequence[str]) -> None:
+    """An ``InputError`` for inputs of servers not in ``names``."""
+    unknown = sorted(set(inputs) - set(names))
+    if unknown:
+        raise InputError(f"inputs for servers not in server_names: {', '.join(unknown)}")
+
+
+def _remove_interrupted_temps(out: Mapping[str, Path], log) -> None:
+    """Remove the outputs' temporary files an interrupted build left, logging each."""
     for p in out.values():
         for tmp in remove_stale_temps(p):
             _emit(log, logging.INFO, f"removed {tmp}, left by an interrupted build")
 
-    sources = read_inputs(hour, tz, inputs, names, stats_minutes(*bounds, expected_minutes))
-    gone = gone_inputs(old, sources) if old is not None else {}
-    vault = None
+
+def _with_vault(
+    hour: Hour,
+    tz: ZoneInfo,
+    sources: HourInputs,
+    out: Mapping[str, Path],
+    built: bool,
+    old: HourStats | None,
+    gone: Mapping[str, Sequence[str]],
+    names: Sequence[str],
+    from_scratch: bool,
+    log,
+) -> tuple[HourInputs, VaultSource | None]:
+    """(the sources, the built hour's tweets file as one more or None): for an hour already
+    built, the sources join the old build's (``with_previous``) unless ``from_scratch``,
+    which is refused while raw files the hour was built from are gone."""
     if from_scratch:
         if gone:
             raise InputError(
@@ -583,19 +620,39 @@ def build_hour(
             )
         if built:
             _emit(log, logging.WARNING, f"{hour}: rebuilt from scratch, the vault not read")
-    elif built:
-        vault = _vault_source(hour, out, old, gone, names, log)
-        if old is not None:
-            sources = with_previous(sources, old, tz)
+        return sources, None
+    if not built:
+        return sources, None
+    vault = _vault_source(hour, out, old, gone, names, log)
+    if old is not None:
+        sources = with_previous(sources, old, tz)
+    return sources, vault
+
+
+def _csv_bytes(
+    sources: HourInputs,
+    vault: VaultSource | None,
+    gone: Mapping[str, Sequence[str]],
+    old: HourStats | None,
+) -> int:
+    """The tweets CSV's estimated size (xz's block size, the progress)."""
     csv_bytes = sources.csv_bytes
     if vault is not None and (gone or old is None):
         # Tweets only the vault holds: the estimate from the inputs alone may fall short.
         csv_bytes = max(csv_bytes, xz_uncompressed_size(vault.path) or 0)
-    writers = HourWriters(out, xz_preset, xz_threads, xz_blocks, csv_bytes)
-    progress = MergeProgress(hour, csv_bytes, log, monotonic)
-    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault)
-    stats = hour_stats(hour, names, masks, n_users, sources)
+    return csv_bytes
 
+
+def _refuse_fewer_tweets(
+    hour: Hour,
+    stats: HourStats,
+    old: HourStats | None,
+    vault: VaultSource | None,
+    writers: HourWriters,
+    out: Mapping[str, Path],
+) -> None:
+    """A merge into the built hour (``vault``) with fewer tweets than its stats (``old``) had:
+    the new files removed, a ``VaultError``."""
     old_total = old.get("total") if vault is not None and old is not None else None
     if isinstance(old_total, int) and stats["total"] < old_total:
         writers.abort()
@@ -604,9 +661,6 @@ def build_hour(
             f"built hour's stats {out['stats']}: nothing written, the old files kept (a bug, or "
             f"{out['tweets']} was replaced by a smaller file)"
         )
-    commit_hour(writers, out, stats)
-    _emit(log, logging.INFO, _summary(stats))
-    return stats
 
 
 def _old_stats(path: Path, log) -> tuple[bool, HourStats | None]:

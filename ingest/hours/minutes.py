@@ -195,6 +195,7 @@ def parse_minute_file(
             gc.enable()
 
 
+# The per-line loop is the parser's hot path: it stays whole, its names bound once here.
 def _parse_minute_file(
     raw_path: Path,
     out_tweets: str | Path,
@@ -205,13 +206,7 @@ def _parse_minute_file(
     log,
     durable: bool,
 ) -> MinuteSummary:
-    minute = parse_minute_name(raw_path.name, tz)
-    if minute is None:
-        raise UnusableInput(raw_path, "not a minute file name")
-    for out in (out_tweets, out_users):
-        remove_stale_temps(out)  # left by a killed run; a running writer's temp is spared
-    summary = MinuteSummary(server, str(raw_path), minute)
-    assigner = HourAssigner(tz, late_minutes, minute)
+    summary, assigner = _start_minute(raw_path, out_tweets, out_users, server, tz, late_minutes)
     label_of = assigner.label
     file_key = assigner.file_key
     skip = SkipLog(log, str(raw_path))
@@ -277,13 +272,42 @@ def _parse_minute_file(
             raise UnusableInput(raw_path, f"cannot read: {e.strerror or e}") from e
     skip.close()
     summary.users = len(user_lines)
+    _write_intermediates(summary, tweet_lines, user_lines, out_tweets, out_users, durable)
+    return summary
 
+
+def _start_minute(
+    raw_path: Path,
+    out_tweets: str | Path,
+    out_users: str | Path,
+    server: str,
+    tz: ZoneInfo,
+    late_minutes: int,
+) -> tuple[MinuteSummary, HourAssigner]:
+    """The file's empty summary and its minute's hour assigner; ``UnusableInput`` for a name
+    that is not a minute file's."""
+    minute = parse_minute_name(raw_path.name, tz)
+    if minute is None:
+        raise UnusableInput(raw_path, "not a minute file name")
+    for out in (out_tweets, out_users):
+        remove_stale_temps(out)  # left by a killed run; a running writer's temp is spared
+    return MinuteSummary(server, str(raw_path), minute), HourAssigner(tz, late_minutes, minute)
+
+
+def _write_intermediates(
+    summary: MinuteSummary,
+    tweet_lines: list[bytes],
+    user_lines: list[bytes],
+    out_tweets: str | Path,
+    out_users: str | Path,
+    durable: bool,
+) -> None:
+    """Sort the lines and write both intermediates, each behind the metadata line."""
     head = b"#" + orjson.dumps(summary.meta()) + b"\n"
     tweet_lines.sort()
     user_lines.sort()
     atomic_write(out_tweets, head + b"".join(tweet_lines), durable=durable)
     atomic_write(out_users, head + b"".join(user_lines), durable=durable)
-    return summary
 
 
 # --- command line ---------------------------------------------------------------------------

@@ -76,26 +76,48 @@ class _Family:
         )
 
 
-def metrics_text(health: Health, recent_hours: Iterable[HourStats] = ()) -> str:
-    """The text-format exposition of ``health`` and the tweets of ``recent_hours``."""
-    fams: list[_Family] = []
+class _Exposition:
+    """The metric families in the order they are written; a family without samples is left
+    out."""
 
-    def family(name: str, help_: str) -> _Family:
-        fams.append(f := _Family(name, help_))
+    def __init__(self) -> None:
+        self.families: list[_Family] = []
+
+    def family(self, name: str, help_: str) -> _Family:
+        self.families.append(f := _Family(name, help_))
         return f
 
-    f = family("health_level", '0 ok, 1 warning, 2 failing; check="overall" is the worst')
+    def text(self) -> str:
+        return "\n".join(line for f in self.families if not f.empty for line in f.lines) + "\n"
+
+
+def metrics_text(health: Health, recent_hours: Iterable[HourStats] = ()) -> str:
+    """The text-format exposition of ``health`` and the tweets of ``recent_hours``."""
+    out = _Exposition()
+    f = out.family("health_level", '0 ok, 1 warning, 2 failing; check="overall" is the worst')
     f.add(LEVELS.index(health.level), check="overall")
     for c in health.checks:
         f.add(LEVELS.index(c.level), check=c.name)
-
     facts = health.facts
-    connected = family("collector_connected", "1 if the collector's status says connected")
-    last_tweet = family("collector_last_tweet_timestamp_seconds", "Last tweet received")
-    reconnects = family("collector_reconnects", "Reconnects since the collector started")
-    age = family("newest_minute_age_seconds", "Seconds since the newest minute file's minute ended")
-    pull_ok = family("pull_ok", "1 if the last pull of a secondary worked")
-    for r in facts["collectors"]:
+    _collectors(out, facts["collectors"])
+    _workflow(out, facts["workflow"])
+    _disks(out, facts["disks"])
+    out.family("alerts_24h", "Alerts raised in the last 24 hours").add(len(facts["alerts_24h"]))
+    _hours(out, recent_hours)
+    out.family("metrics_timestamp_seconds", "When this file was written").add(health.at.timestamp())
+    return out.text()
+
+
+def _collectors(out: _Exposition, collectors: list[dict[str, Any]]) -> None:
+    """Each collector's connection, last tweet, reconnects, newest minute and pull."""
+    connected = out.family("collector_connected", "1 if the collector's status says connected")
+    last_tweet = out.family("collector_last_tweet_timestamp_seconds", "Last tweet received")
+    reconnects = out.family("collector_reconnects", "Reconnects since the collector started")
+    age = out.family(
+        "newest_minute_age_seconds", "Seconds since the newest minute file's minute ended"
+    )
+    pull_ok = out.family("pull_ok", "1 if the last pull of a secondary worked")
+    for r in collectors:
         server = r["server"]
         st = r.get("status") or {}
         if st and "unreadable" not in st:
@@ -107,7 +129,10 @@ def metrics_text(health: Health, recent_hours: Iterable[HourStats] = ()) -> str:
         if r.get("pulled"):
             pull_ok.add(not (r.get("pull") or {}).get("unreachable_since"), server=server)
 
-    wf = facts["workflow"]
+
+def _workflow(out: _Exposition, wf: dict[str, Any]) -> None:
+    """The last run, the built and waiting hours, the uploads and the day mail."""
+    family = out.family
     run = wf.get("last_run") or {}
     family("last_run_start_timestamp_seconds", "Start of the last workflow run").add(
         _ts(run.get("started"))
@@ -141,23 +166,27 @@ def metrics_text(health: Health, recent_hours: Iterable[HourStats] = ()) -> str:
             _mail_ts(wf["last_day_mailed"].get("sent_at"))
         )
 
-    free = family("disk_free_bytes", "Free bytes on the file system of a folder")
-    total = family("disk_size_bytes", "Size of the file system of a folder")
-    left = family(
+
+def _disks(out: _Exposition, disks: list[dict[str, Any]]) -> None:
+    """Free bytes, size and days left of each folder's file system."""
+    free = out.family("disk_free_bytes", "Free bytes on the file system of a folder")
+    total = out.family("disk_size_bytes", "Size of the file system of a folder")
+    left = out.family(
         "disk_days_left", "Days until full at the rate of the last day (+Inf: not falling)"
     )
-    for d in facts["disks"]:
+    for d in disks:
         if "error" in d:
             continue
         free.add(d["free_bytes"], path=d["path"])
         total.add(d["total_bytes"], path=d["path"])
         left.add(d["days_left"] if d["days_left"] is not None else math.inf, path=d["path"])
 
-    family("alerts_24h", "Alerts raised in the last 24 hours").add(len(facts["alerts_24h"]))
 
-    tweets = family("hour_tweets", "Unique tweet IDs a server saw in a built hour")
-    outage = family("hour_outage_minutes", "Minutes of a built hour without a minute file")
-    hour_total = family("hour_total_tweets", "Unique tweet IDs of a built hour, all servers")
+def _hours(out: _Exposition, recent_hours: Iterable[HourStats]) -> None:
+    """The tweets and outage minutes of the last ``HOURS`` built hours."""
+    tweets = out.family("hour_tweets", "Unique tweet IDs a server saw in a built hour")
+    outage = out.family("hour_outage_minutes", "Minutes of a built hour without a minute file")
+    hour_total = out.family("hour_total_tweets", "Unique tweet IDs of a built hour, all servers")
     for s in sorted(recent_hours, key=lambda s: s.get("hour", ""))[-HOURS:]:
         hour = s.get("hour", "")
         hour_total.add(s.get("total"), hour=hour)
@@ -165,9 +194,6 @@ def metrics_text(health: Health, recent_hours: Iterable[HourStats] = ()) -> str:
             tweets.add(n, server=server, hour=hour)
         for server, minutes in (s.get("minutes") or {}).items():
             outage.add(sum(1 for v in minutes.values() if v is None), server=server, hour=hour)
-
-    family("metrics_timestamp_seconds", "When this file was written").add(health.at.timestamp())
-    return "\n".join(line for f in fams if not f.empty for line in f.lines) + "\n"
 
 
 def write_metrics(path: str | Path, text: str) -> None:

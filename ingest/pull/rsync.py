@@ -330,48 +330,9 @@ def pull_server(
         state = load_state(state_dir, name)
         placed = Placed()
         removed: set[str] = set()
-        error = ""
-        known_hosts = server_cfg.get("known_hosts_file")
-        if shutil.which("rsync") is None:
-            error = "rsync is not installed (apt-get install rsync)"
-        elif known_hosts and not Path(known_hosts).is_file():
-            error = f"known_hosts_file {known_hosts} of server {name} is not a file"
-        else:
-            # What a pull killed after its rsync left behind, before anything is removed.
-            error = _place(staging, raw_dir, placed, log, name)
-            staging.mkdir(parents=True, exist_ok=True)
-        for cmd in [] if error else commands:
-            log.debug("pull %s: %s", name, shlex.join(cmd))
-            try:
-                proc = subprocess.run(
-                    cmd,
-                    capture_output=True,
-                    text=True,
-                    errors="replace",
-                    timeout=timeout_s,
-                    stdin=subprocess.DEVNULL,
-                    env={**os.environ, "LC_ALL": "C"},
-                )
-            except subprocess.TimeoutExpired:
-                error = f"rsync did not finish within {timeout_s:.0f} s"
-                break
-            gone, skipped = _parse_output(proc.stdout)
-            removed |= gone
-            if skipped:
-                log.warning(
-                    "pull %s: not links, FIFOs or devices, left on the secondary: %s",
-                    name,
-                    ", ".join(skipped),
-                )
-            # Even after an rsync error: what it completed is placed before the next pass.
-            failed = [_place(staging, raw_dir, placed, log, name)]
-            if proc.returncode not in OK_EXIT_CODES:
-                failed.insert(0, f"rsync exit {proc.returncode}: {_explain(proc.stderr)}")
-            error = "\n".join(e for e in failed if e)
-            if error:
-                break
-            if proc.returncode == 24:
-                log.warning("pull %s: some source files vanished during transfer", name)
+        error = _prepare(server_cfg, staging, raw_dir, placed, log)
+        if not error:
+            error = _transfer(commands, staging, raw_dir, placed, removed, log, name, timeout_s)
         if not error:
             shutil.rmtree(staging, ignore_errors=True)  # rsync's temp files of a killed pull
 
@@ -397,11 +358,81 @@ def pull_server(
         last_success=state.last_success_at,
         seconds=time.monotonic() - start,
     )
+    _log_result(result, state.first_failure, log)
+    return result
+
+
+def _prepare(
+    server_cfg: dict[str, Any], staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger
+) -> str:
+    """Check that a pull can run and place what a pull killed after its rsync left in
+    ``staging``; an error text, or ""."""
+    name = server_cfg["name"]
+    known_hosts = server_cfg.get("known_hosts_file")
+    if shutil.which("rsync") is None:
+        return "rsync is not installed (apt-get install rsync)"
+    if known_hosts and not Path(known_hosts).is_file():
+        return f"known_hosts_file {known_hosts} of server {name} is not a file"
+    # What a pull killed after its rsync left behind, before anything is removed.
+    error = _place(staging, raw_dir, placed, log, name)
+    staging.mkdir(parents=True, exist_ok=True)
+    return error
+
+
+def _transfer(
+    commands: list[list[str]],
+    staging: Path,
+    raw_dir: Path,
+    placed: Placed,
+    removed: set[str],
+    log: logging.Logger,
+    name: str,
+    timeout_s: float,
+) -> str:
+    """Run the rsync passes, placing what each brought before the next; the source copies
+    removed go into ``removed``. The first error text ends it; "" when all went well."""
+    error = ""
+    for cmd in commands:
+        log.debug("pull %s: %s", name, shlex.join(cmd))
+        try:
+            proc = subprocess.run(
+                cmd,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=timeout_s,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, "LC_ALL": "C"},
+            )
+        except subprocess.TimeoutExpired:
+            return f"rsync did not finish within {timeout_s:.0f} s"
+        gone, skipped = _parse_output(proc.stdout)
+        removed |= gone
+        if skipped:
+            log.warning(
+                "pull %s: not links, FIFOs or devices, left on the secondary: %s",
+                name,
+                ", ".join(skipped),
+            )
+        # Even after an rsync error: what it completed is placed before the next pass.
+        failed = [_place(staging, raw_dir, placed, log, name)]
+        if proc.returncode not in OK_EXIT_CODES:
+            failed.insert(0, f"rsync exit {proc.returncode}: {_explain(proc.stderr)}")
+        error = "\n".join(e for e in failed if e)
+        if error:
+            return error
+        if proc.returncode == 24:
+            log.warning("pull %s: some source files vanished during transfer", name)
+    return error
+
+
+def _log_result(result: PullResult, failing_since: str | None, log: logging.Logger) -> None:
+    """One line: what the pull brought, or why it failed and since when."""
     if result.ok:
         log.info(
             "pull %s: %d minute file(s) pulled (%d merged into the primary's copy), "
             "%d source copies removed in %.1f s",
-            name,
+            result.server,
             result.files_pulled,
             result.merged,
             result.removed,
@@ -409,9 +440,11 @@ def pull_server(
         )
     else:
         log.warning(
-            "pull %s failed (failing since %s): %s", name, state.first_failure, result.error
+            "pull %s failed (failing since %s): %s",
+            result.server,
+            failing_since,
+            result.error,
         )
-    return result
 
 
 def _place(staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger, name: str) -> str:

@@ -166,6 +166,36 @@ def scrub(
     report.days = len(manifests)
     throttle = Throttle(mb_per_s * 1e6 if mb_per_s else None)
     reps = replicas(config)
+    results = _check_everywhere(vault, manifests, reps, jobs, throttle)
+    report.files = sum(len(v) for v in results.values() if isinstance(v, dict))
+    # Bytes read: the primary's files, once per copy that could be checked.
+    size = sum(
+        (vault / d / n).stat().st_size
+        for (d, n), c in results[PRIMARY].items()
+        if c.status != "missing"
+    )
+    report.bytes = size * sum(isinstance(v, dict) for v in results.values())
+    _repair_between_runs(config, lock_wait_s, vault, manifests, reps, results, report, log)
+    _unlisted(vault, manifests, report)
+    report.seconds = round(time.monotonic() - start, 2)
+    _log_report(report, log)
+    if alerts and any(f.status != "unlisted" for f in report.findings):
+        _alert(report, alerts)
+    return report
+
+
+_Results = dict[str, dict[tuple[str, str], Check] | str]  # location -> its checks, or its error
+
+
+def _check_everywhere(
+    vault: Path,
+    manifests: dict[str, dict[str, str]],
+    reps: list[Replica],
+    jobs: int,
+    throttle: Throttle,
+) -> _Results:
+    """Every listed file checked on the primary (``jobs`` at once) and on each replica, all
+    locations at the same time: location -> {(day, name): check}, or why it could not be."""
 
     def primary() -> dict[tuple[str, str], Check]:
         work = [(d, n, h) for d, entries in manifests.items() for n, h in entries.items()]
@@ -186,19 +216,23 @@ def scrub(
     with ThreadPoolExecutor(1 + len(reps), thread_name_prefix="scrub-loc") as pool:
         fut_primary = pool.submit(primary)
         fut_reps = {r.name: pool.submit(replica, r) for r in reps}
-        results: dict[str, dict[tuple[str, str], Check] | str] = {
+        return {
             PRIMARY: fut_primary.result(),
             **{name: f.result() for name, f in fut_reps.items()},
         }
-    report.files = sum(len(v) for v in results.values() if isinstance(v, dict))
-    # Bytes read: the primary's files, once per copy that could be checked.
-    size = sum(
-        (vault / d / n).stat().st_size
-        for (d, n), c in results[PRIMARY].items()
-        if c.status != "missing"
-    )
-    report.bytes = size * sum(isinstance(v, dict) for v in results.values())
 
+
+def _repair_between_runs(
+    config: dict[str, Any],
+    lock_wait_s: float,
+    vault: Path,
+    manifests: dict[str, dict[str, str]],
+    reps: list[Replica],
+    results: _Results,
+    report: ScrubReport,
+    log: logging.Logger,
+) -> None:
+    """Record the findings and, holding the run lock, repair them and send new manifests."""
     # Repairs only while no workflow run is going: a run renames a rebuilt hour's files before
     # it updates the manifest, and a "repair" in between would put the old copy back. A day
     # whose manifest changed since it was checked is left for the next scrub.
@@ -211,20 +245,29 @@ def scrub(
         lock = None
     if lock is not None:
         try:
-            for day in list(manifests):
-                if read_manifest(manifest_path(vault / day)) != manifests[day]:
-                    log.info("scrub: %s changed while it was checked; next scrub", day)
-                    del manifests[day]
-                    for res in results.values():
-                        if isinstance(res, dict):
-                            for key in [k for k in res if k[0] == day]:
-                                del res[key]
+            _drop_changed_days(vault, manifests, results, log)
             _repair(vault, manifests, reps, results, report, log)
             _send_new_manifests(vault, report, reps, results, log)
         finally:
             lock.release()
-    _unlisted(vault, manifests, report)
-    report.seconds = round(time.monotonic() - start, 2)
+
+
+def _drop_changed_days(
+    vault: Path, manifests: dict[str, dict[str, str]], results: _Results, log: logging.Logger
+) -> None:
+    """Forget the days whose manifest changed since they were checked (a run rebuilt them)."""
+    for day in list(manifests):
+        if read_manifest(manifest_path(vault / day)) != manifests[day]:
+            log.info("scrub: %s changed while it was checked; next scrub", day)
+            del manifests[day]
+            for res in results.values():
+                if isinstance(res, dict):
+                    for key in [k for k in res if k[0] == day]:
+                        del res[key]
+
+
+def _log_report(report: ScrubReport, log: logging.Logger) -> None:
+    """The totals, then each finding: an error when nothing mended it."""
     log.info(
         "scrub: %d day(s), %d file checks, %.1f MB in %.1f s, %d finding(s)",
         report.days,
@@ -235,22 +278,24 @@ def scrub(
     )
     for f in report.findings:
         (log.info if f.repair or f.status == "unlisted" else log.error)("scrub: %s", f.line())
-    if alerts and any(f.status != "unlisted" for f in report.findings):
-        bad = [f for f in report.findings if f.status != "unlisted"]
-        left = len(report.unrepaired)
-        alerts.alert(
-            "scrub-damage",
-            f"scrub: {len(bad)} damaged or missing file(s), {left} not repaired",
-            "Scrub found:\n"
-            + "\n".join(f"  {f.line()}" for f in bad)
-            + "\n\n"
-            + (
-                "Everything was repaired from a copy that verifies.\n"
-                if not left
-                else "Files marked NOT repaired have no copy that verifies; see the scrub's log.\n"
-            ),
-        )
-    return report
+
+
+def _alert(report: ScrubReport, alerts: Alerts) -> None:
+    """One alert naming every damaged or missing file and what was done."""
+    bad = [f for f in report.findings if f.status != "unlisted"]
+    left = len(report.unrepaired)
+    alerts.alert(
+        "scrub-damage",
+        f"scrub: {len(bad)} damaged or missing file(s), {left} not repaired",
+        "Scrub found:\n"
+        + "\n".join(f"  {f.line()}" for f in bad)
+        + "\n\n"
+        + (
+            "Everything was repaired from a copy that verifies.\n"
+            if not left
+            else "Files marked NOT repaired have no copy that verifies; see the scrub's log.\n"
+        ),
+    )
 
 
 def _repair(vault, manifests, reps, results, report, log, repair: bool = True) -> None:

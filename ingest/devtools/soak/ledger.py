@@ -265,20 +265,8 @@ def check(
     delivered = ledger.delivered(down)
     sent_ids = {i for _, _, ids in ledger.sends for i in ids}
     hours, inconsistent, unexpected = read_vault(vault)
-    where: dict[str, list[str]] = defaultdict(list)
-    for label, ids in hours.items():
-        for tweet_id in ids:
-            where[tweet_id].append(label)
-    lost = sorted(set(delivered) - set(where))
-    duplicated = sorted(i for i, labels in where.items() if len(labels) > 1)
-    wrong_hour = sorted(
-        i
-        for i, labels in where.items()
-        if i in ledger.made and hour_label(ledger.made[i], tz) not in labels
-    )
-    phantom = sorted(set(where) - sent_ids)
-    raw_unarchived = sorted(set(watch.seen) - set(where))
-    raw_deleted = [i for i in raw_unarchived if not any(map(os.path.exists, watch.seen[i]))]
+    where = _hours_of_ids(hours)
+    by_id = _id_problems(ledger, delivered, sent_ids, where, watch, tz)
     raw_files = {
         label: [p for p in watch.files if Path(p).is_relative_to(d)]
         for label, d in watch.raw_dirs.items()
@@ -287,37 +275,12 @@ def check(
     osf_bad = osf_mismatches(osf, vault)
     temps = leftovers(write_roots)
 
-    def evidence(ids: list[str]) -> list[dict[str, Any]]:
-        out = []
-        for i in ids[:SHOWN]:
-            sends = [(t, client) for t, client, x in ledger.sends if i in x]
-            times = delivered.get(i) or [t for t, _ in sends][:3]
-            out.append(
-                {
-                    # When the stand-in wrote it to whom (seconds since the first write).
-                    "sent": [f"{client} t+{t - ledger.sends[0][0]:.1f}s" for t, client in sends],
-                    "id": i,
-                    "created_at": ledger.made.get(i),
-                    "vault_hours": where.get(i, []),
-                    "expected_hour": hour_label(ledger.made[i], tz) if i in ledger.made else None,
-                    "minute_files": sorted(watch.seen.get(i, set())),
-                    "faults_around": [
-                        f"{f.describe()} at t+{f.t - ledger.sends[0][0]:.1f}s"
-                        for f in faults
-                        if any(f.covers(t, 10.0) for t in [t for t, _ in sends] or times)
-                    ][:20],
-                }
-            )
-        return out
-
     rebuilt = sum(len(v) - 1 for v in watch.versions.values())
     problems = {
-        "lost": (lost, evidence(lost)),
-        "duplicated": (duplicated, evidence(duplicated)),
-        "in the wrong hour": (wrong_hour, evidence(wrong_hour)),
-        "never sent by the stand-in": (phantom, evidence(phantom)),
-        "in a raw file but not in the vault": (raw_unarchived, evidence(raw_unarchived)),
-        "raw file deleted, tweets not in the vault": (raw_deleted, evidence(raw_deleted)),
+        name: (ids, _evidence(ids, ledger, faults, delivered, where, watch, tz))
+        for name, ids in by_id.items()
+    }
+    problems |= {
         "OSF differs from the vault": (osf_bad, []),
         "temp or .part files left": (temps, []),
         "vault hours inconsistent": (inconsistent, []),
@@ -331,8 +294,8 @@ def check(
             "sent": len(sent_ids),
             "delivered": len(delivered),
             "archived": len(where),
-            "lost": len(lost),
-            "duplicated": len(duplicated),
+            "lost": len(by_id["lost"]),
+            "duplicated": len(by_id["duplicated"]),
         },
         "hours": {"built": len(hours), "rebuilt": rebuilt},
         "raw files": {
@@ -345,6 +308,77 @@ def check(
             for name, (items, ev) in problems.items()
         },
     }
+
+
+def _hours_of_ids(hours: dict[str, list[str]]) -> dict[str, list[str]]:
+    """Tweet ID -> the vault hours whose IDs file lists it."""
+    where: dict[str, list[str]] = defaultdict(list)
+    for label, ids in hours.items():
+        for tweet_id in ids:
+            where[tweet_id].append(label)
+    return where
+
+
+def _id_problems(
+    ledger: StandInLedger,
+    delivered: dict[str, list[float]],
+    sent_ids: set[str],
+    where: dict[str, list[str]],
+    watch: Watch,
+    tz: ZoneInfo,
+) -> dict[str, list[str]]:
+    """The checks that name tweets: problem -> its IDs, sorted (the result's order)."""
+    lost = sorted(set(delivered) - set(where))
+    duplicated = sorted(i for i, labels in where.items() if len(labels) > 1)
+    wrong_hour = sorted(
+        i
+        for i, labels in where.items()
+        if i in ledger.made and hour_label(ledger.made[i], tz) not in labels
+    )
+    phantom = sorted(set(where) - sent_ids)
+    raw_unarchived = sorted(set(watch.seen) - set(where))
+    raw_deleted = [i for i in raw_unarchived if not any(map(os.path.exists, watch.seen[i]))]
+    return {
+        "lost": lost,
+        "duplicated": duplicated,
+        "in the wrong hour": wrong_hour,
+        "never sent by the stand-in": phantom,
+        "in a raw file but not in the vault": raw_unarchived,
+        "raw file deleted, tweets not in the vault": raw_deleted,
+    }
+
+
+def _evidence(
+    ids: list[str],
+    ledger: StandInLedger,
+    faults: list[Fault],
+    delivered: dict[str, list[float]],
+    where: dict[str, list[str]],
+    watch: Watch,
+    tz: ZoneInfo,
+) -> list[dict[str, Any]]:
+    """What the records say of the first ``SHOWN`` of ``ids``."""
+    out = []
+    for i in ids[:SHOWN]:
+        sends = [(t, client) for t, client, x in ledger.sends if i in x]
+        times = delivered.get(i) or [t for t, _ in sends][:3]
+        out.append(
+            {
+                # When the stand-in wrote it to whom (seconds since the first write).
+                "sent": [f"{client} t+{t - ledger.sends[0][0]:.1f}s" for t, client in sends],
+                "id": i,
+                "created_at": ledger.made.get(i),
+                "vault_hours": where.get(i, []),
+                "expected_hour": hour_label(ledger.made[i], tz) if i in ledger.made else None,
+                "minute_files": sorted(watch.seen.get(i, set())),
+                "faults_around": [
+                    f"{f.describe()} at t+{f.t - ledger.sends[0][0]:.1f}s"
+                    for f in faults
+                    if any(f.covers(t, 10.0) for t in [t for t, _ in sends] or times)
+                ][:20],
+            }
+        )
+    return out
 
 
 def table(result: dict[str, Any]) -> str:
