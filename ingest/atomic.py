@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -178,6 +180,35 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
+class StagedFile:
+    """``data`` written to a locked, fsynced temporary sibling of ``path``, renamed only by
+    ``commit()`` (``abort()`` removes it): with ``XzWriter``, one of the files an hour's
+    commit renames together (``sha256`` and ``size`` as XzWriter's)."""
+
+    def __init__(self, path: str | Path, data: bytes) -> None:
+        self.path = Path(path)
+        self.tmp, self._out = _open_temp(self.path, "wb")
+        try:
+            self._out.write(data)
+            self._out.flush()
+            os.fsync(self._out.fileno())
+        except BaseException:
+            self.abort()
+            raise
+        self.sha256, self.size = hashlib.sha256(data).hexdigest(), len(data)
+
+    def commit(self, *, sync_dir: bool = True) -> None:
+        os.replace(self.tmp, self.path)
+        self._out.close()
+        if sync_dir:
+            fsync_dir(self.path.parent)
+
+    def abort(self) -> None:
+        if not self._out.closed:
+            self._out.close()
+            _remove(self.tmp)
+
+
 class XzError(RuntimeError):
     """xz failed (exit code, or it could not be started)."""
 
@@ -192,8 +223,9 @@ class XzWriter:
     ``finish`` from ``commit`` lets a caller decide after compressing whether to keep the result
     and rename several files together.
 
-    The temporary file's lock is on the open file that is xz's stdout, so xz shares it: a
-    temp stays locked until the rename, and while xz still writes it after Python was killed.
+    xz's output comes back through a pipe and a thread that writes it to the temporary file
+    and hashes it: after ``finish``, ``sha256`` and ``size`` describe the file. The temporary
+    file's lock is held until the rename; killed, Python takes xz's pipe with it.
     """
 
     def __init__(
@@ -219,6 +251,8 @@ class XzWriter:
             raise XzError("the xz program is not installed (apt-get install xz-utils)")
         self.tmp, self._out = _open_temp(self.path, "wb")  # closed in commit/abort
         self._err = tempfile.TemporaryFile()  # never a pipe: a chatty xz cannot block on it
+        self.sha256 = ""  # of the compressed file, once finished: hashed as it is written
+        self.size = 0
         try:
             self._proc = subprocess.Popen(
                 # With a block size, xz's multi-threaded encoder even for one thread (-T+1):
@@ -233,7 +267,7 @@ class XzWriter:
                 + ([f"--block-size={int(block_size)}"] if block_size else [])
                 + ([f"--lzma2=preset={int(preset)},dict={int(dict_size)}"] if dict_size else []),
                 stdin=subprocess.PIPE,
-                stdout=self._out,
+                stdout=subprocess.PIPE,
                 stderr=self._err,
                 bufsize=BUFFER,
             )
@@ -242,8 +276,27 @@ class XzWriter:
             self._err.close()
             _remove(self.tmp)
             raise
+        # xz's output passes through this thread into the temporary file, so the file's hash
+        # is known when it is complete, without reading it again (the hour's record needs it).
+        self._pump_error: BaseException | None = None
+        self._pump = threading.Thread(target=self._copy_output, daemon=True)
+        self._pump.start()
         self._state = "open"
         self.write = self._proc.stdin.write  # the hot path: a bound method of the 1 MiB buffer
+
+    def _copy_output(self) -> None:
+        digest, size, fd = hashlib.sha256(), 0, self._proc.stdout.fileno()
+        try:
+            while chunk := os.read(fd, BUFFER):
+                digest.update(chunk)
+                self._out.write(chunk)
+                size += len(chunk)
+        except BaseException as e:  # noqa: BLE001 - reported by finish(); xz must not block
+            self._pump_error = e
+            with contextlib.suppress(OSError):
+                self._proc.kill()
+            return
+        self.sha256, self.size = digest.hexdigest(), size
 
     def end_input(self) -> None:
         """Everything is written: xz may compress its last block now (``finish`` waits for it)."""
@@ -259,6 +312,9 @@ class XzWriter:
         try:
             self.end_input()  # a no-op when already ended
             code = self._proc.wait()
+            self._pump.join()
+            if self._pump_error is not None:
+                raise XzError(f"writing {self.tmp}: {self._pump_error}") from self._pump_error
             if code != 0:
                 self._err.seek(0)
                 msg = self._err.read().decode("utf-8", "replace").strip()
@@ -277,6 +333,7 @@ class XzWriter:
             raise XzError(f"{self.path}: commit() before finish() (state {self._state})")
         os.replace(self.tmp, self.path)
         self._out.close()
+        self._proc.stdout.close()
         self._state = "committed"
         if sync_dir:
             fsync_dir(self.path.parent)
@@ -292,6 +349,8 @@ class XzWriter:
         with contextlib.suppress(OSError, ValueError):
             proc.stdin.close()
         proc.wait()
+        self._pump.join()
+        self._proc.stdout.close()
         self._out.close()
         self._err.close()
         _remove(self.tmp)

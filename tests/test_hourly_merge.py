@@ -21,6 +21,7 @@ from ingest import layout
 from ingest.hours import hourly
 from ingest.hours.hourly import InputError, build_hour
 from ingest.hours.vault_source import VaultError
+from ingest.vault.records import record_name
 from tests.test_hourly import CET, FAST_XZ, H11, Copy, World, on_time, read_csv, read_ids, utc
 
 T = utc(2026, 1, 14, 10, 30)  # 11:30 CET
@@ -44,8 +45,9 @@ def vault_files(out) -> dict[str, bytes]:
 
 
 def no_temps(out) -> bool:
+    """Only the hour's files and its record: no temporary file, no journal."""
     return sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
-        p.name for p in out.values()
+        [*(p.name for p in out.values()), record_name(H11.label)]
     )
 
 
@@ -191,17 +193,17 @@ def test_a_rebuild_with_every_input_present_is_byte_identical(tmp_path):
 
 
 def test_a_crash_before_the_stats_are_written_loses_nothing(tmp_path, monkeypatch):
-    """The old stats stay until the new replace them: the hour still reads as built, so the
-    next build merges what the (old or new) tweets file holds. Was: the stats were removed
+    """Killed after the .xz renames, before the stats': the next build finishes the commit
+    from its journal, then merges what the new tweets file holds. Was: the stats were removed
     first, and the next build, finding no stats, built from the raw files alone."""
     w = World(tmp_path)
     primary_alone(w, [1, 2])
     w.add(on_time("s2", 3, T))
 
-    def crash(path, stats):
+    def crash(self, *, sync_dir=True):
         raise OSError("power cut before the stats were written")
 
-    monkeypatch.setattr(hourly, "_write_stats", crash)
+    monkeypatch.setattr(hourly.StagedFile, "commit", crash)
     with pytest.raises(OSError, match="power cut"):
         w.build(H11)
     monkeypatch.undo()
@@ -260,14 +262,16 @@ def test_damaged_stats_merge_the_old_tweets_for_no_server(tmp_path, caplog):
 
 
 def test_damaged_stats_and_unreadable_tweets_build_from_the_raw_files(tmp_path, caplog):
+    """Only when asked (from_scratch): by default the rebuild is refused (test_vault_generations),
+    since the record says the vault held tweets the raw files no longer have."""
     w = World(tmp_path)
     _, out = primary_alone(w, [1, 2])
     out["stats"].write_text("[]")
     out["tweets"].write_bytes(out["tweets"].read_bytes()[:40])
     w.add(on_time("s2", 3, T))
     with caplog.at_level(logging.WARNING):
-        stats, _ = w.build(H11, log=logging.getLogger("hourly"))
-    assert "missing or unreadable" in caplog.text
+        stats, _ = w.build(H11, log=logging.getLogger("hourly"), from_scratch=True)
+    assert "with 1 tweets; the vault held 2" in caplog.text
     assert read_ids(out["ids"]) == [3]
     assert stats["total"] == 1
 
@@ -291,7 +295,7 @@ def test_an_unreadable_old_tweets_file_stops_the_build(tmp_path, damage):
         w.build(H11)
     assert vault_files(present) == before
     assert sorted(p.name for p in out["ids"].parent.iterdir()) == sorted(
-        p.name for p in present.values()
+        [*(p.name for p in present.values()), record_name(H11.label)]
     )
 
 
@@ -303,6 +307,8 @@ def test_a_merge_with_fewer_tweets_than_the_stats_writes_nothing(tmp_path):
     small.add(on_time("s1", 1, T))
     _, small_out = small.build(H11)
     shutil.copy(small_out["tweets"], out["tweets"])
+    record = record_name(H11.label)  # with its record: only the stats say there were 3
+    shutil.copy(small_out["tweets"].parent / record, out["tweets"].parent / record)
     w.add(on_time("s2", 4, T))
     before = vault_files(out)
     with pytest.raises(VaultError, match="fewer than the 3"):

@@ -43,7 +43,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from ingest.atomic import XzWriter, atomic_write, fsync_dir, remove_stale_temps
+from ingest.atomic import StagedFile, XzWriter, remove_stale_temps
 from ingest.hours.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
 from ingest.hours.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
 from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
@@ -54,6 +54,8 @@ from ingest.hours.vault_source import (
     xz_uncompressed_size,
 )
 from ingest.layout import Hour, hour_bounds, parse_minute_name
+from ingest.vault import records
+from ingest.vault.records import FileEntry, HourRecord, RecordError
 
 ID_END = 20  # the zero-padded ID at the start of every intermediate line
 OUTPUTS = ("ids", "tweets", "users", "stats")  # the keys of layout.vault_paths
@@ -475,23 +477,28 @@ def hour_stats(
     }
 
 
-def _write_stats(path: Path, stats: HourStats) -> None:
-    atomic_write(path, orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
+def commit_hour(
+    writers: HourWriters, out: Mapping[str, Path], stats: HourStats, generation: int
+) -> HourRecord:
+    """Rename the three .xz files and the stats into place, then write the hour's record: the
+    hour's new generation (``records.commit_hour``: journalled, the record last).
 
-
-def commit_hour(writers: HourWriters, out: Mapping[str, Path], stats: HourStats) -> None:
-    """Rename the three .xz files into place, then write the stats: the hour is built.
-
-    A built hour's old stats stay until the new ones replace them. Killed between the
-    renames, the hour still reads as built, and its tweets file, old or new, holds every tweet
-    the old one did: the next build merges it and loses none (with the stats removed first, it
-    would be built from the raw files alone). The stats, not listing this build's inputs,
-    then make the plan build the hour again.
+    The old files and record stay until the renames. Killed between them, the next run
+    finishes the commit from the journal (``records.settle``); and the tweets file, old or
+    new, holds every tweet the old one did.
     """
-    writers.commit()
-    for d in {p.parent for p in out.values()}:
-        fsync_dir(d)
-    _write_stats(out["stats"], stats)
+    hour = Hour.parse(stats["hour"])
+    staged = StagedFile(out["stats"], orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
+    rows = {"ids": stats["total"], "tweets": stats["total"], "users": stats["users"]}
+    files = {
+        w.path.name: FileEntry(w.sha256, w.size, rows[kind])
+        for kind, w in (("ids", writers.ids), ("tweets", writers.tweets), ("users", writers.users))
+    }
+    files[out["stats"].name] = FileEntry(staged.sha256, staged.size)
+    record = HourRecord(hour.label, generation, dict(sorted(files.items())))
+    # On an error the temps stay (the journal may name them): the next build removes them.
+    records.commit_hour(out["stats"].parent, record, [*writers.all, staged])
+    return record
 
 
 def _summary(stats: HourStats) -> str:
@@ -565,8 +572,12 @@ def build_hour(
     if bounds is None:
         raise ValueError(f"hour {hour} does not exist in {tz.key}")
     out = {k: Path(outputs[k]) for k in OUTPUTS}
+    record = _settled_record(hour, out, log)
     built, old = _old_stats(out["stats"], log)
+    built = built or record is not None
     _remove_interrupted_temps(out, log)
+    if record is not None and not from_scratch:
+        _check_vault_tweets(hour, out, record)
 
     sources = read_inputs(hour, tz, inputs, names, stats_minutes(*bounds, expected_minutes))
     gone = gone_inputs(old, sources) if old is not None else {}
@@ -577,10 +588,51 @@ def build_hour(
     masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault)
     stats = hour_stats(hour, names, masks, n_users, sources)
 
-    _refuse_fewer_tweets(hour, stats, old, vault, writers, out)
-    commit_hour(writers, out, stats)
-    _emit(log, logging.INFO, _summary(stats))
+    _refuse_fewer_tweets(hour, stats, old, record, vault, writers, out)
+    if from_scratch and record is not None:
+        _emit(
+            log,
+            logging.WARNING,
+            f"{hour}: rebuilt from scratch with {stats['total']} tweets; the vault held "
+            f"{record.tweets} (those only it held are dropped)",
+        )
+    new = commit_hour(writers, out, stats, (record.generation if record else 0) + 1)
+    _emit(log, logging.INFO, f"{_summary(stats)}, generation {new.generation}")
     return stats
+
+
+def _settled_record(hour: Hour, out: Mapping[str, Path], log) -> HourRecord | None:
+    """The hour's record, once a commit a crash interrupted is finished; a ``VaultError`` when
+    it is damaged (the hour's newest generation is then unknown: nothing is rebuilt)."""
+    day_dir = out["stats"].parent
+    outcome = records.settle(day_dir, hour.label)
+    if outcome == "committed":
+        _emit(log, logging.INFO, f"{hour}: finished the commit an interrupted build left")
+    elif outcome is not None:
+        _emit(log, logging.WARNING, f"{hour}: {outcome}; the hour is rebuilt")
+    try:
+        return records.read_record(day_dir / records.record_name(hour.label))
+    except RecordError as e:
+        raise VaultError(
+            f"{e}: hour {hour} is not rebuilt while its newest generation is unknown; "
+            "sampled-stream scrub repairs the record from a replica (or restore the day: "
+            f"sampled-stream restore --days {hour.day})"
+        ) from None
+
+
+def _check_vault_tweets(hour: Hour, out: Mapping[str, Path], record: HourRecord) -> None:
+    """A ``VaultError`` unless the hour's tweets file is the one its record names: a rebuild
+    without it would drop the tweets only the vault holds."""
+    entry = record.files.get(out["tweets"].name)
+    if entry is not None and not records.matches(out["tweets"], entry):
+        raise VaultError(
+            f"{out['tweets']}: missing or damaged (it does not match its record, generation "
+            f"{record.generation}), and it held {entry.rows} tweets of hour {hour}: nothing "
+            "rebuilt, so none is dropped. Repair it from a replica (sampled-stream scrub) or "
+            f"restore the day (sampled-stream restore --days {hour.day}); to build the hour "
+            "from its raw files alone and drop the tweets only the vault held, build it with "
+            "--config from_scratch=true"
+        )
 
 
 def _check_servers(inputs: Mapping[str, object], names: Sequence[str]) -> None:
@@ -647,14 +699,18 @@ def _refuse_fewer_tweets(
     hour: Hour,
     stats: HourStats,
     old: HourStats | None,
+    record: HourRecord | None,
     vault: VaultSource | None,
     writers: HourWriters,
     out: Mapping[str, Path],
 ) -> None:
-    """A merge into the built hour (``vault``) with fewer tweets than its stats (``old``) had:
-    the new files removed, a ``VaultError``."""
-    old_total = old.get("total") if vault is not None and old is not None else None
-    if isinstance(old_total, int) and stats["total"] < old_total:
+    """A merge into the built hour (``vault``) with fewer tweets than its stats (``old``) or
+    its record had: the new files removed, a ``VaultError``."""
+    if vault is None:
+        return
+    held = [old.get("total") if old is not None else None, record.tweets if record else None]
+    old_total = max((n for n in held if isinstance(n, int)), default=None)
+    if old_total is not None and stats["total"] < old_total:
         writers.abort()
         raise VaultError(
             f"{hour}: the merge has {stats['total']} tweets, fewer than the {old_total} of the "
