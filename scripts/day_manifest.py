@@ -1,4 +1,4 @@
-"""Snakemake entry point of rule day_manifest: hash this run's files into {day}_SHA256SUMS."""
+"""Snakemake entry point of rule day_manifest: derive {day}_SHA256SUMS from the day's records."""
 
 from pathlib import Path
 
@@ -9,7 +9,6 @@ sm = snakemake  # noqa: F821 (injected by Snakemake)
 manifest_job(
     Path(sm.params.vault),
     sm.wildcards.day,
-    list(sm.params.names),
     sm.config["work_dir"],
     Path(sm.output[0]),
     job_logger("day_manifest", sm.log[0]),

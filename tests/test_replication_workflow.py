@@ -86,7 +86,7 @@ def test_built_hours_are_replicated_verified_and_a_down_replica_catches_up(
         ["sha256sum", "-c", "--strict", f"{DAY}_SHA256SUMS"], cwd=vault / DAY, capture_output=True
     )
     assert ok.returncode == 0, ok.stdout
-    assert len(ok.stdout.splitlines()) == 9  # 2 hours x 4 files and the report
+    assert len(ok.stdout.splitlines()) == 11  # 2 hours x (4 files and their record), the report
     assert tree(root / "remote") == tree(vault)
     receipts = root / "work" / "replicas"
     assert sorted(p.name for p in (receipts / "server2").rglob("*.json")) == [

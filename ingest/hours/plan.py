@@ -17,6 +17,7 @@ from ingest import backoff, layout
 from ingest.hours.minutes import read_meta
 from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
+from ingest.vault.day import days_to_derive
 
 
 @dataclass
@@ -179,7 +180,9 @@ def make_plan(
         (f for f in needed | ahead if not _parsed(config["work_dir"], f)),
         key=lambda f: (f.minute, f.server),
     )
-    plan.reports = sorted({h.day for h in plan.build})
+    # Days whose manifest is older than a record (a run killed before its day_manifest, a
+    # rebuild with --until build_hour) or that have hours from before records: every run.
+    plan.reports = sorted({h.day for h in plan.build} | set(days_to_derive(vault)))
     built = built_hours(vault)
     if config["osf"]["enabled"]:
         osf_dir = layout.work_paths(config["work_dir"])["osf"]

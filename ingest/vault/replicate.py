@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ from ingest.atomic import atomic_write_json, fsync_dir
 from ingest.layout import Hour
 from ingest.locks import LockBusy, RunLock, exclusive_lock
 from ingest.remote import IO_TIMEOUT_S, split_source, ssh_command
+from ingest.vault import records
 from ingest.vault.manifest import (
     CHUNK,
     is_day,
@@ -46,11 +48,15 @@ from ingest.vault.manifest import (
     read_manifest,
     sha256_file,
 )
+from ingest.vault.records import RecordError
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
 
 _log = logging.getLogger(__name__)
+# A record's generation line as records.HourRecord.to_bytes writes it (also read by sed).
+_GENERATION = re.compile(rb'^ *"generation": ([0-9]+),?$', re.M)
+_SED_GENERATION = r"""sed -n 's/^ *"generation": \([0-9][0-9]*\),\{0,1\}$/\1/p'"""
 
 TIMEOUT_S = 3600  # one hour's files over a slow link; a dead link is cut by ssh's keep-alive
 
@@ -61,6 +67,40 @@ class ReplicaError(RuntimeError):
 
 class ReplicaConfigError(ValueError):
     pass
+
+
+class NewerOnReplica(ReplicaError):
+    """The replica holds a newer generation of the hour than the primary: not replaced."""
+
+
+@dataclass(frozen=True)
+class Guard:
+    """A copy's condition: the replica's record ``record`` claims no generation above
+    ``generation`` (a damaged record's claim counts too: its files may be newer)."""
+
+    record: str
+    generation: int
+    EXIT = 3  # the remote script's exit status when the guard stops it
+
+    def message(self, held: int) -> str:
+        return (
+            f"holds generation {held} of {self.record}, newer than the primary's "
+            f"{self.generation}: not replaced"
+        )
+
+    def check(self, replica: str, data: bytes | None) -> None:
+        held = loose_generation(data) if data is not None else None
+        if held is not None and held > self.generation:
+            raise NewerOnReplica(f"replica {replica}: {self.message(held)}")
+
+    def shell(self) -> list[str]:
+        """The same check in sh on the replica, before any rename."""
+        return [
+            f"g=$({_SED_GENERATION} {shlex.quote(self.record)} 2>/dev/null)",
+            f'if [ -n "$g" ] && [ "$g" -gt {self.generation} ]; then',
+            f'  echo "{self.message(0).replace(" 0 ", " $g ")}" >&2; exit {self.EXIT}',
+            "fi",
+        ]
 
 
 @dataclass(frozen=True)
@@ -86,9 +126,11 @@ class Replica(ABC):
         return f"{type(self).__name__}({self.name!r}, {self.target!r})"
 
     @abstractmethod
-    def put(self, day: str, files: dict[Path, str]) -> None:
+    def put(self, day: str, files: dict[Path, str], guard: Guard | None = None) -> None:
         """Copy local ``files`` ({path: expected sha256}) into the replica's ``day`` folder,
-        each under a temporary name, fsynced, verified, then renamed. Raises ReplicaError."""
+        each under a temporary name, fsynced, verified, then renamed in order. With ``guard``
+        nothing is renamed if the replica's record claims a newer generation (NewerOnReplica).
+        Raises ReplicaError."""
 
     @abstractmethod
     def check(
@@ -106,6 +148,10 @@ class Replica(ABC):
     def days(self) -> list[str]:
         """The day folders the replica holds, oldest first. Raises ReplicaError."""
 
+    @abstractmethod
+    def read(self, day: str, name: str) -> bytes | None:
+        """A small file of the replica's ``day`` (a record), or None if it has none."""
+
 
 class LocalReplica(Replica):
     """A folder on this machine (a second disk, a mounted backup volume)."""
@@ -120,9 +166,11 @@ class LocalReplica(Replica):
         if not self.root.is_dir():
             raise ReplicaError(f"replica {self.name}: {self.root} is not a folder (not mounted?)")
 
-    def put(self, day: str, files: dict[Path, str]) -> None:
+    def put(self, day: str, files: dict[Path, str], guard: Guard | None = None) -> None:
         self._require_root()
         dest = self.root / day
+        if guard is not None:
+            guard.check(self.name, self.read(day, guard.record))
         try:
             dest.mkdir(exist_ok=True)
             for src, expected in files.items():
@@ -149,6 +197,13 @@ class LocalReplica(Replica):
     def days(self) -> list[str]:
         self._require_root()
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and is_day(p.name))
+
+    def read(self, day: str, name: str) -> bytes | None:
+        self._require_root()
+        try:
+            return (self.root / day / name).read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 class SshReplica(Replica):
@@ -210,7 +265,7 @@ class SshReplica(Replica):
             stdin="".join(f"{n}\n" for n in names),
         )
 
-    def put(self, day: str, files: dict[Path, str]) -> None:
+    def put(self, day: str, files: dict[Path, str], guard: Guard | None = None) -> None:
         by_dir: dict[Path, dict[str, str]] = {}
         for path, digest in files.items():
             by_dir.setdefault(path.parent, {})[path.name] = digest
@@ -231,12 +286,18 @@ class SshReplica(Replica):
                 f"trap 'rm -rf -- {q(tmp)}' EXIT",
                 f"sync -- {' '.join(q(f'{tmp}/{n}') for n in names)}",
                 f"sha256sum --check --strict --quiet <<'EOF'\n{sums}EOF",
+                *(guard.shell() if guard is not None else []),
                 *(f"mv -f -- {q(f'{tmp}/{n}')} {q(n)}" for n in names),
                 f"sync -- {' '.join(q(n) for n in names)} .",
                 "",
             ]
         )
-        self._script(script, f"verify and rename in {day}")
+        try:
+            self._script(script, f"verify and rename in {day}")
+        except ReplicaError as e:
+            if guard is not None and f"(exit {Guard.EXIT})" in str(e):
+                raise NewerOnReplica(f"replica {self.name}: {str(e).rsplit(': ', 1)[-1]}") from None
+            raise
 
     def check(
         self, day: str, expected: dict[str, str], throttle: Callable[[int], None] | None = None
@@ -276,6 +337,11 @@ class SshReplica(Replica):
     def days(self) -> list[str]:
         out = self._script(f"ls -1 -- {shlex.quote(self.root)}\n", "list days")
         return sorted(n for n in out.split() if is_day(n))
+
+    def read(self, day: str, name: str) -> bytes | None:
+        path = shlex.quote(f"{self.root}/{day}/{name}")
+        out = self._script(f"if [ -f {path} ]; then echo y; cat -- {path}; fi\n", f"read {name}")
+        return out.split("\n", 1)[1].encode() if out.startswith("y\n") else None
 
 
 def _verdict(name: str, expected: str, digest: str, xz: str) -> Check:
@@ -483,17 +549,29 @@ def hour_receipt(work_dir: str | Path, replica: str, hour: Hour) -> Path:
 
 
 def hour_files(vault_dir: Path, hour: Hour) -> list[Path]:
-    """What an hour's replication copies: its vault files, its day's report and manifest."""
+    """What an hour's replication copies, in the order they are renamed on the replica: its
+    vault files, its record (after the files it names), its day's report and manifest."""
     day_dir = Path(vault_dir) / hour.day
     files = [p for p in layout.vault_paths(vault_dir, hour).values() if p.exists()]
     return [
         *files,
         *(
             p
-            for p in (layout.report_path(vault_dir, hour.day), manifest_path(day_dir))
+            for p in (
+                records.record_path(vault_dir, hour),
+                layout.report_path(vault_dir, hour.day),
+                manifest_path(day_dir),
+            )
             if p.exists()
         ),
     ]
+
+
+def loose_generation(data: bytes) -> int | None:
+    """The generation a record's text states, even if the record is damaged otherwise: what
+    a copy claims to hold decides whether it may be replaced (never by an older one)."""
+    m = _GENERATION.search(data)
+    return int(m[1]) if m else None
 
 
 def pending_hours(
@@ -519,7 +597,8 @@ def pending_hours(
         except FileNotFoundError:
             out.append(h)
             continue
-        paths = layout.vault_paths(Path(config["vault_dir"]), h).values()
+        record = records.record_path(config["vault_dir"], h)
+        paths = [record] if record.exists() else layout.vault_paths(config["vault_dir"], h).values()
         if any(p.exists() and p.stat().st_mtime > done for p in paths):
             out.append(h)
     return sorted(out[: replica.entry["max_hours_per_run"]])
@@ -551,20 +630,12 @@ def manifest_receipt(work_dir: str | Path, day: str, run: str) -> Path:
     return Path(work_dir) / "manifests" / f"{day}.{run}.json"
 
 
-def manifest_names(vault_dir: Path, day: str, hours: Iterable[Hour]) -> list[str]:
-    """What a run's manifest update hashes: the vault files of the day's hours it built, and
-    the day's report."""
-    names = [
-        p.name for h in hours if h.day == day for p in layout.vault_paths(vault_dir, h).values()
-    ]
-    return [*names, layout.report_path(vault_dir, day).name]
-
-
 @dataclass
 class Receipt:
     replica: str
     target: str
     hour: str
+    generation: int | None = None  # None: an hour built before records
     files: dict[str, str] = field(default_factory=dict)  # name -> sha256
     bytes: int = 0
     seconds: float = 0.0
@@ -580,37 +651,36 @@ def replicate_hour(
     log: logging.Logger | None = None,
     alerts: Alerts | None = None,
 ) -> Receipt:
-    """Copy an hour's files (with the day's report and manifest) to one replica, verified.
+    """Copy an hour's files (with its record, the day's report and manifest) to one replica,
+    verified, the record after the files it names.
 
-    The expected hashes are the manifest's; a vault file that no longer matches it (damaged
-    since the build) is not spread: the job fails and names it. On any failure the state
-    records it (back-off, alert) and ReplicaError is raised; the receipt is written only after
-    every file verified on the replica.
+    The expected hashes are the hour's record's (the manifest's for the report, and for an
+    hour built before records); a vault file that no longer matches (damaged since the build)
+    is not spread: the job fails and names it. A replica holding a newer generation of the
+    hour than the primary is never overwritten: the job fails, saying to restore the primary.
+    On any other failure the state records it (back-off, alert) and ReplicaError is raised;
+    the receipt is written only after every file verified on the replica.
     """
     log = log or _log
     replica = replica_named(config, replica_name)
     vault = Path(config["vault_dir"])
-    day_dir = vault / hour.day
-    manifest = read_manifest(manifest_path(day_dir))
     start = time.monotonic()
-    expected: dict[Path, str] = {}
-    for p in hour_files(vault, hour):
-        digest = sha256_file(p)
-        if p.name != manifest_name(hour.day) and manifest.get(p.name, digest) != digest:
-            # The vault's problem, not the replica's: no back-off, the scrub repairs it.
-            log.error("replica %s, hour %s: %s differs from its manifest", replica.name, hour, p)
-            raise ReplicaError(
-                f"{p}: sha256 {digest} differs from its manifest's {manifest[p.name]}; not "
-                "copied (run sampled-stream scrub to repair it from a replica)"
-            )
-        expected[p] = digest
+    expected, generation = _expected_files(vault, hour, replica, log)
     state = load_state(replica.state_dir, replica.name)
     if state.failures and state.last_attempt == now.isoformat():
         # A replica that failed earlier in this run is not tried again by each of its jobs
         # (an unreachable host costs a connect timeout each).
         raise ReplicaError(f"replica {replica.name} failed earlier in this run: {state.last_error}")
+    guard = None if generation is None else Guard(records.record_name(hour.label), generation)
     try:
-        replica.put(hour.day, expected)
+        replica.put(hour.day, expected, guard)
+    except NewerOnReplica as e:
+        # The primary's problem, not the replica's: no back-off; the job fails every run.
+        log.error("%s", e)
+        raise NewerOnReplica(
+            f"{e}. The primary lost a build of hour {hour}: restore the day from the replica "
+            f"(sampled-stream restore --from {replica.name} --days {hour.day})"
+        ) from None
     except (ReplicaError, OSError) as e:
         record(replica, now, str(e), alerts)
         log.error("replica %s, hour %s: %s", replica.name, hour.label, e)
@@ -620,6 +690,7 @@ def replicate_hour(
         replica=replica.name,
         target=replica.target,
         hour=hour.label,
+        generation=generation,
         files={p.name: d for p, d in expected.items()},
         bytes=sum(p.stat().st_size for p in expected),
         seconds=round(time.monotonic() - start, 3),
@@ -635,3 +706,29 @@ def replicate_hour(
         result.seconds,
     )
     return result
+
+
+def _expected_files(
+    vault: Path, hour: Hour, replica: Replica, log: logging.Logger
+) -> tuple[dict[Path, str], int | None]:
+    """({file to copy: its SHA-256}, the hour's generation); ReplicaError when a vault file
+    does not match its record (or manifest): the vault's problem, no back-off, scrub repairs
+    it."""
+    try:
+        hour_record = records.read_record(records.record_path(vault, hour))
+    except RecordError as e:
+        raise ReplicaError(f"{e}; not copied (sampled-stream scrub repairs it)") from None
+    manifest = read_manifest(manifest_path(vault / hour.day))
+    named = {n: e.sha256 for n, e in hour_record.files.items()} if hour_record else {}
+    expected: dict[Path, str] = {}
+    for p in hour_files(vault, hour):
+        digest = sha256_file(p)
+        want = named.get(p.name, manifest.get(p.name, digest))
+        if p.name != manifest_name(hour.day) and want != digest:
+            log.error("replica %s, hour %s: %s differs from its record", replica.name, hour, p)
+            raise ReplicaError(
+                f"{p}: sha256 {digest} differs from its record's {want}; not copied (run "
+                "sampled-stream scrub to repair it from a replica)"
+            )
+        expected[p] = digest
+    return expected, hour_record.generation if hour_record else None

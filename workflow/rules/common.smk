@@ -24,6 +24,7 @@ from ingest import clock, layout, perms  # noqa: E402
 from ingest.hours import plan as planning  # noqa: E402
 from ingest.hours import resources as build_resources  # noqa: E402
 from ingest.receipts import build_receipt, report_receipt  # noqa: E402
+from ingest.vault import day as vault_day  # noqa: E402
 from ingest.vault import replicate as replication  # noqa: E402
 from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402
 from ingest.notify import notify_once  # noqa: E402
@@ -58,6 +59,8 @@ if WRITES:
     RUN_LOCK = take_run_lock(config, datetime.now(UTC))
     if RUN_LOCK is None:
         sys.exit(75)  # EX_TEMPFAIL: another run is going; it said who, nothing was done
+    # An hour's commit a crash cut short is finished first: the plan then sees it whole.
+    UNSETTLED = vault_day.settle_vault(Path(config["vault_dir"]))
 # Names this invocation's receipts (pull, parse); real time, unlike NOW, so runs never share one.
 RUN = time.strftime("%Y%m%dT%H%M%S") + f"-{os.getpid()}"
 # A job on a cluster node parses this file again: it must name its outputs after the run that
@@ -84,6 +87,8 @@ PLAN = (
     if workflow.is_main_process
     else planning.Plan()
 )
+if WRITES:
+    PLAN.warnings += UNSETTLED
 _AFTER_PULLS = {}
 if WRITES and PLAN.warnings:
     notify_once(

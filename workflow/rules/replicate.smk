@@ -1,5 +1,5 @@
-# Manifests and replicas (issue 15). Once a day's report is rebuilt, day_manifest hashes the
-# files this run wrote into {day}_SHA256SUMS (ingest.vault.manifest). Then each built hour
+# Manifests and replicas (issues 15, 21). Once a day's report is rebuilt, day_manifest derives
+# {day}_SHA256SUMS from the day's hour records and report (ingest.vault.day). Then each built hour
 # (with its day's report and manifest) is copied to every vault_replicas entry and verified
 # there; the receipt is work_dir/replicas/{replica}/{day}/{day}_{hh}.json. A replica that
 # fails fails only its own jobs; later runs retry it with back-off, and nothing waits for a
@@ -30,7 +30,6 @@ rule day_manifest:
         runtime=10,
     params:
         vault=str(VAULT),
-        names=lambda wildcards: replication.manifest_names(VAULT, wildcards.day, run_plan().build),
     script:
         "../../scripts/day_manifest.py"
 

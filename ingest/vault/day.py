@@ -1,0 +1,175 @@
+"""A day's ``{day}_SHA256SUMS``, derived from its hour records, and which days need it again.
+
+The manifest is never kept in step by hand: it is made from the day's records (each file they
+name, with the hash the build took while writing it, and each record file itself) and the
+day's report, whenever a record is newer than it (``stale_days``, checked every run for every
+day: one listing per day folder). A day's hours without a record (built before records
+existed) get one here, generation 1, when their files match the day's old manifest (or, for a
+day that never had one, pass ``xz -t``): that is how an existing vault is upgraded, a few
+days a run (``ADOPT_DAYS_PER_RUN``), newest first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ingest.atomic import atomic_write
+from ingest.layout import Hour, report_path
+from ingest.locks import exclusive_lock
+from ingest.vault import records
+from ingest.vault.manifest import (
+    ManifestError,
+    format_manifest,
+    is_day,
+    manifest_name,
+    manifest_path,
+    read_manifest,
+    sha256_file,
+)
+from ingest.vault.records import FileEntry, HourRecord, RecordError
+
+_log = logging.getLogger(__name__)
+
+# Upgrading a vault built before records hashes each old day once (a 1 % day: ~3 GB): a few
+# days a run, so a run's time stays bounded; every 10 minutes, a year takes about 15 hours.
+ADOPT_DAYS_PER_RUN = 4
+STATS_SUFFIX = "_stats.json"
+
+
+@dataclass
+class DayState:
+    """What one listing of a day folder says about its derived files."""
+
+    day: str
+    stale: bool = False  # a record newer than the manifest, or records and no manifest
+    legacy: list[str] = field(default_factory=list)  # hours built but without a record
+    journalled: list[str] = field(default_factory=list)  # hours whose commit was cut short
+
+
+def day_state(day_dir: Path) -> DayState:
+    """One ``scandir`` of ``day_dir`` (and a stat of each record) tells whether its manifest
+    must be derived again."""
+    state = DayState(day_dir.name)
+    manifest_ns, newest, stats, recorded = None, 0, set(), set()
+    with os.scandir(day_dir) as it:
+        for e in it:
+            if e.name == manifest_name(day_dir.name):
+                manifest_ns = e.stat().st_mtime_ns
+            elif (label := records.label_of(e.name)) is not None:
+                recorded.add(label)
+                newest = max(newest, e.stat().st_mtime_ns)
+            elif e.name.endswith(STATS_SUFFIX):
+                stats.add(e.name.removesuffix(STATS_SUFFIX))
+            elif e.name.startswith(".") and e.name.endswith("_record.journal"):
+                state.journalled.append(e.name[1:].removesuffix("_record.journal"))
+    state.legacy = sorted(stats - recorded)
+    state.stale = bool(recorded) and (manifest_ns is None or newest > manifest_ns)
+    return state
+
+
+def vault_days(vault_dir: Path) -> list[Path]:
+    try:
+        return sorted(p for p in Path(vault_dir).iterdir() if is_day(p.name) and p.is_dir())
+    except FileNotFoundError:
+        return []
+
+
+def days_to_derive(vault_dir: Path) -> list[str]:
+    """The days whose manifest this run derives: every stale one, and the newest few with
+    hours from before records (``ADOPT_DAYS_PER_RUN``)."""
+    states = [day_state(d) for d in vault_days(vault_dir)]
+    legacy = [s.day for s in states if s.legacy and not s.stale][-ADOPT_DAYS_PER_RUN:]
+    return sorted({s.day for s in states if s.stale} | set(legacy))
+
+
+def settle_vault(vault_dir: Path) -> list[str]:
+    """Finish every hour's commit a crash cut short (``records.settle``); what could not be
+    finished, one line each (the hour must be rebuilt: ``--config hours=...``)."""
+    problems = []
+    for day_dir in vault_days(vault_dir):
+        for label in day_state(day_dir).journalled:
+            outcome = records.settle(day_dir, label)
+            if outcome not in (None, "committed"):
+                problems.append(f"{outcome}: rebuild hour {label} (--config hours={label})")
+    return problems
+
+
+def derive_manifest(day_dir: Path, lock_path: Path, log: logging.Logger | None = None) -> Path:
+    """Write ``day_dir``'s manifest from its records and report (when it differs).
+
+    An hour whose record is damaged keeps its old manifest lines (scrub repairs the record
+    from a replica); hours without a record are adopted first (``adopt``).
+    """
+    log = log or _log
+    day = day_dir.name
+    path = manifest_path(day_dir)
+    with exclusive_lock(lock_path):
+        try:
+            old = read_manifest(path)
+        except ManifestError as e:
+            log.warning("%s: derived again from the records", e)
+            old = {}
+        for label in day_state(day_dir).legacy:
+            adopt(day_dir, Hour.parse(label), old, log)
+        entries: dict[str, str] = {}
+        for label, record in sorted(records.day_records(day_dir).items()):
+            if isinstance(record, RecordError):
+                log.error("%s: its hour keeps its manifest lines until repaired", record)
+                names = [*records.hour_file_names(Hour.parse(label)), records.record_name(label)]
+                entries.update({n: old[n] for n in names if n in old})
+                continue
+            entries.update({name: e.sha256 for name, e in record.files.items()})
+            entries[records.record_name(label)] = sha256_file(day_dir / records.record_name(label))
+        report = report_path(day_dir.parent, day)
+        if report.exists():
+            entries[report.name] = sha256_file(report)
+        if entries != old or not path.exists():
+            atomic_write(path, format_manifest(entries))
+    return path
+
+
+def adopt(day_dir: Path, hour: Hour, manifest: dict[str, str], log: logging.Logger) -> bool:
+    """Give an hour built before records its record (generation 1), if its files are the ones
+    the day's manifest lists (or, with no entry for them, if every .xz file passes ``xz -t``).
+    """
+    names = records.hour_file_names(hour)
+    files: dict[str, FileEntry] = {}
+    for name in names:
+        p = day_dir / name
+        if not p.is_file():
+            log.error("%s: missing; hour %s not given a record (restore it)", p, hour)
+            return False
+        digest = sha256_file(p)
+        if name in manifest and manifest[name] != digest:
+            log.error("%s differs from its manifest; hour %s not given a record", p, hour)
+            return False
+        if name not in manifest and name.endswith(".xz") and _xz_damaged(p):
+            log.error("%s fails xz -t; hour %s not given a record", p, hour)
+            return False
+        files[name] = FileEntry(digest, p.stat().st_size, _rows(day_dir, hour, name))
+    record = HourRecord(hour.label, 1, files)
+    records.write_record(day_dir / records.record_name(hour.label), record)
+    log.info("hour %s: record written (generation 1) from its files", hour)
+    return True
+
+
+def _rows(day_dir: Path, hour: Hour, name: str) -> int | None:
+    """An old hour's rows, from its stats (the IDs and tweets: total; the users: users)."""
+    if name.endswith(STATS_SUFFIX):
+        return None
+    try:
+        stats = json.loads((day_dir / f"{hour.label}{STATS_SUFFIX}").read_text())
+    except (OSError, ValueError):
+        return None
+    key = "users" if name.endswith("_users.csv.xz") else "total"
+    value = stats.get(key) if isinstance(stats, dict) else None
+    return value if isinstance(value, int) else None
+
+
+def _xz_damaged(path: Path) -> bool:
+    return subprocess.run(["xz", "-t", "--", str(path)], capture_output=True).returncode != 0
