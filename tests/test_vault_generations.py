@@ -52,12 +52,11 @@ def world_config(w: World, *replicas: dict) -> dict:
 
 
 def write_manifest(config: dict, *hours: Hour) -> None:
-    """The workflow's day_manifest job over the files of ``hours`` (one day) as built."""
+    """The workflow's day_manifest job for the day of ``hours``."""
     vault = Path(config["vault_dir"])
     day = hours[0].day
-    names = [p.name for h in hours for p in layout.vault_paths(vault, h).values()]
     receipt = Path(config["work_dir"]) / "manifests" / f"{day}.test.json"
-    manifest_job(vault, day, names, config["work_dir"], receipt, LOG)
+    manifest_job(vault, day, config["work_dir"], receipt, LOG)
 
 
 def replicate(config: dict, replica: str, hour: Hour, now=NOW) -> None:
