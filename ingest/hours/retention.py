@@ -6,7 +6,10 @@ those hours is built from it: its stats file (written last, after the three .xz 
 the file among the build's inputs, with the size it has now. A secondary's minutes that arrive
 after the hour was built, or a minute file that grew, stay until a rebuild has merged them in.
 A raw file goes only once ``retention.keep_raw_hours`` have passed by its name's minute and by
-its modification time: a clock stepped forward, or a file named in the future, keeps it.
+its modification time (a clock stepped forward, or a file named in the future, keeps it), and
+once each hour reading it is on every replica that is not ``optional``, at the generation its
+record has (the replication receipts say which): with the primary's disk dead, the hour is
+then still somewhere.
 The raw files of an imported server (``servers[].imported``) are never deleted unless
 ``retention.delete_imported`` says so: the archive they came from may be gone. Their
 intermediates go as any others.
@@ -14,6 +17,7 @@ intermediates go as any others.
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +29,9 @@ from ingest import layout
 from ingest.hours.plan import intermediate
 from ingest.hours.stats import StatsError, input_sizes, read_stats_if_built
 from ingest.layout import MinuteFile, work_paths
+from ingest.vault import records
+from ingest.vault.records import RecordError
+from ingest.vault.replicate import hour_receipt
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 class CleanSummary:
     intermediates_removed: int = 0
     raw_removed: int = 0
+    raw_held: int = 0  # old enough to go, but their hours are not on every replica yet
 
 
 def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
@@ -41,6 +49,7 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
     keep = timedelta(hours=config["retention"]["keep_raw_hours"])
     vault = Path(config["vault_dir"])
     inputs: dict[layout.Hour, dict[str, dict[str, int | None]] | None] = {}
+    copies = _Copies(config)
 
     def built_from(h: layout.Hour, f: MinuteFile, size: int) -> bool:
         """Is hour ``h`` built, and did its build read ``f`` at its current size?"""
@@ -76,12 +85,45 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
             if keep_all:
                 continue
             if now - f.minute >= keep and now.timestamp() - st.st_mtime >= keep.total_seconds():
+                if not all(
+                    copies.on_every_replica(h) for h in layout.hours_reading(f.minute, tz, late)
+                ):
+                    summary.raw_held += 1
+                    continue
                 f.path.unlink(missing_ok=True)
                 summary.raw_removed += 1
         _prune_empty_dirs(raw_dir, now)
     _prune_empty_dirs(work_paths(config["work_dir"])["minutes"], now)
     _remove_empty_logs(work_paths(config["work_dir"])["logs"] / "parse")
     return summary
+
+
+class _Copies:
+    """Whether an hour's newest build is on every replica that is not optional (cached)."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.vault, self.work_dir = Path(config["vault_dir"]), config["work_dir"]
+        self.required = [r["name"] for r in config["vault_replicas"] if not r["optional"]]
+        self.known: dict[layout.Hour, bool] = {}
+
+    def on_every_replica(self, hour: layout.Hour) -> bool:
+        if hour not in self.known:
+            self.known[hour] = all(self._on(replica, hour) for replica in self.required)
+        return self.known[hour]
+
+    def _on(self, replica: str, hour: layout.Hour) -> bool:
+        """Does the replica's receipt of ``hour`` name the generation of the hour's record (or,
+        for an hour built before records, is it newer than the hour's stats)?"""
+        receipt = hour_receipt(self.work_dir, replica, hour)
+        try:
+            record = records.read_record(records.record_path(self.vault, hour))
+            copied = json.loads(receipt.read_text(encoding="utf-8"))
+            if record is not None:
+                return (copied.get("generation") or 0) >= record.generation
+            stats = layout.vault_paths(self.vault, hour)["stats"]
+            return receipt.stat().st_mtime >= stats.stat().st_mtime
+        except (OSError, ValueError, AttributeError, RecordError):
+            return False  # no copy yet, or nothing to tell: the raw files stay
 
 
 def _built_inputs(stats_path: Path) -> dict[str, dict[str, int | None]] | None:

@@ -239,6 +239,8 @@ def retention_cleanup():
     if summary.intermediates_removed or summary.raw_removed:
         removed = f"{summary.intermediates_removed} intermediates, {summary.raw_removed} raw"
         print(f"retention: removed {removed} minute files")
+    if summary.raw_held:
+        print(f"retention: kept {summary.raw_held} raw minute files until every replica has them")
 
 
 def mail_failure(log_path):
