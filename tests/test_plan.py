@@ -10,6 +10,7 @@ from ingest.config import ConfigError, validate_config
 from ingest.hours import plan
 from ingest.hours.stats import StatsError, read_stats
 from ingest.layout import Hour
+from ingest.vault import records
 
 TZ = ZoneInfo("Europe/Berlin")
 
@@ -99,6 +100,30 @@ def test_uploads_and_mails_follow_receipts(tmp_path):
     assert p.mails == []  # the day is not complete yet
     p = plan.make_plan(c, utc(2026, 1, 14, 23, 11))
     assert p.mails == ["2026-01-14"]
+
+
+def test_a_newer_generation_is_uploaded_again_and_its_day_derived(tmp_path):
+    """Publication follows the records: an hour rebuilt after its upload (a newer record) is
+    uploaded again, and its day's manifest is derived again, whatever run rebuilt it."""
+    c = make_config(tmp_path, osf={"enabled": True, "project": "dqx39"})
+    h = Hour("2026-01-14", 5)
+    mark_built(c, h, {})
+    record = records.record_path(c["vault_dir"], h)
+    records.write_record(record, records.HourRecord(h.label, 1, {}))
+    manifest = tmp_path / "vault" / h.day / f"{h.day}_SHA256SUMS"
+    manifest.write_text("")
+    receipt = layout.work_paths(c["work_dir"])["osf"] / h.day / f"{h.label}.json"
+    receipt.parent.mkdir(parents=True)
+    receipt.write_text("[]")
+    later = record.stat().st_mtime + 60
+    os.utime(receipt, (later, later))
+    os.utime(manifest, (later, later))
+    p = plan.make_plan(c, utc(2026, 1, 14, 23, 5))
+    assert (p.uploads, p.reports) == ([], [])
+    records.write_record(record, records.HourRecord(h.label, 2, {}))  # a rebuild, elsewhere
+    os.utime(record, (later + 60, later + 60))
+    p = plan.make_plan(c, utc(2026, 1, 14, 23, 5))
+    assert (p.uploads, p.reports) == ([h], [h.day])
 
 
 def test_minutes_of_hours_in_progress_are_parsed_ahead(tmp_path):

@@ -17,6 +17,7 @@ from ingest import backoff, layout
 from ingest.hours.minutes import read_meta
 from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
+from ingest.vault import records
 from ingest.vault.day import days_to_derive
 
 
@@ -186,8 +187,7 @@ def make_plan(
     built = built_hours(vault)
     if config["osf"]["enabled"]:
         osf_dir = layout.work_paths(config["work_dir"])["osf"]
-        receipts = _names(osf_dir, ".json")
-        pending = set(plan.build) | {h for h in built if f"{h.label}.json" not in receipts}
+        pending = set(plan.build) | {h for h in built if not _uploaded(osf_dir, vault, h)}
         # Hours whose last upload failed wait out their back-off; a backlog goes a few a run.
         due = [
             h
@@ -240,6 +240,19 @@ def built_hours(vault_dir: Path) -> list[Hour]:
             except ValueError:
                 continue
     return sorted(out)
+
+
+def _uploaded(osf_dir: Path, vault: Path, hour: Hour) -> bool:
+    """Is the hour's newest generation on OSF? Its upload receipt is newer than its record (an
+    hour built before records: a receipt at all)."""
+    try:
+        done = (osf_dir / hour.day / f"{hour.label}.json").stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+    try:
+        return records.record_path(vault, hour).stat().st_mtime_ns <= done
+    except FileNotFoundError:
+        return True
 
 
 def _names(folder: Path, suffix: str) -> set[str]:

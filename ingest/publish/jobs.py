@@ -10,14 +10,16 @@ from ingest import backoff
 from ingest.atomic import atomic_write_json
 from ingest.clock import FixedClock
 from ingest.hours import plan
+from ingest.layout import Hour
+from ingest.vault.records import read_record, record_path
 
 
 def upload_job(
     config: dict[str, Any], ids: Path, report: Path, now: datetime, receipt: Path, log
 ) -> None:
     """Publish an hour's IDs file, its day's report and the day's SHA256SUMS manifest (when the
-    day has one: days built before manifests existed have none until scrub makes it); the
-    receipt records every upload."""
+    day has one); the receipt records every upload and the hour's generation, and a newer
+    generation is uploaded again (the plan)."""
     from ingest.publish.osf import RetryPolicy, remote_path_for, upload
     from ingest.vault.manifest import manifest_path
 
@@ -40,7 +42,12 @@ def upload_job(
         )
         raise
     backoff.clear(retry)
-    atomic_write_json(receipt, receipts)
+    # The generation uploaded; the receipt's time against the record's tells the plan when an
+    # hour's newer generation must go up again.
+    hour = Hour.parse(ids.name.removesuffix("_IDs.txt.xz"))
+    written = read_record(record_path(ids.parent.parent, hour))
+    generation = written.generation if written is not None else None
+    atomic_write_json(receipt, [{**r, "generation": generation} for r in receipts])
 
 
 def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
