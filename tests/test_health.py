@@ -154,6 +154,32 @@ def test_gathered_from_disk(tmp_path: Path) -> None:
     assert later.facts["alerts_24h"] == []
 
 
+def test_a_failing_replica_and_the_raw_files_kept_for_it_show(tmp_path: Path) -> None:
+    """Replica health (was only in work_dir/state/replica_*.json) and retention's hold-back
+    are in the health, hence in status, the dashboard and the metrics."""
+    replica = {"name": "usb", "target": str(tmp_path / "usb"), "alert_after_minutes": 60}
+    config = config_for(tmp_path, vault_replicas=[replica])
+    state = health.state_file(config, "replica_usb.json")
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(
+        json.dumps(
+            {
+                "first_failure": (NOW - timedelta(hours=2)).isoformat(),
+                "failures": 3,
+                "last_error": "not mounted",
+            }
+        )
+    )
+    health.state_file(config, "retention.json").write_text(json.dumps({"raw_held": 120}))
+    check = {c.name: c for c in health.system_health(config, NOW).checks}["replica usb"]
+    assert check.level == FAILING
+    assert "not mounted" in check.summary and "120 raw minute files kept" in check.summary
+    assert "built hours not copied yet" in check.summary
+    optional = config_for(tmp_path, vault_replicas=[{**replica, "optional": True}])
+    check = {c.name: c for c in health.system_health(optional, NOW).checks}["replica usb"]
+    assert check.level == WARNING and "raw minute files" not in check.summary
+
+
 def test_oldest_unbuilt_hour_is_overdue(tmp_path: Path) -> None:
     config = config_for(tmp_path)
     raw = Path(config["servers"][0]["raw_dir"])

@@ -7,8 +7,8 @@ the file among the build's inputs, with the size it has now. A secondary's minut
 after the hour was built, or a minute file that grew, stay until a rebuild has merged them in.
 A raw file goes only once ``retention.keep_raw_hours`` have passed by its name's minute and by
 its modification time (a clock stepped forward, or a file named in the future, keeps it), and
-once each hour reading it is on every replica that is not ``optional``, at the generation its
-record has (the replication receipts say which): with the primary's disk dead, the hour is
+once each hour reading it is on every replica that is not ``optional``, as its record is now
+(a replication receipt newer than the record): with the primary's disk dead, the hour is
 then still somewhere.
 The raw files of an imported server (``servers[].imported``) are never deleted unless
 ``retention.delete_imported`` says so: the archive they came from may be gone. Their
@@ -17,7 +17,6 @@ intermediates go as any others.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,12 +25,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout
+from ingest.atomic import atomic_write_json
 from ingest.hours.plan import intermediate
 from ingest.hours.stats import StatsError, input_sizes, read_stats_if_built
 from ingest.layout import MinuteFile, work_paths
-from ingest.vault import records
-from ingest.vault.records import RecordError
-from ingest.vault.replicate import hour_receipt
+from ingest.vault.replicate import copied
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +93,9 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
         _prune_empty_dirs(raw_dir, now)
     _prune_empty_dirs(work_paths(config["work_dir"])["minutes"], now)
     _remove_empty_logs(work_paths(config["work_dir"])["logs"] / "parse")
+    # What the health shows: raw files kept for a replica (read by ingest.observe.health).
+    held = {"raw_held": summary.raw_held, "at": now.isoformat()}
+    atomic_write_json(work_paths(config["work_dir"])["state"] / "retention.json", held)
     return summary
 
 
@@ -108,22 +109,10 @@ class _Copies:
 
     def on_every_replica(self, hour: layout.Hour) -> bool:
         if hour not in self.known:
-            self.known[hour] = all(self._on(replica, hour) for replica in self.required)
+            self.known[hour] = all(
+                copied(self.work_dir, self.vault, replica, hour) for replica in self.required
+            )
         return self.known[hour]
-
-    def _on(self, replica: str, hour: layout.Hour) -> bool:
-        """Does the replica's receipt of ``hour`` name the generation of the hour's record (or,
-        for an hour built before records, is it newer than the hour's stats)?"""
-        receipt = hour_receipt(self.work_dir, replica, hour)
-        try:
-            record = records.read_record(records.record_path(self.vault, hour))
-            copied = json.loads(receipt.read_text(encoding="utf-8"))
-            if record is not None:
-                return (copied.get("generation") or 0) >= record.generation
-            stats = layout.vault_paths(self.vault, hour)["stats"]
-            return receipt.stat().st_mtime >= stats.stat().st_mtime
-        except (OSError, ValueError, AttributeError, RecordError):
-            return False  # no copy yet, or nothing to tell: the raw files stay
 
 
 def _built_inputs(stats_path: Path) -> dict[str, dict[str, int | None]] | None:

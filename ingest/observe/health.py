@@ -27,6 +27,7 @@ from ingest.atomic import atomic_write_json
 from ingest.collect.status import server_report, status_dir
 from ingest.hours import plan as planning
 from ingest.pull.state import load_state
+from ingest.vault import replicate as replication
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
 LEVELS = (OK, WARNING, FAILING)  # in order of severity; the metrics use the index
@@ -195,6 +196,30 @@ def workflow(config: dict[str, Any], now: datetime) -> dict[str, Any]:
     return out
 
 
+def replica_facts(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each replica's state (failing since, last success, error) and how many built hours its
+    receipts lack at their newest generation."""
+    vault, work_dir = Path(config["vault_dir"]), config["work_dir"]
+    built = planning.built_hours(vault)
+    out = []
+    for entry in config["vault_replicas"]:
+        state = replication.load_state(layout.work_paths(work_dir)["state"], entry["name"])
+        behind = sum(1 for h in built if not replication.copied(work_dir, vault, entry["name"], h))
+        out.append(
+            {
+                "name": entry["name"],
+                "target": entry["target"],
+                "optional": entry["optional"],
+                "alert_after_minutes": entry["alert_after_minutes"],
+                "failing_since": state.first_failure,
+                "last_success": state.last_success,
+                "last_error": state.last_error,
+                "hours_behind": behind,
+            }
+        )
+    return out
+
+
 def disks(config: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
     history = _read_json(state_file(config, "disk.json"))
     samples = history.get("samples", []) if isinstance(history, dict) else []
@@ -350,6 +375,22 @@ def assess_workflow(wf: dict[str, Any], limits: dict[str, Any], now: datetime) -
     return _check("workflow", problems, fine)
 
 
+def assess_replica(r: dict[str, Any], raw_held: int, now: datetime) -> Check:
+    """Failing once a required replica has failed for its alert_after_minutes; a warning while
+    it fails or lacks hours; the raw files retention keeps for the replicas are named."""
+    problems = []
+    since = _parse(r["failing_since"])
+    if since is not None:
+        long = now - since >= timedelta(minutes=r["alert_after_minutes"])
+        level = FAILING if long and not r["optional"] else WARNING
+        problems.append((level, f"failing since {since.isoformat()}: {r['last_error']}"))
+    if r["hours_behind"]:
+        problems.append((WARNING, f"{r['hours_behind']} built hours not copied yet"))
+    if raw_held and problems and not r["optional"]:
+        problems.append((WARNING, f"{raw_held} raw minute files kept until it has their hours"))
+    return _check(f"replica {r['name']}", problems, f"up to date ({r['target']})")
+
+
 def assess_disk(d: dict[str, Any], limits: dict[str, Any]) -> Check:
     name = f"disk {d['path']}"
     if "error" in d:
@@ -398,6 +439,8 @@ class Health:
 def assess(facts: dict[str, Any], limits: dict[str, Any], now: datetime) -> list[Check]:
     checks = [assess_collector(r, limits) for r in facts["collectors"]]
     checks.append(assess_workflow(facts["workflow"], limits, now))
+    held = (facts.get("retention") or {}).get("raw_held") or 0
+    checks += [assess_replica(r, held, now) for r in facts.get("replicas", [])]
     # One check per file system: raw, work and vault often share one.
     shared: dict[tuple, list[dict[str, Any]]] = {}
     for d in facts["disks"]:
@@ -416,6 +459,8 @@ def system_health(config: dict[str, Any], now: datetime) -> Health:
         "workflow": workflow(config, now),
         "disks": disks(config, now),
         "alerts_24h": recent_alerts(config, now),
+        "replicas": replica_facts(config),
+        "retention": _read_json(state_file(config, "retention.json")),
     }
     return Health(now, assess(facts, config["health"], now), facts)
 

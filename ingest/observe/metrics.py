@@ -102,6 +102,7 @@ def metrics_text(health: Health, recent_hours: Iterable[HourStats] = ()) -> str:
     _collectors(out, facts["collectors"])
     _workflow(out, facts["workflow"])
     _disks(out, facts["disks"])
+    _replicas(out, facts.get("replicas", []), facts.get("retention") or {})
     out.family("alerts_24h", "Alerts raised in the last 24 hours").add(len(facts["alerts_24h"]))
     _hours(out, recent_hours)
     out.family("metrics_timestamp_seconds", "When this file was written").add(health.at.timestamp())
@@ -165,6 +166,17 @@ def _workflow(out: _Exposition, wf: dict[str, Any]) -> None:
         family("last_day_mail_timestamp_seconds", "When the last day report was mailed").add(
             _mail_ts(wf["last_day_mailed"].get("sent_at"))
         )
+
+
+def _replicas(out: _Exposition, replicas: list[dict[str, Any]], retention: dict) -> None:
+    failing = out.family("replica_failing", "1 while copying to the replica fails")
+    behind = out.family("replica_hours_behind", "Built hours the replica lacks at their newest")
+    for r in replicas:
+        failing.add(r["failing_since"] is not None, replica=r["name"])
+        behind.add(r["hours_behind"], replica=r["name"])
+    out.family("raw_files_held", "Raw minute files kept until every replica has their hours").add(
+        retention.get("raw_held")
+    )
 
 
 def _disks(out: _Exposition, disks: list[dict[str, Any]]) -> None:

@@ -604,6 +604,21 @@ def pending_hours(
     return sorted(out[: replica.entry["max_hours_per_run"]])
 
 
+def copied(work_dir: str | Path, vault: Path, replica: str, hour: Hour) -> bool:
+    """Does ``replica``'s receipt of ``hour`` postdate the hour's record (or, for an hour
+    built before records, its stats)?"""
+    try:
+        done = hour_receipt(work_dir, replica, hour).stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+    record = records.record_path(vault, hour)
+    latest = record if record.exists() else layout.vault_paths(vault, hour)["stats"]
+    try:
+        return latest.stat().st_mtime_ns <= done
+    except FileNotFoundError:
+        return True
+
+
 def workflow_targets(
     config: dict[str, Any], plan: Any, built: Iterable[Hour], now: datetime, run: str
 ) -> list[str]:
