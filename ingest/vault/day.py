@@ -72,6 +72,18 @@ def day_state(day_dir: Path) -> DayState:
     return state
 
 
+def untouched(day_dir: Path) -> bool:
+    """Nothing was created, renamed or removed in ``day_dir`` since its manifest was derived:
+    ``derive_manifest`` sets the manifest's mtime to the folder's, and any later entry change
+    moves the folder's. (Writers of a day never overlap its derivation: the workflow runs one
+    at a time, and in a run the day's manifest waits for the day's builds.) Two stats a day, so
+    a year of days costs milliseconds, not a listing of each."""
+    try:
+        return day_dir.stat().st_mtime_ns == manifest_path(day_dir).stat().st_mtime_ns
+    except FileNotFoundError:
+        return False
+
+
 def vault_days(vault_dir: Path) -> list[Path]:
     try:
         return sorted(p for p in Path(vault_dir).iterdir() if is_day(p.name) and p.is_dir())
@@ -82,7 +94,7 @@ def vault_days(vault_dir: Path) -> list[Path]:
 def days_to_derive(vault_dir: Path) -> list[str]:
     """The days whose manifest this run derives: every stale one, and the newest few with
     hours from before records (``ADOPT_DAYS_PER_RUN``)."""
-    states = [day_state(d) for d in vault_days(vault_dir)]
+    states = [day_state(d) for d in vault_days(vault_dir) if not untouched(d)]
     legacy = [s.day for s in states if s.legacy and not s.stale][-ADOPT_DAYS_PER_RUN:]
     return sorted({s.day for s in states if s.stale} | set(legacy))
 
@@ -91,7 +103,7 @@ def settle_vault(vault_dir: Path) -> list[str]:
     """Finish every hour's commit a crash cut short (``records.settle``); what could not be
     finished, one line each (the hour must be rebuilt: ``--config hours=...``)."""
     problems = []
-    for day_dir in vault_days(vault_dir):
+    for day_dir in (d for d in vault_days(vault_dir) if not untouched(d)):
         for label in day_state(day_dir).journalled:
             outcome = records.settle(day_dir, label)
             if outcome not in (None, "committed"):
@@ -114,14 +126,14 @@ def derive_manifest(day_dir: Path, lock_path: Path, log: logging.Logger | None =
         except ManifestError as e:
             log.warning("%s: derived again from the records", e)
             old = {}
-        for label in day_state(day_dir).legacy:
-            adopt(day_dir, Hour.parse(label), old, log)
         entries: dict[str, str] = {}
+        for label in day_state(day_dir).legacy:
+            if not adopt(day_dir, Hour.parse(label), old, log):
+                entries.update(_old_lines(old, label))  # still the reference scrub checks
         for label, record in sorted(records.day_records(day_dir).items()):
             if isinstance(record, RecordError):
                 log.error("%s: its hour keeps its manifest lines until repaired", record)
-                names = [*records.hour_file_names(Hour.parse(label)), records.record_name(label)]
-                entries.update({n: old[n] for n in names if n in old})
+                entries.update(_old_lines(old, label))
                 continue
             entries.update({name: e.sha256 for name, e in record.files.items()})
             entries[records.record_name(label)] = sha256_file(day_dir / records.record_name(label))
@@ -130,7 +142,14 @@ def derive_manifest(day_dir: Path, lock_path: Path, log: logging.Logger | None =
             entries[report.name] = sha256_file(report)
         if entries != old or not path.exists():
             atomic_write(path, format_manifest(entries))
+        folder = day_dir.stat().st_mtime_ns
+        os.utime(path, ns=(folder, folder))  # derived as of now: see untouched
     return path
+
+
+def _old_lines(old: dict[str, str], label: str) -> dict[str, str]:
+    names = [*records.hour_file_names(Hour.parse(label)), records.record_name(label)]
+    return {n: old[n] for n in names if n in old}
 
 
 def adopt(day_dir: Path, hour: Hour, manifest: dict[str, str], log: logging.Logger) -> bool:
