@@ -42,7 +42,7 @@ ALLOWED = {
 
 
 def room(module: str) -> str:
-    """``ingest.hours.plan`` -> ``build``; top-level helpers are ``shared``; the CLI its own."""
+    """``ingest.hours.plan`` -> ``hours``; top-level helpers are ``shared``; the CLI its own."""
     parts = module.split(".")
     if len(parts) > 2 and (PACKAGE / parts[1]).is_dir():
         return parts[1]
