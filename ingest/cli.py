@@ -228,7 +228,9 @@ def cmd_scrub(args: argparse.Namespace) -> int:
         f"{len(report.unrepaired)} not repaired"
     )
     for day in report.created_manifests:
-        print(f"  {day}: manifest created from its files")
+        print(f"  {day}: manifest derived from its records")
+    if report.adopted:
+        print(f"  {len(report.adopted)} hour(s) built before records given their record")
     for f in report.findings:
         print(f"  {f.line()}")
     return 1 if report.unrepaired else 0
@@ -279,6 +281,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         )
         for name, why in r.failed.items():
             print(f"  {name}: {why}")
+        for why in r.notes.values():
+            print(f"  note: {why}")
         failed += len(r.failed)
     return 1 if failed else 0
 

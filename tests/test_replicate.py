@@ -55,6 +55,13 @@ def tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def built(files: dict[str, bytes]) -> dict[str, bytes]:
+    """A ``tree`` without the hours' records and the day manifests: what a build of hours from
+    before records wrote (scrub and restore give such hours their record, and derive the
+    manifest again from the records)."""
+    return {k: v for k, v in files.items() if not k.endswith(("_record.json", "_SHA256SUMS"))}
+
+
 def config_with(tmp_path: Path, *replicas: dict, **sections) -> dict:
     return loaded_config(tmp_path, vault_replicas=list(replicas), **sections)
 
@@ -259,12 +266,15 @@ def test_scrub_finds_alerts_and_repairs_rot_on_primary_and_replicas(
     config = config_with(tmp_path, remote(sshd, tmp_path / "remote"), local(tmp_path), email=email)
     replicate_all(config, "server2")
     replicate_all(config, "disk2")
-    good = tree(vault)
     alerts = Alerts.from_config(config["email"], tmp_path / "alerts.json", FixedClock(NOW))
 
     clean = scrub(config, alerts=alerts)
     assert clean.findings == [] and clean.files == 3 * 9
     assert sink.messages == []
+    # Hours built before records get theirs, on every copy, and the manifest lists them.
+    assert clean.adopted == [h.label for h in HOURS]
+    good = tree(vault)
+    assert tree(tmp_path / "remote") == good and tree(tmp_path / "disk2") == good
 
     flip_byte(vault / DAY / f"{DAY}_09_tweets.csv.xz")  # bit rot on the primary
     flip_byte(tmp_path / "remote" / DAY / f"{DAY}_10_IDs.txt.xz", 40)  # and on each replica
@@ -316,17 +326,24 @@ def test_scrub_makes_a_manifest_for_an_old_day_and_checks_xz(tmp_path: Path) -> 
     )
     report = scrub(config)
     assert report.created_manifests == [DAY] and report.findings == []
-    assert len(read_manifest(manifest_path(vault / DAY))) == 5
+    assert report.adopted == [HOURS[0].label]  # the replica's copies agree: verified
+    assert len(read_manifest(manifest_path(vault / DAY))) == 6  # with the hour's record
     # The replica gets it too, so a restore from it can verify the day.
     assert tree(tmp_path / "disk2") == tree(vault)
     config = config_with(tmp_path)
-    # xz -t catches damage the manifest cannot: a day without manifest and a cut .xz file.
+    # xz -t catches damage the manifest cannot: a day without manifest (nor record) and a cut
+    # .xz file. The stats and the report, one copy each, cannot be checked: never blessed.
     manifest_path(vault / DAY).unlink()
+    (vault / DAY / f"{DAY}_09_record.json").unlink()
     p = vault / DAY / f"{DAY}_09_users.csv.xz"
     p.write_bytes(p.read_bytes()[:-8])
     report = scrub(config)
     assert report.created_manifests == [] and not manifest_path(vault / DAY).exists()
-    assert [(f.name, f.status) for f in report.unrepaired] == [(p.name, "damaged")]
+    assert [(f.name, f.status) for f in report.unrepaired] == [
+        (p.name, "damaged"),
+        (f"{DAY}_09_stats.json", "unverifiable"),
+        (f"{DAY}_report.txt", "unverifiable"),
+    ]
 
 
 @pytest.mark.integration
@@ -349,7 +366,11 @@ def test_deleted_day_restored_identical_from_ssh_replica(tmp_path: Path, sshd: S
     subprocess.run(["rm", "-rf", str(vault / DAY)], check=True)  # the mistaken rm
     (vault / other / f"{other}_23_stats.json").write_text("{}")  # and a damaged file
     results = restore(config, "server2")
-    assert tree(vault) == good
+    # The files as built; the hours got their records, the manifests list them.
+    assert built(tree(vault)) == built(good)
+    assert all(
+        (vault / h.day / f"{h.label}_record.json").exists() for h in [*HOURS, Hour(other, 23)]
+    )
     assert {r.day: len(r.restored) for r in results} == {other: 1, DAY: 10}
     assert all(not r.failed for r in results)
     ok = subprocess.run(
@@ -390,10 +411,12 @@ def test_cli_scrub_and_restore(tmp_path: Path, capsys, restore_logging) -> None:
     assert main(["scrub", "--config", str(config), "--days", "1"]) == 0
     out = capsys.readouterr().out
     assert f"primary: {DAY}/{DAY}_09_tweets.csv.xz mismatch" in out and "repaired from disk2" in out
-    assert tree(vault) == good
+    assert built(tree(vault)) == built(good)  # and the hour has its record now, everywhere
+    good = tree(vault)
+    assert tree(tmp_path / "disk2") == good
     subprocess.run(["rm", "-rf", str(vault)], check=True)
     assert main(["restore", "--config", str(config), "--from", "disk2"]) == 0
-    assert f"{DAY}: 6 restored, 0 intact, 0 failed" in capsys.readouterr().out
+    assert f"{DAY}: 7 restored, 0 intact, 0 failed" in capsys.readouterr().out
     assert tree(vault) == good
     # Left damaged (no copy verifies) or a bad argument: non-zero, with the reason.
     flip_byte(vault / DAY / f"{DAY}_09_users.csv.xz", 20)
@@ -427,6 +450,30 @@ def test_ssh_replica_checks_before_rename_and_pins_the_host_key(tmp_path: Path, 
     with pytest.raises(rep.ReplicaError, match="Host key verification failed"):
         stranger.put(DAY, {ids: "0" * 64})
     assert unknown.read_text() == ""
+
+
+@pytest.mark.parametrize("kind", ["local", "ssh"])
+def test_a_newer_generation_on_a_replica_is_never_overwritten(tmp_path, sshd, kind) -> None:
+    """The guard: a first copy of a recorded hour goes through; a replica whose record
+    claims a newer generation (damaged or not) keeps it, checked before any rename."""
+    from ingest.vault import records
+
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    entry = local(tmp_path) if kind == "local" else remote(sshd, tmp_path / "disk2")
+    (tmp_path / "disk2").mkdir(exist_ok=True)
+    replica = rep.replica_named(config_with(tmp_path, entry), entry["name"])
+    record = records.record_path(vault, HOURS[0])
+    files = {p: rep.sha256_file(p) for p in [*vault_paths(vault, HOURS[0]).values()]}
+    replica.put(DAY, files, rep.Guard(record.name, 3))  # no record there yet
+    held = tmp_path / "disk2" / DAY / record.name
+    held.write_bytes(b'{\n  "generation": 4,\n  damaged\n}\n')
+    ids = vault_paths(vault, HOURS[0])["ids"]
+    ids.write_bytes(b"a newer primary file that must not land")
+    with pytest.raises(rep.NewerOnReplica, match="generation 4 .* newer than the primary's 3"):
+        replica.put(DAY, {ids: rep.sha256_file(ids)}, rep.Guard(record.name, 3))
+    assert (tmp_path / "disk2" / DAY / ids.name).read_bytes() != ids.read_bytes()
+    replica.put(DAY, {ids: rep.sha256_file(ids)}, rep.Guard(record.name, 4))  # not older
 
 
 def test_osf_takes_a_manifest_but_nothing_named_like_one(tmp_path: Path) -> None:

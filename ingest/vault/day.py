@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import subprocess
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -111,11 +112,24 @@ def settle_vault(vault_dir: Path) -> list[str]:
     return problems
 
 
-def derive_manifest(day_dir: Path, lock_path: Path, log: logging.Logger | None = None) -> Path:
+def derive_manifest(
+    day_dir: Path,
+    lock_path: Path,
+    log: logging.Logger | None = None,
+    *,
+    adopt_legacy: bool = True,
+    lines: Mapping[str, str] | None = None,
+    hash_report: bool = True,
+) -> Path:
     """Write ``day_dir``'s manifest from its records and report (when it differs).
 
     An hour whose record is damaged keeps its old manifest lines (scrub repairs the record
-    from a replica); hours without a record are adopted first (``adopt``).
+    from a replica); hours without a record are adopted first (``adopt``), unless
+    ``adopt_legacy`` is false (scrub and restore adopt only hours whose files they verified).
+    ``lines`` ({name: sha256}) count as old lines too, for names no record covers (an old
+    hour's lines from a replica's manifest, when the primary's is gone). With ``hash_report``
+    false the report is not hashed as it is (it could not be verified): it keeps its old
+    line, if any.
     """
     log = log or _log
     day = day_dir.name
@@ -126,20 +140,23 @@ def derive_manifest(day_dir: Path, lock_path: Path, log: logging.Logger | None =
         except ManifestError as e:
             log.warning("%s: derived again from the records", e)
             old = {}
+        kept = {**old, **(lines or {})}
         entries: dict[str, str] = {}
         for label in day_state(day_dir).legacy:
-            if not adopt(day_dir, Hour.parse(label), old, log):
-                entries.update(_old_lines(old, label))  # still the reference scrub checks
+            if not (adopt_legacy and adopt(day_dir, Hour.parse(label), kept, log)):
+                entries.update(_old_lines(kept, label))  # still the reference scrub checks
         for label, record in sorted(records.day_records(day_dir).items()):
             if isinstance(record, RecordError):
                 log.error("%s: its hour keeps its manifest lines until repaired", record)
-                entries.update(_old_lines(old, label))
+                entries.update(_old_lines(kept, label))
                 continue
             entries.update({name: e.sha256 for name, e in record.files.items()})
             entries[records.record_name(label)] = sha256_file(day_dir / records.record_name(label))
         report = report_path(day_dir.parent, day)
-        if report.exists():
+        if hash_report and report.exists():
             entries[report.name] = sha256_file(report)
+        elif not hash_report and report.name in kept:
+            entries[report.name] = kept[report.name]
         if entries != old or not path.exists():
             atomic_write(path, format_manifest(entries))
         folder = day_dir.stat().st_mtime_ns

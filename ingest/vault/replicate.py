@@ -96,7 +96,7 @@ class Guard:
     def shell(self) -> list[str]:
         """The same check in sh on the replica, before any rename."""
         return [
-            f"g=$({_SED_GENERATION} {shlex.quote(self.record)} 2>/dev/null)",
+            f"g=$({_SED_GENERATION} {shlex.quote(self.record)} 2>/dev/null || true)",
             f'if [ -n "$g" ] && [ "$g" -gt {self.generation} ]; then',
             f'  echo "{self.message(0).replace(" 0 ", " $g ")}" >&2; exit {self.EXIT}',
             "fi",
@@ -295,8 +295,10 @@ class SshReplica(Replica):
         try:
             self._script(script, f"verify and rename in {day}")
         except ReplicaError as e:
-            if guard is not None and f"(exit {Guard.EXIT})" in str(e):
-                raise NewerOnReplica(f"replica {self.name}: {str(e).rsplit(': ', 1)[-1]}") from None
+            stopped = f"(exit {Guard.EXIT}): "
+            if guard is not None and stopped in str(e):
+                why = str(e).split(stopped, 1)[1]
+                raise NewerOnReplica(f"replica {self.name}: {why}") from None
             raise
 
     def check(
