@@ -184,11 +184,12 @@ def cmd_status(args: argparse.Namespace) -> int:
 def add_scrub(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "scrub",
-        help="check every vault file and its replicas against the day manifests, repair",
-        description="Check each vault file on the primary and on every vault_replicas entry "
-        "against its day's {day}_SHA256SUMS and with xz -t, all copies at once; replace a "
-        "damaged or missing file from a copy that verifies and mail what was found. A day "
-        "without a manifest gets one from its files first (if they pass xz -t).",
+        help="check the vault and its replicas against the hour records, repair",
+        description="Check each hour's files on the primary and on every vault_replicas entry "
+        "against that copy's own record (SHA-256, and xz -t), all copies at once. The intact "
+        "copy with the newest generation is the reference: every copy that is older, damaged "
+        "or missing gets it, and a newer generation is never replaced by an older one. Day "
+        "manifests are derived again from the records; what was found is mailed.",
     )
     p.add_argument("--config", required=True)
     p.add_argument("--days", type=int, metavar="N", help="only the newest N day folders")
@@ -239,10 +240,12 @@ def cmd_scrub(args: argparse.Namespace) -> int:
 def add_restore(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "restore",
-        help="bring vault files back from a replica, verified against the day manifests",
-        description="Fetch every file of the given days (default: all the replica holds) that "
-        "is missing on the primary or does not match its manifest from a replica; each is "
-        "checked (SHA-256, xz -t) before it is renamed into the vault.",
+        help="bring hours back from a replica, verified against their records",
+        description="For the given days (default: all the replica holds), install each hour "
+        "the primary lacks, holds damaged or holds at an older generation from the replica; "
+        "each file is checked (SHA-256 against the replica's intact record, xz -t) before it "
+        "is renamed into the vault, the record last. The day manifests are then derived "
+        "again from the records.",
     )
     p.add_argument("--config", required=True)
     p.add_argument(
