@@ -22,10 +22,12 @@ import orjson
 
 from ingest.devtools.osf_standin import Entry, OSFStandIn
 from ingest.devtools.soak.faults import Fault
+from ingest.vault import records
 
 DELIVERY_GRACE = 2.0  # a tweet is delivered if its collector still ran this long after the write
 VAULT_FILE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})_(\d{2})_(IDs\.txt\.xz|tweets\.csv\.xz|users\.csv\.xz|stats\.json)$"
+    r"^(\d{4}-\d{2}-\d{2})_(\d{2})_"
+    r"(IDs\.txt\.xz|tweets\.csv\.xz|users\.csv\.xz|stats\.json|record\.json)$"
 )
 REPORT_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}_report\.txt$")
 DAY_MANIFEST = re.compile(r"^\d{4}-\d{2}-\d{2}_SHA256SUMS$")  # the replicas' checksums
@@ -163,6 +165,19 @@ def hour_label(created_at: str, tz: ZoneInfo) -> str:
     return f"{local:%Y-%m-%d_%H}"
 
 
+def _record_problems(path: Path) -> list[str]:
+    """An hour's files must be the set its record names (issue 21)."""
+    try:
+        record = records.read_record(path)
+    except records.RecordError as e:
+        return [str(e)]
+    return [
+        f"{path.parent / name}: differs from its record (generation {record.generation})"
+        for name, entry in record.files.items()
+        if not records.matches(path.parent / name, entry)
+    ]
+
+
 def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]:
     """(hour label -> IDs in its IDs file, inconsistent hours, unexpected files)."""
     hours: dict[str, list[str]] = {}
@@ -175,6 +190,9 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
             continue
         m = VAULT_FILE.match(name)
         if REPORT_FILE.match(name) or DAY_MANIFEST.match(name):
+            continue
+        if m and m[3] == "record.json":
+            inconsistent += _record_problems(path)
             continue
         if m and m[3] in ("users.csv.xz", "stats.json"):
             continue
