@@ -207,7 +207,7 @@ class Observer:
         """Each run's output, the pulls' times and the vault's stats files, once the soak is
         over."""
         self.scan()
-        self.pulls = pull_spans(self.world.primary / "work" / "logs" / "pull")
+        self.pulls = pull_spans(self.world.primary / "work")
         for run in runs:
             # The output only (what cron.log holds), not the soak's own word for the outcome.
             text = run.log.read_text(errors="replace") if run.log.exists() else ""
@@ -228,11 +228,15 @@ class Observer:
         return rule is not None and any(rule.matches(f, e) for e in self.events)
 
 
-def pull_spans(logs: Path) -> list[tuple[float, float]]:
-    """(start, end) of each pull: the run's local time stamp in its log's name (whole seconds:
-    up to a second early) and the log's last write."""
+def pull_spans(work: Path) -> list[tuple[float, float]]:
+    """(start, end) of each pull that did not succeed: the run's local time stamp in its log's
+    name (whole seconds: up to a second early) and the log's last write. A pull whose receipt
+    says it worked met no outage, even if its rounded start falls inside one."""
     spans = []
-    for path in logs.glob("*/*.log"):
+    for path in (work / "logs" / "pull").glob("*/*.log"):
+        receipt = work / "pulls" / path.parent.name / f"{path.stem}.json"
+        if (_read_json(receipt) or {}).get("ok"):
+            continue
         try:
             start = time.mktime(time.strptime(path.stem.split("-")[0], "%Y%m%dT%H%M%S"))
             spans.append((start, path.stat().st_mtime))
