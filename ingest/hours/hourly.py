@@ -589,6 +589,20 @@ def build_hour(
     stats = hour_stats(hour, names, masks, n_users, sources)
 
     _refuse_fewer_tweets(hour, stats, old, record, vault, writers, out)
+    _commit(hour, writers, out, stats, record, from_scratch, log)
+    return stats
+
+
+def _commit(
+    hour: Hour,
+    writers: HourWriters,
+    out: Mapping[str, Path],
+    stats: HourStats,
+    record: HourRecord | None,
+    from_scratch: bool,
+    log,
+) -> None:
+    """The hour's next generation, said in the log (with what a from-scratch build drops)."""
     if from_scratch and record is not None:
         _emit(
             log,
@@ -598,7 +612,6 @@ def build_hour(
         )
     new = commit_hour(writers, out, stats, (record.generation if record else 0) + 1)
     _emit(log, logging.INFO, f"{_summary(stats)}, generation {new.generation}")
-    return stats
 
 
 def _settled_record(hour: Hour, out: Mapping[str, Path], log) -> HourRecord | None:

@@ -184,7 +184,13 @@ def make_plan(
     # Days whose manifest is older than a record (a run killed before its day_manifest, a
     # rebuild with --until build_hour) or that have hours from before records: every run.
     plan.reports = sorted({h.day for h in plan.build} | set(days_to_derive(vault)))
-    built = built_hours(vault)
+    _publication(plan, config, now, built_hours(vault))
+    return plan
+
+
+def _publication(plan: Plan, config: dict[str, Any], now: datetime, built: list[Hour]) -> None:
+    """The plan's OSF uploads and day mails, from their receipts."""
+    vault, only = Path(config["vault_dir"]), config.get("hours")
     if config["osf"]["enabled"]:
         osf_dir = layout.work_paths(config["work_dir"])["osf"]
         pending = set(plan.build) | {h for h in built if not _uploaded(osf_dir, vault, h)}
@@ -197,6 +203,7 @@ def make_plan(
         ]
         plan.uploads = due[: config["osf"]["max_uploads_per_run"]]
     if config["email"]["enabled"]:
+        tz, wait = ZoneInfo(config["timezone"]), config["late_minutes"] + config["grace_minutes"]
         sent = _names(layout.work_paths(config["work_dir"])["mail"], ".sent")
         days = {h.day for h in built} | set(plan.reports)
         # A day with an hour held back for a secondary is mailed once that hour is built: the
@@ -207,9 +214,8 @@ def make_plan(
             for d in days
             if f"{d}.sent" not in sent
             and d not in held
-            and now >= layout.day_end(d, tz) + timedelta(minutes=late + grace)
+            and now >= layout.day_end(d, tz) + timedelta(minutes=wait)
         )
-    return plan
 
 
 def _parsed(work_dir: str, f: MinuteFile) -> bool:
