@@ -350,7 +350,7 @@ def _verdict(name: str, expected: str, digest: str, xz: str) -> Check:
     if digest == "missing":
         return Check(name, "missing")
     if digest != expected:
-        return Check(name, "mismatch", f"sha256 {digest}, manifest {expected}")
+        return Check(name, "mismatch", f"sha256 {digest}, expected {expected}")
     if xz == "damaged":
         return Check(name, "damaged", "xz -t failed")
     return Check(name, "ok")
