@@ -114,3 +114,26 @@ def test_an_hour_built_before_records_is_adopted_only_if_it_matches_its_manifest
     entries = derive(out)
     assert not (day_dir / records.record_name(H11.label)).exists()  # rot is not blessed
     assert entries[out["stats"].name] != sha256_file(out["stats"])
+
+
+def test_an_adopted_hour_sends_its_record_not_its_files_again(tmp_path):
+    """Upgrading a vault gives every old hour a record newer than its replication receipt:
+    the next copy sends the record, stats, report and manifest, not the .xz files again."""
+    from ingest.vault.replicate import hour_receipt, replicate_hour
+    from tests.test_replicate import NOW, config_with, local
+
+    _, out = built(tmp_path)
+    derive(out)
+    config = config_with(tmp_path, local(tmp_path), vault_dir=str(out["stats"].parent.parent))
+    receipt = hour_receipt(config["work_dir"], "disk2", H11)
+    replicate_hour(config, "disk2", H11, NOW, receipt, LOG)
+    copies = [tmp_path / "disk2" / H11.day / out[k].name for k in ("ids", "tweets", "users")]
+    inodes = [c.stat().st_ino for c in copies]
+    (out["stats"].parent / records.record_name(H11.label)).unlink()
+    derive(out)  # adopted: generation 1 again, a newer record
+    result = replicate_hour(config, "disk2", H11, NOW, receipt, LOG)
+    assert [c.stat().st_ino for c in copies] == inodes  # not written again
+    day_dir = out["stats"].parent
+    sent = [out["stats"], day_dir / records.record_name(H11.label), manifest_path(day_dir)]
+    assert result.bytes == sum(p.stat().st_size for p in sent)  # the small files only
+    assert (tmp_path / "disk2" / H11.day / records.record_name(H11.label)).exists()
