@@ -137,3 +137,21 @@ def test_an_adopted_hour_sends_its_record_not_its_files_again(tmp_path):
     sent = [out["stats"], day_dir / records.record_name(H11.label), manifest_path(day_dir)]
     assert result.bytes == sum(p.stat().st_size for p in sent)  # the small files only
     assert (tmp_path / "disk2" / H11.day / records.record_name(H11.label)).exists()
+
+
+def test_a_killed_writers_temps_are_cleared_at_the_next_run(tmp_path):
+    """A repair or build killed before its journal leaves temps that no rebuild may come to
+    remove: the run's settle clears them (a live writer's, locked, stay)."""
+    from ingest.atomic import XzWriter
+
+    _, out = built(tmp_path)
+    day_dir = out["stats"].parent
+    derive(out)
+    stale = day_dir / f".{out['ids'].name}.tmp-0123456789ab"
+    stale.write_bytes(b"left by a killed scrub")
+    live = XzWriter(day_dir / out["users"].name, 0, 1)  # a writer still at work
+    try:
+        assert day.settle_vault(day_dir.parent) == []
+        assert not stale.exists() and live.tmp.exists()
+    finally:
+        live.abort()

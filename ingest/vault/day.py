@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ingest.atomic import atomic_write
+from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.layout import Hour, report_path
 from ingest.locks import exclusive_lock
 from ingest.vault import records
@@ -50,6 +50,7 @@ class DayState:
     stale: bool = False  # a record newer than the manifest, or records and no manifest
     legacy: list[str] = field(default_factory=list)  # hours built but without a record
     journalled: list[str] = field(default_factory=list)  # hours whose commit was cut short
+    temps: set[str] = field(default_factory=set)  # files with temporary siblings
 
 
 def day_state(day_dir: Path) -> DayState:
@@ -68,6 +69,8 @@ def day_state(day_dir: Path) -> DayState:
                 stats.add(e.name.removesuffix(STATS_SUFFIX))
             elif e.name.startswith(".") and e.name.endswith("_record.journal"):
                 state.journalled.append(e.name[1:].removesuffix("_record.journal"))
+            elif e.name.startswith(".") and ".tmp-" in e.name:
+                state.temps.add(e.name[1:].rsplit(".tmp-", 1)[0])
     state.legacy = sorted(stats - recorded)
     state.stale = bool(recorded) and (manifest_ns is None or newest > manifest_ns)
     return state
@@ -101,14 +104,19 @@ def days_to_derive(vault_dir: Path) -> list[str]:
 
 
 def settle_vault(vault_dir: Path) -> list[str]:
-    """Finish every hour's commit a crash cut short (``records.settle``); what could not be
-    finished, one line each (the hour must be rebuilt: ``--config hours=...``)."""
+    """Finish every hour's commit a crash cut short (``records.settle``), then remove the
+    temporary files killed writers left (a build, a scrub's or restore's repair killed before
+    its journal): what could not be finished, one line each (the hour must be rebuilt)."""
     problems = []
     for day_dir in (d for d in vault_days(vault_dir) if not untouched(d)):
-        for label in day_state(day_dir).journalled:
+        state = day_state(day_dir)
+        for label in state.journalled:
             outcome = records.settle(day_dir, label)
             if outcome not in (None, "committed"):
                 problems.append(f"{outcome}: rebuild hour {label} (--config hours={label})")
+        if not records.journalled(day_dir):  # a journal left names its temps: they stay
+            for name in state.temps:
+                remove_stale_temps(day_dir / name)  # only those no live writer holds
     return problems
 
 
