@@ -477,6 +477,8 @@ def restore(
     # meanwhile find the lock held and do nothing.
     lock = wait_for_run_lock(config, lock_wait_s)
     try:
+        for problem in vault_day.settle_vault(Path(config["vault_dir"])):  # leftovers first
+            log.warning("restore: %s", problem)
         return _restore(config, candidates, days, log)
     finally:
         lock.release()

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from ingest.layout import Hour, report_path, work_paths
 from ingest.locks import LockBusy
 from ingest.vault import records
-from ingest.vault.day import adopt, day_state, derive_manifest
+from ingest.vault.day import adopt, day_state, derive_manifest, settle_vault
 from ingest.vault.manifest import is_day, manifest_name, manifest_path, sha256_file
 from ingest.vault.records import HourRecord
 from ingest.vault.replicate import (
@@ -353,6 +353,8 @@ def _repair_between_runs(
             report.findings.append(Finding(PRIMARY, "-", "*", "not repaired", str(e)))
         return
     try:
+        for problem in settle_vault(vault):  # a killed build's or repair's leftovers first
+            log.warning("scrub: %s", problem)
         repairs = _Repairs(vault, reps, results, report, log, lock_path, repair=True)
         for plan in plans.values():
             if _changed(vault, plan):
