@@ -4,7 +4,10 @@ Also the soak's own small parts (its clock, the traces rules), fast."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import random
 import shutil
 import subprocess
 import sys
@@ -13,11 +16,25 @@ from pathlib import Path
 
 import pytest
 
+from ingest.devtools.soak.copies import (
+    Spot,
+    day_disagreements,
+    flip,
+    hour_disagreements,
+    repairable,
+    spot_problem,
+    still_flipped,
+)
 from ingest.devtools.soak.faults import Fault
-from ingest.devtools.soak.ledger import StandInLedger
+from ingest.devtools.soak.ledger import StandInLedger, flips_not_repaired
 from ingest.devtools.soak.run import clock_start
 from ingest.devtools.soak.traces import Event, assess
+from ingest.devtools.soak.world import Run, Tool
 from ingest.devtools.sshd import SSHD
+from ingest.layout import Hour
+from ingest.vault import records
+from ingest.vault.day import derive_manifest
+from ingest.vault.records import FileEntry, HourRecord
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,6 +102,145 @@ def test_a_tweet_written_while_its_collector_was_stopping_is_not_delivered() -> 
     assert sorted(delivered) == ["c", "d"]
 
 
+DAY, LABEL = "2026-12-07", "2026-12-07_14"
+
+
+def _built_day(root: Path, generation: int = 1) -> Path:
+    """A day folder as a build leaves it: one hour's four files and record, the report, the
+    manifest derived from them."""
+    day_dir = root / DAY
+    day_dir.mkdir(parents=True)
+    files = {}
+    for name in records.hour_file_names(Hour.parse(LABEL)):
+        data = f"{name} of generation {generation}\n".encode() * 40
+        (day_dir / name).write_bytes(data)
+        files[name] = FileEntry(hashlib.sha256(data).hexdigest(), len(data), None)
+    record = HourRecord(LABEL, generation, files)
+    records.write_record(day_dir / records.record_name(LABEL), record)
+    (day_dir / f"{DAY}_report.txt").write_text("the day's report\n")
+    derive_manifest(day_dir, root / "manifest.lock")
+    return day_dir
+
+
+def test_a_flipped_bit_shows_against_its_record_until_a_new_file_replaces_it(
+    tmp_path: Path,
+) -> None:
+    copies = {"primary": tmp_path / "vault", "usb": tmp_path / "usb"}
+    for root in copies.values():
+        _built_day(root)
+    spot = Spot("usb", DAY, f"{LABEL}_tweets.csv.xz")
+    assert repairable(copies, spot) and spot_problem(copies, spot) == ""
+    path = spot.path(copies)
+    mtime = path.stat().st_mtime_ns
+    flipped = flip(path, random.Random(1))
+    # Rot changes no time stamp: scrub takes a report newer than its manifest as rewritten.
+    assert path.stat().st_mtime_ns == mtime and still_flipped(path, flipped)
+    assert spot_problem(copies, spot).startswith("differs from its record")
+    assert hour_disagreements(copies) == [f"{LABEL}: usb: {spot.name} differ from its record"]
+    # The primary's copy is the last good one now: the injector leaves it alone.
+    assert not repairable(copies, Spot("primary", DAY, spot.name))
+
+    fresh = path.with_name(".mended")
+    shutil.copyfile(copies["primary"] / DAY / spot.name, fresh)
+    os.replace(fresh, path)  # as scrub mends a file: a new one renamed over it
+    assert not still_flipped(path, flipped) and spot_problem(copies, spot) == ""
+    assert hour_disagreements(copies) == [] and day_disagreements(copies) == []
+
+
+def test_a_flipped_manifest_or_a_replica_behind_is_a_disagreement(tmp_path: Path) -> None:
+    copies = {"primary": tmp_path / "vault", "server2": tmp_path / "server2"}
+    _built_day(copies["primary"], generation=2)
+    _built_day(copies["server2"], generation=1)
+    assert hour_disagreements(copies) == [
+        f"{LABEL}: server2: generation 1 (generation), primary's 2"
+    ]
+    manifest = Spot("primary", DAY, f"{DAY}_SHA256SUMS")
+    flip(manifest.path(copies), random.Random(3))
+    assert spot_problem(copies, manifest) != ""
+    assert any("on the primary" in d for d in day_disagreements(copies))
+
+
+def test_a_flip_is_traced_by_a_finding_and_meets_nothing_when_a_build_replaced_it(
+    tmp_path: Path,
+) -> None:
+    def flipped(n: int, name: str, **more) -> Fault:
+        path = str(tmp_path / "usb" / DAY / name)
+        ev = {"location": "usb", "day": DAY, "file": name, "path": path, **more}
+        return Fault(n, 100.0, "vault bit flip", "usb", evidence=ev)
+
+    found = flipped(1, f"{LABEL}_IDs.txt.xz")
+    rebuilt = flipped(2, f"{LABEL}_users.csv.xz", gone=[110.0, 110.05])
+    silent = flipped(3, f"{DAY}_SHA256SUMS", gone=[140.0, 140.05])
+    finding = f"  usb: {DAY}/{LABEL}_IDs.txt.xz mismatch (sha256 0a) -> copied again"
+    scrub_log = Event(150.0, None, "scrub log", f"scrub 2: scrub: 1 day(s) ...\n{finding}\n")
+    # A cron run that held the lock while the users file went; only a scrub while the manifest
+    # did: it rewrote the manifest without a finding naming it.
+    run = Run(7, "cron", 105.0, None, tmp_path / "run.log", rc=0, ended=115.0)
+    scrub = Tool(2, "cron", 135.0, None, tmp_path / "scrub.log", rc=0, ended=150.0, kind="scrub")
+    kinds = assess([found, rebuilt, silent], [scrub_log], [run], [], [scrub])["vault bit flip"]
+    assert (kinds["traced"], kinds["not met"], kinds["no trace"]) == (1, 1, 1)
+    assert [f.evidence["trace"] for f in (found, rebuilt, silent)] == [
+        "traced",
+        "not met",
+        "no trace",
+    ]
+    copies = {"primary": tmp_path / "vault", "usb": tmp_path / "usb"}
+    for root in copies.values():
+        _built_day(root)
+    unrepaired = flips_not_repaired([found, rebuilt, silent], copies)
+    assert unrepaired == [f"{silent.describe()}: never found (gone with no finding naming it)"]
+
+
+def test_a_flip_a_rebuild_carried_into_its_new_generation_is_not_repaired(tmp_path: Path) -> None:
+    # The short soak's finding: a flipped stats file merged into the hour's next build.
+    copies = {"primary": tmp_path / "vault", "usb": tmp_path / "usb"}
+    for root in copies.values():
+        _built_day(root)
+    spot = Spot("primary", DAY, f"{LABEL}_stats.json")
+    path = spot.path(copies)
+    flipped = flip(path, random.Random(5))
+    data = path.read_bytes()
+    record_file = path.with_name(records.record_name(LABEL))
+    old = records.read_record(record_file)
+    assert old is not None
+    files = {**old.files, spot.name: FileEntry(hashlib.sha256(data).hexdigest(), len(data))}
+    fresh = path.with_name(".rebuilt")
+    fresh.write_bytes(data)
+    os.replace(fresh, path)  # a new file, as a build writes it
+    records.write_record(record_file, HourRecord(LABEL, 2, files))
+    assert spot_problem(copies, spot) == ""  # generation 2 vouches for it
+
+    ev = {"location": "primary", "day": DAY, "file": spot.name, "path": str(path), **flipped}
+    superseded = Fault(1, 100.0, "vault bit flip", "primary", evidence={**ev, "trace": "not met"})
+    assert flips_not_repaired([superseded], copies) == [
+        f"{superseded.describe()}: the flipped bytes are still in it"
+    ]
+
+
+def test_a_killed_scrub_is_traced_by_the_run_naming_its_pid_and_a_restore_by_its_output() -> None:
+    def unfinished(t: float, pid: int) -> Event:
+        text = f"the previous workflow run (pid {pid} on vm, started 2026-12-07T13:04:40+00:00) "
+        return Event(t, None, "run log", f"run 9: {text}never finished: redoing its jobs")
+
+    holding = {"tool": 3, "held the run lock": True, "pids": [4242, 4243]}
+    killed = Fault(1, 100.0, "scrub killed", "primary", "scrub 3", end=101.0, evidence=holding)
+    reading = {"tool": 4, "held the run lock": False, "pids": [5151]}
+    early = Fault(2, 100.0, "scrub killed", "primary", "scrub 4", end=101.0, evidence=reading)
+    # Another killed run's notice is not the scrub's; one that only read met nothing.
+    kinds = assess([killed, early], [unfinished(105.0, 999)], [], [])["scrub killed"]
+    assert (kinds["no trace"], kinds["not met"]) == (1, 1)
+    assert assess([killed], [unfinished(106.0, 4243)], [], [])["scrub killed"]["traced"] == 1
+
+    ev = {"day": DAY, "tool": 9}
+    restore = Fault(3, 100.0, "vault day deleted, restored", "server2", DAY, evidence=ev)
+    error = "sampled-stream restore: error: no replica could be read: replica server2: ..."
+    other = Event(110.0, None, "restore log", f"restore 8: {DAY}: 16 restored, 0 intact")
+    kinds = assess([restore], [other], [], [])["vault day deleted, restored"]
+    assert kinds["no trace"] == 1  # another restore's output
+    failed = Event(110.0, None, "restore log", f"restore 9: {error}\n")
+    assert assess([restore], [failed], [], [])["vault day deleted, restored"]["traced"] == 1
+
+
 @pytest.mark.integration
 @pytest.mark.timeout(600)
 def test_short_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -121,6 +277,16 @@ def test_short_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
         assert t["injected"] == n == t["traced"] + t["not met"] + t["no trace"], (kind, t)
     untraced = sum(t["no trace"] for t in result["traces"].values())
     assert untraced == problems["faults that left no trace for the operator"]["count"]
+    # The vault's side (issue 21): bits flipped on the copies and scrubs ran, and at the end
+    # the copies were compared hour by hour.
+    assert result["faults"].get("vault bit flip", 0) >= 1, result["faults"]
+    assert result["faults"].get("scrub run", 0) >= 1, result["faults"]
+    copies = result["copies"]
+    assert copies["bit flips"] == result["faults"]["vault bit flip"]
+    assert copies["bit flips not repaired"] == problems["bit flips not repaired"]["count"]
+    disagree = "hours where primary and replicas disagree"
+    assert copies[disagree] == problems[disagree]["count"]
+    assert "ok" in result["tools"]["scrub"]  # the final one at least
     for name, p in problems.items():
         assert p["count"] == 0 or p["items"], name  # a failure names what failed
     assert proc.stdout.rstrip().endswith("PASS" if proc.returncode == 0 else "FAILED (seed 1)")

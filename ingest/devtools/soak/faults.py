@@ -13,6 +13,15 @@ left in place, and its fault counts as leaving no trace. Invalid JSON stays: the
 its lines and counts them in the hour's stats.
 
 Storms (429, 503) are answered to reconnections, so each comes with a cut that causes one.
+
+The vault's side (issue 21): a bit flipped in one file of a built hour (or of its day's report
+or manifest) on the primary or a replica, only where another copy can mend it
+(``copies.repairable``: the soak damages no more than the copies survive) and one open flip
+per hour or day at a time; ``sampled-stream scrub`` as cron's weekly line runs it, now and
+then, and one killed with kill -9 at a random point; a built day's folder deleted on the
+primary (an ``rm`` gone wrong), then ``sampled-stream restore`` of that day from a replica that
+holds it all. The injector watches each flipped byte until something renames a new file over
+it (a rebuild, a copy, a repair), and notes when.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
@@ -34,20 +44,40 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from ingest.devtools.soak.copies import (
+    PRIMARY,
+    Spot,
+    claimed_generation,
+    day_dirs,
+    flip,
+    good_generation,
+    repairable,
+    sha_or_none,
+    spots,
+    still_flipped,
+)
 from ingest.devtools.soak.world import (
     KEEP_RAW_HOURS,
+    REPLICAS,
     SECONDARY_WAIT_MINUTES,
     SERVERS,
+    SSH_REPLICA,
     TIMEZONE,
     Run,
+    Tool,
     World,
 )
 from ingest.devtools.stack import stand_in_fault
-from ingest.layout import work_paths
+from ingest.layout import report_path, work_paths
+from ingest.vault import records
 
 STEP_SAFE_AGE = 3.0  # seconds a collector needs before it handles SIGUSR1 (clock steps)
 KILL_WAIT = 40.0  # seconds an armed workflow kill waits for a build_hour job to appear
 TERM_WAIT = 30.0  # seconds a collector has to exit after SIGTERM
+FLIP_TRIES = 20  # files looked at for one that another copy can mend
+SCRUB_KILL_WITHIN = 8.0  # real seconds: a scrub is killed this long after its start at most
+RESTORE_AFTER = 10.0  # real seconds (10 clock minutes) at most from the rm to the restore
+DAY_OVER_FOR = timedelta(hours=1)  # a day this long over has no build due (late minutes)
 
 
 @dataclass
@@ -86,6 +116,11 @@ class Injector:
     _kill_deadline: float | None = None
     _kill_fault: Fault | None = None
     planted: list[tuple[Fault, Path]] = field(default_factory=list)  # directories and FIFOs
+    open_flips: list[tuple[Fault, Spot]] = field(default_factory=list)  # their byte still there
+    _flips_seen: float = 0.0  # when the flipped bytes were last looked at
+    _tools: list[tuple[str, Tool, Fault]] = field(default_factory=list)  # running scrub, restore
+    _restoring: set[str] = field(default_factory=set)  # days deleted and not yet restored
+    _scrub_to_kill: tuple[Tool, Fault] | None = None  # once it holds the run lock
     _healing: bool = False
 
     def __post_init__(self) -> None:
@@ -108,6 +143,10 @@ class Injector:
             (2, self.smtp_down),
             (2, self.disk_full),
             (3, self.clock_step),
+            (6, self.bit_flip),
+            (2, self.scrub_run),
+            (2, self.scrub_killed),
+            (2, self.restore_deleted_day),
         ]
 
     # -- bookkeeping -----------------------------------------------------------------------------
@@ -131,10 +170,14 @@ class Injector:
         heapq.heappush(self._events, (time.time() + delay, next(self._seq), action))
 
     def tick(self) -> None:
-        """Run what is due: scheduled ends and restarts, an armed workflow kill."""
+        """Run what is due: scheduled ends and restarts, an armed workflow kill; look at the
+        flipped bytes and the scrubs and restores."""
         while self._events and self._events[0][0] <= time.time():
             heapq.heappop(self._events)[2]()
         self._check_armed_kill()
+        self._check_scrub_to_kill()
+        self.note_flips()
+        self._reap_tools()
 
     def heal(self) -> None:
         """End every stretch now (restarts, reconnections, space), in the order they were due."""
@@ -144,6 +187,7 @@ class Injector:
         if self._kill_fault is not None:
             self._kill_fault.detail = "no run came"
             self._kill_deadline = self._kill_fault = None
+        self._check_scrub_to_kill()  # now, wherever it is
 
     def settle(self) -> None:
         """Wait until every collector is old enough to have its signal handlers."""
@@ -447,3 +491,163 @@ class Injector:
                     f.evidence[f"not removed: {p}"] = str(e)
             f.evidence["removed after the alert"] = round(time.time() - f.t, 1)
             self._write({"fault": f.id, "removed": time.time()})
+
+    # -- the vault's copies: bit flips, scrubs, a deleted day restored -------------------------
+
+    def bit_flip(self) -> bool:
+        """One bit of one file of a built hour (or of its day's report or manifest) on the primary
+        or a replica: not in an hour or day with an open flip, nor in a day being restored, and
+        only where another copy can mend it."""
+        copies = self.world.copies()
+        taken = {spot.unit for _, spot in self.open_flips}
+        candidates = [
+            s for s in spots(copies) if s.unit not in taken and s.day not in self._restoring
+        ]
+        self.rnd.shuffle(candidates)
+        spot = next((s for s in candidates[:FLIP_TRIES] if repairable(copies, s)), None)
+        if spot is None:
+            return False
+        path = spot.path(copies)
+        try:
+            flipped = flip(path, self.rnd)
+        except (OSError, ValueError):  # renamed away meanwhile, or empty
+            return False
+        where = f"{spot.day}/{spot.name} byte {flipped['offset']}"
+        f = self._note("vault bit flip", spot.location, where)
+        f.evidence.update(
+            location=spot.location, day=spot.day, file=spot.name, path=str(path), **flipped
+        )
+        self.open_flips.append((f, spot))
+        return True
+
+    def note_flips(self) -> None:
+        """A flip whose byte is gone: something renamed a new file over it (a build, a copy, a
+        repair, a restore). When (between two looks), for the end's rules."""
+        now = time.time()
+        for f, spot in list(self.open_flips):
+            if not still_flipped(Path(f.evidence["path"]), f.evidence):
+                f.evidence["gone"] = [self._flips_seen, now]
+                self.open_flips.remove((f, spot))
+                self._write({"fault": f.id, "gone": now})
+        self._flips_seen = now
+
+    def scrub_run(self) -> bool:
+        """``sampled-stream scrub`` as cron's weekly line runs it (the soak's weeks are short)."""
+        if "scrub" in self._busy:
+            return False
+        tool = self.world.start_scrub("cron")
+        f = self._note("scrub run", PRIMARY, f"scrub {tool.number}")
+        self._track("scrub", tool, f)
+        return True
+
+    def scrub_killed(self) -> bool:
+        """A scrub killed with kill -9 at a random point (reading, waiting for the run lock,
+        repairing), or once it holds the run lock: while it repairs (its lock is short)."""
+        if "scrub" in self._busy:
+            return False
+        tool = self.world.start_scrub("to-kill")
+        f = self._note("scrub killed", PRIMARY, f"scrub {tool.number}")
+        self._track("scrub", tool, f)
+        if self.rnd.random() < 0.5:
+            self.at(self.rnd.uniform(0.5, SCRUB_KILL_WITHIN), lambda: self._kill_scrub(tool, f))
+        else:
+            f.detail += " holding the run lock"
+            self._scrub_to_kill = (tool, f)
+        return True
+
+    def _check_scrub_to_kill(self) -> None:
+        """The scrub armed to be killed holding the run lock: now, if it does (or has ended)."""
+        if self._scrub_to_kill is None:
+            return
+        tool, f = self._scrub_to_kill
+        if tool.proc.poll() is not None or self._healing or self._holds_run_lock(tool):
+            self._scrub_to_kill = None
+            self._kill_scrub(tool, f)
+
+    def _kill_scrub(self, tool: Tool, f: Fault) -> None:
+        if tool.proc.poll() is not None:
+            f.detail += " (it had ended)"
+            self._write({"fault": f.id, "detail": f.detail})
+            return
+        # Killed before it took the run lock, it had only read; holding it, the next run names
+        # its pid as a run that never finished.
+        f.evidence["held the run lock"] = self._holds_run_lock(tool)
+        f.evidence["pids"] = [pid for pid, _ in tool.processes()]
+        tool.kill("kill -9")
+        f.detail += f" after {time.time() - tool.started:.1f} s"
+        self._write({"fault": f.id, "detail": f.detail})
+
+    def restore_deleted_day(self) -> bool:
+        """A built day's folder deleted on the primary (an ``rm`` gone wrong), then, a few clock
+        minutes later, ``sampled-stream restore --days DAY`` from a replica that holds the whole
+        day, as the operator would. Only a day over for ``DAY_OVER_FOR``, whose builds are done,
+        with no open flip (the replica's copy is the one left)."""
+        if "restore" in self._busy:
+            return False
+        tz = ZoneInfo(TIMEZONE)
+        over = f"{(self.world.clock.now() - DAY_OVER_FOR).astimezone(tz):%Y-%m-%d}"
+        copies = self.world.copies()
+        flipped = {spot.day for _, spot in self.open_flips}
+        reachable = [r for r in REPLICAS if not (r == SSH_REPLICA and "sshd" in self._busy)]
+        days = [d for d in day_dirs(copies[PRIMARY]) if d.name < over and d.name not in flipped]
+        self.rnd.shuffle(days)
+        for day_dir in days:
+            holding = [r for r in reachable if holds_day(copies, r, day_dir.name)]
+            if holding:
+                break
+        else:
+            return False
+        replica, day = self.rnd.choice(holding), day_dir.name
+        hours = {
+            label: claimed_generation(day_dir, label) for label in records.day_records(day_dir)
+        }
+        shutil.rmtree(day_dir)
+        f = self._note("vault day deleted, restored", replica, day)
+        f.evidence.update(day=day, hours=hours)
+        self._busy.add("restore")
+        self._restoring.add(day)
+
+        self.at(
+            self.rnd.uniform(0, RESTORE_AFTER),
+            lambda: self._track("restore", self.world.start_restore(replica, day), f),
+        )
+        return True
+
+    def _track(self, resource: str, tool: Tool, f: Fault) -> None:
+        self._busy.add(resource)
+        f.evidence["tool"] = tool.number
+        self._tools.append((resource, tool, f))
+
+    def _reap_tools(self) -> None:
+        """Scrubs and restores that ended: their outcome to their fault, their resource free."""
+        for resource, tool, f in list(self._tools):
+            if tool.proc.poll() is None:
+                continue
+            self._tools.remove((resource, tool, f))
+            self.world.poll_runs()
+            f.evidence["outcome"] = tool.outcome()
+            self._busy.discard(resource)
+            self._restoring.discard(f.evidence.get("day", ""))
+            self._ended(f)
+
+    def redo_failed_restores(self) -> None:
+        """At the end, what the operator does about a restore that did not finish well: run it
+        again, from the local replica."""
+        for f in self.faults:
+            if f.kind == "vault day deleted, restored" and f.evidence.get("outcome") != "ok":
+                tool = self.world.start_restore("usb", f.evidence["day"])
+                self.world.wait_tools()
+                f.evidence["run again"] = f"restore {tool.number}: {tool.outcome()}"
+                self._write({"fault": f.id, "run again": f.evidence["run again"]})
+
+
+def holds_day(copies: dict[str, Path], replica: str, day: str) -> bool:
+    """Does ``replica`` hold every hour of the primary's ``day``, good and at least as new,
+    and its report?"""
+    primary, theirs = copies[PRIMARY] / day, copies[replica] / day
+    for label in records.day_records(primary):
+        mine = claimed_generation(primary, label) or 1
+        if (good_generation(theirs, label) or 0) < mine:
+            return False
+    report = report_path(copies[PRIMARY], day).name
+    return sha_or_none(theirs / report) == sha_or_none(primary / report)

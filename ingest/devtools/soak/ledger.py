@@ -1,6 +1,7 @@
 """The soak's final checks, against records the code under test never writes: the stand-in's
 ledger (tweets made and written to each connection), the injector's faults and down times, and
-the soak's own watch of the raw dirs and the vault while it ran."""
+the soak's own watch of the raw dirs and the vault while it ran; for the vault's copies, the
+files on each copy's disk (``copies``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ingest.devtools.osf_standin import Entry, OSFStandIn
+from ingest.devtools.soak.copies import (
+    PRIMARY,
+    Spot,
+    carried,
+    day_disagreements,
+    hour_disagreements,
+    spot_problem,
+)
 from ingest.devtools.soak.faults import Fault
 from ingest.vault import records
 
@@ -183,10 +192,16 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
     hours: dict[str, list[str]] = {}
     inconsistent, unexpected = [], []
     for path in sorted(Path(p) for p in _walk(vault)):
-        if path.relative_to(vault).parts[0] == "dashboard":  # the static pages (issue 12)
+        parts = path.relative_to(vault).parts
+        if parts[0] == "dashboard":  # the static pages (issue 12)
             continue
         name = path.name
         if name == ".soak-filler":
+            continue
+        if any(part.startswith(".") for part in parts[:-1]):
+            # A staging folder (a restore's, a replica's copy) a killed writer left: its files
+            # have the vault's names, but are no hour's.
+            unexpected.append(str(path))
             continue
         m = VAULT_FILE.match(name)
         if REPORT_FILE.match(name) or DAY_MANIFEST.match(name):
@@ -267,22 +282,63 @@ def leftovers(roots: list[Path]) -> list[str]:
     return sorted(found)
 
 
+def flips_not_repaired(faults: list[Fault], copies: dict[str, Path]) -> list[str]:
+    """Every bit flip that no scrub finding or failed replicate job named (unless a build, a
+    copy or a restore renamed a new file over it first: ``traces.superseded``), whose file is
+    not again what its copy's record says, or whose flipped bytes are still in it (carried into
+    a new generation)."""
+    out = []
+    for f in (f for f in faults if f.kind == "vault bit flip"):
+        why = []
+        if f.evidence.get("trace") == "no trace":
+            gone = "gone with no finding naming it" if "gone" in f.evidence else "still there"
+            why.append(f"never found ({gone})")
+        ev = f.evidence
+        spot = Spot(ev["location"], ev["day"], ev["file"])
+        problem = spot_problem(copies, spot)
+        if problem:
+            why.append(f"now {problem}")
+        if carried(spot.path(copies), ev):
+            why.append("the flipped bytes are still in it")
+        if why:
+            out.append(f"{f.describe()}: {'; '.join(why)}")
+    return out
+
+
+def generations(vault: Path) -> dict[str, int]:
+    """Hour label -> the generation of its record on the primary (intact records only)."""
+    out = {}
+    for path in Path(vault).glob("*/*_record.json"):
+        try:
+            record = records.read_record(path)
+        except records.RecordError:
+            continue
+        if record is not None:
+            out[record.hour] = record.generation
+    return out
+
+
 def check(
     ledger: StandInLedger,
     faults: list[Fault],
     down: dict[str, list[list[float | None]]],
     watch: Watch,
-    vault: Path,
+    copies: dict[str, Path],
     osf: OSFStandIn,
     write_roots: list[Path],
     tz: ZoneInfo,
     traces: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
-    """Every invariant of issue 11's "at the end", with the evidence for each failure.
-    ``traces``: per fault kind, what ``traces.assess`` found where an operator looks."""
+    """Every invariant of issue 11's "at the end" and issue 21's (the vault's copies agree,
+    every bit flip was found and mended), with the evidence for each failure. ``copies``: the
+    primary's vault first, then each replica's folder. ``traces``: per fault kind, what
+    ``traces.assess`` found where an operator looks."""
+    vault = copies[PRIMARY]
     delivered = ledger.delivered(down)
     sent_ids = {i for _, _, ids in ledger.sends for i in ids}
     hours, inconsistent, unexpected = read_vault(vault)
+    for root in (r for loc, r in copies.items() if loc != PRIMARY):
+        unexpected += read_vault(root)[2]  # its hours: ``hour_disagreements``
     where = _hours_of_ids(hours)
     by_id = _id_problems(ledger, delivered, sent_ids, where, watch, tz)
     raw_files = {
@@ -292,8 +348,12 @@ def check(
     untraced = [d for k in traces.values() for d in k.get("untraced", [])]
     osf_bad = osf_mismatches(osf, vault)
     temps = leftovers(write_roots)
+    disagree = hour_disagreements(copies)
+    flips = [f for f in faults if f.kind == "vault bit flip"]
+    unrepaired = flips_not_repaired(faults, copies)
 
-    rebuilt = sum(len(v) - 1 for v in watch.versions.values())
+    # Rebuilds, not restores or repairs (which renew the files too): generations past the first.
+    rebuilt = sum(g - 1 for g in generations(vault).values())
     problems = {
         name: (ids, _evidence(ids, ledger, faults, delivered, where, watch, tz))
         for name, ids in by_id.items()
@@ -302,6 +362,9 @@ def check(
         "OSF differs from the vault": (osf_bad, []),
         "temp or .part files left": (temps, []),
         "vault hours inconsistent": (inconsistent, []),
+        "hours where primary and replicas disagree": (disagree, []),
+        "day reports or manifests that differ between copies": (day_disagreements(copies), []),
+        "bit flips not repaired": (unrepaired, []),
         "unexpected files in the vault": (unexpected, []),
         "faults that left no trace for the operator": (untraced, []),
         "nothing delivered (did the collectors run?)": ([] if delivered else ["0 tweets"], []),
@@ -316,6 +379,11 @@ def check(
             "duplicated": len(by_id["duplicated"]),
         },
         "hours": {"built": len(hours), "rebuilt": rebuilt},
+        "copies": {
+            "hours where primary and replicas disagree": len(disagree),
+            "bit flips": len(flips),
+            "bit flips not repaired": len(unrepaired),
+        },
         "raw files": {
             label: {"seen": len(ps), "deleted": sum(not os.path.exists(p) for p in ps)}
             for label, ps in raw_files.items()
@@ -415,6 +483,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{'tweets ' + k:<44}{v:>8}")
     lines.append(f"{'hours built':<44}{result['hours']['built']:>8}")
     lines.append(f"{'hours rebuilt':<44}{result['hours']['rebuilt']:>8}")
+    for k, v in result["copies"].items():
+        lines.append(f"{k:<44}{v:>8}")
     lines.append(f"{'raw files seen / deleted':<44}")
     for label, n in result["raw files"].items():
         lines.append(f"  {label:<42}{n['seen']:>8}{n['deleted']:>10}")
@@ -422,6 +492,11 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"{'workflow runs':<44}{sum(runs.values()):>8}")
     for outcome, n in sorted(runs.items()):
         lines.append(f"  {outcome:<42}{n:>8}")
+    for kind in ("scrub", "restore"):
+        outcomes: Counter = Counter(result["tools"].get(kind, []))
+        lines.append(f"{kind + ' runs':<44}{sum(outcomes.values()):>8}")
+        for outcome, n in sorted(outcomes.items()):
+            lines.append(f"  {outcome:<42}{n:>8}")
     lines.append(f"{'mails received':<44}{sum(result['mails'].values()):>8}")
     for subject, n in sorted(result["mails"].items()):
         lines.append(f"  {subject[:42]:<42}{n:>8}")

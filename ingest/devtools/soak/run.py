@@ -5,8 +5,10 @@
 1. the world starts (stand-ins, collectors, sshd, the vault's tmpfs);
 2. for ``hours`` stream hours (a minute a second by default) the workflow runs as cron runs it
    every ``interval`` seconds while the injector fires faults, at least ``faults`` of them;
-3. every fault is healed, the collectors stop, the clock jumps past the last hour's late and
-   grace minutes, and clean runs follow until one has nothing to do;
+3. every fault is healed, the collectors stop, scrubs and restores end (one that failed is
+   run again), the clock jumps past the last hour's late and grace minutes, and clean runs
+   follow until one has nothing to do; then one scrub, as cron's weekly line runs it, so that
+   every flipped bit has had its chance to be found and mended;
 4. the checks; the table on stdout, the same and the evidence as JSON (``--json``, default
    DIR/soak.json). Exit 0 only if every check passed.
 """
@@ -40,6 +42,8 @@ FINAL_RUNS = 6
 FINAL_PAUSE = 2.0  # real seconds between the clean runs at the end
 OPERATOR_DELAY = 30.0  # real seconds (half a clock hour) from a bad entry to its removal
 ALERT_WAIT = 10.0  # at the end, real seconds to wait for the alerts about bad entries
+KINDS = ("scrub", "restore")  # the operator's commands the soak runs
+VAULT_KINDS = ("vault bit flip", "scrub run", "scrub killed", "vault day deleted, restored")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.05)
         soak(world, injector, watch, observer, args)
         finish(world, injector, watch, observer, args)
-        observer.finish(world.runs)
+        observer.finish(world.runs, world.tools)
         ledger = StandInLedger.read(root / "ledger.jsonl")
         ledger.malformed_received(injector.faults, watch.seen)
         result = check(
@@ -95,17 +99,23 @@ def main(argv: list[str] | None = None) -> int:
             injector.faults,
             injector.down,
             watch,
-            world.vault,
+            world.copies(),
             world.osf,
-            [world.primary, root / "secondary"],
+            [world.primary, root / "secondary", *world.replica_dirs().values()],
             ZoneInfo(TIMEZONE),
-            assess(injector.faults, observer.events, world.runs, observer.pulls),
+            assess(injector.faults, observer.events, world.runs, observer.pulls, world.tools),
         )
         result.update(
             command=command,
             seed=args.seed,
             faults=dict(injector.counts),
             runs=[r.outcome() for r in world.runs],
+            tools={k: [t.outcome() for t in world.tools if t.kind == k] for k in KINDS},
+            vault_faults=[
+                {"fault": f.describe(), **f.evidence}
+                for f in injector.faults
+                if f.kind in VAULT_KINDS
+            ],
             mails=dict(Counter(_subject_kind(s) for s in world.mails.subjects())),
             wall_seconds=time.time() - started,
             notes=world.notes,
@@ -195,6 +205,9 @@ def finish(
         hours=1, minutes=LATE_AND_GRACE_MINUTES + 1
     )
     world.wait_runs()
+    world.wait_tools()
+    injector.tick()  # the scrubs' and restores' outcomes
+    injector.redo_failed_restores()
     watch.scan()
     observer.scan()
     # Nothing collects any more: the clock may jump there instead of running (the runs get
@@ -213,6 +226,11 @@ def finish(
         ):
             break
         time.sleep(FINAL_PAUSE)
+    # The weekly scrub, once: a flip the runs did not rebuild or copy over is found and mended.
+    final = world.start_scrub("final")
+    world.wait_tools()
+    injector.tick()  # which flipped bytes it mended
+    print(f"  final scrub: {final.outcome()}, {_last_line(final.output(), 'scrub: ')}", flush=True)
     watch.scan()
 
 
@@ -220,6 +238,12 @@ def newest_minutes(world: World, tz: ZoneInfo) -> list[datetime]:
     """The newest minute file's minute in each raw dir that has one."""
     found = (newest_minute(d, tz) for d in world.raw_dirs().values() if d.is_dir())
     return [n[0] for n in found if n is not None]
+
+
+def _last_line(text: str, prefix: str) -> str:
+    """The last line of ``text`` starting with ``prefix`` (a command's totals), or '-'."""
+    found = [line for line in text.splitlines() if line.startswith(prefix)]
+    return found[-1] if found else "-"
 
 
 def _subject_kind(subject: str) -> str:

@@ -4,15 +4,18 @@ While the soak runs, ``Observer.scan`` reads what an operator would read: each c
 status file (``sampled-stream status``), the alert state files (every alert raised, sent or
 not: the health view's "alerts of 24 h"), the pull state (a secondary unreachable since when),
 the OSF upload back-off files; the SMTP stand-in keeps each mail with the time it arrived.
-At the end it adds each workflow run's output (what cron.log holds) and the vault's stats
-files. All of it becomes ``Event``\\ s.
+It also reads each replicate job's log that says a vault file was not copied. At the end it
+adds each workflow run's output (what cron.log holds), each scrub's and restore's (scrub.log,
+the operator's terminal) and the vault's stats files. All of it becomes ``Event``\\ s.
 
 ``assess`` gives each fault one of: ``traced`` (an event of the kinds its ``Rule`` names, for
 its server, from its start until ``TRACE_WINDOW`` after its end), ``not met`` (nothing ran
 into it: no run while the secondary or the disk was away, no OSF request answered 5xx, no
 alert raised while SMTP was down, a malformed line lost unread in a cut, a bad entry on the
 secondary at a minute its collector never wrote, an armed workflow kill that found no run),
-or ``no trace``, a failure of the soak.
+or ``no trace``, a failure of the soak. A bit flip is traced when a scrub finding or a
+failed replicate job names it; it met nothing when a build, a copy or a restore renamed a new
+file over it before anything looked (its byte went while one of them ran, and no scrub alone).
 """
 
 from __future__ import annotations
@@ -20,13 +23,14 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from ingest.devtools.soak.faults import Fault
-from ingest.devtools.soak.world import SERVERS, Run, World
+from ingest.devtools.soak.world import SERVERS, Run, Tool, World
 
 TRACE_WINDOW = 60.0  # real seconds (a clock hour) after a fault in which its trace must show
 STATUS_COUNTERS = {  # status field -> what its rise tells the operator
@@ -41,7 +45,9 @@ STATUS_COUNTERS = {  # status field -> what its rise tells the operator
 class Event:
     t: float | None  # real time it showed (None: found at the end, e.g. a stats file)
     server: str | None
-    source: str  # mail, alert, status, pull state, OSF back-off, run log, stats
+    # mail, alert, status, pull state, OSF back-off, run log, job log, scrub log, restore log,
+    # stats
+    source: str
     text: str
 
     def describe(self) -> str:
@@ -53,7 +59,8 @@ class Rule:
     pattern: str  # matched (case-insensitive) against an event's text
     sources: tuple[str, ...] = ()  # only these sources (all when empty)
     per_server: bool = True  # the event must name the fault's server
-    window: float | None = TRACE_WINDOW  # None: any time after the fault (bad files stay)
+    # None: any time after the fault (bad files and flipped bits stay until someone looks)
+    window: float | None = TRACE_WINDOW
 
     def matches(self, f: Fault, e: Event) -> bool:
         if self.sources and e.source not in self.sources:
@@ -68,11 +75,32 @@ class Rule:
         if e.t is not None and self.window is not None and e.t > end + self.window:
             return False
         pattern = self.pattern
-        if "{" in pattern:  # a bad file's: detail is its path under the raw dir
-            rel = Path(f.detail)
-            hour = f"{rel.parts[0]}_{rel.parts[1]}" if len(rel.parts) == 3 else "-"
-            pattern = pattern.format(hour=re.escape(hour), name=re.escape(rel.name))
+        if "{" in pattern:
+            pattern = pattern.format(**_fields(f))
         return re.search(pattern, e.text, re.IGNORECASE) is not None
+
+
+def _fields(f: Fault) -> dict[str, str]:
+    """What a rule's ``{placeholders}`` stand for, escaped (one that does not apply matches
+    nothing): a flip's spot (as scrub names it) and path; a scrub's or restore's number and
+    day, a killed scrub's pids; a bad file's hour and name (its detail is its path under the
+    raw dir)."""
+    fields = dict.fromkeys(("spot", "path", "tool", "day", "hour", "name", "pids"), "(?!)")
+    ev = f.evidence
+    if ev.get("pids"):  # a killed scrub's processes
+        fields["pids"] = "(" + "|".join(str(pid) for pid in ev["pids"]) + ")"
+    if "path" in ev:
+        fields["spot"] = re.escape(f"{ev['location']}: {ev['day']}/{ev['file']}")
+        fields["path"] = re.escape(ev["path"])
+    elif "tool" in ev:
+        fields["tool"] = str(ev["tool"])
+        if "day" in ev:
+            fields["day"] = re.escape(ev["day"])
+    elif f.kind.startswith("bad file"):
+        rel = Path(f.detail)
+        fields["hour"] = re.escape(f"{rel.parts[0]}_{rel.parts[1]}" if len(rel.parts) == 3 else "-")
+        fields["name"] = re.escape(rel.name)
+    return fields
 
 
 ALERTS = ("mail", "alert")
@@ -101,6 +129,24 @@ RULES: dict[str, Rule] = {
     "OSF 5xx stretch": Rule(r"osf|upload", per_server=False),
     "SMTP down": Rule(r"not sent|could not be sent", ("alert", "mail"), per_server=False),
     "vault disk full": Rule(r"no space|disk|failed", ALERTS, per_server=False),
+    # {spot}: "usb: 2026-12-07/2026-12-07_14_IDs.txt.xz", as a scrub finding (its output and its
+    # mail) names a file; {path}: the primary's file, as a failed replicate job names it.
+    "vault bit flip": Rule(
+        r"{spot} |{path}: ", ("scrub log", "job log", "mail"), per_server=False, window=None
+    ),
+    # A scrub's own output ends with its totals; one killed holding the run lock is named by the
+    # next run that takes it, as a killed workflow run is.
+    "scrub run": Rule(r"(?s)^scrub {tool}: .*scrub: \d+ day", ("scrub log",), False, None),
+    "scrub killed": Rule(
+        r"\(pid {pids} on \S+, started [^)]*\) never finished", ("run log",), per_server=False
+    ),
+    # A restore's output: the day's counts, or why it could not start (an unreachable replica).
+    "vault day deleted, restored": Rule(
+        r"(?s)^restore {tool}: .*({day}: \d+ restored|restore: error:)",
+        ("restore log",),
+        False,
+        None,
+    ),
 }
 
 
@@ -118,6 +164,7 @@ class Observer:
     world: World
     events: list[Event] = field(default_factory=list)
     pulls: list[tuple[float, float]] = field(default_factory=list)  # (start, end) of each pull
+    _job_logs: dict[Path, tuple[int, int]] = field(default_factory=dict)  # (size, mtime) seen
     _status: dict[str, dict[str, Any]] = field(default_factory=dict)
     _alerts: set[tuple[str, str, str]] = field(default_factory=set)
     _failed: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -154,6 +201,22 @@ class Observer:
                 f"{path} {st.get('attempts')}",
                 Event(now, None, "OSF back-off", f"upload {path.stem}: {st.get('last_error')}"),
             )
+        self._scan_job_logs(now)
+
+    def _scan_job_logs(self, now: float) -> None:
+        """Each replicate job's log that says a vault file was not copied (the next run's job
+        writes the same log again)."""
+        for path in (self.world.work / "logs" / "replicate").glob("*/*.log"):
+            try:
+                st = path.stat()
+                if self._job_logs.get(path) == (st.st_size, st.st_mtime_ns):
+                    continue
+                self._job_logs[path] = (st.st_size, st.st_mtime_ns)
+                text = path.read_text(errors="replace")
+            except OSError:
+                continue
+            if "not copied" in text:
+                self.events.append(Event(now, None, "job log", f"{path.name}: {text}"))
 
     def _once(self, key: str, event: Event) -> None:
         if key not in self._seen:
@@ -203,9 +266,9 @@ class Observer:
         except ValueError:
             return default
 
-    def finish(self, runs: list[Run]) -> None:
-        """Each run's output, the pulls' times and the vault's stats files, once the soak is
-        over."""
+    def finish(self, runs: list[Run], tools: Sequence[Tool] = ()) -> None:
+        """Each run's, scrub's and restore's output, the pulls' times and the vault's stats
+        files, once the soak is over."""
         self.scan()
         self.pulls = pull_spans(self.world.primary / "work")
         for run in runs:
@@ -213,6 +276,9 @@ class Observer:
             text = run.log.read_text(errors="replace") if run.log.exists() else ""
             end = run.ended or run.started
             self.events.append(Event(end, None, "run log", f"run {run.number}: {text}"))
+        for tool in tools:
+            text = f"{tool.kind} {tool.number}: {tool.output()}"
+            self.events.append(Event(tool.ended or time.time(), None, f"{tool.kind} log", text))
         for path in sorted(self.world.vault.rglob("*_stats.json")):
             stats = _read_json(path) or {}
             for server, reasons in (stats.get("skipped") or {}).items():
@@ -251,9 +317,14 @@ def _server_of(text: str) -> str | None:
 
 
 def assess(
-    faults: list[Fault], events: list[Event], runs: list[Run], pulls: list[tuple[float, float]]
+    faults: list[Fault],
+    events: list[Event],
+    runs: list[Run],
+    pulls: list[tuple[float, float]],
+    tools: Sequence[Tool] = (),
 ) -> dict[str, Any]:
-    """Per fault kind: injected, traced, not met, no trace; the faults without one named."""
+    """Per fault kind: injected, traced, not met, no trace; the faults without one named.
+    Each fault's own verdict goes to its evidence ("trace")."""
     kinds: dict[str, dict[str, Any]] = {}
     for f in faults:
         k = kinds.setdefault(
@@ -263,18 +334,26 @@ def assess(
         rule = RULES.get(f.kind)
         found = [e for e in events if rule is not None and rule.matches(f, e)]
         if found:
-            k["traced"] += 1
+            verdict = "traced"
             where = found[0].source
             k["where"][where] = k["where"].get(where, 0) + 1
-        elif not met(f, runs, events, pulls):
-            k["not met"] += 1
+        elif not met(f, runs, events, pulls, tools):
+            verdict = "not met"
         else:
-            k["no trace"] += 1
+            verdict = "no trace"
             k.setdefault("untraced", []).append(f.describe())
+        k[verdict] += 1
+        f.evidence["trace"] = verdict
     return kinds
 
 
-def met(f: Fault, runs: list[Run], events: list[Event], pulls: list[tuple[float, float]]) -> bool:
+def met(
+    f: Fault,
+    runs: list[Run],
+    events: list[Event],
+    pulls: list[tuple[float, float]],
+    tools: Sequence[Tool] = (),
+) -> bool:
     """Did anything run into a stretch? (Faults on a process or a stream always meet it.)"""
     end = f.end if f.end is not None else f.t
     during = [r for r in runs if r.started <= end and (r.ended or float("inf")) >= f.t]
@@ -294,4 +373,20 @@ def met(f: Fault, runs: list[Run], events: list[Event], pulls: list[tuple[float,
         return f.target == "server1" or bool(f.evidence.get("blocked a minute"))
     if f.kind == "OSF 5xx stretch":
         return bool(f.evidence.get("5xx answered"))
+    if f.kind == "vault bit flip":
+        return not superseded(f, runs, tools)
+    if f.kind == "scrub killed":  # killed before it took the run lock, it had only read
+        return bool(f.evidence.get("held the run lock"))
     return True
+
+
+def superseded(f: Fault, runs: list[Run], tools: Sequence[Tool]) -> bool:
+    """Did a build, a copy or a restore rename a new file over a flipped one before anything
+    looked? Its byte went while a workflow run that took the run lock, or a restore, ran (they
+    and scrub hold the lock in turn: a byte gone while only a scrub ran was mended by it)."""
+    gone = f.evidence.get("gone")
+    if not gone:
+        return False
+    writers = [r for r in runs if r.outcome() != "lock busy"]
+    writers += [t for t in tools if t.kind == "restore"]
+    return any(w.started <= gone[1] and (w.ended or float("inf")) >= gone[0] for w in writers)

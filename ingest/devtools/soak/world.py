@@ -6,10 +6,12 @@ Layout under the soak's root::
     primary/raw/server2   the primary's copy of server2's minutes (the pull target)
     primary/work          work_dir of the workflow (cron.log, logs/, state)
     primary/vault         vault_dir, a small tmpfs when the soak may mount one
+    replica-server2       the vault's replica "server2", written over rsync + the loopback sshd
+    replica-usb           the vault's replica "usb", a local folder (a second disk)
     secondary/raw/server2 server2's collector writes here; pulled over rsync + the loopback sshd
     ledger.jsonl          the stand-in's record of every tweet it made and wrote
     faults.jsonl          the injector's record of every fault
-    runs/                 each workflow run's output
+    runs/                 each workflow run's output, and each scrub's and restore's
 """
 
 from __future__ import annotations
@@ -44,17 +46,27 @@ COLLECTOR_MODULE = "ingest.devtools.soak.collector"
 SECONDARY_WAIT_MINUTES = 10
 KEEP_RAW_HOURS = 1
 VAULT_MB = 64
+# The vault's replicas, as the README's example: server2 over ssh (the secondary's sshd, so an
+# sshd outage takes both away) and a local folder.
+SSH_REPLICA = "server2"
+LOCAL_REPLICA = "usb"
+REPLICAS = (SSH_REPLICA, LOCAL_REPLICA)
+# scrub and restore stamp the run lock with the real time, the workflow's runs compare it with
+# the fast clock's, hours ahead: a scrub holding the lock would look hung to every cron run.
+# (The soak kills a hung run itself, after --run-timeout.)
+RUN_LOCK_ALERT_MINUTES = 100_000
 
 
-def cron_command(config: Path, work_dir: Path) -> str:
-    """The documented cron line (config/cron/crontab.example), on this machine's paths."""
+def cron_command(config: Path, work_dir: Path, marker: str = "snakemake") -> str:
+    """The documented cron line (config/cron/crontab.example) running ``marker`` (the workflow,
+    or ``sampled-stream scrub``), on this machine's paths."""
     lines = [
         line
         for line in CRONTAB.read_text().splitlines()
-        if line.strip() and not line.lstrip().startswith("#") and "snakemake" in line
+        if line.strip() and not line.lstrip().startswith("#") and marker in line
     ]
     if len(lines) != 1:
-        raise RuntimeError(f"{CRONTAB}: expected one snakemake line, found {len(lines)}")
+        raise RuntimeError(f"{CRONTAB}: expected one {marker} line, found {len(lines)}")
     command = lines[0].split(None, 5)[5]  # after the five schedule fields
     command = re.sub(r"\s*>>?\s*\S+(\s+2>&1)?\s*$", "", command)  # cron's log: ours per run
     for documented, here in (
@@ -135,6 +147,23 @@ class Run:
 
 
 @dataclass
+class Tool(Run):
+    """A ``sampled-stream`` command an operator (or cron's weekly line) runs: scrub, restore."""
+
+    kind: str = ""
+
+    def outcome(self) -> str:
+        if self.killed:
+            return "killed"
+        if self.rc is None:
+            return "running"
+        return "ok" if self.rc == 0 else f"exit {self.rc}"
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@dataclass
 class World:
     root: Path
     clock: FastClock
@@ -143,6 +172,7 @@ class World:
     run_timeout: float
     mails: TimedSink = field(default_factory=TimedSink)
     runs: list[Run] = field(default_factory=list)
+    tools: list[Tool] = field(default_factory=list)
     collectors: dict[str, subprocess.Popen] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -187,6 +217,15 @@ class World:
     def vault(self) -> Path:
         return self.primary / "vault"
 
+    def copies(self) -> dict[str, Path]:
+        """Every copy of the vault: the primary's and each replica's folder."""
+        return {"primary": self.vault, **self.replica_dirs()}
+
+    def replica_dirs(self) -> dict[str, Path]:
+        """Each replica's folder (the ssh replica's is on this machine too, behind the loopback
+        sshd)."""
+        return {r: self.root / f"replica-{r}" for r in REPLICAS}
+
     @property
     def work(self) -> Path:
         return self.primary / "work"
@@ -195,6 +234,8 @@ class World:
         for d in (self.root / "logs", self.root / "runs", self.work, self.vault):
             d.mkdir(parents=True, exist_ok=True)
         for d in self.raw_dirs().values():
+            d.mkdir(parents=True, exist_ok=True)
+        for d in self.copies().values():  # a local replica's folder must exist (mounted)
             d.mkdir(parents=True, exist_ok=True)
         self.vault_mounted = self._mount_vault()
         self.sshd: Sshd = start_sshd(self.root / "sshd")
@@ -215,6 +256,7 @@ class World:
         self.config = self._write_config("primary", list(SERVERS))
         self.secondary_config = self._write_config("secondary", ["server2"])
         self.cron = cron_command(self.config, self.work)
+        self.scrub_command = cron_command(self.config, self.work, "sampled-stream scrub")
         for server in SERVERS:
             self.start_collector(server)
 
@@ -273,6 +315,9 @@ class World:
                 "alert_after_minutes": 1,
             },
         }
+        if machine == "primary":
+            config["vault_replicas"] = self._replica_entries()
+            config["run_lock_alert_minutes"] = RUN_LOCK_ALERT_MINUTES
         path = self.root / f"{machine}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -288,11 +333,27 @@ class World:
         schema = yaml.safe_load((REPO / "ingest/schemas/config.schema.yaml").read_text())
         server_keys = schema["properties"]["servers"]["items"]["properties"]
         if "known_hosts_file" in server_keys:  # pinned host keys (issue 10 item 9)
-            host_key = (self.sshd.workdir / "ssh_host_ed25519_key.pub").read_text().split()
-            known = self.root / "known_hosts"
-            known.write_text(f"[127.0.0.1]:{self.sshd.port} {host_key[0]} {host_key[1]}\n")
-            entry["known_hosts_file"] = str(known)
+            entry["known_hosts_file"] = str(self._known_hosts())
         return entry
+
+    def _known_hosts(self) -> Path:
+        """The loopback sshd's host key, pinned (what an operator puts in known_hosts_file)."""
+        host_key = (self.sshd.workdir / "ssh_host_ed25519_key.pub").read_text().split()
+        known = self.root / "known_hosts"
+        known.write_text(f"[127.0.0.1]:{self.sshd.port} {host_key[0]} {host_key[1]}\n")
+        return known
+
+    def _replica_entries(self) -> list[dict[str, Any]]:
+        """server2 over the sshd the pull uses (same key, port, pinned host key), usb local."""
+        copies = self.copies()
+        remote = {
+            "name": SSH_REPLICA,
+            "target": f"{self.sshd.target}:{copies[SSH_REPLICA]}",
+            "ssh_key_file": str(self.sshd.key_file),
+            "ssh_port": self.sshd.port,
+            "known_hosts_file": str(self._known_hosts()),
+        }
+        return [remote, {"name": LOCAL_REPLICA, "target": str(copies[LOCAL_REPLICA])}]
 
     # -- the parts the injector breaks ---------------------------------------------------------
 
@@ -355,17 +416,60 @@ class World:
     def active_runs(self) -> list[Run]:
         return [r for r in self.runs if r.rc is None]
 
+    def active_tools(self) -> list[Tool]:
+        return [t for t in self.tools if t.rc is None]
+
     def poll_runs(self) -> None:
-        for run in self.active_runs():
+        for run in [*self.active_runs(), *self.active_tools()]:
             rc = run.proc.poll()
             if rc is not None:
                 run.rc, run.ended = rc, time.time()
             elif time.time() - run.started > self.run_timeout:
                 run.kill(f"hung for more than {self.run_timeout:.0f} s")
-                self.notes.append(f"run {run.number} hung: killed after {self.run_timeout:.0f} s")
+                what = f"{run.kind} {run.number}" if isinstance(run, Tool) else f"run {run.number}"
+                self.notes.append(f"{what} hung: killed after {self.run_timeout:.0f} s")
 
     def wait_runs(self) -> None:
         while self.active_runs():
+            self.poll_runs()
+            time.sleep(0.2)
+
+    # -- scrub and restore, as the operator (or cron's weekly line) runs them ------------------
+
+    def start_tool(self, kind: str, why: str, command: str) -> Tool:
+        """``command`` (a shell line, as cron or an operator types it) in its own session."""
+        number = len(self.tools) + 1
+        log = self.root / "runs" / f"{kind}-{number:03d}-{why}.log"
+        with open(log, "wb") as out:
+            proc = subprocess.Popen(
+                command,
+                shell=True,
+                cwd=self.work,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={
+                    **env(),
+                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                },
+            )
+        tool = Tool(number, why, time.time(), proc, log, kind=kind)
+        self.tools.append(tool)
+        return tool
+
+    def start_scrub(self, why: str) -> Tool:
+        return self.start_tool("scrub", why, self.scrub_command)
+
+    def start_restore(self, replica: str, day: str) -> Tool:
+        command = (
+            f"umask 027; sampled-stream restore --config {self.config} --from {replica} "
+            f"--days {day}"
+        )
+        return self.start_tool("restore", day, command)
+
+    def wait_tools(self) -> None:
+        while self.active_tools():
             self.poll_runs()
             time.sleep(0.2)
 
@@ -382,7 +486,7 @@ class World:
                 p.kill()
 
     def stop(self) -> None:
-        for run in self.active_runs():
+        for run in [*self.active_runs(), *self.active_tools()]:
             run.kill("soak stopped")
         self.stop_collectors()
         if self.stand_in.poll() is None:
