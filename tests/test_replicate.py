@@ -474,6 +474,17 @@ def test_a_newer_generation_on_a_replica_is_never_overwritten(tmp_path, sshd, ki
         replica.put(DAY, {ids: rep.sha256_file(ids)}, rep.Guard(record.name, 3))
     assert (tmp_path / "disk2" / DAY / ids.name).read_bytes() != ids.read_bytes()
     replica.put(DAY, {ids: rep.sha256_file(ids)}, rep.Guard(record.name, 4))  # not older
+    # The same generation with another record: a primary that lost the day and built its
+    # hours again from the raw files left (generation 1 again) must not replace the replica's.
+    held.write_bytes(b'{\n  "generation": 1,\n  "hour": "the replica\'s build"\n}\n')
+    mine = b'{\n  "generation": 1,\n  "hour": "a smaller build"\n}\n'
+    record.write_bytes(mine)
+    sha = rep.sha256_file(record)
+    with pytest.raises(rep.NewerOnReplica, match="another generation 1"):
+        replica.put(DAY, {record: sha}, rep.Guard(record.name, 1, sha))
+    assert held.read_bytes() != mine
+    held.write_bytes(mine)  # the very same record: a copy made again goes through
+    replica.put(DAY, {record: sha}, rep.Guard(record.name, 1, sha))
 
 
 def test_osf_takes_a_manifest_but_nothing_named_like_one(tmp_path: Path) -> None:

@@ -76,10 +76,14 @@ class NewerOnReplica(ReplicaError):
 @dataclass(frozen=True)
 class Guard:
     """A copy's condition: the replica's record ``record`` claims no generation above
-    ``generation`` (a damaged record's claim counts too: its files may be newer)."""
+    ``generation`` (a damaged record's claim counts too: its files may be newer), and, with
+    ``sha256`` (the new record's), none of the same generation with other content: a primary
+    that lost a day and built its hours again from what raw files were left starts again at
+    generation 1, and must not replace the replicas' whole generation 1."""
 
     record: str
     generation: int
+    sha256: str | None = None
     EXIT = 3  # the remote script's exit status when the guard stops it
 
     def message(self, held: int) -> str:
@@ -88,19 +92,37 @@ class Guard:
             f"{self.generation}: not replaced"
         )
 
+    def other(self) -> str:
+        return f"holds another generation {self.generation} of {self.record}: not replaced"
+
     def check(self, replica: str, data: bytes | None) -> None:
         held = loose_generation(data) if data is not None else None
         if held is not None and held > self.generation:
             raise NewerOnReplica(f"replica {replica}: {self.message(held)}")
+        if (
+            held == self.generation
+            and self.sha256
+            and hashlib.sha256(data).hexdigest() != (self.sha256)
+        ):
+            raise NewerOnReplica(f"replica {replica}: {self.other()}")
 
     def shell(self) -> list[str]:
         """The same check in sh on the replica, before any rename."""
-        return [
-            f"g=$({_SED_GENERATION} {shlex.quote(self.record)} 2>/dev/null || true)",
+        rec = shlex.quote(self.record)
+        lines = [
+            f"g=$({_SED_GENERATION} {rec} 2>/dev/null || true)",
             f'if [ -n "$g" ] && [ "$g" -gt {self.generation} ]; then',
             f'  echo "{self.message(0).replace(" 0 ", " $g ")}" >&2; exit {self.EXIT}',
             "fi",
         ]
+        if self.sha256:
+            same = shlex.quote(f"{self.sha256}  {self.record}")
+            lines += [
+                f'if [ "$g" = {self.generation} ] && ! echo {same} | sha256sum -c --status; then',
+                f'  echo "{self.other()}" >&2; exit {self.EXIT}',
+                "fi",
+            ]
+        return lines
 
 
 @dataclass(frozen=True)
@@ -688,7 +710,9 @@ def replicate_hour(
         # A replica that failed earlier in this run is not tried again by each of its jobs
         # (an unreachable host costs a connect timeout each).
         raise ReplicaError(f"replica {replica.name} failed earlier in this run: {state.last_error}")
-    guard = None if generation is None else Guard(records.record_name(hour.label), generation)
+    name = records.record_name(hour.label)
+    own = next((d for p, d in expected.items() if p.name == name), None)
+    guard = None if generation is None else Guard(name, generation, own)
     sent = _not_on_replica(receipt, expected)
     try:
         replica.put(hour.day, sent, guard)
