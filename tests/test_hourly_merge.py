@@ -21,6 +21,7 @@ from ingest import layout
 from ingest.hours import hourly
 from ingest.hours.hourly import InputError, build_hour
 from ingest.hours.vault_source import VaultError
+from ingest.vault import records
 from ingest.vault.records import record_name
 from tests.test_hourly import CET, FAST_XZ, H11, Copy, World, on_time, read_csv, read_ids, utc
 
@@ -299,19 +300,19 @@ def test_an_unreadable_old_tweets_file_stops_the_build(tmp_path, damage):
     )
 
 
-def test_a_merge_with_fewer_tweets_than_the_stats_writes_nothing(tmp_path):
-    """A smaller tweets file under the built hour's name: a bug or damage, never a result."""
+def test_a_merge_with_fewer_tweets_than_the_record_writes_nothing(tmp_path):
+    """A merge that comes out smaller than the record says the vault held: a bug or damage,
+    never a result (here a record that claims more rows than its intact tweets file has)."""
     w = World(tmp_path)
     _, out = primary_alone(w, [1, 2, 3])
-    small = World(tmp_path / "small")
-    small.add(on_time("s1", 1, T))
-    _, small_out = small.build(H11)
-    shutil.copy(small_out["tweets"], out["tweets"])
-    record = record_name(H11.label)  # with its record: only the stats say there were 3
-    shutil.copy(small_out["tweets"].parent / record, out["tweets"].parent / record)
+    path = out["stats"].parent / record_name(H11.label)
+    record = records.read_record(path)
+    tweets = record.files[out["tweets"].name]
+    files = {**record.files, out["tweets"].name: records.FileEntry(tweets.sha256, tweets.bytes, 9)}
+    records.write_record(path, records.HourRecord(record.hour, record.generation, files))
     w.add(on_time("s2", 4, T))
     before = vault_files(out)
-    with pytest.raises(VaultError, match="fewer than the 3"):
+    with pytest.raises(VaultError, match="fewer than the 9"):
         w.build(H11)
     assert vault_files(out) == before
     assert no_temps(out)
@@ -328,3 +329,18 @@ def test_only_a_built_hour_reads_the_vault(tmp_path, monkeypatch):
     assert read == []
     build_hour(H11, CET, {}, out, server_names=["s1"], **FAST_XZ)  # now it is built
     assert [a[0] for a in read] == [out["tweets"]]
+
+
+def test_rot_in_the_stats_does_not_pass_into_the_next_generation(tmp_path, caplog):
+    """The soak's flip in a stats file's input name: the plan took it for new input, and the
+    rebuild carried the damaged name into generation 2, vouched for by its new record."""
+    w = World(tmp_path)
+    _, out = primary_alone(w, [1, 2])
+    data = out["stats"].read_bytes()
+    out["stats"].write_bytes(data.replace(b"T1130", b"T11#0", 1))  # one bit, still JSON
+    w.add(on_time("s2", 3, T))
+    with caplog.at_level(logging.WARNING):
+        stats, _ = w.build(H11, log=logging.getLogger("hourly"))
+    assert "differs from its record" in caplog.text
+    assert read_ids(out["ids"]) == [1, 2, 3]
+    assert not any("T11#0" in name for files in stats["inputs"].values() for name in files)

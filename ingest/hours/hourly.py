@@ -59,6 +59,7 @@ from ingest.vault.records import FileEntry, HourRecord, RecordError
 
 ID_END = 20  # the zero-padded ID at the start of every intermediate line
 OUTPUTS = ("ids", "tweets", "users", "stats")  # the keys of layout.vault_paths
+UNKNOWN = "taken as built from unknown inputs: its tweets file is merged in if readable"
 PROGRESS_SECONDS = 30.0  # how often a long merge logs how far it got
 
 
@@ -575,6 +576,10 @@ def build_hour(
     record = _settled_record(hour, out, log)
     built, old = _old_stats(out["stats"], log)
     built = built or record is not None
+    if old is not None and record is not None and not _as_recorded(out["stats"], record):
+        # Rot in the stats must not pass into the next generation (its inputs, its counts).
+        _emit(log, logging.WARNING, f"{out['stats']}: differs from its record; {UNKNOWN}")
+        old = None
     _remove_interrupted_temps(out, log)
     if record is not None and not from_scratch:
         _check_vault_tweets(hour, out, record)
@@ -631,6 +636,11 @@ def _settled_record(hour: Hour, out: Mapping[str, Path], log) -> HourRecord | No
             "sampled-stream scrub repairs the record from a replica (or restore the day: "
             f"sampled-stream restore --days {hour.day})"
         ) from None
+
+
+def _as_recorded(path: Path, record: HourRecord) -> bool:
+    entry = record.files.get(path.name)
+    return entry is None or records.matches(path, entry)
 
 
 def _check_vault_tweets(hour: Hour, out: Mapping[str, Path], record: HourRecord) -> None:
@@ -726,9 +736,9 @@ def _refuse_fewer_tweets(
     if old_total is not None and stats["total"] < old_total:
         writers.abort()
         raise VaultError(
-            f"{hour}: the merge has {stats['total']} tweets, fewer than the {old_total} of the "
-            f"built hour's stats {out['stats']}: nothing written, the old files kept (a bug, or "
-            f"{out['tweets']} was replaced by a smaller file)"
+            f"{hour}: the merge has {stats['total']} tweets, fewer than the {old_total} the "
+            f"built hour held (its stats, its record): nothing written, the old files kept (a "
+            f"bug, or {out['tweets']} was replaced by a smaller file)"
         )
 
 
@@ -737,11 +747,7 @@ def _old_stats(path: Path, log) -> tuple[bool, HourStats | None]:
     try:
         old = read_stats_if_built(path)
     except StatsError as e:
-        _emit(
-            log,
-            logging.WARNING,
-            f"{e}; taken as built from unknown inputs: its tweets file is merged in if readable",
-        )
+        _emit(log, logging.WARNING, f"{e}; {UNKNOWN}")
         return True, None
     return old is not None, old
 
