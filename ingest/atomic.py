@@ -180,6 +180,14 @@ def atomic_write_json(path: str | Path, data: Any) -> None:
     atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
+def _close_and_remove(f: IO, tmp: Path) -> None:
+    """Close a temp being given up and remove it: closing flushes, which fails again on a
+    full disk, and the temp must go all the same (the soak found one left in the vault)."""
+    with contextlib.suppress(OSError):
+        f.close()
+    _remove(tmp)
+
+
 class StagedFile:
     """``data`` written to a locked, fsynced temporary sibling of ``path``, renamed only by
     ``commit()`` (``abort()`` removes it): with ``XzWriter``, one of the files an hour's
@@ -205,8 +213,7 @@ class StagedFile:
 
     def abort(self) -> None:
         if not self._out.closed:
-            self._out.close()
-            _remove(self.tmp)
+            _close_and_remove(self._out, self.tmp)
 
 
 class XzError(RuntimeError):
@@ -351,9 +358,8 @@ class XzWriter:
         proc.wait()
         self._pump.join()
         self._proc.stdout.close()
-        self._out.close()
+        _close_and_remove(self._out, self.tmp)
         self._err.close()
-        _remove(self.tmp)
 
     def __enter__(self) -> XzWriter:
         return self

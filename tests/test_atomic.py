@@ -291,3 +291,17 @@ def test_a_write_clears_the_temps_killed_writers_of_the_same_file_left(tmp_path)
     atomic_write(target, "{}")
     assert not stale.exists()
     assert other.exists()  # another file's temps are that file's writer's business
+
+
+def test_an_abort_on_a_full_disk_still_removes_the_temp(tmp_path, monkeypatch):
+    """Closing flushes, and on a full disk the flush fails again: the temp goes anyway."""
+    w = XzWriter(tmp_path / "t.xz", preset=0, threads=1)
+    real = w._out.close
+
+    def full(*a):
+        real()
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(w._out, "close", full)
+    w.abort()
+    assert listing(tmp_path) == []
