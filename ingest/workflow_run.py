@@ -122,19 +122,25 @@ def take_run_lock(config: dict[str, Any], now: datetime) -> RunLock | None:
                 now,
             )
         return None
-    if (gone := lock.unfinished) is not None:
-        # A run killed (kill -9, OOM) or cut by a power loss says nothing itself; this run
-        # redoes its unfinished jobs (rerun-incomplete), and the operator hears of it once.
-        item = f"pid {gone.pid} on {gone.host}, started {gone.started.isoformat()}"
-        print(f"the previous workflow run ({item}) never finished: redoing its jobs")
-        notify_once(
-            config,
-            "run-unfinished",
-            [item],
-            "a workflow run ended without finishing",
-            "The run below took the run lock and never released it: it was killed (kill -9, "
-            "out of memory) or its machine lost power. The next run redid its unfinished jobs; "
-            "the cron log and work_dir/logs/ around that time say how far it got.",
-            now,
-        )
+    report_unfinished(config, lock, now)
     return lock
+
+
+def report_unfinished(config: dict[str, Any], lock: RunLock, now: datetime) -> None:
+    """Say, and mail once, that the lock's previous holder never finished: a run killed
+    (kill -9, OOM) or cut by a power loss says nothing itself. Whoever takes the lock next
+    (a run, a scrub, a restore) reports it; the next run redoes its unfinished jobs."""
+    if (gone := lock.unfinished) is None:
+        return
+    item = f"pid {gone.pid} on {gone.host}, started {gone.started.isoformat()}"
+    print(f"the previous workflow run ({item}) never finished: redoing its jobs")
+    notify_once(
+        config,
+        "run-unfinished",
+        [item],
+        "a workflow run ended without finishing",
+        "The run below took the run lock and never released it: it was killed (kill -9, "
+        "out of memory) or its machine lost power. The next run redid its unfinished jobs; "
+        "the cron log and work_dir/logs/ around that time say how far it got.",
+        now,
+    )

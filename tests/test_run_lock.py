@@ -187,6 +187,23 @@ def hold_run_lock(path: Path, how: str) -> subprocess.Popen:
     return proc
 
 
+def test_a_run_killed_just_before_a_scrub_takes_the_lock_is_reported(tmp_path, smtp, capsys):
+    """The soak: a run killed, then a scrub (or restore) took the lock first and emptied the
+    record, so no later run could say the killed one never finished."""
+    from ingest.vault.replicate import wait_for_run_lock
+
+    sink, port = smtp
+    config = loaded_config(tmp_path, email=smtp_email(port))
+    path = layout.work_paths(config["work_dir"])["run_lock"]
+    killed = hold_run_lock(path, "wait")
+    killed.kill()
+    killed.wait()
+    wait_for_run_lock(config, 0).release()
+    (msg,) = sink.wait_for(1)
+    assert f"pid {killed.pid}" in msg.get_content()
+    assert f"pid {killed.pid}" in capsys.readouterr().out
+
+
 def test_a_run_killed_holding_the_lock_is_reported_once_by_the_next(tmp_path, smtp, capsys):
     # A run killed with kill -9 (or its machine's power cut) said nothing itself.
     sink, port = smtp

@@ -49,6 +49,7 @@ from ingest.vault.manifest import (
     sha256_file,
 )
 from ingest.vault.records import RecordError
+from ingest.workflow_run import report_unfinished
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
@@ -469,7 +470,9 @@ def wait_for_run_lock(config: dict[str, Any], wait_s: float, poll_s: float = 5) 
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            return RunLock(path, datetime.now(UTC))
+            lock = RunLock(path, datetime.now(UTC))
+            report_unfinished(config, lock, datetime.now(UTC))  # a run killed just before
+            return lock
         except LockBusy:
             if time.monotonic() >= deadline:
                 raise
