@@ -134,11 +134,13 @@ RULES: dict[str, Rule] = {
     "vault bit flip": Rule(
         r"{spot} |{path}: ", ("scrub log", "job log", "mail"), per_server=False, window=None
     ),
-    # A scrub's own output ends with its totals; one killed holding the run lock is named by the
-    # next run that takes it, as a killed workflow run is.
+    # A scrub's own output ends with its totals; one killed holding the run lock is named by
+    # whoever takes the lock next (a workflow run, a scrub, a restore), as a killed run is.
     "scrub run": Rule(r"(?s)^scrub {tool}: .*scrub: \d+ day", ("scrub log",), False, None),
     "scrub killed": Rule(
-        r"\(pid {pids} on \S+, started [^)]*\) never finished", ("run log",), per_server=False
+        r"\(pid {pids} on \S+, started [^)]*\) never finished",
+        ("run log", "scrub log", "restore log"),
+        per_server=False,
     ),
     # A restore's output: the day's counts, or why it could not start (an unreachable replica).
     "vault day deleted, restored": Rule(
