@@ -58,6 +58,7 @@ from ingest.devtools.soak.copies import (
 )
 from ingest.devtools.soak.world import (
     KEEP_RAW_HOURS,
+    LOCAL_REPLICA,
     REPLICAS,
     SECONDARY_WAIT_MINUTES,
     SERVERS,
@@ -72,11 +73,16 @@ from ingest.layout import report_path, work_paths
 from ingest.vault import records
 
 STEP_SAFE_AGE = 3.0  # seconds a collector needs before it handles SIGUSR1 (clock steps)
-KILL_WAIT = 40.0  # seconds an armed workflow kill waits for a build_hour job to appear
+KILL_WAIT = 40.0  # seconds an armed workflow kill waits for its job to appear
+KILLED_JOBS = ("build_hour", "day_manifest", "replicate")  # the vault's writers in a run
+KILLED_JOB_WEIGHTS = (3, 1, 2)
 TERM_WAIT = 30.0  # seconds a collector has to exit after SIGTERM
 FLIP_TRIES = 20  # files looked at for one that another copy can mend
 SCRUB_KILL_WITHIN = 8.0  # real seconds: a scrub is killed this long after its start at most
 RESTORE_AFTER = 10.0  # real seconds (10 clock minutes) at most from the rm to the restore
+RESTORE_KILLED = 0.4  # the share of restores killed once before they are run again
+RESTORE_KILL_WITHIN = 5.0  # real seconds: a killed restore dies this long after its start at most
+UNPLUGGED_HOURS = (1.5, 4.0)  # clock hours the local replica's disk is away
 DAY_OVER_FOR = timedelta(hours=1)  # a day this long over has no build due (late minutes)
 
 
@@ -115,6 +121,7 @@ class Injector:
     _started: dict[str, float] = field(default_factory=dict)
     _kill_deadline: float | None = None
     _kill_fault: Fault | None = None
+    _kill_job: str = ""
     planted: list[tuple[Fault, Path]] = field(default_factory=list)  # directories and FIFOs
     open_flips: list[tuple[Fault, Spot]] = field(default_factory=list)  # their byte still there
     _flips_seen: float = 0.0  # when the flipped bytes were last looked at
@@ -147,6 +154,7 @@ class Injector:
             (2, self.scrub_run),
             (2, self.scrub_killed),
             (2, self.restore_deleted_day),
+            (1, self.replica_unplugged),
         ]
 
     # -- bookkeeping -----------------------------------------------------------------------------
@@ -389,23 +397,45 @@ class Injector:
             lambda _: filler.unlink(missing_ok=True),
         )
 
+    def replica_unplugged(self) -> bool:
+        """The local replica's disk away for hours (unplugged, not mounted): its folder gone.
+        Copies to it fail and wait; raw files of the hours it lacks are kept meanwhile."""
+        if "restore" in self._busy or any(s.location == LOCAL_REPLICA for _, s in self.open_flips):
+            return False  # a restore may read from it; a flip there is watched
+        root = self.world.copies()[LOCAL_REPLICA]
+        away = root.with_name(root.name + ".unplugged")
+        hours = self.rnd.uniform(*UNPLUGGED_HOURS)
+        return self._stretch(
+            "unplugged",
+            "replica unplugged",
+            self.world.clock.real_seconds(hours * 60),
+            lambda: root.rename(away),
+            lambda _: away.rename(root),
+        )
+
     # -- the workflow ------------------------------------------------------------------------------
 
     def kill_workflow(self) -> bool:
+        """kill -9 of a run while one of the vault's writers runs (a build, a day's manifest,
+        a copy to a replica), armed until such a job appears."""
         if self._kill_fault is not None:
             return False
-        self._kill_fault = self._note("workflow killed", "primary", "armed")
+        self._kill_job = self.rnd.choices(KILLED_JOBS, KILLED_JOB_WEIGHTS)[0]
+        self._kill_fault = self._note("workflow killed", "primary", f"armed for {self._kill_job}")
         self._kill_deadline = time.time() + KILL_WAIT
         return True
 
     def _check_armed_kill(self) -> None:
-        f = self._kill_fault
+        f, job = self._kill_fault, self._kill_job
         if f is None:
             return
+        script = f".{job}.py"  # Snakemake runs a rule's script as .snakemake/scripts/tmp*.{name}
         for run in self.world.active_runs():
-            if any("build_hour" in cmd for _, cmd in run.processes()):
-                run.kill("during build_hour")
-                f.detail = f"run {run.number} during build_hour"
+            if any(script in cmd for _, cmd in run.processes()):
+                # At a random point of the job: at once, or a moment into it.
+                time.sleep(self.rnd.uniform(0, 0.3))
+                run.kill(f"during {job}")
+                f.detail = f"run {run.number} during {job}"
                 f.evidence["run"] = run.number
                 break
         else:
@@ -416,7 +446,7 @@ class Injector:
             # Killed before it took the run lock (starting, or finding it busy), it did nothing.
             f.evidence["held the run lock"] = self._holds_run_lock(runs[0])
             runs[0].kill("mid-run")
-            f.detail = f"run {runs[0].number} mid-run (no build_hour came)"
+            f.detail = f"run {runs[0].number} mid-run (no {job} came)"
             f.evidence["run"] = runs[0].number
         self._write({"fault": f.id, "detail": f.detail})
         self._kill_fault = self._kill_deadline = None
@@ -549,7 +579,7 @@ class Injector:
         f = self._note("scrub killed", PRIMARY, f"scrub {tool.number}")
         self._track("scrub", tool, f)
         if self.rnd.random() < 0.5:
-            self.at(self.rnd.uniform(0.5, SCRUB_KILL_WITHIN), lambda: self._kill_scrub(tool, f))
+            self.at(self.rnd.uniform(0.5, SCRUB_KILL_WITHIN), lambda: self._kill_tool(tool, f))
         else:
             f.detail += " holding the run lock"
             self._scrub_to_kill = (tool, f)
@@ -562,9 +592,9 @@ class Injector:
         tool, f = self._scrub_to_kill
         if tool.proc.poll() is not None or self._healing or self._holds_run_lock(tool):
             self._scrub_to_kill = None
-            self._kill_scrub(tool, f)
+            self._kill_tool(tool, f)
 
-    def _kill_scrub(self, tool: Tool, f: Fault) -> None:
+    def _kill_tool(self, tool: Tool, f: Fault) -> None:
         if tool.proc.poll() is not None:
             f.detail += " (it had ended)"
             self._write({"fault": f.id, "detail": f.detail})
@@ -588,7 +618,8 @@ class Injector:
         over = f"{(self.world.clock.now() - DAY_OVER_FOR).astimezone(tz):%Y-%m-%d}"
         copies = self.world.copies()
         flipped = {spot.day for _, spot in self.open_flips}
-        reachable = [r for r in REPLICAS if not (r == SSH_REPLICA and "sshd" in self._busy)]
+        away = {SSH_REPLICA: "sshd", LOCAL_REPLICA: "unplugged"}
+        reachable = [r for r in REPLICAS if away[r] not in self._busy]
         days = [d for d in day_dirs(copies[PRIMARY]) if d.name < over and d.name not in flipped]
         self.rnd.shuffle(days)
         for day_dir in days:
@@ -606,12 +637,26 @@ class Injector:
         f.evidence.update(day=day, hours=hours)
         self._busy.add("restore")
         self._restoring.add(day)
-
-        self.at(
-            self.rnd.uniform(0, RESTORE_AFTER),
-            lambda: self._track("restore", self.world.start_restore(replica, day), f),
-        )
+        kill = self.rnd.random() < RESTORE_KILLED
+        self.at(self.rnd.uniform(0, RESTORE_AFTER), lambda: self._restore(f, replica, kill))
         return True
+
+    def _restore(self, f: Fault, replica: str, kill: bool) -> None:
+        """The restore of ``f``'s day; if ``kill``, one killed with kill -9 at a random point
+        first, and run again a moment later (as the operator would, seeing it die)."""
+        day = f.evidence["day"]
+        tool = self.world.start_restore(replica, day)
+        if not kill:
+            self._track("restore", tool, f)
+            return
+        k = self._note("restore killed", PRIMARY, f"restore {tool.number} of {day}")
+
+        def kill_it() -> None:
+            self._kill_tool(tool, k)
+            self._ended(k)
+            self.at(self.rnd.uniform(1, 3), lambda: self._restore(f, replica, kill=False))
+
+        self.at(self.rnd.uniform(0.3, RESTORE_KILL_WITHIN), kill_it)
 
     def _track(self, resource: str, tool: Tool, f: Fault) -> None:
         self._busy.add(resource)

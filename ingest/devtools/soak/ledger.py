@@ -147,14 +147,25 @@ class StandInLedger:
             f.evidence["line received"] = any(i in seen for ids in after for i in ids)
 
     def delivered(self, down: dict[str, list[list[float | None]]]) -> dict[str, list[float]]:
-        """id -> write times of the copies written to a collector that was still running
-        ``DELIVERY_GRACE`` seconds later (by the injector's record of down times): no down
-        time began in that span, nor had one begun before the write and not yet ended (a
+        """id -> write times of the copies written to any collector that was still running
+        (``delivered_to``)."""
+        out: dict[str, list[float]] = defaultdict(list)
+        for ids in self.delivered_to(down).values():
+            for tweet_id, times in ids.items():
+                out[tweet_id] += times
+        return out
+
+    def delivered_to(
+        self, down: dict[str, list[list[float | None]]]
+    ) -> dict[str, dict[str, list[float]]]:
+        """Per collector: id -> write times of the copies written to it while it was still
+        running ``DELIVERY_GRACE`` seconds later (by the injector's record of down times): no
+        down time began in that span, nor had one begun before the write and not yet ended (a
         collector told to stop reads on for a moment, into a minute it has already closed)."""
         spans = {
             c: sorted((s, float("inf") if e is None else e) for s, e in v) for c, v in down.items()
         }
-        out: dict[str, list[float]] = defaultdict(list)
+        out: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
         for t, client, ids in self.sends:
             s = spans.get(client, [])
             # A collector's down spans do not overlap: the last one begun by t + grace ends
@@ -163,7 +174,7 @@ class StandInLedger:
             if i and s[i - 1][1] >= t:
                 continue
             for tweet_id in ids:
-                out[tweet_id].append(t)
+                out[client][tweet_id].append(t)
         return out
 
 
@@ -335,6 +346,7 @@ def check(
     ``traces.assess`` found where an operator looks."""
     vault = copies[PRIMARY]
     delivered = ledger.delivered(down)
+    dropped = dropped_by_collector(ledger.delivered_to(down), watch)
     sent_ids = {i for _, _, ids in ledger.sends for i in ids}
     hours, inconsistent, unexpected = read_vault(vault)
     for root in (r for loc, r in copies.items() if loc != PRIMARY):
@@ -359,6 +371,12 @@ def check(
         for name, ids in by_id.items()
     }
     problems |= {
+        "delivered to a collector, not in its minute files": (
+            dropped,
+            _evidence(
+                [d.split(": ")[1] for d in dropped], ledger, faults, delivered, where, watch, tz
+            ),
+        ),
         "OSF differs from the vault": (osf_bad, []),
         "temp or .part files left": (temps, []),
         "vault hours inconsistent": (inconsistent, []),
@@ -377,6 +395,7 @@ def check(
             "archived": len(where),
             "lost": len(by_id["lost"]),
             "duplicated": len(by_id["duplicated"]),
+            "dropped by one collector": len(dropped),
         },
         "hours": {"built": len(hours), "rebuilt": rebuilt},
         "copies": {
@@ -394,6 +413,22 @@ def check(
             for name, (items, ev) in problems.items()
         },
     }
+
+
+def dropped_by_collector(
+    delivered_to: dict[str, dict[str, list[float]]], watch: Watch
+) -> list[str]:
+    """Each collector's own ledger: a tweet written to it (and read, by ``delivered_to``) is in
+    one of its minute files. The union over both collectors would hide one that lost lines the
+    other also got. Entries "server: id", sorted."""
+    out = []
+    for client, ids in sorted(delivered_to.items()):
+        roots = [d for label, d in watch.raw_dirs.items() if label.startswith(client)]
+        for tweet_id in sorted(ids):
+            files = watch.seen.get(tweet_id, ())
+            if not any(Path(p).is_relative_to(r) for p in files for r in roots):
+                out.append(f"{client}: {tweet_id}")
+    return out
 
 
 def _hours_of_ids(hours: dict[str, list[str]]) -> dict[str, list[str]]:

@@ -43,7 +43,14 @@ FINAL_PAUSE = 2.0  # real seconds between the clean runs at the end
 OPERATOR_DELAY = 30.0  # real seconds (half a clock hour) from a bad entry to its removal
 ALERT_WAIT = 10.0  # at the end, real seconds to wait for the alerts about bad entries
 KINDS = ("scrub", "restore")  # the operator's commands the soak runs
-VAULT_KINDS = ("vault bit flip", "scrub run", "scrub killed", "vault day deleted, restored")
+VAULT_KINDS = (
+    "vault bit flip",
+    "scrub run",
+    "scrub killed",
+    "vault day deleted, restored",
+    "restore killed",
+    "replica unplugged",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -142,6 +142,13 @@ RULES: dict[str, Rule] = {
         ("run log", "scrub log", "restore log"),
         per_server=False,
     ),
+    "restore killed": Rule(
+        r"\(pid {pids} on \S+, started [^)]*\) never finished",
+        ("run log", "scrub log", "restore log"),
+        per_server=False,
+    ),
+    # A copy to a folder that is not there fails its job and alerts (not mounted?).
+    "replica unplugged": Rule(r"not mounted", (*ALERTS, "job log"), per_server=False),
     # A restore's output: the day's counts, or why it could not start (an unreachable replica).
     "vault day deleted, restored": Rule(
         r"(?s)^restore {tool}: .*({day}: \d+ restored|restore: error:)",
@@ -377,7 +384,7 @@ def met(
         return bool(f.evidence.get("5xx answered"))
     if f.kind == "vault bit flip":
         return not superseded(f, runs, tools)
-    if f.kind == "scrub killed":  # killed before it took the run lock, it had only read
+    if f.kind in ("scrub killed", "restore killed"):  # before the run lock, it had only read
         return bool(f.evidence.get("held the run lock"))
     return True
 
