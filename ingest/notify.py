@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import smtplib
@@ -429,8 +430,10 @@ def mail_day_report(
     png: bytes | None,
     marker: str | Path,
     link: str | None = None,
+    revised: bool = False,
 ) -> bool:
-    """Mail a day's report (with the per-minute plot) once; ``marker`` records that it went.
+    """Mail a day's report (with the per-minute plot) once; ``marker`` records that it went and
+    which report (its SHA-256: a newer one is mailed again, ``revised``, by the plan).
     ``link``: the day's dashboard page, named under the report in the body.
 
     Returns False without sending when the marker exists. Raises MailError if sending fails (the
@@ -439,15 +442,25 @@ def mail_day_report(
     marker = Path(marker)
     if marker.exists():
         return False
-    attachments: list[Attachment] = [(f"{day}_report.txt", report_text.encode(), "text/plain")]
+    report = report_text.encode()
+    attachments: list[Attachment] = [(f"{day}_report.txt", report, "text/plain")]
     if png:
         attachments.append((f"{day}_tweets_per_minute.png", png, "image/png"))
-    body = report_text + (f"\nThe day on the dashboard: {link}\n" if link else "")
-    message_id = mailer.send(f"report {day}", body, attachments)
+    intro = "This report replaces the one mailed before: hours of the day were rebuilt.\n\n"
+    body = (intro if revised else "") + report_text
+    body += f"\nThe day on the dashboard: {link}\n" if link else ""
+    subject = f"report {day}" + (" (revised)" if revised else "")
+    message_id = mailer.send(subject, body, attachments)
     marker.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         marker,
-        {"day": day, "message_id": message_id, "to": mailer.to, "sent_at": formatdate()},
+        {
+            "day": day,
+            "message_id": message_id,
+            "to": mailer.to,
+            "sent_at": formatdate(),
+            "report_sha256": hashlib.sha256(report).hexdigest(),
+        },
     )
     return True
 

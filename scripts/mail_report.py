@@ -12,4 +12,5 @@ mail_job(
     Path(sm.params.report),  # the vault file; the input is a receipt when made in this run
     Path(sm.output[0]),
     job_logger("mail_report", sm.log[0]),
+    sm.params.revised,
 )

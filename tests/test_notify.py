@@ -3,6 +3,8 @@ attachments, rate limits shared through the state file, failures that never rais
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import ssl
 import subprocess
@@ -463,7 +465,18 @@ def test_day_report_mailed_once_with_plot(plain, tmp_path: Path) -> None:
     assert att["2026-01-14_tweets_per_minute.png"] == ("image/png", png)
     assert png.startswith(b"\x89PNG")
     assert "10.00%" in msg.get_body(("plain",)).get_content()
-    assert marker.exists()
+    assert (
+        json.loads(marker.read_text())["report_sha256"]
+        == hashlib.sha256(report.encode()).hexdigest()
+    )
+
+    # A newer report of the day (an hour's newer generation): mailed again, marked revised.
+    marker.unlink()  # as Snakemake removes a job's output before it runs again
+    assert mail_day_report(
+        m, "2026-01-14", report + "1\t3\t3\t3\t0\t0%\n", None, marker, revised=True
+    )
+    assert sink.messages[1]["Subject"] == "[sampled-stream] report 2026-01-14 (revised)"
+    assert "replaces the one mailed before" in sink.messages[1].get_body(("plain",)).get_content()
 
 
 def test_day_report_failure_leaves_no_marker(tmp_path: Path) -> None:

@@ -1,3 +1,4 @@
+import hashlib
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -124,6 +125,40 @@ def test_a_newer_generation_is_uploaded_again_and_its_day_derived(tmp_path):
     os.utime(record, (later + 60, later + 60))
     p = plan.make_plan(c, utc(2026, 1, 14, 23, 5))
     assert (p.uploads, p.reports) == ([h], [h.day])
+
+
+def test_a_day_mailed_before_its_report_changed_is_mailed_again_as_revised(tmp_path):
+    """A newer generation of an hour of a mailed day rewrites its report: the day is mailed
+    again, marked revised. A report rewritten identically, or a marker from before the hash
+    was kept, sends nothing."""
+    c = make_config(tmp_path)
+    c["email"] = validate_config(
+        {**c, "email": {"enabled": True, "smtp_host": "h", "from": "a@b", "to": ["c@d"]}}
+    )["email"]
+    h, now = Hour("2026-01-14", 5), utc(2026, 1, 15, 12, 0)
+    mark_built(c, h, {})
+    report = layout.report_path(c["vault_dir"], h.day)
+    report.write_text("hour 05: 10 tweets\n")
+    marker = layout.work_paths(c["work_dir"])["mail"] / f"{h.day}.sent"
+    marker.parent.mkdir(parents=True)
+    mailed = hashlib.sha256(report.read_bytes()).hexdigest()
+    marker.write_text(json.dumps({"day": h.day, "report_sha256": mailed}))
+    later = report.stat().st_mtime + 60
+    os.utime(marker, (later, later))
+    assert plan.make_plan(c, now).mails == []
+
+    report.write_text("hour 05: 10 tweets\n")  # rewritten, the same
+    os.utime(report, (later + 60, later + 60))
+    assert plan.make_plan(c, now).mails == []
+
+    report.write_text("hour 05: 12 tweets\n")  # generation 2 merged late tweets in
+    os.utime(report, (later + 60, later + 60))
+    p = plan.make_plan(c, now)
+    assert (p.mails, p.revised) == ([h.day], [h.day])
+
+    marker.write_text(json.dumps({"day": h.day}))  # an older version's marker: no hash
+    os.utime(marker, (later, later))
+    assert plan.make_plan(c, now).mails == []
 
 
 def test_minutes_of_hours_in_progress_are_parsed_ahead(tmp_path):

@@ -7,6 +7,8 @@ A year of built hours costs a few hundred directory listings, not a DAG of a yea
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +29,8 @@ class Plan:
     waiting: list[Hour] = field(default_factory=list)  # complete, but a secondary is not in yet
     reports: list[str] = field(default_factory=list)  # days whose report is rebuilt
     uploads: list[Hour] = field(default_factory=list)  # hours whose OSF upload is missing
-    mails: list[str] = field(default_factory=list)  # complete days not mailed yet
+    mails: list[str] = field(default_factory=list)  # complete days not mailed yet, or revised
+    revised: list[str] = field(default_factory=list)  # of those, mailed before: a newer report
     # Minute files whose intermediates are missing or older than the raw file: those of the
     # hours to build, and those of hours still in progress, parsed ahead so that an hour's
     # build is mostly the merge (a cron run every few minutes spreads the parsing out).
@@ -204,18 +207,39 @@ def _publication(plan: Plan, config: dict[str, Any], now: datetime, built: list[
         plan.uploads = due[: config["osf"]["max_uploads_per_run"]]
     if config["email"]["enabled"]:
         tz, wait = ZoneInfo(config["timezone"]), config["late_minutes"] + config["grace_minutes"]
-        sent = _names(layout.work_paths(config["work_dir"])["mail"], ".sent")
+        mail_dir = layout.work_paths(config["work_dir"])["mail"]
+        sent = _names(mail_dir, ".sent")
         days = {h.day for h in built} | set(plan.reports)
         # A day with an hour held back for a secondary is mailed once that hour is built: the
         # report goes only once, so it must not go without the day's last hours.
         held = {h.day for h in plan.waiting}
-        plan.mails = sorted(
+        complete = [
             d
             for d in days
-            if f"{d}.sent" not in sent
-            and d not in held
-            and now >= layout.day_end(d, tz) + timedelta(minutes=wait)
+            if d not in held and now >= layout.day_end(d, tz) + timedelta(minutes=wait)
+        ]
+        # A newer generation of an hour of a day already mailed rewrites its report: the day
+        # is mailed again, marked revised (tracked by the report's hash in the marker).
+        plan.revised = sorted(
+            d
+            for d in complete
+            if f"{d}.sent" in sent and _report_changed(mail_dir / f"{d}.sent", vault, d)
         )
+        plan.mails = sorted({d for d in complete if f"{d}.sent" not in sent} | set(plan.revised))
+
+
+def _report_changed(marker: Path, vault: Path, day: str) -> bool:
+    """Is the day's report other than the one its mail marker names? Only a report written
+    after the mail is read and hashed (a year of markers costs two stats a day). A marker
+    from before the hash was kept names none: nothing to compare, not mailed again."""
+    report = layout.report_path(vault, day)
+    try:
+        if report.stat().st_mtime <= marker.stat().st_mtime:
+            return False
+        mailed = json.loads(marker.read_text()).get("report_sha256")
+        return mailed is not None and mailed != hashlib.sha256(report.read_bytes()).hexdigest()
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def _parsed(work_dir: str, f: MinuteFile) -> bool:

@@ -50,8 +50,11 @@ def upload_job(
     atomic_write_json(receipt, [{**r, "generation": generation} for r in receipts])
 
 
-def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) -> None:
-    """Mail a complete day's report with its tweets-per-minute plot, once."""
+def mail_job(
+    config: dict[str, Any], day: str, report: Path, marker: Path, log, revised: bool = False
+) -> None:
+    """Mail a complete day's report with its tweets-per-minute plot, once (again, ``revised``,
+    when the report changed since)."""
     from ingest.hours.stats import day_stats_paths, read_stats
     from ingest.notify import Mailer, mail_day_report
     from ingest.observe.plot import minutes_plot_png
@@ -62,5 +65,6 @@ def mail_job(config: dict[str, Any], day: str, report: Path, marker: Path, log) 
     png = minutes_plot_png(day, stats, servers, tz=config["timezone"])
     mailer = Mailer.from_config(config["email"])
     link = day_url(config, day)
-    mail_day_report(mailer, day, report.read_text(), png, marker, link)
-    log.info("report of %s mailed to %s", day, ", ".join(config["email"]["to"]))
+    mail_day_report(mailer, day, report.read_text(), png, marker, link, revised)
+    what = "revised report" if revised else "report"
+    log.info("%s of %s mailed to %s", what, day, ", ".join(config["email"]["to"]))

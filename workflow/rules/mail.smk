@@ -1,4 +1,5 @@
-# The day's report by mail, once the day is complete, with a plot of tweets per minute.
+# The day's report by mail, once the day is complete, with a plot of tweets per minute; again,
+# marked revised, when a newer generation of one of its hours rewrote the report.
 # The job waits for this run's report of the day, if any (mail_inputs), and reads the report
 # named in params.
 
@@ -18,5 +19,6 @@ rule mail_report:
         runtime=10,
     params:
         report=lambda wildcards: report_file(wildcards.day),
+        revised=lambda wildcards: wildcards.day in run_plan().revised,
     script:
         "../../scripts/mail_report.py"
