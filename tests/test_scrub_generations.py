@@ -9,6 +9,7 @@ stats file and a malformed replica manifest are found and repaired.
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import timedelta
 from pathlib import Path
@@ -227,3 +228,34 @@ def test_a_wrong_replica_manifest_is_named_by_restore_and_repaired_by_scrub(
         ("disk2", manifest.name, "mismatch", "copied again from the primary")
     ]
     assert manifest.read_bytes() == manifest_of(tmp_path / "vault", DAY).read_bytes()
+
+
+def rot(path: Path, offset: int) -> None:
+    """One bit of ``path`` flipped in place, its time stamps kept (as bit rot does)."""
+    st = path.stat()
+    flip_byte(path, offset)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_rot_in_the_primary_manifest_is_found_and_derived_again(tmp_path: Path) -> None:
+    """A flipped bit in a file name or a hash of the primary's manifest (which still parses)
+    is named, not silently overwritten: the manifest was derived after the day's last change,
+    so differing from its records is rot, not staleness. The report's line too: the report is
+    not taken for damaged when a replica's manifest vouches for it."""
+    _, config, out, _ = two_builds(tmp_path)
+    report_name = f"{DAY}_report.txt"
+    (tmp_path / "vault" / DAY / report_name).write_text("the day's report\n")
+    write_manifest(config, H11)
+    replicate(config, "disk2", H11)
+    manifest = manifest_of(tmp_path / "vault", DAY)
+    good = manifest.read_bytes()
+    for name in (out["tweets"].name, report_name):
+        line = next(x for x in good.decode().splitlines(keepends=True) if x.endswith(f"  {name}\n"))
+        digit = next(i for i, c in enumerate(line) if c.isdigit())  # stays a hex digit
+        rot(manifest, good.index(line.encode()) + digit)
+
+        report = scrub(config)
+        assert [(f.location, f.name, f.status, f.repair) for f in report.findings] == [
+            ("primary", manifest.name, "mismatch", "derived again from the records")
+        ], name
+        assert manifest.read_bytes() == good

@@ -86,6 +86,9 @@ class CopyDay:
     manifest_error: str = ""
     manifest_sha: str | None = None  # of its bytes; None: no manifest
     manifest_mtime_ns: int | None = None  # the primary's: is the report newer than it?
+    # The manifest was derived after the day's last change (``day.untouched``): if it differs
+    # from what its records derive, that is rot, not staleness.
+    current: bool = False
 
     def lines(self, names: Iterable[str]) -> dict[str, str] | None:
         """The manifest's lines for ``names``, if it lists every one of them."""
@@ -125,6 +128,7 @@ def read_copy_day(folder: Path, day: str, location: str) -> CopyDay:
             continue
         copy.manifest_sha = hashlib.sha256(data).hexdigest()
         copy.manifest_mtime_ns = e.stat().st_mtime_ns
+        copy.current = copy.manifest_mtime_ns == os.stat(folder).st_mtime_ns
         try:
             copy.manifest = None if error else parse_manifest(data.decode(), source + e.name)
         except UnicodeDecodeError:

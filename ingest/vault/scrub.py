@@ -36,6 +36,7 @@ done.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -228,9 +229,15 @@ def _plan_report(day_dir: Path, copies: dict[str, CopyDay], throttle) -> tuple[s
         # derived), not rot, which changes no time stamp.
         if written > (primary.manifest_mtime_ns or 0):
             return sha256_file(report, throttle), "newer"
-    for c in copies.values():  # the primary's manifest first
-        if c.manifest is not None and report.name in c.manifest:
-            return c.manifest[report.name], "manifest"
+    lines = [c.manifest[report.name] for c in copies.values() if report.name in (c.manifest or {})]
+    if written is not None and len(set(lines)) > 1:
+        # The manifests disagree: one that lists the report as it is vouches for it (the
+        # other's line rotted); else the primary's manifest decides (the report rotted).
+        actual = sha256_file(report, throttle)
+        if actual in lines:
+            return actual, "manifest"
+    if lines:  # the primary's manifest first
+        return lines[0], "manifest"
     if written is not None:
         return sha256_file(report, throttle), "unverified"
     return None, ""
@@ -718,6 +725,9 @@ class _Repairs:
             for loc in locs
             if plan.copies[loc].manifest_error
         }
+        if PRIMARY not in broken and self.rotten_manifest(plan, report_ok):
+            what = "differs from its records, which it postdates (rot)"
+            broken[PRIMARY] = self.find(PRIMARY, day, name, "mismatch", what)
         if not self.repair:
             return
         day_dir = self.vault / day
@@ -747,6 +757,21 @@ class _Repairs:
         sha = sha256_file(path)
         for loc in locs[1:]:
             self.replica_manifest(plan, loc, path, sha, broken.get(loc))
+
+    def rotten_manifest(self, plan: DayPlan, report_ok: bool) -> bool:
+        """Does the primary's manifest, derived after the day's last change, name other hashes
+        than its intact records and the verified report (as surveyed, before any repair)?"""
+        primary = plan.copies[PRIMARY]
+        if primary.manifest is None or not primary.current:
+            return False
+        expected = {}
+        for label, claim in primary.records.items():
+            if claim.record is not None:
+                expected |= {n: e.sha256 for n, e in claim.record.files.items()}
+                expected[records.record_name(label)] = hashlib.sha256(claim.data).hexdigest()
+        if report_ok and plan.report is not None and plan.report_mode == "manifest":
+            expected[report_path(self.vault, plan.day).name] = plan.report
+        return any(primary.manifest.get(n) != sha for n, sha in expected.items())
 
     def replica_manifest(
         self, plan: DayPlan, loc: str, path: Path, sha: str, finding: Finding | None

@@ -444,19 +444,31 @@ class Injector:
             runs = self.world.active_runs() or [self.world.start_run("to-kill")]
             time.sleep(self.rnd.uniform(0.5, 3.0))
             # Killed before it took the run lock (starting, or finding it busy), it did nothing.
-            f.evidence["held the run lock"] = self._holds_run_lock(runs[0])
-            runs[0].kill("mid-run")
+            _, f.evidence["held the run lock"] = self._kill_and_judge(runs[0], "mid-run")
             f.detail = f"run {runs[0].number} mid-run (no {job} came)"
             f.evidence["run"] = runs[0].number
         self._write({"fault": f.id, "detail": f.detail})
         self._kill_fault = self._kill_deadline = None
 
-    def _holds_run_lock(self, run: Run) -> bool:
+    def _holds_run_lock(self, run: Run, pids: set[int] | None = None) -> bool:
+        """Does the run lock's record name one of ``run``'s processes (or ``pids``) as its open
+        holder?"""
         try:
             record = json.loads(work_paths(str(self.world.work))["run_lock"].read_text())
         except (OSError, ValueError):
             return False
-        return record.get("open") is True and record.get("pid") in {p for p, _ in run.processes()}
+        pids = pids if pids is not None else {p for p, _ in run.processes()}
+        return record.get("open") is True and record.get("pid") in pids
+
+    def _kill_and_judge(self, run: Run, why: str) -> tuple[list[int], bool]:
+        """kill -9 ``run``; (its pids, whether the record it left names it as the lock's open
+        holder). Judged once it is dead: one killed while it exited had emptied the record
+        already, and nobody is then told of a run that never finished."""
+        pids = [pid for pid, _ in run.processes()]
+        run.kill(why)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            run.proc.wait(5)
+        return pids, self._holds_run_lock(run, set(pids))
 
     def two_runs(self) -> bool:
         a, b = self.world.start_run("pair"), self.world.start_run("pair")
@@ -601,9 +613,7 @@ class Injector:
             return
         # Killed before it took the run lock, it had only read; holding it, the next run names
         # its pid as a run that never finished.
-        f.evidence["held the run lock"] = self._holds_run_lock(tool)
-        f.evidence["pids"] = [pid for pid, _ in tool.processes()]
-        tool.kill("kill -9")
+        f.evidence["pids"], f.evidence["held the run lock"] = self._kill_and_judge(tool, "kill -9")
         f.detail += f" after {time.time() - tool.started:.1f} s"
         self._write({"fault": f.id, "detail": f.detail})
 
