@@ -18,6 +18,7 @@ import pytest
 
 from ingest.devtools.soak.copies import (
     Spot,
+    carried,
     day_disagreements,
     flip,
     hour_disagreements,
@@ -215,6 +216,23 @@ def test_a_flip_a_rebuild_carried_into_its_new_generation_is_not_repaired(tmp_pa
     assert flips_not_repaired([superseded], copies) == [
         f"{superseded.describe()}: the flipped bytes are still in it"
     ]
+
+
+def test_flipped_bytes_that_also_read_elsewhere_in_a_mended_file_are_not_carried(
+    tmp_path: Path,
+) -> None:
+    # The full soak's false finding: '"19:12": 20' flipped to '"19:52": 20', mended, and minute
+    # 19:52 also had 20 tweets.
+    path = tmp_path / "stats.json"
+    path.write_bytes(b'{"19:12": 20, "19:30": 7}')
+    flipped = flip(path, random.Random(5))
+    bad = path.read_bytes()
+    good = bytearray(bad)
+    good[flipped["offset"]] = flipped["before"]
+    path.write_bytes(bytes(good) + b" " + bad)  # the mended bytes and, elsewhere, the same text
+    assert not carried(path, flipped)
+    path.write_bytes(bad + b" ")  # a new file that took the flipped bytes over
+    assert carried(path, flipped)
 
 
 def test_a_killed_scrub_is_traced_by_the_run_naming_its_pid_and_a_restore_by_its_output() -> None:

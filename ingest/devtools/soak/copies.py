@@ -211,10 +211,17 @@ def carried(path: Path, flipped: dict[str, Any]) -> bool:
     vouched for by a new record."""
     if "flipped" not in flipped:
         return False
+    bad = bytes.fromhex(flipped["flipped"])
+    lo = max(0, flipped["offset"] - CONTEXT)
+    good = bytearray(bad)
+    good[flipped["offset"] - lo] = flipped["before"]
     try:
-        return bytes.fromhex(flipped["flipped"]) in path.read_bytes()
+        data = path.read_bytes()
     except OSError:
         return False
+    # Mended in place, the flipped bytes found elsewhere are other bytes that read the same (a
+    # stats file's "19:52": 20 beside its mended "19:12": 20), not the flip carried over.
+    return data[lo : lo + len(good)] != good and bad in data
 
 
 def spot_problem(copies: dict[str, Path], spot: Spot) -> str:

@@ -621,13 +621,15 @@ class Injector:
         """A built day's folder deleted on the primary (an ``rm`` gone wrong), then, a few clock
         minutes later, ``sampled-stream restore --days DAY`` from a replica that holds the whole
         day, as the operator would. Only a day over for ``DAY_OVER_FOR``, whose builds are done,
-        with no open flip (the replica's copy is the one left)."""
+        with no open flip on the primary (the replica's copy is the one left)."""
         if "restore" in self._busy:
             return False
         tz = ZoneInfo(TIMEZONE)
         over = f"{(self.world.clock.now() - DAY_OVER_FOR).astimezone(tz):%Y-%m-%d}"
         copies = self.world.copies()
-        flipped = {spot.day for _, spot in self.open_flips}
+        # A flip open on the primary would go with the day; one on a replica makes that copy
+        # of its hour bad, and ``holds_day`` passes that replica over.
+        flipped = {spot.day for _, spot in self.open_flips if spot.location == PRIMARY}
         away = {SSH_REPLICA: "sshd", LOCAL_REPLICA: "unplugged"}
         reachable = [r for r in REPLICAS if away[r] not in self._busy]
         days = [d for d in day_dirs(copies[PRIMARY]) if d.name < over and d.name not in flipped]
