@@ -452,6 +452,25 @@ def test_ssh_replica_checks_before_rename_and_pins_the_host_key(tmp_path: Path, 
     assert unknown.read_text() == ""
 
 
+@pytest.mark.integration
+def test_a_copy_killed_mid_transfer_leaves_nothing_once_the_next_one_is_done(
+    tmp_path: Path, sshd: Sshd
+) -> None:
+    """The soak's finding: a replicate job killed with kill -9 during its rsync left the
+    replica's staging folder for good. Puts to a replica hold its lock, so a staging folder
+    found by the next put of that day is a dead one's: it goes."""
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    entry = remote(sshd, tmp_path / "remote")
+    replica = rep.replica_named(config_with(tmp_path, entry), "server2")
+    ids = vault_paths(vault, HOURS[0])["ids"]
+    dead = tmp_path / "remote" / DAY / ".replicating-0123456789ab"
+    dead.mkdir(parents=True)
+    (dead / ids.name).write_bytes(ids.read_bytes()[:100])  # what the killed rsync got across
+    replica.put(DAY, {ids: read_manifest(manifest_path(vault / DAY))[ids.name]})
+    assert sorted(p.name for p in (tmp_path / "remote" / DAY).iterdir()) == [ids.name]
+
+
 @pytest.mark.parametrize("kind", ["local", "ssh"])
 def test_a_newer_generation_on_a_replica_is_never_overwritten(tmp_path, sshd, kind) -> None:
     """The guard: a first copy of a recorded hour goes through; a replica whose record

@@ -312,3 +312,17 @@ def test_short_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     # The goal: nothing lost, nothing duplicated, every check passed.
     failed = {k: p["items"][:3] for k, p in problems.items() if p["count"]}
     assert proc.returncode == 0 and not failed, f"{failed}\n{proc.stdout[-4000:]}"
+
+
+def test_an_unplugged_replica_nothing_tried_to_reach_is_not_met() -> None:
+    # The full soak's untraced fault: the local replica away for 24 s (cut short at the end),
+    # while no copy to it and no scrub ran.
+    idle = Fault(1, 100.0, "replica unplugged", "unplugged", end=124.0)
+    idle.evidence["copies tried"] = 0
+    tried = Fault(2, 200.0, "replica unplugged", "unplugged", end=260.0)
+    tried.evidence["copies tried"] = 2
+    kinds = assess([idle, tried], [], [], [])["replica unplugged"]
+    assert (kinds["not met"], kinds["no trace"]) == (1, 1)
+    log = "replica usb: /soak/replica-usb is not a folder (not mounted?)"
+    traced = assess([tried], [Event(230.0, None, "job log", log)], [], [])["replica unplugged"]
+    assert traced["traced"] == 1

@@ -289,6 +289,12 @@ class SshReplica(Replica):
         )
 
     def put(self, day: str, files: dict[Path, str], guard: Guard | None = None) -> None:
+        # One put to this replica at a time (a run's parallel jobs, a scrub's repairs): any
+        # staging folder another put left in the day is then a killed one's, and goes.
+        with exclusive_lock(self.state_dir / f"replica_{self.name}.put.lock"):
+            self._put(day, files, guard)
+
+    def _put(self, day: str, files: dict[Path, str], guard: Guard | None) -> None:
         by_dir: dict[Path, dict[str, str]] = {}
         for path, digest in files.items():
             by_dir.setdefault(path.parent, {})[path.name] = digest
@@ -307,6 +313,9 @@ class SshReplica(Replica):
                 "set -eu",
                 f"cd {q(day_dir)}",
                 f"trap 'rm -rf -- {q(tmp)}' EXIT",
+                "for d in .replicating-*; do",
+                f'  if [ "$d" != {q(tmp)} ] && [ -d "$d" ]; then rm -rf -- "$d"; fi',
+                "done",
                 f"sync -- {' '.join(q(f'{tmp}/{n}') for n in names)}",
                 f"sha256sum --check --strict --quiet <<'EOF'\n{sums}EOF",
                 *(guard.shell() if guard is not None else []),

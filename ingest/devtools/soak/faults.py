@@ -405,12 +405,20 @@ class Injector:
         root = self.world.copies()[LOCAL_REPLICA]
         away = root.with_name(root.name + ".unplugged")
         hours = self.rnd.uniform(*UNPLUGGED_HOURS)
+        logs = self.world.work / "logs" / "replicate" / LOCAL_REPLICA
+
+        def plug_back(f: Fault) -> None:
+            away.rename(root)
+            # Copies to it tried meanwhile (their logs), for whether anything met the stretch.
+            tried = [p for p in logs.glob("*.log") if p.stat().st_mtime >= f.t]
+            f.evidence["copies tried"] = len(tried)
+
         return self._stretch(
             "unplugged",
             "replica unplugged",
             self.world.clock.real_seconds(hours * 60),
             lambda: root.rename(away),
-            lambda _: away.rename(root),
+            plug_back,
         )
 
     # -- the workflow ------------------------------------------------------------------------------

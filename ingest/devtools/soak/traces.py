@@ -147,8 +147,9 @@ RULES: dict[str, Rule] = {
         ("run log", "scrub log", "restore log"),
         per_server=False,
     ),
-    # A copy to a folder that is not there fails its job and alerts (not mounted?).
-    "replica unplugged": Rule(r"not mounted", (*ALERTS, "job log"), per_server=False),
+    # A copy to a folder that is not there fails its job and alerts (not mounted?); a scrub
+    # names the replica unreachable for the same reason.
+    "replica unplugged": Rule(r"not mounted", (*ALERTS, "job log", "scrub log"), per_server=False),
     # A restore's output: the day's counts, or why it could not start (an unreachable replica).
     "vault day deleted, restored": Rule(
         r"(?s)^restore {tool}: .*({day}: \d+ restored|restore: error:)",
@@ -384,6 +385,11 @@ def met(
         return bool(f.evidence.get("5xx answered"))
     if f.kind == "vault bit flip":
         return not superseded(f, runs, tools)
+    if f.kind == "replica unplugged":  # a copy to it, or a scrub, ran meanwhile
+        scrubs = [t for t in tools if t.kind == "scrub" and t.started <= end]
+        return bool(f.evidence.get("copies tried")) or any(
+            (t.ended or float("inf")) >= f.t for t in scrubs
+        )
     if f.kind in ("scrub killed", "restore killed"):  # before the run lock, it had only read
         return bool(f.evidence.get("held the run lock"))
     return True
