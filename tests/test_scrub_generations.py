@@ -259,3 +259,27 @@ def test_rot_in_the_primary_manifest_is_found_and_derived_again(tmp_path: Path) 
             ("primary", manifest.name, "mismatch", "derived again from the records")
         ], name
         assert manifest.read_bytes() == good
+
+
+def test_a_full_disk_during_repairs_is_a_finding_not_a_traceback(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The full soak's finding: a scrub whose repair hit a full vault disk ended in a traceback.
+    The day is named, not repaired, and the scrub ends with its report (exit 1)."""
+    import errno
+
+    from ingest.vault import scrub as scrub_module
+
+    _, config, out, _ = two_builds(tmp_path)
+    replicate(config, "disk2", H11)
+    flip_byte(out["stats"], 10)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(scrub_module, "derive_manifest", full)  # the disk fills mid-repair
+    report = scrub(config)
+    assert ("primary", DAY, "*", "not repaired") in [
+        (f.location, f.day, f.name, f.status) for f in report.findings
+    ]
+    assert "No space left" in report.findings[-1].detail

@@ -367,7 +367,11 @@ def _repair_between_runs(
             if _changed(vault, plan):
                 log.info("scrub: %s changed while it was checked; next scrub", plan.day)
                 continue
-            repairs.day(plan)
+            try:
+                repairs.day(plan)
+            except OSError as e:  # a full or failing disk: this day waits, the others go on
+                log.error("scrub: %s: repairs stopped: %s", plan.day, e)
+                report.findings.append(Finding(PRIMARY, plan.day, "*", "not repaired", str(e)))
     finally:
         lock.release()
 
