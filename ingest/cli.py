@@ -142,7 +142,8 @@ def add_status(sub: argparse._SubParsersAction) -> None:
         help="print each server's collector status and the age of its newest minute file",
         description="Read the collectors' status files (stream.status_dir, default "
         "work_dir/status) and each server's raw_dir. On the primary (where the workflow has "
-        "run) the system's health follows; --json then prints {servers, health}.",
+        "run) the system's health follows; --json then prints {servers, health}. Exit status "
+        "as a monitoring plugin's: 0 ok, 1 warning, 2 failing, 3 unknown (bad config).",
     )
     p.add_argument("--config", required=True)
     p.add_argument("--server", action="append", help="only this server (repeatable)")
@@ -151,20 +152,27 @@ def add_status(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_status)
 
 
+# The monitoring-plugin convention (Nagios, Icinga, Checkmk): 0 ok, 1 warning, 2 failing
+# (critical), 3 unknown (the state could not be read: a bad config or command line).
+STATUS_EXIT = {"ok": 0, "warning": 1, "failing": 2}
+STATUS_UNKNOWN = 3
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from ingest.collect.status import format_report, report_all
     from ingest.config import ConfigError, load_config
-    from ingest.observe.health import is_primary, system_health
+    from ingest.observe.health import assess_collector, is_primary, system_health, worst
 
     try:
         config = load_config(args.config)
         clock = make_clock(args)
     except (ConfigError, ValueError) as e:
-        return _fail("status", str(e))
+        return _fail("status", str(e), STATUS_UNKNOWN)
     known = {s["name"] for s in config["servers"]}
     unknown = sorted(set(args.server or []) - known)
     if unknown:
-        return _fail("status", f"no server named {', '.join(unknown)} in {args.config}")
+        names = ", ".join(unknown)
+        return _fail("status", f"no server named {names} in {args.config}", STATUS_UNKNOWN)
     reports = report_all(config, clock, args.server)
     # On the primary (the workflow runs there) the whole system's health follows.
     health = system_health(config, clock.now()) if is_primary(config) else None
@@ -175,7 +183,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\n".join(format_report(r) for r in reports))
         if health:
             print(health.format())
-    return 0
+    # The system's health on the primary; elsewhere (a secondary) its collectors'.
+    if health is None:
+        level = worst([assess_collector(r, config["health"]).level for r in reports])
+    else:
+        level = health.level
+    return STATUS_EXIT[level]
 
 
 # --- scrub and restore (the vault's replicas) -----------------------------------------------
@@ -370,11 +383,21 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
 ]
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sampled-stream")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sampled-stream",
         description="Collect the X/Twitter API v2 sampled stream and look after the collectors.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

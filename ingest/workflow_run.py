@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,27 @@ from ingest import layout
 from ingest.clock import FixedClock
 from ingest.locks import LockBusy, RunLock
 from ingest.notify import alerts_for, notify_once
+
+# What a failed rule was doing, as the operator reads it in a mail's subject.
+FAILED_WORK = {
+    "pull": "pull from a secondary",
+    "parse_minutes": "parsing minute files",
+    "build_hour": "hourly build",
+    "day_report": "day report",
+    "day_manifest": "day manifest",
+    "replicate": "copy to a replica",
+    "upload_osf": "OSF upload",
+    "mail_report": "day mail",
+}
+
+
+def failure_subject(text: str) -> str:
+    """The failure mail's subject: what failed, by the rules Snakemake names in ``text``
+    ("Error in rule upload_osf:" says "OSF upload failed", not "hourly build failed")."""
+    rules = sorted(set(re.findall(r"Error in rule (\w+):", text)))
+    if not rules:
+        return "workflow run failed"
+    return ", ".join(FAILED_WORK.get(r, r) for r in rules) + " failed"
 
 
 def failure_mail(
@@ -40,7 +62,7 @@ def failure_mail(
     said = "\n".join(errors)[-4000:]
     alerts_for(config, FixedClock(now)).alert(
         "workflow-error",
-        "hourly build failed",
+        failure_subject(said + tail),
         f"A run of the hourly workflow failed at {now.isoformat()}.\n"
         + (f"\nError:\n{said}\n" if said else "")
         + f"Log: {', '.join(paths) or 'none'}\n\n{tail}\n"

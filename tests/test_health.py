@@ -238,13 +238,14 @@ def test_status_on_the_primary_adds_the_health(tmp_path: Path, capsys) -> None:
 
     cfg = config_file(tmp_path)
     clock = ["--clock-start", NOW.isoformat(), "--speed", "1.0001"]
-    assert cli.main(["status", "--config", str(cfg), "--json", *clock]) == 0
+    # Exit status 2: failing (s1 has no minute file), as a monitoring plugin says it.
+    assert cli.main(["status", "--config", str(cfg), "--json", *clock]) == 2
     assert isinstance(json.loads(capsys.readouterr().out), list)  # not the primary
     config = validate_config(minimal_config(tmp_path))
     health.record_run(config, "r", NOW, NOW, "ok")
-    assert cli.main(["status", "--config", str(cfg), "--json", *clock]) == 0
+    assert cli.main(["status", "--config", str(cfg), "--json", *clock]) == 2
     out = json.loads(capsys.readouterr().out)
     assert [r["server"] for r in out["servers"]] == ["s1"]
     assert out["health"]["workflow"]["last_run"]["result"] == "ok"
-    assert cli.main(["status", "--config", str(cfg), *clock]) == 0
+    assert cli.main(["status", "--config", str(cfg), *clock]) == 2
     assert "health: FAILING" in capsys.readouterr().out  # s1 has no minute file

@@ -85,10 +85,13 @@ def test_installed_command_helps_and_checks_a_config(installed, elsewhere, tmp_p
         config_file(tmp_path, "server1"),
         cwd=elsewhere,
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 2, done.stderr  # failing: no minute file yet
     assert "server1" in done.stdout
+
+    done = run(installed / "sampled-stream", "--version", cwd=elsewhere)
+    assert (done.returncode, done.stdout.strip()) == (0, "sampled-stream 0.1.0")
 
     bad = config_file(tmp_path, "server1", late_minutes="six")
     done = run(installed / "sampled-stream", "status", "--config", bad, cwd=elsewhere)
-    assert done.returncode == 2
+    assert done.returncode == 3  # unknown: the state could not be read
     assert "late_minutes: 'six' is not of type 'integer'" in done.stderr

@@ -134,7 +134,7 @@ def test_a_run_that_fails_while_snakemake_reads_the_snakefile_is_mailed(tmp_path
     proc = snakemake(tmp_path)
     assert proc.returncode == 1
     (msg,) = sink.wait_for(1)
-    assert msg["Subject"] == PREFIX + "hourly build failed"
+    assert msg["Subject"] == PREFIX + "workflow run failed"  # no rule ran: no build failed
     assert "late_minutes" in msg.get_content()
     # A dry run is the operator at a terminal: no mail.
     assert snakemake(tmp_path, "-n").returncode == 1
@@ -226,3 +226,14 @@ def test_a_run_killed_holding_the_lock_is_reported_once_by_the_next(tmp_path, sm
     assert f"pid {killed.pid}" in msg.get_content()
     assert f"pid {killed.pid}" in capsys.readouterr().out
     assert len(sink.messages) == 1
+
+
+def test_the_failure_mail_names_what_failed() -> None:
+    from ingest.workflow_run import failure_subject
+
+    log = "Error in rule mail_report:\n    jobid: 7\nError in rule upload_osf:\n    jobid: 3\n"
+    assert failure_subject(log) == "day mail, OSF upload failed"
+    assert failure_subject("Error in rule build_hour:\n") == "hourly build failed"
+    assert failure_subject("WorkflowError: late_minutes: 99 is greater than 60") == (
+        "workflow run failed"
+    )

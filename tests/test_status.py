@@ -137,7 +137,8 @@ def test_status_command_prints_every_server(tmp_path: Path, capsys, restore_logg
         },
     )
     now = ["--clock-start", "2026-01-14T10:07:30+00:00"]  # 90 s after the minute ended
-    assert cli.main(["status", "--config", str(cfg), *now]) == 0
+    # The exit status is a monitoring plugin's: server2 has no minute file at all (failing).
+    assert cli.main(["status", "--config", str(cfg), *now]) == 2
     out = capsys.readouterr().out
     assert "server1:\n  state: connected (pid 4242" in out
     assert "tweets: 3300 in minute 2026-01-14T11:05:00+01:00, 16500 in hour 2026-01-14_11" in out
@@ -146,15 +147,22 @@ def test_status_command_prints_every_server(tmp_path: Path, capsys, restore_logg
     assert "server2:\n  status: no status file" in out
     assert f"newest minute file: none in {tmp_path / 'raw2'}" in out
 
-    assert cli.main(["status", "--config", str(cfg), "--json", "--server", "server2", *now]) == 0
+    assert cli.main(["status", "--config", str(cfg), "--json", "--server", "server2", *now]) == 2
     (report,) = json.loads(capsys.readouterr().out)
     assert report["server"] == "server2" and report["status"] is None
 
-    assert cli.main(["status", "--config", str(cfg), "--json", *now]) == 0
+    assert cli.main(["status", "--config", str(cfg), "--json", *now]) == 2
     reports = json.loads(capsys.readouterr().out)
     assert reports[0]["newest_minute_age_seconds"] == pytest.approx(90, abs=1)
 
-    assert cli.main(["status", "--config", str(cfg), "--server", "nope"]) == 2
+    assert cli.main(["status", "--config", str(cfg), "--server", "server1", *now]) == 0  # ok
+    status = json.loads(status_path(config, "server1").read_text())
+    del status["connected_since"]  # reconnecting: a warning
+    write_status(status_path(config, "server1"), status)
+    assert cli.main(["status", "--config", str(cfg), "--server", "server1", *now]) == 1
+    capsys.readouterr()
+
+    assert cli.main(["status", "--config", str(cfg), "--server", "nope"]) == 3  # unknown
     assert "no server named nope" in capsys.readouterr().err
 
 
@@ -164,5 +172,5 @@ def test_unreadable_status_file_is_reported(tmp_path: Path, capsys, restore_logg
     path = status_path(config, "server1")
     path.parent.mkdir(parents=True)
     path.write_text("{not json")
-    assert cli.main(["status", "--config", str(cfg), "--server", "server1"]) == 0
+    assert cli.main(["status", "--config", str(cfg), "--server", "server1"]) == 2  # no minutes
     assert "status: unreadable" in capsys.readouterr().out

@@ -390,7 +390,8 @@ def test_complete_day_report_is_mailed_once_with_its_plot(publish):
 
 def test_failing_runs_mail_their_error_rate_limited(publish):
     sink, snap = publish["sink"], publish["snap"]
-    errors = [m for m in sink.messages if m["Subject"] == PREFIX + "hourly build failed"]
+    # The upload failed, not a build: the subject says so (issue 23).
+    errors = [m for m in sink.messages if m["Subject"] == PREFIX + "OSF upload failed"]
     # Two failing runs within the hour, email.max_per_hour 1: one mail.
     assert snap["osf_down"]["mails"] == snap["first"]["mails"] + 1
     assert len(errors) == 1 and snap["osf_back"]["mails"] == len(sink.messages) == 2
