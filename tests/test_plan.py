@@ -292,3 +292,18 @@ def test_a_range_that_ends_before_it_starts_is_refused(hours):
 def test_a_malformed_range_is_refused_by_the_schema(tmp_path, hours):
     with pytest.raises(ConfigError, match="hours"):
         make_config(tmp_path, hours=hours)
+
+
+def test_the_dry_run_summary_names_every_kind_of_pending_work() -> None:
+    """ "nothing pending" only when no job of any kind would run: copies to a replica, a day's
+    manifest or a pull are pending work too (issue 23)."""
+    now = utc(2026, 1, 15, 12, 0)
+    idle = plan.Plan()
+    assert plan.describe(idle, now).endswith("  nothing pending")
+    assert plan.describe(idle, now, copies={"usb": []}).endswith("  nothing pending")
+    copies = plan.describe(idle, now, copies={"usb": [Hour("2026-01-14", 5)]})
+    assert "hours to copy to replica usb (1): 2026-01-14_05" in copies
+    assert "nothing pending" not in copies
+    day = plan.describe(plan.Plan(reports=["2026-01-14"]), now)
+    assert "day reports and manifests to write (1): 2026-01-14" in day
+    assert "servers to pull (1): server2" in plan.describe(idle, now, pulls=["server2"])

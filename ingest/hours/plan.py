@@ -299,3 +299,37 @@ def pull_state(state_dir: Path, servers: list[str]) -> dict[str, dict]:
     return {
         server: {"ok": load_state(state_dir, server).first_failure is None} for server in servers
     }
+
+
+def describe(
+    plan: Plan,
+    now: datetime,
+    when: str = "",
+    copies: dict[str, list[Hour]] | None = None,
+    pulls: list[str] = (),
+) -> str:
+    """One line per kind of pending work, what `snakemake -n` must make obvious: "nothing
+    pending" only when no job of any kind would run. ``copies``: each replica's hours to copy;
+    ``pulls``: the servers this run pulls."""
+    lines = [f"plan at {now.isoformat()}{f' {when}' if when else ''}:"]
+    kinds = [
+        ("servers to pull", list(pulls)),
+        ("hours to build", [h.label for h in plan.build]),
+        ("hours waiting for a secondary", [h.label for h in plan.waiting]),
+        ("day reports and manifests to write", plan.reports),
+        *(
+            (f"hours to copy to replica {r}", [h.label for h in hs])
+            for r, hs in (copies or {}).items()
+        ),
+        ("uploads to OSF", [h.label for h in plan.uploads]),
+        ("day reports to mail", plan.mails),
+    ]
+    for what, items in kinds:
+        if items:
+            lines.append(f"  {what} ({len(items)}): {', '.join(items)}")
+    if plan.to_parse:
+        lines.append(f"  minute files to parse: {len(plan.to_parse)}")
+    lines += [f"  warning: {w}" for w in plan.warnings]
+    if len(lines) == 1:
+        lines.append("  nothing pending")
+    return "\n".join(lines)

@@ -656,16 +656,24 @@ def copied(work_dir: str | Path, vault: Path, replica: str, hour: Hour) -> bool:
 
 
 def workflow_targets(
-    config: dict[str, Any], plan: Any, built: Iterable[Hour], now: datetime, run: str
+    config: dict[str, Any], plan: Any, copies: dict[str, list[Hour]], run: str
 ) -> list[str]:
     """What a workflow run adds to its targets: the manifests of the days it rebuilds and each
-    replica's pending copies of the ``built`` hours and of those it (re)builds."""
+    replica's pending ``copies`` (``pending_copies``)."""
     targets = [str(manifest_receipt(config["work_dir"], d, run)) for d in plan.reports]
-    every = set(built) | set(plan.build)
-    for r in replicas(config):
-        for h in pending_hours(config, r, every, now, rebuilt=plan.build):
-            targets.append(str(hour_receipt(config["work_dir"], r.name, h)))
+    for name, hours in copies.items():
+        targets += [str(hour_receipt(config["work_dir"], name, h)) for h in hours]
     return targets
+
+
+def pending_copies(
+    config: dict[str, Any], plan: Any, built: Iterable[Hour], now: datetime
+) -> dict[str, list[Hour]]:
+    """Each replica's hours a run copies: of the ``built`` hours and those it (re)builds."""
+    every = set(built) | set(plan.build)
+    return {
+        r.name: pending_hours(config, r, every, now, rebuilt=plan.build) for r in replicas(config)
+    }
 
 
 def copy_inputs(config: dict[str, Any], plan: Any, hour: Hour, run: str) -> list[str]:

@@ -837,7 +837,8 @@ config = load_config(sys.argv[1])
 hours = built_hours(Path(config["vault_dir"]))
 now = datetime.now(UTC)
 if sys.argv[2] == "--pending":
-    left = r.workflow_targets(config, SimpleNamespace(reports=[], build=[]), hours, now, "bench")
+    plan = SimpleNamespace(reports=[], build=[])
+    left = r.workflow_targets(config, plan, r.pending_copies(config, plan, hours, now), "bench")
     if left:
         sys.exit(f"expected nothing to copy, got {left}")
 else:

@@ -220,7 +220,7 @@ def targets_of(plan):
     targets += [str(WORK["osf"] / h.day / f"{h.label}.json") for h in plan.uploads]
     targets += [str(WORK["mail"] / f"{d}.sent") for d in plan.mails]
     # Manifests and copies to the replicas (workflow/rules/replicate.smk).
-    targets += replication.workflow_targets(config, plan, planning.built_hours(VAULT), NOW, RUN)
+    targets += replication.workflow_targets(config, plan, copies_of(plan), RUN)
     return targets
 
 
@@ -249,22 +249,20 @@ def mail_failure(log_path):
 
 
 def describe_plan(plan, when=""):
-    """One line per kind of pending work: what `snakemake -n` should make obvious."""
-    lines = [f"plan at {NOW.isoformat()}{f' {when}' if when else ''}:"]
-    for what, items in [
-        ("hours to build", [h.label for h in plan.build]),
-        ("hours waiting for a secondary", [h.label for h in plan.waiting]),
-        ("uploads to OSF", [h.label for h in plan.uploads]),
-        ("day reports to mail", plan.mails),
-    ]:
-        if items:
-            lines.append(f"  {what} ({len(items)}): {', '.join(items)}")
-    if plan.to_parse:
-        lines.append(f"  minute files to parse: {len(plan.to_parse)}")
-    lines += [f"  warning: {w}" for w in plan.warnings]
-    if len(lines) == 1:
-        lines.append("  nothing pending")
-    return "\n".join(lines)
+    """What `snakemake -n` prints: every kind of pending work (ingest.hours.plan.describe)."""
+    return planning.describe(plan, NOW, when, copies_of(plan), PULLED if plan is PLAN else [])
+
+
+_COPIES = {}
+
+
+def copies_of(plan):
+    """Each replica's hours to copy for ``plan``: looked up once a plan (the dry run's
+    summary and the targets both need them)."""
+    if id(plan) not in _COPIES:
+        built = planning.built_hours(VAULT)
+        _COPIES[id(plan)] = replication.pending_copies(config, plan, built, NOW)
+    return _COPIES[id(plan)]
 
 
 if workflow.is_main_process:
