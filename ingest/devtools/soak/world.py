@@ -392,23 +392,8 @@ class World:
         now: datetime = self.clock.now()
         command = self.cron + f" --config now={now.isoformat(timespec='seconds')}"
         log = self.root / "runs" / f"{number:05d}-{why}.log"
-        with open(log, "wb") as out:
-            proc = subprocess.Popen(
-                command,
-                shell=True,
-                cwd=self.work,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env={
-                    **env(),
-                    # cron's PATH starts with the project's .venv/bin: this Python's.
-                    "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
-                    # The fast clock's "now" is for tests only; the workflow insists on this.
-                    "SAMPLED_STREAM_TEST_CLOCK": "1",
-                },
-            )
+        # The fast clock's "now" is for tests only; the workflow insists on this.
+        proc = self._spawn(command, log, {"SAMPLED_STREAM_TEST_CLOCK": "1"})
         run = Run(number, why, time.time(), proc, log)
         self.runs.append(run)
         return run
@@ -440,8 +425,17 @@ class World:
         """``command`` (a shell line, as cron or an operator types it) in its own session."""
         number = len(self.tools) + 1
         log = self.root / "runs" / f"{kind}-{number:03d}-{why}.log"
+        tool = Tool(number, why, time.time(), self._spawn(command, log), log, kind=kind)
+        self.tools.append(tool)
+        return tool
+
+    def _spawn(
+        self, command: str, log: Path, extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """A shell line as cron runs it, in its own session (killed whole), output to ``log``;
+        PATH starts with the project's .venv/bin (this Python's), as cron's does."""
         with open(log, "wb") as out:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 command,
                 shell=True,
                 cwd=self.work,
@@ -452,11 +446,9 @@ class World:
                 env={
                     **env(),
                     "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",
+                    **(extra_env or {}),
                 },
             )
-        tool = Tool(number, why, time.time(), proc, log, kind=kind)
-        self.tools.append(tool)
-        return tool
 
     def start_scrub(self, why: str) -> Tool:
         return self.start_tool("scrub", why, self.scrub_command)
