@@ -1,0 +1,214 @@
+"""Issue 22: what ``sampled-stream import`` promises on the inputs people actually hold.
+
+Each tweet exactly once (pages retrieved long after their tweets go by ``created_at``), only
+verified bytes from compressed inputs, the run lock, honest fields, a clear failure for an
+input that holds no tweets. The real payloads of ../shared/fixtures/twitter-v2 are the input.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import lzma
+import subprocess
+import sys
+import zlib
+from collections import defaultdict
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from ingest import layout
+from ingest.hours.assign import HourAssigner
+from ingest.hours.parse import datetime_key, parse_line
+from ingest.imports.importer import import_sources
+from ingest.layout import parse_minute_name
+from tests.test_import import (
+    TZ,
+    config,
+    config_path,
+    fixture,
+    raw_lines,
+    run_cli,
+    twarc_sample,
+)
+from tests.test_run_lock import hold_run_lock
+
+LATE = 5  # the schema's default late_minutes
+
+
+def hours_of_ids(raw_dir: Path) -> dict[str, set[str]]:
+    """Tweet ID -> the hour labels its landed copies count for, by the build's own rule."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for p in sorted(raw_dir.rglob("*.jsonl")):
+        minute = parse_minute_name(p.name, TZ)
+        assigner = HourAssigner(TZ, LATE, minute)
+        for raw in p.read_bytes().splitlines():
+            line = parse_line(raw, default_retrieved=datetime_key(minute))
+            for t in line.tweets:
+                out[str(t.id)].add(assigner.label(t.created_key, t.retrieved_key))
+    return out
+
+
+def with_retrieved_at(page: dict, at: datetime) -> bytes:
+    return json.dumps({**page, "__twarc": {**page["__twarc"], "retrieved_at": at.isoformat()}})
+
+
+# --- D: each tweet in exactly one hour ------------------------------------------------------
+
+
+def test_a_tweet_in_pages_retrieved_at_different_times_lands_in_one_hour(tmp_path: Path) -> None:
+    """The same search page fetched twice, two hours apart: its tweets count for their created
+    hour once, never once per retrieval."""
+    page = json.loads(fixture("brexit.jsonl").read_bytes().splitlines()[0])
+    retrieved = datetime.fromisoformat(page["__twarc"]["retrieved_at"])
+    first, again = tmp_path / "first.jsonl", tmp_path / "again.jsonl"
+    first.write_bytes(with_retrieved_at(page, retrieved).encode() + b"\n")
+    again.write_bytes(with_retrieved_at(page, retrieved + timedelta(hours=2)).encode() + b"\n")
+    report = import_sources(config(tmp_path), "old", [first, again])
+    assert [r["status"] for r in report.results] == ["imported", "imported"]
+    hours = hours_of_ids(tmp_path / "raw")
+    assert set(hours) == {t["id"] for t in page["data"]}
+    for tid, labels in hours.items():
+        created = next(t["created_at"] for t in page["data"] if t["id"] == tid)
+        assert labels == {layout.hour_of(datetime.fromisoformat(created), TZ).label}, tid
+
+
+def test_a_page_of_old_tweets_goes_by_each_tweets_created_at(tmp_path: Path) -> None:
+    """A timeline page: 100 tweets over three weeks, fetched a year later. Each tweet counts for
+    its own created hour, with its author and its real retrieved_at."""
+    src = tmp_path / "timeline.jsonl"
+    src.write_bytes(fixture("withheld.jsonl").read_bytes().splitlines(keepends=True)[3])
+    page = json.loads(src.read_bytes())
+    [result] = import_sources(config(tmp_path), "old", [src]).results
+    assert result["status"] == "imported" and result["by_created_at"] == len(page["data"])
+    hours = hours_of_ids(tmp_path / "raw")
+    for t in page["data"]:
+        assert hours[t["id"]] == {layout.hour_of(datetime.fromisoformat(t["created_at"]), TZ).label}
+    users = {u["id"]: u for u in page["includes"]["users"]}
+    for p in (tmp_path / "raw").rglob("*.jsonl"):
+        for raw in p.read_bytes().splitlines():
+            [t] = parse_line(raw).tweets
+            assert t.has_author == (t.author_id in users)
+            assert t.retrieved_at == datetime.fromisoformat(page["__twarc"]["retrieved_at"])
+
+
+def test_sample_lines_keep_filing_by_retrieved_at(tmp_path: Path) -> None:
+    """Stream lines keep the collector's rule, byte for byte, even when late."""
+    src = tmp_path / "sample.jsonl"
+    lines = twarc_sample(src)
+    import_sources(config(tmp_path), "old", [src])
+    landed = sorted(line for ls in raw_lines(tmp_path / "raw").values() for line in ls)
+    assert landed == sorted(lines)
+
+
+# --- E: only verified bytes of a compressed input --------------------------------------------
+
+
+def gzip_member_stored(data: bytes) -> bytes:
+    """A gzip member whose deflate blocks are stored (level 0): a flipped payload byte comes
+    out as an altered byte, and only the member's CRC can tell."""
+    c = zlib.compressobj(0, zlib.DEFLATED, 31)
+    return c.compress(data) + c.flush()
+
+
+def test_a_damaged_gzip_member_places_nothing_of_that_member(tmp_path: Path) -> None:
+    plain = tmp_path / "sample.jsonl"
+    lines = twarc_sample(plain)
+    half = len(lines) // 2
+    good = gzip.compress(b"".join(lines[:half]))
+    bad = bytearray(gzip_member_stored(b"".join(lines[half:])))
+    at = bad.index(b'"id": "') + 8
+    bad[at] = ord("7") if bad[at] != ord("7") else ord("3")  # an ID digit, still valid JSON
+    src = tmp_path / "archive.jsonl.gz"
+    src.write_bytes(good + bytes(bad))
+    cfg = config_path(tmp_path)
+    proc = run_cli("--config", str(cfg), "--server", "old", str(src))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "archive.jsonl.gz" in proc.stdout and "DAMAGED" in proc.stdout
+    assert f"offset {len(good):,}" in proc.stdout  # where the unverified member starts
+    landed = sorted(line for ls in raw_lines(tmp_path / "raw").values() for line in ls)
+    assert landed == sorted(lines[:half])  # the verified member, nothing of the damaged one
+
+
+def xz_with_bad_check(data: bytes) -> bytes:
+    """An .xz stream whose data is intact but whose block check (CRC64) is wrong."""
+    packed = bytearray(lzma.compress(data, check=lzma.CHECK_CRC64))
+    backward = int.from_bytes(packed[-8:-4], "little")
+    index_size = (backward + 1) * 4
+    packed[len(packed) - 12 - index_size - 1] ^= 0xFF
+    return bytes(packed)
+
+
+def test_an_xz_stream_whose_check_fails_places_nothing_of_it(tmp_path: Path) -> None:
+    plain = tmp_path / "sample.jsonl"
+    lines = twarc_sample(plain)
+    half = len(lines) // 2
+    src = tmp_path / "archive.jsonl.xz"
+    src.write_bytes(
+        lzma.compress(b"".join(lines[:half])) + xz_with_bad_check(b"".join(lines[half:]))
+    )
+    [result] = import_sources(config(tmp_path), "old", [src]).results
+    assert result["damaged"] and result["lines"] == {"stream": half}
+    landed = sorted(line for ls in raw_lines(tmp_path / "raw").values() for line in ls)
+    assert landed == sorted(lines[:half])
+
+
+# --- G: the run lock -------------------------------------------------------------------------
+
+
+def test_import_waits_for_the_run_lock_or_fails_at_once(tmp_path: Path) -> None:
+    src = tmp_path / "sample.jsonl"
+    twarc_sample(src)
+    cfg = config_path(tmp_path)
+    lock = Path(config(tmp_path)["work_dir"]) / "run.lock"
+    holder = hold_run_lock(lock, "wait")
+    try:
+        proc = run_cli("--config", str(cfg), "--server", "old", "--no-wait", str(src))
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert f"pid {holder.pid}" in proc.stderr and "run lock" in proc.stderr
+        assert not list((tmp_path / "raw").rglob("*.jsonl"))  # nothing placed meanwhile
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "ingest.cli", "import", "--config", str(cfg)]
+            + ["--server", "old", str(src)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert "waiting for" in waiting.stderr.readline()
+    finally:
+        holder.kill()
+        holder.wait()
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, out + err
+    assert "522 lines written" in out
+    assert list((tmp_path / "raw").rglob("*.jsonl"))
+
+
+# --- honest fields and exit status ------------------------------------------------------------
+
+
+def test_a_line_without_retrieved_at_leaves_the_column_empty() -> None:
+    raw = fixture("sample-stream-lines.jsonl").read_bytes().splitlines()[0]  # no __twarc
+    [t] = parse_line(raw, default_retrieved="2021-04-01T15:52:00.000000+00:00").tweets
+    assert t.head.split(",")[4] == ""  # the tweets CSV's retrieved_at column
+    assert t.retrieved_key is not None  # the copy still sorts (by its file's minute)
+
+
+def test_an_input_without_tweets_fails_naming_the_file_and_what_it_holds(tmp_path: Path) -> None:
+    cfg = config_path(tmp_path)
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    garbage = tmp_path / "garbage.jsonl"
+    garbage.write_bytes(b"\x00\x01 binary junk\nmore junk\n")
+    csv = tmp_path / "tweets.csv"
+    csv.write_text("id,conversation_id,author_id,created_at\n1,1,2,2021-04-01 15:52:31+00:00\n")
+    for src, what in (
+        (empty, "empty"),
+        (garbage, "2 lines, none a tweet"),
+        (csv, "first line: id,conversation_id,author_id,created_at"),
+    ):
+        proc = run_cli("--config", str(cfg), "--server", "old", str(src))
+        assert proc.returncode == 1, proc.stdout
+        [line] = [x for x in proc.stdout.splitlines() if x.startswith(str(src))]
+        assert "no tweet" in line and what in line, line
+    assert not (tmp_path / "raw").exists() or not list((tmp_path / "raw").rglob("*.jsonl"))
