@@ -154,6 +154,7 @@ def wait_for_run_lock(
     wait_s: float,
     poll_s: float = 5,
     on_wait: Callable[[LockBusy], None] | None = None,
+    what: str = "workflow run",
 ) -> RunLock:
     """The workflow's run lock (work_dir/run.lock), waiting up to ``wait_s`` for a run to end;
     LockBusy naming the holder after that. ``on_wait`` hears, once, that the lock is busy
@@ -164,7 +165,7 @@ def wait_for_run_lock(
     told = False
     while True:
         try:
-            lock = RunLock(path, datetime.now(UTC))
+            lock = RunLock(path, datetime.now(UTC), what)
             report_unfinished(config, lock, datetime.now(UTC))  # a run killed just before
             return lock
         except LockBusy as busy:
@@ -180,8 +181,8 @@ def report_unfinished(config: dict[str, Any], lock: RunLock, now: datetime) -> N
     """Say, and mail once, that the lock's previous holder never finished: a run killed
     (kill -9, OOM) or cut by a power loss says nothing itself. Whoever takes the lock next
     (a run, a scrub, a restore) reports it; the next run redoes its unfinished jobs."""
-    if (gone := lock.unfinished) is None:
-        return
+    if (gone := lock.unfinished) is None or gone.what == "import":
+        return  # an import killed while placing: the next import finishes it and says so
     item = f"pid {gone.pid} on {gone.host}, started {gone.started.isoformat()}"
     print(f"the previous workflow run ({item}) never finished: redoing its jobs")
     notify_once(
