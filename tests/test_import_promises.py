@@ -212,3 +212,49 @@ def test_an_input_without_tweets_fails_naming_the_file_and_what_it_holds(tmp_pat
         [line] = [x for x in proc.stdout.splitlines() if x.startswith(str(src))]
         assert "no tweet" in line and what in line, line
     assert not (tmp_path / "raw").exists() or not list((tmp_path / "raw").rglob("*.jsonl"))
+
+
+# --- archives in the health; a raw_dir that is not there -------------------------------------
+
+
+def test_an_archive_is_not_a_collector_in_health_status_and_metrics(tmp_path: Path) -> None:
+    from ingest.observe import health
+    from ingest.observe.metrics import metrics_text
+
+    src = tmp_path / "sample.jsonl"
+    twarc_sample(src)
+    cfg = config_path(tmp_path)
+    c = config(tmp_path)
+    import_sources(c, "old", [src])
+    now = datetime.fromisoformat("2026-12-07T12:00:00+00:00")
+    health.record_run(c, "r", now, now, "ok")  # the primary
+    h = health.system_health(c, now)
+    [check] = [x for x in h.checks if x.name.endswith(" old")]
+    assert check.name == "archive old" and check.level == health.OK, check
+    assert "522 lines from 1 input" in check.summary and "2021-09-22" in check.summary
+    assert 'health_level{check="overall"} 2' not in metrics_text(h)
+    proc = run_cli_command("status", "--config", str(cfg))
+    assert "old: archive (imported)" in proc.stdout and "522 lines" in proc.stdout
+    assert "newest minute file" not in proc.stdout.split("health:")[0]
+
+
+def test_a_missing_raw_dir_is_said_in_the_plan_status_and_health(tmp_path: Path) -> None:
+    from ingest.hours.plan import make_plan
+    from ingest.observe import health
+
+    cfg = config_path(tmp_path, imported=False)
+    c = config(tmp_path, imported=False)
+    missing = f"raw_dir {tmp_path / 'raw'} does not exist"
+    now = datetime.fromisoformat("2026-12-07T12:00:00+00:00")
+    assert any(missing in w for w in make_plan(c, now).warnings)
+    h = health.system_health(c, now)
+    [check] = [x for x in h.checks if x.name == "collector old"]
+    assert check.level == health.FAILING and missing in check.summary
+    proc = run_cli_command("status", "--config", str(cfg))
+    assert missing in proc.stdout
+
+
+def run_cli_command(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ingest.cli", *args], capture_output=True, text=True, timeout=60
+    )
