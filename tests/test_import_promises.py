@@ -232,7 +232,9 @@ def test_an_archive_is_not_a_collector_in_health_status_and_metrics(tmp_path: Pa
     [check] = [x for x in h.checks if x.name.endswith(" old")]
     assert check.name == "archive old" and check.level == health.OK, check
     assert "522 lines from 1 input" in check.summary and "2021-09-22" in check.summary
-    assert 'health_level{check="overall"} 2' not in metrics_text(h)
+    text = metrics_text(h)
+    assert 'health_level{check="archive old"} 0' in text
+    assert 'archive_lines{server="old"} 522' in text and 'age_seconds{server="old"}' not in text
     proc = run_cli_command("status", "--config", str(cfg))
     assert "old: archive (imported)" in proc.stdout and "522 lines" in proc.stdout
     assert "newest minute file" not in proc.stdout.split("health:")[0]

@@ -144,6 +144,10 @@ def make_plan(
     candidates: set[Hour] = set()
     rejected: set[layout.Rejected] = set()  # odd names and special files: skipped, reported
     for s in config["servers"]:
+        if not Path(s["raw_dir"]).is_dir():
+            plan.warnings.append(
+                f"servers: {s['name']}: raw_dir {s['raw_dir']} does not exist (read as empty)"
+            )
         for h in layout.raw_hours(s["raw_dir"], rejected):
             bounds = layout.hour_bounds(h, tz)
             if bounds is None:

@@ -63,7 +63,7 @@ from ingest.atomic import BUFFER, atomic_write_json, fsync_dir
 from ingest.clock import Clock, SystemClock
 from ingest.imports.decompress import Damaged, chunks, detect_compression
 from ingest.imports.lines import SKIPPED, WRITTEN, place_line
-from ingest.layout import minute_path
+from ingest.layout import minute_path, work_paths
 from ingest.locks import LockBusy, exclusive_lock
 from ingest.minutefiles import fsync_file, place_minute
 from ingest.workflow_run import wait_for_run_lock
@@ -86,7 +86,7 @@ class ImportBusy(ImportSetupError):
 
 
 def import_root(config: dict[str, Any], server: str) -> Path:
-    return Path(config["work_dir"]) / "import" / server
+    return work_paths(config["work_dir"])["imports"] / server
 
 
 # --- reading --------------------------------------------------------------------------------
@@ -694,12 +694,30 @@ def import_sources(
             finally:
                 if bar is not None:
                     bar.close()
+                write_summary(target)
     except LockBusy:
         raise ImportSetupError(
             f"another import into server {server!r} is running ({target.root / 'import.lock'})"
         ) from None
     report.seconds = time.monotonic() - started
     return report
+
+
+def write_summary(target: Target) -> None:
+    """``summary.json`` beside the receipts, derived from them: what the health shows of an
+    archive (inputs, lines, the minutes it spans, the last import), read without a walk."""
+    receipts = [json.loads(p.read_text()) for p in sorted(target.receipts.glob("*.json"))]
+    minutes = sorted(m for r in receipts for m in r["minutes"])
+    atomic_write_json(
+        target.root / "summary.json",
+        {
+            "inputs": len(receipts),
+            "lines": sum(r["lines"].get(k, 0) for r in receipts for k in WRITTEN),
+            "first_minute": Path(minutes[0]).stem if minutes else None,
+            "last_minute": Path(minutes[-1]).stem if minutes else None,
+            "last_import": max((r["imported_at"] for r in receipts), default=None),
+        },
+    )
 
 
 def _resume(
