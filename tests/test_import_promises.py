@@ -260,3 +260,85 @@ def run_cli_command(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "ingest.cli", *args], capture_output=True, text=True, timeout=60
     )
+
+
+# --- I: a run's cost does not grow with what was ever imported --------------------------------
+
+
+def build_all(c: dict, hours) -> None:
+    """Stand in for the builds: each hour's stats name the files its window read, at their
+    sizes (what the plan and retention compare against)."""
+    from ingest.hours import plan
+
+    for hour in hours:
+        files = plan.window_files(c, hour)
+        p = layout.vault_paths(c["vault_dir"], hour)["stats"]
+        p.parent.mkdir(parents=True, exist_ok=True)
+        inputs = {s: {f.path.name: f.path.stat().st_size for f in fs} for s, fs in files.items()}
+        p.write_text(json.dumps({"inputs": inputs}))
+
+
+def test_runs_look_only_at_imported_hours_that_changed(tmp_path: Path, monkeypatch) -> None:
+    """Once an imported hour is built, neither the plan nor retention lists its folder again
+    (a year of imports would cost ~80 CPU s a run); a new import into it is seen at once."""
+    from ingest.hours import plan, retention
+
+    src = tmp_path / "sample.jsonl"
+    twarc_sample(src)
+    c = config(tmp_path)
+    import_sources(c, "old", [src])
+    now = datetime.fromisoformat("2026-12-07T12:00:00+00:00")
+    hours = plan.make_plan(c, now).build
+    assert hours  # the imported hours, found through their marks
+    build_all(c, hours)
+    retention.clean(c, now)  # every mark settled: the hours are built from their files
+    assert changed_hours_of(c) == set()
+
+    listed: list = []
+    real = layout.minute_files
+    monkeypatch.setattr(layout, "minute_files", lambda *a, **k: listed.append(a) or real(*a, **k))
+    assert plan.make_plan(c, now).build == [] and retention.clean(c, now).intermediates_removed == 0
+    assert listed == []  # not a single folder of the archive listed
+
+    # Another input with a late page of one built hour: that hour (and its neighbour that
+    # reads its first minute) is built again.
+    page = json.loads(fixture("brexit.jsonl").read_bytes().splitlines()[0])
+    late = tmp_path / "late.jsonl"
+    late.write_bytes(with_retrieved_at(page, now).encode() + b"\n")
+    import_sources(c, "old", [late])
+    again = plan.make_plan(c, now).build
+    created = {layout.hour_of(datetime.fromisoformat(t["created_at"]), TZ) for t in page["data"]}
+    assert created <= set(again) and set(again) <= set(hours) | created
+
+
+def changed_hours_of(c: dict) -> set:
+    from ingest import changed_hours
+
+    return changed_hours.changed(c["work_dir"], "old")
+
+
+def test_an_archive_imported_before_the_marks_is_walked_once(tmp_path: Path) -> None:
+    """A raw_dir an older version imported has no marks: the plan walks it, and the first
+    retention pass marks the hours still to build and makes the marks complete."""
+    from ingest import changed_hours
+    from ingest.hours import plan, retention
+
+    src = tmp_path / "sample.jsonl"
+    twarc_sample(src)
+    c = config(tmp_path)
+    import_sources(c, "old", [src])
+    shutil_rmtree(changed_hours.changed_dir(c["work_dir"], "old"))  # as an older version left it
+    now = datetime.fromisoformat("2026-12-07T12:00:00+00:00")
+    hours = plan.make_plan(c, now).build
+    assert hours and changed_hours_of(c) is None
+    build_all(c, hours[:1])
+    retention.clean(c, now)
+    marked = changed_hours_of(c)
+    assert marked is not None and hours[0] not in marked
+    assert plan.make_plan(c, now).build == hours[1:]  # the rest still to build, from the marks
+
+
+def shutil_rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path)

@@ -59,11 +59,12 @@ from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
+from ingest import changed_hours
 from ingest.atomic import BUFFER, atomic_write_json, fsync_dir
 from ingest.clock import Clock, SystemClock
 from ingest.imports.decompress import Damaged, chunks, detect_compression
 from ingest.imports.lines import SKIPPED, WRITTEN, place_line
-from ingest.layout import minute_path, work_paths
+from ingest.layout import Hour, minute_path, raw_hours, work_paths
 from ingest.locks import LockBusy, exclusive_lock
 from ingest.minutefiles import fsync_file, place_minute
 from ingest.workflow_run import wait_for_run_lock
@@ -332,6 +333,7 @@ class Target:
     root: Path  # {work_dir}/import/{server}
     tz: str
     late: int  # late_minutes: a page's tweet retrieved past its hour's window goes by created_at
+    work_dir: Path
 
     @property
     def staging(self) -> Path:
@@ -346,7 +348,15 @@ class Target:
 
 
 def place_staged(target: Target, stage: Path, read: dict[str, Any]) -> dict[str, int]:
-    """Place every staged minute of one input into raw_dir (union where it exists)."""
+    """Place every staged minute of one input into raw_dir (union where it exists), its
+    hours marked changed first (``ingest.changed_hours``: the plan finds them there)."""
+    hours = {Hour(day, int(hh)) for day, hh, _ in (rel.split("/") for rel in read["minutes"])}
+    first = changed_hours.changed(target.work_dir, target.server) is None and not raw_hours(
+        target.raw_dir
+    )
+    changed_hours.mark(target.work_dir, target.server, hours)
+    if first:  # nothing imported before: the marks cover the raw_dir from the start
+        changed_hours.mark_complete(target.work_dir, target.server)
     placed = {"new": 0, "merged": 0, "same": 0, "lines_added": 0}
     dirs: set[Path] = set()
     for rel in read["minutes"]:
@@ -623,6 +633,7 @@ def import_target(config: dict[str, Any], server: str) -> Target:
                 import_root(config, server),
                 config["timezone"],
                 config["late_minutes"],
+                Path(config["work_dir"]),
             )
     known = ", ".join(s["name"] for s in config["servers"])
     raise ImportSetupError(f"servers: no server named {server!r} (known: {known})")
