@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 READ = 1 << 20  # compressed bytes read at a time
-OUT = 8 << 20  # most decompressed bytes a call returns (a 1000:1 bomb stays bounded)
+OUT = 1 << 20  # most decompressed bytes a call returns (a 1000:1 bomb stays bounded)
 MAGIC = (
     (b"\x1f\x8b", "gzip"),
     (b"BZh", "bzip2"),

@@ -216,19 +216,21 @@ class _Reader:
 
     def feed(self, data: bytes) -> None:
         parts = data.split(b"\n")
-        for i, part in enumerate(parts[:-1]):
-            if i == 0 and (self._partial or self._too_long):
-                if self._too_long or len(self._partial) + len(part) > MAX_LINE:
-                    self._line(None)
-                else:
-                    self._line(bytes(self._partial) + part)
-                self._partial.clear()
-                self._too_long = False
+        if len(parts) > 1:
+            first = parts[0]
+            if self._too_long or len(self._partial) + len(first) > MAX_LINE:
+                self._line(None)
+            elif self._partial:
+                self._line(bytes(self._partial) + first)
             else:
-                self._line(part if len(part) <= MAX_LINE else None)
-        rest = parts[-1]
+                self._line(first)
+            self._partial.clear()
+            self._too_long = False
+            line, most = self._line, MAX_LINE
+            for part in parts[1:-1]:  # the hot loop: a line a pass
+                line(part if len(part) <= most else None)
         if not self._too_long:
-            self._partial += rest
+            self._partial += parts[-1]
             if len(self._partial) > MAX_LINE:
                 self._partial.clear()
                 self._too_long = True
@@ -246,17 +248,17 @@ class _Reader:
         t = self.tally
         t.n += 1
         if raw is None:
-            kind, written = "too_long", False
+            kind, pieces = "too_long", ()
         else:
-            placed = place_line(raw, self.tz, self.late, unterminated)
-            kind, written = placed.kind, bool(placed.pieces)
-            for minute, piece in placed.pieces:
+            kind, pieces, by_created = place_line(raw, self.tz, self.late, unterminated)
+            for minute, piece in pieces:
                 self.stager.add(minute, piece)
-            t.by_created += placed.by_created
+            if by_created:
+                t.by_created += by_created
             if t.first_line is None:
                 t.first_line = raw[:60].decode("utf-8", "replace").strip()
         t.lines[kind] = t.lines.get(kind, 0) + 1
-        if not written and len(ex := t.examples.setdefault(kind, [])) < EXAMPLES:
+        if not pieces and len(ex := t.examples.setdefault(kind, [])) < EXAMPLES:
             ex.append(t.n)
 
 
