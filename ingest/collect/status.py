@@ -125,7 +125,7 @@ def format_archive(report: dict[str, Any]) -> str:
 
 
 def _raw_dir_lines(report: dict[str, Any]) -> list[str]:
-    if report["raw_dir_exists"]:
+    if report.get("raw_dir_exists", True):
         return []
     return [f"  raw_dir {report['raw_dir']} does not exist (read as empty)"]
 
