@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from ingest import layout
-from ingest.config import TEST_CLOCK_ENV
+from ingest.config import TEST_CLOCK_ENV, load_config
 from ingest.devtools.generate import generate_raw_tree
 from ingest.devtools.mailsink import Sink, start
 from ingest.devtools.stack import (
@@ -38,6 +38,7 @@ from ingest.devtools.stack import (
     start_collector,
     start_stand_in,
 )
+from ingest.observe.health import end_demo
 
 SPEED = 60  # one clock minute per real second
 CLOCK_START = datetime(2026, 1, 14, 9, 58, 30, tzinfo=UTC)  # 10:58:30 in Berlin
@@ -120,6 +121,8 @@ def collect(root: Path, smtp_port: int) -> Path:
         p.terminate()
     for p in collectors:
         print(f"   collector exited with {p.wait(timeout=30)} on SIGTERM")
+    # Stopped on purpose: the pages and status read "collectors stopped at ...", not an outage.
+    end_demo(load_config(config), ["server1", "server2"], clock.now())
     subprocess.run(cli("status", "--config", str(config), *clock.args()), env=env(), check=False)
     emulator.terminate()
     emulator.wait(timeout=10)
