@@ -70,7 +70,7 @@ SERVERS = ("server1", "server2")
 GEN_VERSION = 3  # bump to invalidate caches when the generation parameters change
 YEAR_VERSION = 1  # the dry run's year of built hours (with records since issue 21)
 PYTHON = sys.executable
-IDLE_LABEL = "dry run (-n) with nothing to do: a cron run's fixed cost"
+IDLE_LABEL = "dry run (-n), nothing to do (a year built, no new minute): a cron run's fixed cost"
 PROGRESS = True  # --no-progress: no bars (they show only when stderr is a terminal anyway)
 
 
@@ -742,16 +742,18 @@ def stale_check_seconds(vault: Path, repeat: int = 5) -> float:
 
 def run_dry_year(cache: Path, scale_dir: Path, repeat: int = 3) -> dict:
     """``snakemake -n`` against a year of built hours, against an empty vault, and with
-    nothing to do (the year, 20 minutes before its pending hour is due): the last is what
-    every cron run pays before any work, Snakemake's start-up included (issue 23)."""
+    nothing to do (the year up to the hour before, every minute file parsed and gone): the
+    last is what every cron run pays before any work, Snakemake's start-up included (issue 23)."""
     root, now = ensure_year(cache)
     hours = json.loads((root / "complete.json").read_text())["hours"]
     env = sm_env()
     out = {"hours": hours}
+    for s in SERVERS:
+        (root / "raw-none" / s).mkdir(parents=True, exist_ok=True)
     for name, raw, vault, at in [
         ("year", root / "raw", root / "vault", now),
         ("empty", root / "raw-one", None, now),
-        ("idle", root / "raw", root / "vault", now - timedelta(minutes=20)),
+        ("idle", root / "raw-none", root / "vault", due_time(PREV)),
     ]:
         (scale_dir / "runs").mkdir(exist_ok=True)
         run = Path(tempfile.mkdtemp(prefix=f"dry-{name}-", dir=scale_dir / "runs"))
