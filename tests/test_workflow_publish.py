@@ -407,3 +407,28 @@ def test_the_osf_token_stays_out_of_logs_and_mails(publish):
         assert token not in raw
     for proc in publish["runs"].values():
         assert token not in proc.stdout + proc.stderr
+
+
+def test_an_unreachable_mail_server_fails_only_the_mail_job_whose_log_says_why(tmp_path):
+    root = tmp_path
+    generate_raw_tree(
+        [("server1", root / "raw" / "server1")],
+        utc(2026, 1, 14, 22, 50),
+        utc(2026, 1, 14, 23, 10),
+        TZ,
+        rate_per_minute=30,
+        seed=5,
+    )
+    port = free_port()  # nothing listens there
+    write_fast_config(root, email=smtp_email(port))
+    run = snakemake(root, now="2026-01-14T23:05:00+00:00")
+    said = run.stdout + run.stderr
+    assert run.returncode != 0
+    # Only the mail failed: the hour is built and the day's report written.
+    assert layout.vault_paths(root / "vault", D1_23)["stats"].exists()
+    assert layout.report_path(root / "vault", "2026-01-14").exists()
+    assert "mail_report" in said
+    # The job's own log holds the traceback and the cause.
+    log = (root / "work" / "logs" / "mail" / "2026-01-14.log").read_text()
+    assert "mail_report failed:" in log and "Traceback (most recent call last)" in log, log
+    assert "Connection refused" in log and f"127.0.0.1:{port}" in log, log
