@@ -158,3 +158,19 @@ def test_filled_defaults_are_not_shared(tmp_path):
     c = load_config(write(tmp_path, MINIMAL))
     c["servers"][0]["rsync_options"].append("--bwlimit=1000")
     assert c["servers"][1]["rsync_options"] == []
+
+
+def test_broken_yaml_names_the_file_line_and_column(tmp_path):
+    path = write(tmp_path, MINIMAL.replace("    raw_dir: /data/raw/server2", "   raw_dir: x"))
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    assert str(e.value).startswith(f"{path}, line 9, column 4: not valid YAML: ")
+
+
+def test_a_wrong_section_is_named_by_its_type_not_printed_whole(tmp_path):
+    c = yaml.safe_load(MINIMAL)
+    c["servers"] = {f"server{i}": {"raw_dir": f"/data/raw/{i}" * 20} for i in range(50)}
+    with pytest.raises(ConfigError) as e:
+        load_config(write(tmp_path, yaml.safe_dump(c)))
+    assert "servers: is a dict, expected array" in str(e.value)
+    assert len(str(e.value)) < 400

@@ -3,8 +3,9 @@ and locally (--cores) decompress byte-identical, and the jobs went through SLURM
 
 Needs a running SLURM with partition ``main`` (CI: ``.ci/slurm-setup``, from .ci/run) and the
 ``slurm`` extra (``make setup-slurm``); skipped, saying why, when either is missing, except where
-``SAMPLED_STREAM_SLURM_TEST=required`` (CI, ``make slurm-test``): there it fails. Each SLURM job costs ~7 s here plus the executor's polling, so
-the data are small: 6 hours of two servers at ~300 tweets an hour.
+``SAMPLED_STREAM_SLURM_TEST=required`` (CI, ``make slurm-test``): there it fails. Each SLURM job
+costs ~7 s here plus the executor's polling, so the data are small: 6 hours of two servers at
+~300 tweets an hour.
 """
 
 from __future__ import annotations
