@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from ingest import layout
+from ingest.atomic import atomic_write
 from ingest.config import TEST_CLOCK_ENV, load_config
 from ingest.devtools.generate import generate_raw_tree
 from ingest.devtools.mailsink import Sink, start
@@ -75,6 +76,16 @@ def write_config(root: Path, stream_url: str, smtp_port: int) -> Path:
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def retire_mail(config: Path) -> None:
+    """The demo's SMTP sink stops with the demo: its config then mails no more (a later run by
+    hand, a rebuilt demo day, would otherwise fail on every mail job)."""
+    data = yaml.safe_load(config.read_text())
+    data["email"] = {"enabled": False}
+    text = yaml.safe_dump(data, sort_keys=False)
+    note = "# make demo's SMTP sink stopped with the demo: mail is off from here on.\n"
+    atomic_write(config, note + text)
 
 
 def collect(root: Path, smtp_port: int) -> Path:
@@ -193,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {s}")
     finally:
         smtp.stop()
+        if (root / "config.yaml").exists():
+            retire_mail(root / "config.yaml")
     print(f"\ndemo done in {time.monotonic() - started:.0f} s; everything is under {root}")
     print(
         f"try: .venv/bin/snakemake --snakefile workflow/Snakefile --directory {root} "
