@@ -432,3 +432,17 @@ def test_an_unreachable_mail_server_fails_only_the_mail_job_whose_log_says_why(t
     log = (root / "work" / "logs" / "mail" / "2026-01-14.log").read_text()
     assert "mail_report failed:" in log and "Traceback (most recent call last)" in log, log
     assert "Connection refused" in log and f"127.0.0.1:{port}" in log, log
+    # One clear line says what failed and when the next try is.
+    said_line = [ln for ln in log.splitlines() if "mail of 2026-01-14 not sent (attempt 1)" in ln]
+    assert (
+        len(said_line) == 1 and "next attempt not before 2026-01-14T23:15:00+00:00" in said_line[0]
+    )
+
+    # Within the back-off (10 min after a first failure) no run tries the mail again: the runs
+    # succeed; after it, the mail is tried once more and fails again, its wait doubled.
+    ok(snakemake(root, now="2026-01-14T23:10:00+00:00"))
+    assert "mail_report" not in ok(snakemake(root, "-n", now="2026-01-14T23:14:00+00:00"))
+    again = snakemake(root, now="2026-01-14T23:16:00+00:00")
+    assert again.returncode != 0
+    state = json.loads((root / "work" / "mail" / "2026-01-14.backoff").read_text())
+    assert state["attempts"] == 2 and state["next_attempt"] == "2026-01-14T23:36:00+00:00"
