@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             dashboard.update_dashboard(config, NOW, health.system_health(config, NOW))
             shoot(dashboard_dir(config) / "index.html", args.out / f"dashboard-{name}.png")
             print(f"{args.out / f'dashboard-{name}.png'}: {name}")
-    demo = args.demo / "vault" / "dashboard" / "index.html"
+    demo = (args.demo / "vault" / "dashboard" / "index.html").resolve()
     if not demo.exists():
         print(f"no {demo}: run make demo first for the third picture", file=sys.stderr)
         return 1
