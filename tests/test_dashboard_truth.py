@@ -78,7 +78,9 @@ def test_the_map_shows_the_newest_week_of_data_and_links_its_days(tmp_path, brow
     assert problems == []
     note = page.locator("#anchor").inner_text()
     assert "newest is from 2026-01-14" in note and "40 days ago" in note
-    assert "7 days up to 2026-01-14" in page.locator("h2", has_text="Tweets per minute").inner_text()
+    assert (
+        "7 days up to 2026-01-14" in page.locator("h2", has_text="Tweets per minute").inner_text()
+    )
     # The data are drawn (counts' colours), not an empty week of "not built".
     assert fills(page, "server1", "Wed 2026-01-14") <= BLUES
     assert len(fills(page, "server1", "Wed 2026-01-14")) >= 1
