@@ -215,3 +215,19 @@ def test_a_page_that_cannot_be_written_is_an_alert_a_health_item_and_says_so(tmp
     assert "dashboard" not in {c.name for c in health.system_health(config, later).checks}
     page, _ = load(browser, out / "index.html")
     assert page.locator("#failed").count() == 0 and page.locator("#days").count() == 1
+
+
+@pytest.mark.parametrize("name", ["index.html", "day/2026-01-14.html"])
+def test_chart_labels_read_at_10_px_or_more_at_a_laptops_width(tmp_path, browser, name):
+    config = archive(tmp_path)
+    render(config)
+    page, _ = load(browser, dashboard_dir(config) / name, width=1400)
+    # A chart's text as shown: its font size times the scale its SVG is drawn at.
+    shown = page.locator("svg").first.evaluate(
+        """svg => {
+            const scale = svg.getBoundingClientRect().width / svg.viewBox.baseVal.width;
+            const size = parseFloat(getComputedStyle(svg.querySelector('text')).fontSize);
+            return size * scale;
+        }"""
+    )
+    assert shown >= 10, shown

@@ -43,7 +43,7 @@ from ingest.observe.site import dashboard_dir
 from ingest.observe.site import day_page as day_path
 from ingest.vault.manifest import is_day
 
-FORMAT = 1  # bump when pages or data change shape: every day is rewritten once
+FORMAT = 2  # bump when pages or data change shape: every day is rewritten once
 FRONT_DAYS = 7  # days in the front page's heat map
 TABLE_DAYS = 14  # days in the front page's table
 NOT_BUILT = -1  # in data/{day}.json's minute lists: the minute's hour has no stats
@@ -325,7 +325,7 @@ td.l,th.l{text-align:left}td.wrap{white-space:normal;text-align:left}
 .unknown{background:#eef}.none{color:#999}
 .badge{padding:2px 8px;border-radius:4px;font-weight:600}
 svg{display:block;max-width:100%;height:auto}
-svg text{font:10px system-ui,sans-serif;fill:#444}
+svg text{font:12px system-ui,sans-serif;fill:#444}
 rect.o{fill:#d62728}rect.z{fill:#111}rect.n{fill:#e4e4e4}
 rect.c1{fill:#fd8d3c}rect.c2{fill:#9ecae1}rect.c3{fill:#2171b5}rect.c4{fill:#08306b}
 rect.ob{fill:#d62728;opacity:.25}rect.nb{fill:#ccc;opacity:.4}
@@ -430,7 +430,8 @@ def legend(expected: float, source: str) -> str:
 
 
 # A heat map row: one rect a minute (runs of outages or unbuilt minutes as one rect).
-ROW_H, DAY_GAP, LABEL_W = 9, 6, 150
+# 12 px rows and labels: a 1,590 px wide map shrunk to a laptop's width still reads at ~10 px.
+ROW_H, DAY_GAP, LABEL_W = 12, 6, 170
 
 
 def _bucket(v: int, expected: float) -> str:
@@ -474,7 +475,7 @@ def heat_map(
     cell titled; a built day's label links its page."""
     width = max([len(d["minutes"][servers[0]]) for d in summaries] + [1440])
     parts = []
-    y = 14
+    y = 16
     for d in summaries:
         start = datetime.fromisoformat(d["start"])
         missing_hours = {h["hour"]: set(h["missing"]) for h in d["hours"]}
@@ -519,7 +520,7 @@ def heat_map(
                 i = j
             y += ROW_H + 1
         y += DAY_GAP
-    ticks = "".join(f'<text x="{LABEL_W + h * 60}" y="10">{h:02d}</text>' for h in range(0, 24, 3))
+    ticks = "".join(f'<text x="{LABEL_W + h * 60}" y="12">{h:02d}</text>' for h in range(0, 24, 3))
     return (
         f'<svg viewBox="0 0 {LABEL_W + width} {y}" width="{LABEL_W + width}" role="img" '
         f'aria-label="tweets per minute per server, last {len(summaries)} days">{ticks}'
@@ -565,7 +566,7 @@ def minutes_chart(summary: dict[str, Any], tz: ZoneInfo) -> str:
             d.append(f"{'L' if pen else 'M'}{left + i} {y:.1f}")
             pen = True
         out.append(f'<path class="line" d="{" ".join(d)}"/>')
-        out.append(f'<text x="{left - 4}" y="{y0 + 8}" text-anchor="end">{_short(top)}</text>')
+        out.append(f'<text x="{left - 4}" y="{y0 + 10}" text-anchor="end">{_short(top)}</text>')
         out.append(f'<text x="{left - 4}" y="{y0 + panel}" text-anchor="end">0</text>')
         for label, (a, _) in _hour_ranges(summary["day"], tz, start).items():
             hh = int(label[-2:])
