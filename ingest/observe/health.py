@@ -456,6 +456,7 @@ class Health:
     at: datetime
     checks: list[Check]
     facts: dict[str, Any]
+    tz: Any = UTC  # the archive's zone: how times are shown
 
     @property
     def level(self) -> str:
@@ -470,11 +471,14 @@ class Health:
         }
 
     def format(self) -> str:
-        lines = [f"health: {self.level.upper()} at {self.at.isoformat(timespec='seconds')}"]
+        lines = [f"health: {self.level.upper()} at {local_time(self.at, self.tz)}"]
         lines += [f"  {c.level.upper():<8} {c.name}: {c.summary}" for c in self.checks]
         alerts = self.facts.get("alerts_24h") or []
         lines.append(f"  alerts in the last 24 h: {len(alerts)}")
-        lines += [f"    {a['at']} {a.get('subject') or a.get('kind')}" for a in alerts[-10:]]
+        lines += [
+            f"    {local_time(a['at'], self.tz)} {a.get('subject') or a.get('kind')}"
+            for a in alerts[-10:]
+        ]
         return "\n".join(lines)
 
 
@@ -521,7 +525,7 @@ def system_health(config: dict[str, Any], now: datetime) -> Health:
         "dashboard_failure": _read_json(state_file(config, DASHBOARD_FILE)),
     }
     tz = ZoneInfo(config["timezone"])
-    return Health(now, assess(facts, config["health"], now, tz), facts)
+    return Health(now, assess(facts, config["health"], now, tz), facts, tz)
 
 
 def is_primary(config: dict[str, Any]) -> bool:
