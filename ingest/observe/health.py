@@ -27,6 +27,7 @@ from ingest.atomic import atomic_write_json
 from ingest.collect.status import server_report, status_dir
 from ingest.hours import plan as planning
 from ingest.pull.state import load_state
+from ingest.text import plural
 from ingest.vault import replicate as replication
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
@@ -44,11 +45,6 @@ def local_time(value: datetime | str | None, tz: ZoneInfo | Any = UTC) -> str:
     if t is None:
         return "-" if not value else str(value)
     return f"{t.astimezone(tz):%Y-%m-%d %H:%M %Z}"
-
-
-def plural(n: int, noun: str, many: str | None = None) -> str:
-    """ "1 line", "2 lines" ("1 copy", "2 copies" with ``many``)."""
-    return f"{n:,} {noun if n == 1 else many or noun + 's'}"
 
 
 def percent(value: float) -> str:

@@ -35,6 +35,7 @@ from typing import Any
 
 from ingest.atomic import fsync_dir, temp_name
 from ingest.layout import Hour, report_path, work_paths
+from ingest.text import plural
 from ingest.vault import day as vault_day
 from ingest.vault import records
 from ingest.vault.manifest import (
@@ -276,7 +277,7 @@ def restore_summary(results: list[DayRestore]) -> str:
     """The one line a restore ends with."""
     sources = sorted({r.source for r in results if r.source})
     n = {k: sum(len(getattr(r, k)) for r in results) for k in ("restored", "intact", "failed")}
-    days = f"{len(results):,} day{'' if len(results) == 1 else 's'}"
+    days = plural(len(results), "day")
     origin = f" from {', '.join(sources)}" if sources else ""
     return (
         f"restore: {days}{origin}: {n['restored']} files restored, {n['intact']} intact, "

@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.layout import Hour, report_path, work_paths
 from ingest.locks import LockBusy
+from ingest.text import plural
 from ingest.vault import records
 from ingest.vault.day import adopt, day_state, derive_manifest, settle_vault
 from ingest.vault.manifest import is_day, manifest_name, manifest_path, sha256_file
@@ -135,9 +136,9 @@ class ScrubReport:
         """The one line a scrub ends with."""
         repaired = sum(1 for f in self.findings if f.repair)
         return (
-            f"scrub: {_n(self.days, 'day')}, {_n(len(self.checked), 'file')} checked "
-            f"({_n(self.files, 'check')} over the copies), {self.bytes / 1e6:.1f} MB in "
-            f"{self.seconds:.1f} s: {_n(len(self.findings), 'finding')}, {repaired} repaired, "
+            f"scrub: {plural(self.days, 'day')}, {plural(len(self.checked), 'file')} checked "
+            f"({plural(self.files, 'check')} over the copies), {self.bytes / 1e6:.1f} MB in "
+            f"{self.seconds:.1f} s: {plural(len(self.findings), 'finding')}, {repaired} repaired, "
             f"{len(self.unrepaired)} not repaired"
         )
 
@@ -166,10 +167,6 @@ class ScrubReport:
             else:
                 out.append(f"  {written[path]}: {path}")
         return out
-
-
-def _n(n: int, noun: str) -> str:
-    return f"{n:,} {noun}{'' if n == 1 else 's'}"
 
 
 def vault_days(vault_dir: Path, last: int | None = None) -> list[str]:
