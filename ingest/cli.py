@@ -236,17 +236,8 @@ def cmd_scrub(args: argparse.Namespace) -> int:
         )
     except (ConfigError, ReplicaConfigError) as e:
         return _fail("scrub", str(e))
-    print(
-        f"scrub: {report.days} day(s), {report.files} file checks, {report.bytes / 1e6:.1f} MB "
-        f"in {report.seconds:.1f} s; {len(report.findings)} finding(s), "
-        f"{len(report.unrepaired)} not repaired"
-    )
-    for day in report.created_manifests:
-        print(f"  {day}: manifest derived from its records")
-    if report.adopted:
-        print(f"  {len(report.adopted)} hour(s) built before records given their record")
-    for f in report.findings:
-        print(f"  {f.line()}")
+    # Each file by name, each finding once (the scrub logs none of them), the totals last.
+    print("\n".join([*report.lines(), report.summary()]))
     return 1 if report.unrepaired else 0
 
 
@@ -278,7 +269,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from ingest.locks import LockBusy
     from ingest.vault.manifest import ManifestError, is_day
     from ingest.vault.replicate import ReplicaConfigError, ReplicaError
-    from ingest.vault.restore import restore
+    from ingest.vault.restore import restore, restore_summary
 
     bad = [d for d in args.days or [] if not is_day(d)]
     if bad:
@@ -290,17 +281,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
         return _fail("restore", str(e))
     except (ReplicaError, ManifestError, LockBusy) as e:
         return _fail("restore", str(e), 1)
-    failed = 0
+    # Each file by name, each failure once (the restore logs none of them), the totals last.
     for r in results:
-        print(
-            f"{r.day}: {len(r.restored)} restored, {len(r.intact)} intact, {len(r.failed)} failed"
-        )
-        for name, why in r.failed.items():
-            print(f"  {name}: {why}")
-        for why in r.notes.values():
-            print(f"  note: {why}")
-        failed += len(r.failed)
-    return 1 if failed else 0
+        print("\n".join(r.lines()))
+    print(restore_summary(results))
+    return 1 if any(r.failed for r in results) else 0
 
 
 # --- import (existing twarc2 and seed archives) -------------------------------------------

@@ -48,6 +48,15 @@ def key_path(error: jsonschema.ValidationError) -> str:
     return "".join(parts) or "(top level)"
 
 
+def _reason(error: jsonschema.ValidationError, limit: int = 160) -> str:
+    """The schema's complaint in one short line: a wrong value is named by its type, not
+    printed whole (a section given where a list belongs would fill the screen)."""
+    if error.validator == "type" and isinstance(error.instance, dict | list):
+        return f"is a {type(error.instance).__name__}, expected {error.validator_value}"
+    text = " ".join(error.message.split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def normalize(config: dict[str, Any]) -> dict[str, Any]:
     """YAML reads an unquoted ``now: 2026-01-14T12:00:00+00:00`` as a datetime: keep it text."""
     if isinstance(config.get("now"), datetime):
@@ -74,7 +83,7 @@ def validate_config(config: dict[str, Any], source: str = "config") -> dict[str,
     normalize(config)
     errors = sorted(_validator().iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
-        lines = [f"{source}: {key_path(e)}: {e.message}" for e in errors]
+        lines = [f"{source}: {key_path(e)}: {_reason(e)}" for e in errors]
         raise ConfigError("invalid config\n  " + "\n  ".join(lines))
     check_semantics(config, source)
     return config
@@ -120,10 +129,19 @@ def load_config(path: str | Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
     except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raise ConfigError(yaml_problem(path, e)) from None
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: expected a mapping of keys at the top level")
     return validate_config(config, str(path))
+
+
+def yaml_problem(path: str | Path, error: yaml.YAMLError) -> str:
+    """ "config.yaml, line 5, column 4: not valid YAML: expected <block end>, but found ..." """
+    mark = getattr(error, "problem_mark", None)
+    where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+    problem = getattr(error, "problem", None) or str(error)
+    context = getattr(error, "context", None)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
 def server(config: dict[str, Any], name: str) -> dict[str, Any]:

@@ -2,14 +2,15 @@
 
 from pathlib import Path
 
-from ingest.logs import job_logger
+from ingest.logs import job_failures_logged
 from ingest.vault.jobs import manifest_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-manifest_job(
-    Path(sm.params.vault),
-    sm.wildcards.day,
-    sm.config["work_dir"],
-    Path(sm.output[0]),
-    job_logger("day_manifest", sm.log[0]),
-)
+with job_failures_logged("day_manifest", sm.log[0]) as log:
+    manifest_job(
+        Path(sm.params.vault),
+        sm.wildcards.day,
+        sm.config["work_dir"],
+        Path(sm.output[0]),
+        log,
+    )

@@ -8,6 +8,8 @@ rule's output is this run's receipt of the report (ingest.hours.jobs.report_job)
 from pathlib import Path
 
 from ingest.hours.jobs import report_job
+from ingest.logs import job_failures_logged
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-report_job(sm.wildcards.day, Path(sm.params.vault), sm.params.servers, sm.output[0], sm.log[0])
+with job_failures_logged("day_report", sm.log[0]):
+    report_job(sm.wildcards.day, Path(sm.params.vault), sm.params.servers, sm.output[0], sm.log[0])

@@ -3,14 +3,15 @@
 from datetime import datetime
 from pathlib import Path
 
-from ingest.logs import job_logger
+from ingest.logs import job_failures_logged
 from ingest.pull.jobs import pull_job
 
 sm = snakemake  # noqa: F821 (injected by Snakemake)
-pull_job(
-    sm.config,
-    sm.wildcards.server,
-    datetime.fromisoformat(sm.params.now),
-    Path(sm.output[0]),
-    job_logger("pull", sm.log[0]),
-)
+with job_failures_logged("pull", sm.log[0]) as log:
+    pull_job(
+        sm.config,
+        sm.wildcards.server,
+        datetime.fromisoformat(sm.params.now),
+        Path(sm.output[0]),
+        log,
+    )

@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ingest import layout
-from ingest.layout import MINUTE, Hour
+from ingest.devtools import screenshots
+from ingest.layout import Hour
 
 TZ = ZoneInfo("Europe/Berlin")
 SERVERS = ("server1", "server2")
@@ -30,38 +31,19 @@ def count(hour: Hour, server: str, m: int) -> int:
     return 100 + (hour.hh * 7 + m * 3 + (5 if server == "server2" else 0)) % 40
 
 
+def minute_count(hour: Hour, server: str, m: int) -> int | None:
+    """The count of a minute, with the known outage, zero minute and missing hour."""
+    if (hour, server) == OUTAGE[:2] and m in OUTAGE[2]:
+        return None
+    if (hour, server, m) == ZERO:
+        return 0
+    if (hour, server) == MISSING:
+        return None
+    return count(hour, server, m)
+
+
 def hour_stats(hour: Hour) -> dict[str, Any]:
-    start, end = layout.hour_bounds(hour, TZ)
-    minutes: dict[str, dict[str, int | None]] = {}
-    for s in SERVERS:
-        row = {}
-        for m in range(int((end - start) / MINUTE)):
-            key = (start + m * MINUTE).astimezone(TZ).isoformat(timespec="minutes")
-            value: int | None = count(hour, s, m)
-            if (hour, s) == OUTAGE[:2] and m in OUTAGE[2]:
-                value = None
-            if (hour, s, m) == ZERO:
-                value = 0
-            if (hour, s) == MISSING:
-                value = None
-            row[key] = value
-        minutes[s] = row
-    counts = {s: sum(v or 0 for v in minutes[s].values()) for s in SERVERS}
-    total = max(counts.values()) + 10
-    diff = total - min(counts.values())
-    return {
-        "hour": hour.label,
-        "servers": list(SERVERS),
-        "counts": counts,
-        "total": total,
-        "diff": diff,
-        "diff_pct": round(100 * diff / total, 2),
-        "users": total - 100,
-        "minutes": minutes,
-        "skipped": {s: {"invalid_json": 2} for s in SERVERS},
-        "missing_servers": [MISSING[1]] if hour == MISSING[0] else [],
-        "inputs": {s: {} for s in SERVERS},
-    }
+    return screenshots.hour_stats(hour, TZ, SERVERS, minute_count)
 
 
 def write_archive(root: Path, now: datetime = NOW, days: int = 2) -> dict[str, Any]:

@@ -148,7 +148,7 @@ def test_day_mail_links_the_day_page(tmp_path: Path, smtp) -> None:
     report = layout.report_path(Path(config["vault_dir"]), "2026-01-13")
     report.write_text("hour\tserv 1\tserv 2\ttotal\tdiff\tdiff %\n")
     marker = Path(config["work_dir"]) / "mail" / "2026-01-13.sent"
-    mail_job(config, "2026-01-13", report, marker, logging.getLogger("test"))
+    mail_job(config, "2026-01-13", report, marker, logging.getLogger("test"), dashdata.NOW)
     body = sink.messages[0].get_body(("plain",)).get_content()
     assert "The day on the dashboard: https://x.example.org/d/day/2026-01-13.html" in body
 

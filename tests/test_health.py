@@ -249,3 +249,15 @@ def test_status_on_the_primary_adds_the_health(tmp_path: Path, capsys) -> None:
     assert out["health"]["workflow"]["last_run"]["result"] == "ok"
     assert cli.main(["status", "--config", str(cfg), *clock]) == 2
     assert "health: FAILING" in capsys.readouterr().out  # s1 has no minute file
+
+
+def test_the_health_text_shows_local_times_with_the_zone_and_no_fractions(tmp_path) -> None:
+    config = loaded_config(tmp_path)
+    at = NOW + timedelta(microseconds=123456)
+    Alerts(None, health.state_file(config, "alerts.json"), FixedClock(at), 6).alert(
+        "workflow-error", "run failed", "body"
+    )
+    text = health.system_health(config, at).format()
+    assert "at 2026-01-14 12:20 CET" in text.splitlines()[0], text
+    assert "    2026-01-14 12:20 CET run failed" in text, text
+    assert ".123" not in text and "T11:20" not in text, text

@@ -552,3 +552,53 @@ def test_no_repair_or_restore_while_a_workflow_run_holds_the_run_lock(tmp_path: 
         run.release()
     assert scrub(config).unrepaired == []
     assert tweets.read_bytes() != changed
+
+
+def cli_run(*args: str) -> tuple[int, list[str]]:
+    """``sampled-stream ARGS`` as cron runs it: stdout and stderr in one log."""
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "ingest.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout.splitlines()
+
+
+def test_scrub_and_restore_name_each_file_say_each_finding_once_and_end_with_a_summary(
+    tmp_path: Path,
+) -> None:
+    from tests.configs import config_file
+
+    vault = tmp_path / "vault"
+    build_hour(vault, HOURS[0])
+    config = config_file(tmp_path, vault_replicas=[local(tmp_path)])
+    loaded = config_with(tmp_path, local(tmp_path))
+    rep.replicate_hour(
+        loaded, "disk2", HOURS[0], NOW, rep.hour_receipt(loaded["work_dir"], "disk2", HOURS[0])
+    )
+    flip_byte(vault / DAY / f"{DAY}_09_tweets.csv.xz")
+    rc, log = cli_run("scrub", "--config", str(config))
+    assert rc == 0, log
+    finding = [ln for ln in log if f"{DAY}/{DAY}_09_tweets.csv.xz mismatch" in ln]
+    assert len(finding) == 1 and "repaired from disk2" in finding[0], log
+    for name in sorted(p.name for p in (vault / DAY).iterdir()):
+        assert sum(f"{DAY}/{name}" in ln for ln in log) == 1, (name, log)
+    assert f"  ok: {DAY}/{DAY}_09_IDs.txt.xz (primary, disk2)" in log
+    assert sum(ln.startswith("scrub: ") for ln in log) == 1
+    assert log[-1].startswith("scrub: 1 day, ") and log[-1].endswith(
+        ": 1 finding, 1 repaired, 0 not repaired"
+    ), log[-1]
+
+    subprocess.run(["rm", "-rf", str(vault)], check=True)
+    rc, log = cli_run("restore", "--config", str(config), "--from", "disk2")
+    assert rc == 0, log
+    restored = sorted(p.name for p in (tmp_path / "disk2" / DAY).iterdir() if "_09_" in p.name)
+    assert restored
+    for name in restored:
+        assert log.count(f"  restored: {DAY}/{name}") == 1, (name, log)
+    assert sum(f"{DAY}: 7 restored" in ln for ln in log) == 1
+    assert log[-1] == "restore: 1 day from disk2: 7 files restored, 0 intact, 0 failed", log

@@ -174,3 +174,19 @@ def test_unreadable_status_file_is_reported(tmp_path: Path, capsys, restore_logg
     path.write_text("{not json")
     assert cli.main(["status", "--config", str(cfg), "--server", "server1"]) == 2  # no minutes
     assert "status: unreadable" in capsys.readouterr().out
+
+
+def test_a_minute_file_ahead_of_the_clock_is_new_not_a_negative_age() -> None:
+    from ingest.collect.status import format_report
+
+    report = {
+        "server": "server1",
+        "status_file": "server1.json",
+        "status": {"state": "running", "connected_since": "2026-01-14T10:00:00+00:00"},
+        "raw_dir": "/raw",
+        "newest_minute": "2026-01-14T12:07:00+01:00",
+        "newest_minute_file": "/raw/2026-01-14/12/2026-01-14T1207+0100.jsonl",
+        "newest_minute_age_seconds": -11.0,
+    }
+    text = format_report(report)
+    assert "(0 s ago)" in text and "-11" not in text

@@ -29,7 +29,7 @@ from ingest import layout
 from ingest.devtools.generate import TweetFactory, generate_raw_tree, stream_line
 from ingest.layout import Hour
 from tests import workflow_runs
-from tests.workflow_runs import SNAKEFILE, TEST_ENV
+from tests.workflow_runs import SNAKEFILE, TEST_ENV, write_fast_config
 
 # Every run here checks its exit status unless told otherwise.
 snakemake = partial(workflow_runs.snakemake, check=True)
@@ -368,3 +368,20 @@ def test_day_report_waits_for_this_runs_builds_and_shows_every_built_hour(world)
     snakemake(root, *args)
     assert [line.split("\t")[0] for line in report.read_text().splitlines()[1:]] == ["10", "11"]
     assert layout.vault_paths(root / "vault", H10)["stats"].stat().st_mtime_ns == h10
+
+
+@pytest.mark.integration
+def test_a_config_error_through_snakemake_names_the_key_and_reason_in_a_few_lines(tmp_path):
+    config = write_fast_config(
+        tmp_path, late_minutes="five", email={"enabled": False, "smtp_hots": "x"}
+    )
+    run = workflow_runs.snakemake(tmp_path, "-n")
+    assert run.returncode != 0
+    said = (run.stdout + run.stderr).strip().splitlines()
+    assert f"  {config}: late_minutes: 'five' is not of type 'integer'" in said, said
+    assert any(
+        f"{config}: email: Additional properties are not allowed ('smtp_hots'" in line
+        for line in said
+    ), said
+    assert len(said) <= 8, said  # not the schema around it
+    assert not any("Failed validating" in line or "'default'" in line for line in said), said

@@ -407,3 +407,42 @@ def test_the_osf_token_stays_out_of_logs_and_mails(publish):
         assert token not in raw
     for proc in publish["runs"].values():
         assert token not in proc.stdout + proc.stderr
+
+
+def test_an_unreachable_mail_server_fails_only_the_mail_job_whose_log_says_why(tmp_path):
+    root = tmp_path
+    generate_raw_tree(
+        [("server1", root / "raw" / "server1")],
+        utc(2026, 1, 14, 22, 50),
+        utc(2026, 1, 14, 23, 10),
+        TZ,
+        rate_per_minute=30,
+        seed=5,
+    )
+    port = free_port()  # nothing listens there
+    write_fast_config(root, email=smtp_email(port))
+    run = snakemake(root, now="2026-01-14T23:05:00+00:00")
+    said = run.stdout + run.stderr
+    assert run.returncode != 0
+    # Only the mail failed: the hour is built and the day's report written.
+    assert layout.vault_paths(root / "vault", D1_23)["stats"].exists()
+    assert layout.report_path(root / "vault", "2026-01-14").exists()
+    assert "mail_report" in said
+    # The job's own log holds the traceback and the cause.
+    log = (root / "work" / "logs" / "mail" / "2026-01-14.log").read_text()
+    assert "mail_report failed:" in log and "Traceback (most recent call last)" in log, log
+    assert "Connection refused" in log and f"127.0.0.1:{port}" in log, log
+    # One clear line says what failed and when the next try is.
+    said_line = [ln for ln in log.splitlines() if "mail of 2026-01-14 not sent (attempt 1)" in ln]
+    assert (
+        len(said_line) == 1 and "next attempt not before 2026-01-14T23:15:00+00:00" in said_line[0]
+    )
+
+    # Within the back-off (10 min after a first failure) no run tries the mail again: the runs
+    # succeed; after it, the mail is tried once more and fails again, its wait doubled.
+    ok(snakemake(root, now="2026-01-14T23:10:00+00:00"))
+    assert "mail_report" not in ok(snakemake(root, "-n", now="2026-01-14T23:14:00+00:00"))
+    again = snakemake(root, now="2026-01-14T23:16:00+00:00")
+    assert again.returncode != 0
+    state = json.loads((root / "work" / "mail" / "2026-01-14.backoff").read_text())
+    assert state["attempts"] == 2 and state["next_attempt"] == "2026-01-14T23:36:00+00:00"

@@ -197,7 +197,9 @@ def format_report(report: dict[str, Any]) -> str:
     if report["newest_minute"] is None:
         lines.append(f"  newest minute file: none in {report['raw_dir']}")
     else:
-        age = timedelta(seconds=report["newest_minute_age_seconds"])
+        # A minute file whose minute ends after now (a clock a few seconds apart, a file
+        # closed early) is new: "0 s ago", never "-11 s ago".
+        age = timedelta(seconds=max(0.0, report["newest_minute_age_seconds"]))
         lines.append(
             f"  newest minute file: {report['newest_minute']} ({_age(age)} ago) "
             f"{report['newest_minute_file']}"

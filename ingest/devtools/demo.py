@@ -26,7 +26,8 @@ from zoneinfo import ZoneInfo
 import yaml
 
 from ingest import layout
-from ingest.config import TEST_CLOCK_ENV
+from ingest.atomic import atomic_write
+from ingest.config import TEST_CLOCK_ENV, load_config
 from ingest.devtools.generate import generate_raw_tree
 from ingest.devtools.mailsink import Sink, start
 from ingest.devtools.stack import (
@@ -38,6 +39,7 @@ from ingest.devtools.stack import (
     start_collector,
     start_stand_in,
 )
+from ingest.observe.health import end_demo
 
 SPEED = 60  # one clock minute per real second
 CLOCK_START = datetime(2026, 1, 14, 9, 58, 30, tzinfo=UTC)  # 10:58:30 in Berlin
@@ -74,6 +76,16 @@ def write_config(root: Path, stream_url: str, smtp_port: int) -> Path:
     path = root / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+def retire_mail(config: Path) -> None:
+    """The demo's SMTP sink stops with the demo: its config then mails no more (a later run by
+    hand, a rebuilt demo day, would otherwise fail on every mail job)."""
+    data = yaml.safe_load(config.read_text())
+    data["email"] = {"enabled": False}
+    text = yaml.safe_dump(data, sort_keys=False)
+    note = "# make demo's SMTP sink stopped with the demo: mail is off from here on.\n"
+    atomic_write(config, note + text)
 
 
 def collect(root: Path, smtp_port: int) -> Path:
@@ -120,6 +132,8 @@ def collect(root: Path, smtp_port: int) -> Path:
         p.terminate()
     for p in collectors:
         print(f"   collector exited with {p.wait(timeout=30)} on SIGTERM")
+    # Stopped on purpose: the pages and status read "collectors stopped at ...", not an outage.
+    end_demo(load_config(config), ["server1", "server2"], clock.now())
     subprocess.run(cli("status", "--config", str(config), *clock.args()), env=env(), check=False)
     emulator.terminate()
     emulator.wait(timeout=10)
@@ -190,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"   {s}")
     finally:
         smtp.stop()
+        if (root / "config.yaml").exists():
+            retire_mail(root / "config.yaml")
     print(f"\ndemo done in {time.monotonic() - started:.0f} s; everything is under {root}")
     print(
         f"try: .venv/bin/snakemake --snakefile workflow/Snakefile --directory {root} "

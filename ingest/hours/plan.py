@@ -40,6 +40,11 @@ class Plan:
     warnings: list[str] = field(default_factory=list)
 
 
+def mail_backoff(mail_dir: Path, day: str) -> Path:
+    """The back-off state of a day's mail that failed (next to its ``.sent`` marker)."""
+    return mail_dir / f"{day}.backoff"
+
+
 def upload_backoff(receipt: Path) -> Path:
     """Next to an hour's upload receipt: its back-off state after failed uploads."""
     return receipt.with_suffix(".backoff")
@@ -242,7 +247,12 @@ def _publication(plan: Plan, config: dict[str, Any], now: datetime, built: list[
             for d in complete
             if f"{d}.sent" in sent and _report_changed(mail_dir / f"{d}.sent", vault, d)
         )
-        plan.mails = sorted({d for d in complete if f"{d}.sent" not in sent} | set(plan.revised))
+        # A day whose last mail failed (SMTP down) waits out its back-off, as an upload does.
+        plan.mails = sorted(
+            d
+            for d in {d for d in complete if f"{d}.sent" not in sent} | set(plan.revised)
+            if backoff.is_due(mail_backoff(mail_dir, d), now)
+        )
 
 
 def _report_changed(marker: Path, vault: Path, day: str) -> bool:

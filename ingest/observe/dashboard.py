@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 from ingest import layout
-from ingest.atomic import atomic_write
+from ingest.atomic import atomic_write, atomic_write_json
 from ingest.hours import plan as planning
 from ingest.hours.stats import HourStats, StatsError, day_stats_paths, read_stats
 from ingest.layout import MINUTE, Hour
@@ -43,7 +43,7 @@ from ingest.observe.site import dashboard_dir
 from ingest.observe.site import day_page as day_path
 from ingest.vault.manifest import is_day
 
-FORMAT = 1  # bump when pages or data change shape: every day is rewritten once
+FORMAT = 2  # bump when pages or data change shape: every day is rewritten once
 FRONT_DAYS = 7  # days in the front page's heat map
 TABLE_DAYS = 14  # days in the front page's table
 NOT_BUILT = -1  # in data/{day}.json's minute lists: the minute's hour has no stats
@@ -161,7 +161,8 @@ def day_summary(config: dict[str, Any], day: str) -> dict[str, Any]:
         )
     marker = work["mail"] / f"{day}.sent"
     if marker.exists():
-        mail: str | None = f"sent {_read_json(marker).get('sent_at', '')}".strip()
+        sent_at = _read_json(marker).get("sent_at")
+        mail: str | None = f"sent {healthmod.local_time(sent_at, tz)}" if sent_at else "sent"
     else:
         mail = "not sent" if config["email"]["enabled"] else None
     return {
@@ -324,12 +325,13 @@ td.l,th.l{text-align:left}td.wrap{white-space:normal;text-align:left}
 .unknown{background:#eef}.none{color:#999}
 .badge{padding:2px 8px;border-radius:4px;font-weight:600}
 svg{display:block;max-width:100%;height:auto}
-svg text{font:10px system-ui,sans-serif;fill:#444}
+svg text{font:12px system-ui,sans-serif;fill:#444}
 rect.o{fill:#d62728}rect.z{fill:#111}rect.n{fill:#e4e4e4}
-rect.c1{fill:#c6dbef}rect.c2{fill:#6baed6}rect.c3{fill:#2171b5}rect.c4{fill:#08306b}
+rect.c1{fill:#fd8d3c}rect.c2{fill:#9ecae1}rect.c3{fill:#2171b5}rect.c4{fill:#08306b}
 rect.ob{fill:#d62728;opacity:.25}rect.nb{fill:#ccc;opacity:.4}
 path.line{fill:none;stroke:#2171b5;stroke-width:1}
 .legend span{display:inline-block;width:12px;height:12px;vertical-align:middle;margin:0 3px 0 10px}
+p.note{padding:4px 8px}
 footer{margin-top:20px;color:#777;font-size:12px}
 """
 
@@ -363,48 +365,82 @@ def page(title: str, body: str, root: str, now: datetime, tz: ZoneInfo) -> str:
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>"
         f'<header><h1>{esc(title)}</h1><a href="{root}index.html">overview</a></header>'
         f"<main>{body}</main>"
-        f"<footer>Written {now.astimezone(tz):%Y-%m-%d %H:%M %Z} from the per-hour stats and "
+        f"<footer>Written {healthmod.local_time(now, tz)} from the per-hour stats and "
         "the workflow's receipts. Times are local.</footer></body></html>\n"
     )
 
 
-def legend() -> str:
+# The heat map's colours: a minute's tweets against the expected rate, one scale for every
+# server and hour (not each server's own median, which made a half-rate server look usual).
+BANDS = ((0.6, "c1"), (0.9, "c2"), (1.1, "c3"))  # below 60 %, 60-90 %, 90-110 %; c4 above
+COLOURS = {
+    "c1": "#fd8d3c",
+    "c2": "#9ecae1",
+    "c3": "#2171b5",
+    "c4": "#08306b",
+    "z": "#111",
+    "o": "#d62728",
+    "n": "#e4e4e4",
+}
+
+
+def expected_rate(
+    config: dict[str, Any], summaries: list[dict[str, Any]], servers: Sequence[str]
+) -> tuple[float, str]:
+    """Tweets per minute a server should have, and where that figure comes from: the config's
+    ``dashboard.expected_per_minute``, else the busiest server's median minute of these days
+    (the servers collect the same stream, so the busiest one is what each should have)."""
+    configured = config["dashboard"]["expected_per_minute"]
+    if configured:
+        return float(configured), "dashboard.expected_per_minute"
+    medians = []
+    for s in servers:
+        counts = [
+            v for d in summaries for v in d["minutes"].get(s, []) if v not in (None, NOT_BUILT)
+        ]
+        if any(counts):
+            medians.append(statistics.median(v for v in counts if v > 0))
+    return (max(medians) if medians else 0.0), "the busiest server's median minute shown"
+
+
+def legend(expected: float, source: str) -> str:
+    def rate(share: float) -> str:
+        return f"{share * expected:,.0f}"
+
+    (low, _), (mid, _), (high, _) = BANDS
     items = [
-        ("c1", "far below usual"),
-        ("c2", "below usual"),
-        ("c3", "usual"),
-        ("c4", "above usual"),
-        ("z", "0 tweets (connected, nothing came)"),
+        ("c1", f"under {rate(low)} (< {healthmod.percent(100 * low)} of expected)"),
+        ("c2", f"{rate(low)}-{rate(mid)}"),
+        ("c3", f"{rate(mid)}-{rate(high)} (as expected)"),
+        ("c4", f"over {rate(high)}"),
+        ("z", "0 (connected, nothing came)"),
         ("o", "no minute file (not connected)"),
         ("n", "not built yet"),
     ]
-    colours = {
-        "c1": "#c6dbef",
-        "c2": "#6baed6",
-        "c3": "#2171b5",
-        "c4": "#08306b",
-        "z": "#111",
-        "o": "#d62728",
-        "n": "#e4e4e4",
-    }
+    head = (
+        f"Tweets per minute, against {expected:,.0f} expected ({esc(source)}):"
+        if expected
+        else "Tweets per minute:"
+    )
     return (
-        '<p class="legend">'
-        + "".join(f'<span style="background:{colours[c]}"></span>{esc(t)}' for c, t in items)
+        f'<p class="legend" id="legend">{head}'
+        + "".join(f'<span style="background:{COLOURS[c]}"></span>{esc(t)}' for c, t in items)
         + "</p>"
     )
 
 
 # A heat map row: one rect a minute (runs of outages or unbuilt minutes as one rect).
-ROW_H, DAY_GAP, LABEL_W = 9, 6, 150
+# 12 px rows and labels: a 1,590 px wide map shrunk to a laptop's width still reads at ~10 px.
+ROW_H, DAY_GAP, LABEL_W = 12, 6, 170
 
 
-def _bucket(v: int, usual: float) -> str:
+def _bucket(v: int, expected: float) -> str:
     if v == 0:
         return "z"
-    if usual <= 0:
+    if expected <= 0:
         return "c3"
-    r = v / usual
-    return "c1" if r < 0.5 else "c2" if r < 0.9 else "c3" if r < 1.1 else "c4"
+    ratio = v / expected
+    return next((cls for limit, cls in BANDS if ratio < limit), "c4")
 
 
 def _minute_label(start: datetime, i: int, tz: ZoneInfo) -> str:
@@ -432,20 +468,14 @@ def _run_end(row: list[int | None], i: int) -> int:
     return j
 
 
-def heat_map(summaries: list[dict[str, Any]], servers: Sequence[str], tz: ZoneInfo) -> str:
-    """SVG: a row per day and server, a cell per minute; each cell titled."""
-    usual = {}
-    for s in servers:
-        counts = [
-            v
-            for d in summaries
-            for v in d["minutes"].get(s, [])
-            if v not in (None, NOT_BUILT) and v > 0
-        ]
-        usual[s] = statistics.median(counts) if counts else 0
+def heat_map(
+    summaries: list[dict[str, Any]], servers: Sequence[str], tz: ZoneInfo, expected: float
+) -> str:
+    """SVG: a row per day and server, a cell per minute coloured against ``expected``; each
+    cell titled; a built day's label links its page."""
     width = max([len(d["minutes"][servers[0]]) for d in summaries] + [1440])
     parts = []
-    y = 14
+    y = 16
     for d in summaries:
         start = datetime.fromisoformat(d["start"])
         missing_hours = {h["hour"]: set(h["missing"]) for h in d["hours"]}
@@ -457,7 +487,10 @@ def heat_map(summaries: list[dict[str, Any]], servers: Sequence[str], tz: ZoneIn
         for s in servers:
             row = d["minutes"][s]
             name = f"{date.fromisoformat(d['day']):%a %d %b} {s}"
-            parts.append(f'<text x="0" y="{y + ROW_H - 1}">{esc(name)}</text>')
+            label = f'<text x="0" y="{y + ROW_H - 1}">{esc(name)}</text>'
+            if d["hours"]:
+                label = f'<a href="{day_path(d["day"])}">{label}</a>'
+            parts.append(label)
             i = 0
             while i < len(row):
                 v = row[i]
@@ -466,7 +499,7 @@ def heat_map(summaries: list[dict[str, Any]], servers: Sequence[str], tz: ZoneIn
                     what = f"{v} tweets" if v else "0 tweets (connected, nothing came)"
                     parts.append(
                         f'<rect x="{LABEL_W + i}" y="{y}" width="1" height="{ROW_H}" '
-                        f'class="{_bucket(v, usual[s])}"><title>{esc(s)} '
+                        f'class="{_bucket(v, expected)}"><title>{esc(s)} '
                         f"{_minute_label(start, i, tz)}: {what}</title></rect>"
                     )
                     i += 1
@@ -487,7 +520,7 @@ def heat_map(summaries: list[dict[str, Any]], servers: Sequence[str], tz: ZoneIn
                 i = j
             y += ROW_H + 1
         y += DAY_GAP
-    ticks = "".join(f'<text x="{LABEL_W + h * 60}" y="10">{h:02d}</text>' for h in range(0, 24, 3))
+    ticks = "".join(f'<text x="{LABEL_W + h * 60}" y="12">{h:02d}</text>' for h in range(0, 24, 3))
     return (
         f'<svg viewBox="0 0 {LABEL_W + width} {y}" width="{LABEL_W + width}" role="img" '
         f'aria-label="tweets per minute per server, last {len(summaries)} days">{ticks}'
@@ -533,7 +566,7 @@ def minutes_chart(summary: dict[str, Any], tz: ZoneInfo) -> str:
             d.append(f"{'L' if pen else 'M'}{left + i} {y:.1f}")
             pen = True
         out.append(f'<path class="line" d="{" ".join(d)}"/>')
-        out.append(f'<text x="{left - 4}" y="{y0 + 8}" text-anchor="end">{_short(top)}</text>')
+        out.append(f'<text x="{left - 4}" y="{y0 + 10}" text-anchor="end">{_short(top)}</text>')
         out.append(f'<text x="{left - 4}" y="{y0 + panel}" text-anchor="end">0</text>')
         for label, (a, _) in _hour_ranges(summary["day"], tz, start).items():
             hh = int(label[-2:])
@@ -578,7 +611,7 @@ def day_page(config: dict[str, Any], summary: dict[str, Any], out: Path, now: da
         cells += [
             f'<td data-k="total">{_num(h["total"])}</td>',
             f"<td>{_num(h['diff'])}</td>",
-            f"<td>{h['diff_pct'] if h['diff_pct'] is not None else '-'}%</td>",
+            f"<td>{'-' if h['diff_pct'] is None else healthmod.percent(h['diff_pct'])}</td>",
             f"<td>{_num(h['users'])}</td>",
         ]
         cells += [
@@ -684,9 +717,14 @@ def health_section(health: healthmod.Health | None, tz: ZoneInfo) -> str:
     )
     wf = health.facts["workflow"]
     run = wf.get("last_run") or {}
+    when = healthmod.local_time
     facts = [
         f"last run: {esc(run.get('result', 'none'))}"
-        + (f", {esc(run.get('started'))} to {esc(run.get('ended'))}" if run else ""),
+        + (
+            f", {esc(when(run.get('started'), tz))} to {esc(when(run.get('ended'), tz))}"
+            if run
+            else ""
+        ),
         f"newest built hour: {esc(wf['newest_built_hour'] or '-')}",
         f"oldest complete hour not built: {esc(wf['oldest_unbuilt_hour'] or 'none')}",
         f"hours waiting for a secondary: {len(wf['hours_waiting_for_secondary'])}",
@@ -698,12 +736,14 @@ def health_section(health: healthmod.Health | None, tz: ZoneInfo) -> str:
     if wf["email_enabled"]:
         last = wf["last_day_mailed"]
         facts.append(
-            "last day mailed: " + (esc(f"{last['day']} ({last['sent_at']})") if last else "none")
+            "last day mailed: "
+            + (esc(f"{last['day']} ({when(last['sent_at'], tz)})") if last else "none")
         )
     disks = "".join(
         f'<tr><td class="l">{esc(d["path"])}</td><td class="l">{esc(d["dir"])}</td>'
         + (
-            f"<td>{d['free_bytes'] / 1e9:,.1f} GB</td><td>{d['free_percent']:.0f} %</td>"
+            f"<td>{d['free_bytes'] / 1e9:,.1f} GB</td>"
+            f"<td>{healthmod.percent(d['free_percent'])}</td>"
             f"<td>{_days(d['days_left'])}</td>"
             if "error" not in d
             else f'<td colspan="3">{esc(d["error"])}</td>'
@@ -713,7 +753,8 @@ def health_section(health: healthmod.Health | None, tz: ZoneInfo) -> str:
     )
     alerts = health.facts["alerts_24h"]
     alert_list = "".join(
-        f"<li>{esc(a['at'])} {esc(a.get('subject') or a.get('kind'))}</li>" for a in alerts[-20:]
+        f"<li>{esc(when(a['at'], tz))} {esc(a.get('subject') or a.get('kind'))}</li>"
+        for a in alerts[-20:]
     )
     return (
         f'<h2>Health <span class="badge {health.level}">{health.level.upper()}</span></h2>'
@@ -735,8 +776,8 @@ def front_page(
 ) -> str:
     tz = ZoneInfo(config["timezone"])
     servers = [s["name"] for s in config["servers"]]
-    today = now.astimezone(tz).date()
-    recent = [(today - timedelta(days=k)).isoformat() for k in range(FRONT_DAYS)]
+    anchor, note = map_anchor(days, now.astimezone(tz).date())
+    recent = [(anchor - timedelta(days=k)).isoformat() for k in range(FRONT_DAYS)]
     summaries = []
     for day in recent:
         s = _read_json(out / "data" / f"{day}.json") if day in days else {}
@@ -750,7 +791,7 @@ def front_page(
         cells += [f'<td data-server="{esc(s)}">{_num(e["counts"].get(s))}</td>' for s in servers]
         cells += [
             f'<td data-k="total">{_num(e["total"])}</td>',
-            f"<td>{e['diff_pct']:.2f}%</td>",
+            f"<td>{healthmod.percent(e['diff_pct'])}</td>",
             f"<td>{e['built']}</td>",
             f'<td class="l">{esc(missing)}</td>',
             f'<td class="l">{esc(outage)}</td>',
@@ -767,11 +808,15 @@ def front_page(
         '<th class="l">day mail</th></tr>'
     )
     months = sorted({d[:7] for d in days}, reverse=True)
+    expected, source = expected_rate(config, summaries, servers)
+    span = f"last {FRONT_DAYS} days" if not note else f"the {FRONT_DAYS} days up to {anchor}"
     body = (
-        health_section(health, tz)
-        + f"<h2>Tweets per minute, last {FRONT_DAYS} days</h2>"
-        + legend()
-        + f'<div class="scroll">{heat_map(summaries, servers, tz)}</div>'
+        demo_note(health, tz)
+        + health_section(health, tz)
+        + f"<h2>Tweets per minute, {span}</h2>"
+        + note
+        + legend(expected, source)
+        + f'<div class="scroll">{heat_map(summaries, servers, tz, expected)}</div>'
         + "<h2>Last days</h2>"
         + f'<div class="scroll"><table id="days">{head}{"".join(table_rows)}</table></div>'
         + "<h2>Months</h2><p>"
@@ -779,6 +824,31 @@ def front_page(
         + "</p>"
     )
     return page("sampled-stream archive", body, "", now, tz)
+
+
+def map_anchor(days: dict[str, Any], today: date) -> tuple[date, str]:
+    """The heat map's last day: today, or the newest day holding data when that is older than
+    the map (an import, a paused collection, a finished demo), with a note saying so."""
+    if not days or max(days) > (today - timedelta(days=FRONT_DAYS)).isoformat():
+        return today, ""
+    newest = date.fromisoformat(max(days))
+    return newest, (
+        f'<p class="note warning" id="anchor">No data in the last {FRONT_DAYS} days: the newest '
+        f"is from {newest} ({(today - newest).days} days ago), so the map shows the "
+        f"{FRONT_DAYS} days up to it. Every day is in its month's page below.</p>"
+    )
+
+
+def demo_note(health: healthmod.Health | None, tz: ZoneInfo) -> str:
+    """A finished ``make demo`` says so first: its stopped collectors are not an outage."""
+    demo = health.facts.get("demo") if health else None
+    if not demo:
+        return ""
+    return (
+        '<p class="note ok" id="demo">A finished demo: collectors stopped at '
+        f"{esc(healthmod.local_time(demo.get('stopped_at'), tz))}. Nothing is collecting; "
+        "the pages show what the demo collected and built.</p>"
+    )
 
 
 def empty_summary(config: dict[str, Any], day: str) -> dict[str, Any]:
@@ -840,7 +910,7 @@ def after_run(
                 metrics_path(config), metrics_text(health, recent_stats(config, ended))
             ),
         )
-    update = step("writing the dashboard", update_dashboard, config, ended, health)
+    update = step("writing the dashboard", write_dashboard, config, ended, health)
     if update is not None:
         print(
             f"dashboard: {len(update.days)} day(s), {len(update.months)} month(s) rewritten in "
@@ -848,6 +918,51 @@ def after_run(
             file=sys.stderr,
         )
     return update
+
+
+def write_dashboard(
+    config: dict[str, Any], now: datetime, health: healthmod.Health | None
+) -> Update:
+    """``update_dashboard``; if it fails, the failure is a health item (until an update works),
+    an alert, and the front page says so instead of going stale in silence. Re-raises."""
+    failure = healthmod.state_file(config, healthmod.DASHBOARD_FILE)
+    try:
+        update = update_dashboard(config, now, health)
+    except Exception as e:
+        from ingest.notify import notify_once
+
+        error = f"{type(e).__name__}: {e}"
+        atomic_write_json(failure, {"at": now.isoformat(), "error": error})
+        notify_once(
+            config,
+            "dashboard",
+            [error],
+            "dashboard not updated",
+            "The dashboard's pages could not be written; they show an older state:",
+            now,
+        )
+        atomic_write(dashboard_dir(config) / "index.html", failed_page(config, now, error))
+        raise
+    failure.unlink(missing_ok=True)
+    return update
+
+
+def failed_page(config: dict[str, Any], now: datetime, error: str) -> str:
+    """The front page when the update failed: what failed, and the older pages still there."""
+    tz = ZoneInfo(config["timezone"])
+    months = sorted(
+        (p.stem for p in (dashboard_dir(config) / "month").glob("*.html")), reverse=True
+    )
+    body = (
+        '<h2>Health <span class="badge failing">FAILING</span></h2>'
+        f'<p class="failing" id="failed">The dashboard could not be updated at '
+        f"{esc(healthmod.local_time(now, tz))}: {esc(error)}. The month and day pages are "
+        "from an earlier run; <code>sampled-stream status</code> shows the current health.</p>"
+        "<h2>Months (older pages)</h2><p>"
+        + " · ".join(f'<a href="month/{esc(m)}.html">{esc(m)}</a>' for m in months)
+        + "</p>"
+    )
+    return page("sampled-stream archive", body, "", now, tz)
 
 
 class RunEnd:

@@ -17,7 +17,7 @@ import contextlib
 import json
 import os
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -27,12 +27,29 @@ from ingest.atomic import atomic_write_json
 from ingest.collect.status import server_report, status_dir
 from ingest.hours import plan as planning
 from ingest.pull.state import load_state
+from ingest.text import plural
 from ingest.vault import replicate as replication
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
 LEVELS = (OK, WARNING, FAILING)  # in order of severity; the metrics use the index
 DISK_HISTORY = timedelta(hours=25)  # samples kept: a day's decline gives the rate
 RECENT_ALERTS = timedelta(hours=24)
+DEMO_FILE = "demo-ended.json"  # written by make demo when it stops its collectors
+DASHBOARD_FILE = "dashboard.json"  # the dashboard's last failure to write (gone when it works)
+
+
+def local_time(value: datetime | str | None, tz: ZoneInfo | Any = UTC) -> str:
+    """The one way pages and summaries show a time: local, to the minute, the zone named
+    ("2026-01-14 12:07 CET"); "-" for none, an unparsable value as it is."""
+    t = value if isinstance(value, datetime) else _parse(value)
+    if t is None:
+        return "-" if not value else str(value)
+    return f"{t.astimezone(tz):%Y-%m-%d %H:%M %Z}"
+
+
+def percent(value: float) -> str:
+    """The one way percentages are shown: "1.4 %"."""
+    return f"{value:.1f} %"
 
 
 def _iso(t: datetime | None) -> str | None:
@@ -76,6 +93,14 @@ def record_run(
     }
     atomic_write_json(path, record)
     return record
+
+
+def end_demo(config: dict[str, Any], servers: list[str], stopped_at: datetime) -> None:
+    """``make demo`` stopped these collectors on purpose: the health reads them as a finished
+    demo ("collectors stopped at ..."), not as an outage. Only the demo writes this file."""
+    atomic_write_json(
+        state_file(config, DEMO_FILE), {"servers": servers, "stopped_at": _iso(stopped_at)}
+    )
 
 
 def disk_paths(config: dict[str, Any]) -> dict[str, Path]:
@@ -296,7 +321,7 @@ def _check(name: str, graded_problems: list[tuple[str, str]], fine: str) -> Chec
     return Check(name, level, "; ".join(texts) if texts else fine, texts)
 
 
-def assess_archive(report: dict[str, Any]) -> Check:
+def assess_archive(report: dict[str, Any], tz: ZoneInfo | Any = UTC) -> Check:
     """An imported server: an archive has no liveness, only what it holds and its raw_dir."""
     a = report["archive"]
     problems: list[tuple[str, str]] = []
@@ -308,18 +333,30 @@ def assess_archive(report: dict[str, Any]) -> Check:
         n = a["inputs"]
         fine = (
             f"{a['lines']:,} lines from {n:,} input{'s' * (n != 1)}, {a['first_minute']} to "
-            f"{a['last_minute']}, last import {a['last_import']}"
+            f"{a['last_minute']}, last import {local_time(a['last_import'], tz)}"
         )
     else:
         fine = "nothing imported yet"
     return _check(f"archive {report['server']}", problems, fine)
 
 
-def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
+def assess_collector(
+    report: dict[str, Any], limits: dict[str, Any], demo: dict[str, Any] | None = None, tz=UTC
+) -> Check:
     if "archive" in report:
-        return assess_archive(report)
+        return assess_archive(report, tz)
     name = f"collector {report['server']}"
     age = report.get("newest_minute_age_seconds")
+    if age is not None:
+        age = max(0.0, age)  # a minute file stamped ahead of the clock is new, not "-1 min old"
+    st = report.get("status") or {}
+    if demo and report["server"] in demo.get("servers", []) and st.get("state") != "running":
+        return Check(
+            name,
+            OK,
+            f"collectors stopped at {local_time(demo.get('stopped_at'), tz)}:"
+            " the demo ended (nothing is collecting)",
+        )
     age_limits = dict(limits["minute_file_age_minutes"])
     if report.get("pulled"):
         # A secondary's minutes come with the pulls: a cron interval and a run later.
@@ -336,9 +373,8 @@ def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
     if report.get("pulled"):
         pull = report.get("pull") or {}
         if pull.get("unreachable_since"):
-            problems.append(
-                (WARNING, f"pull failing since {pull['unreachable_since']}: {pull['last_error']}")
-            )
+            since = local_time(pull["unreachable_since"], tz)
+            problems.append((WARNING, f"pull failing since {since}: {pull['last_error']}"))
     else:
         st = report.get("status")
         if st is None:
@@ -346,7 +382,9 @@ def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
         elif "unreadable" in st:
             problems.append((WARNING, f"status file unreadable: {st['unreadable']}"))
         elif st.get("state") == "stopped":
-            problems.append((FAILING, f"stopped: {st.get('stopped_reason') or 'unknown reason'}"))
+            why = st.get("stopped_reason") or "unknown reason"
+            at = f" at {local_time(st['stopped_at'], tz)}" if st.get("stopped_at") else ""
+            problems.append((FAILING, f"stopped{at}: {why}"))
         else:
             if not st.get("connected_since"):
                 problems.append((WARNING, "disconnected, reconnecting"))
@@ -365,7 +403,7 @@ def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
     return _check(name, problems, fine)
 
 
-def assess_workflow(wf: dict[str, Any], limits: dict[str, Any], now: datetime) -> Check:
+def assess_workflow(wf: dict[str, Any], limits: dict[str, Any], now: datetime, tz=UTC) -> Check:
     problems: list[tuple[str, str]] = []
     run = wf.get("last_run") or {}
     last_ok = _parse(run.get("last_ok"))
@@ -373,8 +411,8 @@ def assess_workflow(wf: dict[str, Any], limits: dict[str, Any], now: datetime) -
         problems.append((WARNING, "no workflow run recorded"))
     else:
         if run.get("result") == "failed":
-            problems.append((WARNING, f"last run failed ({run.get('ended')})"))
-        since = (now - last_ok).total_seconds() / 60 if last_ok else None
+            problems.append((WARNING, f"last run failed ({local_time(run.get('ended'), tz)})"))
+        since = max(0.0, (now - last_ok).total_seconds() / 60) if last_ok else None
         level = graded(since, limits["no_good_run_minutes"]) if last_ok else FAILING
         if level != OK:
             problems.append(
@@ -383,22 +421,21 @@ def assess_workflow(wf: dict[str, Any], limits: dict[str, Any], now: datetime) -
     overdue = wf.get("oldest_unbuilt_overdue_minutes")
     if overdue is not None:
         level = graded(overdue, limits["unbuilt_hour_overdue_minutes"])
-        problems.append(
-            (level, f"hour {wf['oldest_unbuilt_hour']} unbuilt, due {overdue:.0f} min ago")
-        )
+        due = f"due {overdue:.0f} min ago" if overdue >= 0 else f"due in {-overdue:.0f} min"
+        problems.append((level, f"hour {wf['oldest_unbuilt_hour']} unbuilt, {due}"))
     if wf.get("hours_waiting_for_secondary"):
         n = len(wf["hours_waiting_for_secondary"])
-        problems.append((WARNING, f"{n} hour(s) waiting for a secondary"))
+        problems.append((WARNING, f"{plural(n, 'hour')} waiting for a secondary"))
     failed = len(wf.get("uploads_failed") or [])
     if failed:
         problems.append(
-            (graded(failed, limits["failed_uploads"]), f"{failed} failed OSF upload(s)")
+            (graded(failed, limits["failed_uploads"]), f"{plural(failed, 'failed OSF upload')}")
         )
-    fine = f"last run {run.get('result')} at {run.get('ended')}" if run else "ok"
+    fine = f"last run {run.get('result')} at {local_time(run.get('ended'), tz)}" if run else "ok"
     return _check("workflow", problems, fine)
 
 
-def assess_replica(r: dict[str, Any], raw_held: int, now: datetime) -> Check:
+def assess_replica(r: dict[str, Any], raw_held: int, now: datetime, tz=UTC) -> Check:
     """Failing once a required replica has failed for its alert_after_minutes; a warning while
     it fails or lacks hours; the raw files retention keeps for the replicas are named."""
     problems = []
@@ -406,11 +443,12 @@ def assess_replica(r: dict[str, Any], raw_held: int, now: datetime) -> Check:
     if since is not None:
         long = now - since >= timedelta(minutes=r["alert_after_minutes"])
         level = FAILING if long and not r["optional"] else WARNING
-        problems.append((level, f"failing since {since.isoformat()}: {r['last_error']}"))
+        problems.append((level, f"failing since {local_time(since, tz)}: {r['last_error']}"))
     if r["hours_behind"]:
-        problems.append((WARNING, f"{r['hours_behind']} built hours not copied yet"))
+        problems.append((WARNING, f"{plural(r['hours_behind'], 'built hour')} not copied yet"))
     if raw_held and problems and not r["optional"]:
-        problems.append((WARNING, f"{raw_held} raw minute files kept until it has their hours"))
+        held = plural(raw_held, "raw minute file")
+        problems.append((WARNING, f"{held} kept until it has their hours"))
     return _check(f"replica {r['name']}", problems, f"up to date ({r['target']})")
 
 
@@ -422,14 +460,14 @@ def assess_disk(d: dict[str, Any], limits: dict[str, Any]) -> Check:
     problems = [
         (
             graded(d["free_percent"], limits["disk_free_percent"], higher_is_worse=False),
-            f"{gb:.1f} GB free ({d['free_percent']:.0f} %)",
+            f"{gb:.1f} GB free ({percent(d['free_percent'])})",
         )
     ]
     if d["days_left"] is not None:
         level = graded(d["days_left"], limits["disk_days_left"], higher_is_worse=False)
         problems.append((level, f"full in {d['days_left']:.0f} days at the current rate"))
     left = f", {d['days_left']:.0f} days left" if d["days_left"] is not None else ""
-    return _check(name, problems, f"{gb:.1f} GB free ({d['free_percent']:.0f} %){left}")
+    return _check(name, problems, f"{gb:.1f} GB free ({percent(d['free_percent'])}){left}")
 
 
 @dataclass
@@ -437,6 +475,7 @@ class Health:
     at: datetime
     checks: list[Check]
     facts: dict[str, Any]
+    tz: Any = UTC  # the archive's zone: how times are shown
 
     @property
     def level(self) -> str:
@@ -451,19 +490,36 @@ class Health:
         }
 
     def format(self) -> str:
-        lines = [f"health: {self.level.upper()} at {self.at.isoformat(timespec='seconds')}"]
+        lines = [f"health: {self.level.upper()} at {local_time(self.at, self.tz)}"]
         lines += [f"  {c.level.upper():<8} {c.name}: {c.summary}" for c in self.checks]
         alerts = self.facts.get("alerts_24h") or []
         lines.append(f"  alerts in the last 24 h: {len(alerts)}")
-        lines += [f"    {a['at']} {a.get('subject') or a.get('kind')}" for a in alerts[-10:]]
+        lines += [
+            f"    {local_time(a['at'], self.tz)} {a.get('subject') or a.get('kind')}"
+            for a in alerts[-10:]
+        ]
         return "\n".join(lines)
 
 
-def assess(facts: dict[str, Any], limits: dict[str, Any], now: datetime) -> list[Check]:
-    checks = [assess_collector(r, limits) for r in facts["collectors"]]
-    checks.append(assess_workflow(facts["workflow"], limits, now))
+def assess_dashboard(failure: dict[str, Any] | None, tz=UTC) -> Check | None:
+    """Failing while the dashboard's last update failed: its pages are stale, not current."""
+    if not failure:
+        return None
+    when = local_time(failure.get("at"), tz)
+    text = f"not updated at {when}: {failure.get('error')}; its pages are older"
+    return Check("dashboard", FAILING, text, [text])
+
+
+def assess(
+    facts: dict[str, Any], limits: dict[str, Any], now: datetime, tz: Any = UTC
+) -> list[Check]:
+    demo = facts.get("demo")
+    checks = [assess_collector(r, limits, demo, tz) for r in facts["collectors"]]
+    checks.append(assess_workflow(facts["workflow"], limits, now, tz))
     held = (facts.get("retention") or {}).get("raw_held") or 0
-    checks += [assess_replica(r, held, now) for r in facts.get("replicas", [])]
+    checks += [assess_replica(r, held, now, tz) for r in facts.get("replicas", [])]
+    if dash := assess_dashboard(facts.get("dashboard_failure"), tz):
+        checks.append(dash)
     # One check per file system: raw, work and vault often share one.
     shared: dict[tuple, list[dict[str, Any]]] = {}
     for d in facts["disks"]:
@@ -484,8 +540,11 @@ def system_health(config: dict[str, Any], now: datetime) -> Health:
         "alerts_24h": recent_alerts(config, now),
         "replicas": replica_facts(config),
         "retention": _read_json(state_file(config, "retention.json")),
+        "demo": _read_json(state_file(config, DEMO_FILE)),
+        "dashboard_failure": _read_json(state_file(config, DASHBOARD_FILE)),
     }
-    return Health(now, assess(facts, config["health"], now), facts)
+    tz = ZoneInfo(config["timezone"])
+    return Health(now, assess(facts, config["health"], now, tz), facts, tz)
 
 
 def is_primary(config: dict[str, Any]) -> bool:

@@ -51,10 +51,17 @@ def upload_job(
 
 
 def mail_job(
-    config: dict[str, Any], day: str, report: Path, marker: Path, log, revised: bool = False
+    config: dict[str, Any],
+    day: str,
+    report: Path,
+    marker: Path,
+    log,
+    now: datetime,
+    revised: bool = False,
 ) -> None:
     """Mail a complete day's report with its tweets-per-minute plot, once (again, ``revised``,
-    when the report changed since)."""
+    when the report changed since). A failed mail waits out a back-off (``backoff``) before the
+    plan tries it again: an SMTP server down for a day costs a few attempts, not every run."""
     from ingest.hours.stats import day_stats_paths, read_stats
     from ingest.notify import Mailer, mail_day_report
     from ingest.observe.plot import minutes_plot_png
@@ -65,6 +72,20 @@ def mail_job(
     png = minutes_plot_png(day, stats, servers, tz=config["timezone"])
     mailer = Mailer.from_config(config["email"])
     link = day_url(config, day)
-    mail_day_report(mailer, day, report.read_text(), png, marker, link, revised)
+    retry = plan.mail_backoff(marker.parent, day)
+    try:
+        mail_day_report(mailer, day, report.read_text(), png, marker, link, revised)
+    except Exception as e:
+        state = backoff.record_failure(retry, now, f"{type(e).__name__}: {e}")
+        log.error(
+            "mail of %s not sent (attempt %d): %s: %s; next attempt not before %s",
+            day,
+            state["attempts"],
+            type(e).__name__,
+            e,
+            state["next_attempt"],
+        )
+        raise
+    backoff.clear(retry)
     what = "revised report" if revised else "report"
     log.info("%s of %s mailed to %s", what, day, ", ".join(config["email"]["to"]))

@@ -35,6 +35,7 @@ from typing import Any
 
 from ingest.atomic import fsync_dir, temp_name
 from ingest.layout import Hour, report_path, work_paths
+from ingest.text import plural
 from ingest.vault import day as vault_day
 from ingest.vault import records
 from ingest.vault.manifest import (
@@ -256,6 +257,32 @@ class DayRestore:
     intact: list[str] = field(default_factory=list)  # already on the primary, verified
     failed: dict[str, str] = field(default_factory=dict)  # name -> why
     notes: dict[str, str] = field(default_factory=dict)  # name -> what is wrong on the replica
+    source: str = ""  # the replica it came from
+
+    def lines(self) -> list[str]:
+        """The day's counts, then each file by name: restored, intact, failed (why), notes."""
+        origin = f" (from {self.source})" if self.source else ""
+        out = [
+            f"{self.day}: {len(self.restored)} restored, {len(self.intact)} intact, "
+            f"{len(self.failed)} failed{origin}"
+        ]
+        out += [f"  restored: {self.day}/{n}" for n in sorted(self.restored)]
+        out += [f"  intact: {self.day}/{n}" for n in sorted(self.intact)]
+        out += [f"  FAILED: {self.day}/{n}: {why}" for n, why in sorted(self.failed.items())]
+        out += [f"  note: {self.day}/{n}: {why}" for n, why in sorted(self.notes.items())]
+        return out
+
+
+def restore_summary(results: list[DayRestore]) -> str:
+    """The one line a restore ends with."""
+    sources = sorted({r.source for r in results if r.source})
+    n = {k: sum(len(getattr(r, k)) for r in results) for k in ("restored", "intact", "failed")}
+    days = plural(len(results), "day")
+    origin = f" from {', '.join(sources)}" if sources else ""
+    return (
+        f"restore: {days}{origin}: {n['restored']} files restored, {n['intact']} intact, "
+        f"{n['failed']} failed"
+    )
 
 
 def _check_ours(day_dir: Path, record: HourRecord, result: DayRestore, why: str) -> None:
@@ -509,22 +536,7 @@ def _restore(config, candidates, days, log) -> list[DayRestore]:
             except (ReplicaError, OSError, ValueError) as e:
                 # One day's problem (the replica went away, a disk error) costs only that day.
                 r = DayRestore(day, failed={"*": str(e)})
-            _log_day(r, replica.name, log)
+            r.source = replica.name
             results.append(r)
         return results
     raise ReplicaError("no replica could be read: " + "; ".join(errors))
-
-
-def _log_day(r: DayRestore, source: str, log: logging.Logger) -> None:
-    log.info(
-        "restore %s from %s: %d restored, %d intact, %d failed",
-        r.day,
-        source,
-        len(r.restored),
-        len(r.intact),
-        len(r.failed),
-    )
-    for name, why in r.failed.items():
-        log.error("restore %s/%s: %s", r.day, name, why)
-    for name, why in r.notes.items():
-        log.warning("restore %s/%s: %s", r.day, name, why)

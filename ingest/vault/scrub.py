@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from ingest.layout import Hour, report_path, work_paths
 from ingest.locks import LockBusy
+from ingest.text import plural
 from ingest.vault import records
 from ingest.vault.day import adopt, day_state, derive_manifest, settle_vault
 from ingest.vault.manifest import is_day, manifest_name, manifest_path, sha256_file
@@ -125,10 +126,47 @@ class ScrubReport:
     findings: list[Finding] = field(default_factory=list)
     created_manifests: list[str] = field(default_factory=list)
     adopted: list[str] = field(default_factory=list)  # hours built before records, given one
+    checked: dict[str, list[str]] = field(default_factory=dict)  # "day/name" -> its locations
 
     @property
     def unrepaired(self) -> list[Finding]:
         return [f for f in self.findings if not f.repair and f.status != "unlisted"]
+
+    def summary(self) -> str:
+        """The one line a scrub ends with."""
+        repaired = sum(1 for f in self.findings if f.repair)
+        return (
+            f"scrub: {plural(self.days, 'day')}, {plural(len(self.checked), 'file')} checked "
+            f"({plural(self.files, 'check')} over the copies), {self.bytes / 1e6:.1f} MB in "
+            f"{self.seconds:.1f} s: {plural(len(self.findings), 'finding')}, {repaired} repaired, "
+            f"{len(self.unrepaired)} not repaired"
+        )
+
+    def lines(self) -> list[str]:
+        """Each file checked or written, by name, once: "ok" with the copies it was checked
+        on, or its findings (which say what was repaired); findings about no single file (a copy
+        unreachable, a whole hour) in their place in the order."""
+        by_file: dict[str, list[Finding]] = {}
+        for f in self.findings:
+            by_file.setdefault(f"{f.day}/{f.name}", []).append(f)
+        written = {
+            f"{d}/{manifest_name(d)}": "manifest derived from its records"
+            for d in (self.created_manifests)
+        }
+        for label in self.adopted:
+            day = Hour.parse(label).day
+            written[f"{day}/{records.record_name(label)}"] = "record written (built before records)"
+        out = []
+        for path in sorted(set(self.checked) | set(by_file) | set(written)):
+            found = by_file.get(path, [])
+            if found:
+                out += [f"  {f.line()}" for f in found]
+            elif path in self.checked:
+                note = f"; {written[path]}" if path in written else ""
+                out.append(f"  ok: {path} ({', '.join(self.checked[path])}){note}")
+            else:
+                out.append(f"  {written[path]}: {path}")
+        return out
 
 
 def vault_days(vault_dir: Path, last: int | None = None) -> list[str]:
@@ -320,6 +358,7 @@ def scrub(
         if isinstance(res, str):
             report.findings.append(Finding(name, "-", "*", "unreachable", res))
     report.files = sum(len(v) for v in results.values() if isinstance(v, dict))
+    _list_checked(report, plans, results)
     # Bytes read: the primary's files, once per copy that could be checked.
     size = sum(
         (vault / d / n).stat().st_size
@@ -329,10 +368,30 @@ def scrub(
     report.bytes = size * sum(isinstance(v, dict) for v in results.values())
     _repair_between_runs(config, lock_wait_s, plans, answered, results, report, log)
     report.seconds = round(time.monotonic() - start, 2)
-    _log_report(report, log)
     if alerts and any(f.status != "unlisted" for f in report.findings):
         _alert(report, alerts)
     return report
+
+
+def _list_checked(report: ScrubReport, plans: dict[str, DayPlan], results: _Results) -> None:
+    """Every file checked, with the copies it was checked on: the hours' files and day reports,
+    the records and manifests read in the plan."""
+    checked: dict[str, set[str]] = {}
+    for loc, res in results.items():
+        for day, name in res if isinstance(res, dict) else ():
+            checked.setdefault(f"{day}/{name}", set()).add(loc)
+    for day, plan in plans.items():
+        for hour in plan.hours:
+            for loc in hour.claims:
+                checked.setdefault(f"{day}/{records.record_name(hour.label)}", set()).add(loc)
+        for loc, copy in plan.copies.items():
+            if copy.manifest_sha is not None:
+                checked.setdefault(f"{day}/{manifest_name(day)}", set()).add(loc)
+    order = list(results)  # the primary first, then the replicas
+    rank = {loc: i for i, loc in enumerate(order)}
+    report.checked = {
+        p: sorted(locs, key=lambda x: rank.get(x, len(rank))) for p, locs in checked.items()
+    }
 
 
 def _repair_between_runs(
@@ -835,20 +894,6 @@ class _Repairs:
 
 def _also(detail: str, more: str) -> str:
     return f"{detail}; {more}" if detail else more
-
-
-def _log_report(report: ScrubReport, log: logging.Logger) -> None:
-    """The totals, then each finding: an error when nothing mended it."""
-    log.info(
-        "scrub: %d day(s), %d file checks, %.1f MB in %.1f s, %d finding(s)",
-        report.days,
-        report.files,
-        report.bytes / 1e6,
-        report.seconds,
-        len(report.findings),
-    )
-    for f in report.findings:
-        (log.info if f.repair or f.status == "unlisted" else log.error)("scrub: %s", f.line())
 
 
 def _alert(report: ScrubReport, alerts: Alerts) -> None:

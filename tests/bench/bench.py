@@ -71,6 +71,7 @@ SERVERS = ("server1", "server2")
 GEN_VERSION = 3  # bump to invalidate caches when the generation parameters change
 YEAR_VERSION = 1  # the dry run's year of built hours (with records since issue 21)
 PYTHON = sys.executable
+IDLE_LABEL = "dry run (-n), nothing to do (a year built, no new minute): a cron run's fixed cost"
 PROGRESS = True  # --no-progress: no bars (they show only when stderr is a terminal anyway)
 
 
@@ -741,18 +742,24 @@ def stale_check_seconds(vault: Path, repeat: int = 5) -> float:
 
 
 def run_dry_year(cache: Path, scale_dir: Path, repeat: int = 3) -> dict:
-    """``snakemake -n`` against a year of built hours, and against an empty vault."""
+    """``snakemake -n`` against a year of built hours, against an empty vault, and with
+    nothing to do (the year up to the hour before, every minute file parsed and gone): the
+    last is what every cron run pays before any work, Snakemake's start-up included (issue 23)."""
     root, now = ensure_year(cache)
     hours = json.loads((root / "complete.json").read_text())["hours"]
     env = sm_env()
     out = {"hours": hours}
-    for name, raw, vault in [
-        ("year", root / "raw", root / "vault"),
-        ("empty", root / "raw-one", None),
+    for s in SERVERS:
+        (root / "raw-none" / s).mkdir(parents=True, exist_ok=True)
+    for name, raw, vault, at in [
+        ("year", root / "raw", root / "vault", now),
+        ("empty", root / "raw-one", None, now),
+        ("idle", root / "raw-none", root / "vault", due_time(PREV)),
     ]:
+        (scale_dir / "runs").mkdir(exist_ok=True)
         run = Path(tempfile.mkdtemp(prefix=f"dry-{name}-", dir=scale_dir / "runs"))
         cfg = write_config(run, raw, vault=vault)
-        cmd = [*snakemake_cmd(run, cfg, now), "-n", "--quiet", "rules"]
+        cmd = [*snakemake_cmd(run, cfg, at), "-n", "--quiet", "rules"]
         results = []
         for i in range(repeat):
             with open(run / f"dry{i}.log", "w") as f:
@@ -763,8 +770,9 @@ def run_dry_year(cache: Path, scale_dir: Path, repeat: int = 3) -> dict:
             "result": min(results, key=lambda r: r.wall),
             "walls": [r.wall for r in results],
             "cpus": [r.cpu for r in results],
-            "jobs": dry_run_jobs(snakemake_cmd(run, cfg, now), env),
+            "jobs": dry_run_jobs(snakemake_cmd(run, cfg, at), env),
         }
+    assert out["idle"]["jobs"] == {}, f"the idle dry run has work: {out['idle']['jobs']}"
     out["dashboard_s"] = dashboard_rewrite_seconds(root, now, scale_dir)
     out["stale_check_s"] = stale_check_seconds(root / "vault")
     return out
@@ -1008,6 +1016,11 @@ def main(argv: list[str] | None = None) -> int:
         help="process sampler interval in seconds (per-kind RSS), 0 = off",
     )
     ap.add_argument(
+        "--dry-only",
+        action="store_true",
+        help="only the dry runs (a year built, empty vault, nothing to do): Snakemake's start-up",
+    )
+    ap.add_argument(
         "--no-progress",
         action="store_true",
         help="no progress bars (shown on stderr only when it is a terminal)",
@@ -1029,6 +1042,8 @@ def main(argv: list[str] | None = None) -> int:
     sample = args.sample or None
     info = machine()
     log(f"machine: {info['nproc']} x {info['cpu']}, {info['mem_gb']} GB")
+    if args.dry_only:
+        return dry_only(cache, scale_dir, info)
 
     data = ensure_data(scale_dir, scale)
     data_raw = scale_dir / "raw"
@@ -1141,7 +1156,7 @@ def main(argv: list[str] | None = None) -> int:
                         "cpus": dry[k]["cpus"],
                         "jobs": dry[k]["jobs"],
                     }
-                    for k in ("year", "empty")
+                    for k in ("year", "empty", "idle")
                 },
             },
             "replicas": replicas
@@ -1153,6 +1168,25 @@ def main(argv: list[str] | None = None) -> int:
     write_results(scale_dir, "results", results, render(results, args.sample))
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
+    return 0
+
+
+def dry_only(cache: Path, scale_dir: Path, info: dict) -> int:
+    """``--dry-only``: the three dry runs alone, a table of their own (``dry.md``)."""
+    dry = run_dry_year(cache, scale_dir)
+    labels = {
+        "year": f"dry run (-n), {dry['hours']} built hours in the vault",
+        "empty": "dry run (-n), empty vault",
+        "idle": IDLE_LABEL,
+    }
+    rows = [
+        (label, f"{dry[k]['result'].wall:.2f}", f"{dry[k]['result'].cpu:.2f}")
+        for k, label in labels.items()
+    ]
+    md = table(rows, ("run (best of 3)", "wall s", "CPU s"))
+    results = {"machine": info, **{k: dry[k]["result"].to_json() for k in labels}}
+    write_results(scale_dir, "dry", results, md)
+    shutil.rmtree(scale_dir / "runs", ignore_errors=True)
     return 0
 
 
@@ -1199,6 +1233,7 @@ def render(res: dict, sample: float) -> str:
         d = res["dry"]
         rows.append(row(f"dry run (-n), {d['hours']} built hours in the vault", d["year"], 2))
         rows.append(row("dry run (-n), empty vault", d["empty"], 2))
+        rows.append(row(IDLE_LABEL, d["idle"], 2))
     main_table = table(rows, ("run", "wall s", "CPU s", "peak RSS MB", "other load CPU s"))
 
     ratios = [

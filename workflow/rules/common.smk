@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 # The ingest package sits next to workflow/; jobs (shell and script) find it through
 # PYTHONPATH, so the workflow works with or without `pip install -e .`.
@@ -26,7 +25,7 @@ from ingest.hours import resources as build_resources  # noqa: E402
 from ingest.receipts import build_receipt, report_receipt  # noqa: E402
 from ingest.vault import day as vault_day  # noqa: E402
 from ingest.vault import replicate as replication  # noqa: E402
-from ingest.config import ConfigError, check_now, check_semantics, normalize  # noqa: E402
+from ingest.config import ConfigError, check_now, validate_config  # noqa: E402
 from ingest.notify import notify_once  # noqa: E402
 from ingest.workflow_run import RunWatch, take_run_lock  # noqa: E402
 
@@ -40,10 +39,10 @@ WATCH = RunWatch(config).install() if WRITES else None
 
 if not config:
     raise WorkflowError("no config given: run with --configfile config/config.yaml")
-normalize(config)
-validate(config, schema="../../ingest/schemas/config.schema.yaml")  # the package's own file
 try:
-    check_semantics(config)
+    # Against the package's schema, defaults filled in; an error names the file, the key and
+    # the reason in a line each (Snakemake's own validate printed the schema around it).
+    validate_config(config, " + ".join(str(f) for f in workflow.configfiles) or "config")
     check_now(config, DRY_RUN)
     if problem := planning.hours_range_error(config.get("hours")):
         raise ConfigError(problem)

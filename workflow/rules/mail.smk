@@ -20,5 +20,6 @@ rule mail_report:
     params:
         report=lambda wildcards: report_file(wildcards.day),
         revised=lambda wildcards: wildcards.day in run_plan().revised,
+        now=NOW.isoformat(),
     script:
         "../../scripts/mail_report.py"
