@@ -137,9 +137,10 @@ def _int(value: Any) -> int | None:
 
 
 def _hidden(tweet: Any, c: Complied) -> bool:
-    return isinstance(tweet, dict) and c.action(_int(tweet.get("id")) or -1, _int(
-        tweet.get("author_id")
-    )) is not None
+    return (
+        isinstance(tweet, dict)
+        and c.action(_int(tweet.get("id")) or -1, _int(tweet.get("author_id"))) is not None
+    )
 
 
 def scrub_line(line: bytes, c: Complied) -> bytes | None:
@@ -194,3 +195,28 @@ def scrub_bytes(data: bytes, c: Complied) -> tuple[bytes, int]:
         if new is not None:
             out.append(new)
     return (b"".join(out), changed) if changed else (data, 0)
+
+
+class DayCache:
+    """The complied IDs for minute files, a day's logs read once (a pull or an import places
+    many minute files of the same days)."""
+
+    def __init__(self, vault_dir: str | Path | None) -> None:
+        self.vault_dir = Path(vault_dir) if vault_dir else None
+        self._days: dict[str, Complied] = {}
+
+    def for_minute_file(self, path: Path) -> Complied:
+        """The complied IDs a minute file ``{raw_dir}/{day}/{HH}/…`` may hold (``around``)."""
+        day = path.parent.parent.name
+        if self.vault_dir is None or not _is_day(day):
+            return Complied()
+        if day not in self._days:
+            self._days[day] = around(self.vault_dir, day)
+        return self._days[day]
+
+
+def _is_day(name: str) -> bool:
+    try:
+        return len(name) == 10 and date.fromisoformat(name).isoformat() == name
+    except ValueError:
+        return False

@@ -314,7 +314,9 @@ class Withheld:
         if not row:  # an ID only the old IDs file holds: its row was withheld before
             action = self.complied.action(int(tid), None) or "complied before"
         else:
-            action = self.complied.action(int(tid), _author(row) if self.complied.accounts else None)
+            action = self.complied.action(
+                int(tid), _author(row) if self.complied.accounts else None
+            )
         if action is None:
             return False
         self.counts[action] += 1

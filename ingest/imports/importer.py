@@ -62,6 +62,7 @@ import orjson
 
 from ingest.atomic import BUFFER, atomic_write_json, fsync_dir
 from ingest.clock import Clock, SystemClock
+from ingest.complied import DayCache
 from ingest.layout import minute_path
 from ingest.locks import LockBusy, exclusive_lock
 from ingest.minutefiles import fsync_file, place_minute
@@ -364,6 +365,7 @@ class Target:
     raw_dir: Path
     root: Path  # {work_dir}/import/{server}
     tz: str
+    vault_dir: Path | None = None  # its compliance logs apply to every minute placed
 
     @property
     def staging(self) -> Path:
@@ -381,12 +383,13 @@ def place_staged(target: Target, stage: Path, read: dict[str, Any]) -> dict[str,
     """Place every staged minute of one input into raw_dir (union where it exists)."""
     placed = {"new": 0, "merged": 0, "same": 0, "lines_added": 0}
     dirs: set[Path] = set()
+    complied = DayCache(target.vault_dir)
     for rel in read["minutes"]:
         staged = stage / rel
         if not staged.exists():
             continue  # placed by an earlier run that was killed before its receipt
         final = target.raw_dir / rel
-        outcome, added = place_minute(staged, final)
+        outcome, added = place_minute(staged, final, complied)
         placed[outcome] += 1
         placed["lines_added"] += added
         if outcome != "same":
@@ -615,7 +618,11 @@ def import_target(config: dict[str, Any], server: str) -> Target:
                     "collector's)"
                 )
             return Target(
-                server, Path(s["raw_dir"]), import_root(config, server), config["timezone"]
+                server,
+                Path(s["raw_dir"]),
+                import_root(config, server),
+                config["timezone"],
+                Path(config["vault_dir"]),
             )
     known = ", ".join(s["name"] for s in config["servers"])
     raise ImportSetupError(f"servers: no server named {server!r} (known: {known})")
