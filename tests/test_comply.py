@@ -1,0 +1,311 @@
+"""Issue 24: deletion compliance on every copy.
+
+Real parts throughout: hours built by ``hourly.build_hour`` from synthetic minute files
+(tests/test_hourly.World), a local replica, the stream stand-in's batch compliance endpoints
+driven through twarc's ``Twarc2`` (``ingest.comply.client``), the vault's commit, scrub,
+restore, the pull's rsync (a local ``rsync_from``) and the import. What the stand-in answers
+for an ID is known in advance (``ComplianceJobs.verdict``), so each test knows which posts
+and accounts must be gone everywhere and which must all still be there.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import lzma
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ingest import complied, layout
+from ingest.clock import SystemClock
+from ingest.comply.run import comply, make_client
+from ingest.comply.state import load as load_state
+from ingest.config import validate_config
+from ingest.devtools.compliance import ComplianceJobs
+from ingest.devtools.emulator import Emulator
+from ingest.imports.importer import import_sources
+from ingest.pull.rsync import pull_server
+from ingest.vault.records import read_record, record_path
+from ingest.vault.replicate import hour_receipt, replicate_hour
+from ingest.vault.restore import restore
+from ingest.vault.scrub import scrub
+from tests.configs import minimal_config
+from tests.test_hourly import H11, World, on_time, read_csv, utc
+from tests.test_replicate import local
+
+T = utc(2026, 1, 14, 10, 5)  # 11:05 CET, in H11
+DAY = H11.day
+TOKEN = "comply-test-token-0123456789"
+REMOVED = {"deleted", "protected", "suspended", "deactivated"}
+SHARES = {
+    "tweets": {"deleted": 0.15, "protected": 0.05, "scrub_geo": 0.05},
+    "users": {"suspended": 0.15, "deactivated": 0.05},
+}
+N_TWEETS = 120
+LOG = logging.getLogger("test_comply")
+
+
+def author_of(i: int) -> str:
+    return str(5000 + i % 23)
+
+
+def tweet_id(i: int) -> int:
+    return 1_600_000_000_000_000_000 + i * 7919
+
+
+@pytest.fixture
+def standin():
+    em = Emulator(rate=0.001, token=TOKEN, compliance=ComplianceJobs(seed=5, shares=SHARES))
+    em.start()
+    yield em
+    em.stop()
+
+
+def make_world(tmp_path: Path) -> World:
+    """H11 with both servers: N_TWEETS tweets of 23 authors, a few only on one server."""
+    w = World(tmp_path)
+    for i in range(N_TWEETS):
+        created = T + timedelta(seconds=20 * i)
+        for s in ("s1", "s2") if i % 10 else ("s1",):
+            w.add(on_time(s, tweet_id(i), created, author=author_of(i), text=f"post {i}"))
+    return w
+
+
+def make_config(w: World, em: Emulator, tmp_path: Path, **extra) -> dict:
+    token = tmp_path / "token"
+    token.write_text(TOKEN)
+    token.chmod(0o600)
+    raw = {
+        **minimal_config(w.root),
+        "servers": [{"name": s, "raw_dir": str(w.raw_dir(s))} for s in w.servers],
+        "vault_replicas": [local(tmp_path)],
+        "stream": {"url": em.url, "bearer_token_file": str(token)},
+        "comply": {"poll_seconds": 0.01, "backoff_scale": 0.001, "ids_per_job": 50},
+        "xz_preset": 0,
+        **extra,
+    }
+    return validate_config(raw, "test config")
+
+
+def expected(em: Emulator, w: World) -> tuple[set[int], set[int]]:
+    """(post IDs, author IDs) the stand-in has removed."""
+    jobs = em.compliance
+    posts = {tweet_id(i) for i in range(N_TWEETS) if jobs.verdict("tweets", tweet_id(i)) in REMOVED}
+    authors = {int(author_of(i)) for i in range(23)}
+    accounts = {a for a in authors if jobs.verdict("users", a) in REMOVED}
+    return posts, accounts
+
+
+def gone(posts: set[int], accounts: set[int]) -> set[int]:
+    """Every post ID that must be nowhere: complied posts and complied accounts' posts."""
+    return posts | {tweet_id(i) for i in range(N_TWEETS) if int(author_of(i)) in accounts}
+
+
+def tweets_rows(path: Path) -> list[list[str]]:
+    return read_csv(path)[1:]
+
+
+def raw_ids(w: World) -> set[int]:
+    """Every tweet ID (data, includes) in every raw minute file."""
+    out = set()
+    for s in w.servers:
+        for p in w.raw_dir(s).rglob("*.jsonl"):
+            for line in p.read_bytes().splitlines():
+                obj = json.loads(line)
+                out.add(int(obj["data"]["id"]))
+    return out
+
+
+def build_and_copy(w: World, config: dict) -> dict:
+    from ingest.vault.day import derive_manifest
+
+    _, out = w.build(H11)
+    vault = Path(config["vault_dir"])
+    derive_manifest(vault / DAY, vault / "m.lock", LOG)
+    replicate_hour(config, "disk2", H11, T, hour_receipt(config["work_dir"], "disk2", H11))
+    return out
+
+
+def run_comply(config: dict) -> object:
+    return comply(config, make_client(config), SystemClock(), sleep=lambda s: time.sleep(0.01))
+
+
+def test_comply_removes_complied_posts_and_accounts_everywhere(tmp_path, standin):
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+    ids_before = out["ids"].read_bytes()
+    generation = read_record(record_path(config["vault_dir"], H11)).generation
+    posts, accounts = expected(standin, w)
+    assert posts and accounts, "the shares must hit some posts and some accounts"
+    removed = gone(posts, accounts)
+
+    result = run_comply(config)
+
+    kept = {tweet_id(i) for i in range(N_TWEETS)} - removed
+    replica = tmp_path / "disk2" / DAY
+    for folder in (out["tweets"].parent, replica):
+        rows = tweets_rows(folder / out["tweets"].name)
+        ids = {int(r[0]) for r in rows}
+        assert not ids & removed, f"complied posts left in {folder}"
+        assert ids == kept, "a post that is not complied went missing"
+        users = {int(r[0]) for r in tweets_rows(folder / out["users"].name)}
+        assert not users & accounts, f"complied accounts' rows left in {folder}"
+        assert users == {int(r[2]) for r in rows}, "a user row without a tweet, or missing"
+        assert (folder / out["ids"].name).read_bytes() == ids_before, "the IDs file changed"
+    assert read_record(record_path(config["vault_dir"], H11)).generation == generation + 1
+    assert not raw_ids(w) & removed, "complied posts left in raw minute files"
+    assert raw_ids(w) == kept
+    # The log: each affected ID once, the right actions.
+    entries = complied.read_log(complied.log_path(config["vault_dir"], DAY))
+    assert len({(e.id, e.type) for e in entries}) == len(entries)
+    assert {e.id for e in entries if e.type == "tweets"} == posts
+    assert {e.id for e in entries if e.type == "users"} == accounts
+    for e in entries:
+        assert e.action == standin.compliance.verdict(e.type, e.id)
+    assert (replica / complied.log_path("", DAY).name).read_bytes() == complied.log_path(
+        config["vault_dir"], DAY
+    ).read_bytes()
+    assert sum(result.tweets_removed.values()) == len(removed)
+    # One job per chunk of at most ids_per_job IDs, never two of a type at once.
+    assert len(standin.compliance.created) == len(result.jobs) >= 3
+    # Scrub finds every copy intact at the new generation; the manifest lists the log.
+    manifest = (out["ids"].parent / f"{DAY}_SHA256SUMS").read_text()
+    assert f"  {DAY}_compliance.tsv\n" in manifest
+    report = scrub(config)
+    assert not report.findings and not report.unrepaired
+    # A second pass finds nothing new and writes no generation.
+    again = run_comply(config)
+    assert not again.hours_rewritten and not again.logged
+    assert read_record(record_path(config["vault_dir"], H11)).generation == generation + 1
+
+
+def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    # s2's minute files also wait on a "secondary" (a local rsync_from), as before a pull.
+    secondary = tmp_path / "secondary"
+    w.write()
+    subprocess.run(["cp", "-a", f"{w.raw_dir('s2')}/.", str(secondary)], check=True)
+    build_and_copy(w, config)
+    posts, accounts = expected(standin, w)
+    removed = gone(posts, accounts)
+    run_comply(config)
+    vault = Path(config["vault_dir"])
+    out = layout.vault_paths(vault, H11)
+    ids_file = lzma.decompress(out["ids"].read_bytes())
+
+    # The secondary's copies arrive late: the pull must not bring the complied lines back.
+    server = {**config["servers"][1], "rsync_from": f"{secondary}/"}
+    result = pull_server(server, T, tmp_path / "pullstate", LOG, vault_dir=vault)
+    assert result.ok, result.error
+    assert not raw_ids(w) & removed
+    # An archive holding complied posts is imported.
+    archive = tmp_path / "archive.jsonl"
+    archive.write_bytes(
+        b"".join(
+            on_time("s1", tweet_id(i), T + timedelta(seconds=20 * i), author=author_of(i)).line()
+            + b"\n"
+            for i in range(N_TWEETS)
+        )
+    )
+    imported = tmp_path / "raw" / "old"
+    config_i = validate_config(
+        {
+            **minimal_config(w.root),
+            "servers": [
+                *({"name": s, "raw_dir": str(w.raw_dir(s))} for s in w.servers),
+                {"name": "old", "raw_dir": str(imported), "imported": True},
+            ],
+        },
+        "test config",
+    )
+    report = import_sources(config_i, "old", [archive])
+    assert not report.failed
+    lines = [json.loads(x) for p in imported.rglob("*.jsonl") for x in p.read_bytes().splitlines()]
+    assert lines and not {int(x["data"]["id"]) for x in lines} & removed
+    # The hour rebuilt (the rebuilt raw files, merged into the vault): nothing comes back.
+    w.files.clear()  # World.write must not restore the original raw files
+    stats, out = w.build(H11)
+    ids = {int(r[0]) for r in tweets_rows(out["tweets"])}
+    assert not ids & removed
+    assert ids == {tweet_id(i) for i in range(N_TWEETS)} - removed
+    assert not {int(r[0]) for r in tweets_rows(out["users"])} & accounts
+    assert lzma.decompress(out["ids"].read_bytes()) == ids_file, "the IDs file lost its IDs"
+    assert sum(stats["complied"].values()) == len(removed)
+
+
+def test_restore_brings_back_the_new_generation_and_the_log(tmp_path, standin):
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    build_and_copy(w, config)
+    removed = gone(*expected(standin, w))
+    run_comply(config)
+    vault = Path(config["vault_dir"])
+    day_dir = vault / DAY
+    log_bytes = complied.log_path(vault, DAY).read_bytes()
+    for p in day_dir.iterdir():
+        p.unlink()
+    results = restore(config, "disk2", [DAY])
+    assert not results[0].failed
+    assert complied.log_path(vault, DAY).read_bytes() == log_bytes
+    out = layout.vault_paths(vault, H11)
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
+    assert not scrub(config).unrepaired
+
+
+def test_a_run_killed_mid_job_resumes_the_same_job(tmp_path, standin):
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    build_and_copy(w, config)
+    standin.compliance.polls = 10**9  # the job stays in progress until the test lets it end
+    cfg_file = tmp_path / "config.yaml"
+    raw = {k: v for k, v in config.items()}
+    raw["comply"] = {**config["comply"], "ids_per_job": 10**6}
+    cfg_file.write_text(yaml.safe_dump(json.loads(json.dumps(raw))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ingest.cli", "comply", "--config", str(cfg_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = load_state(config["work_dir"])
+            if state and state.chunks[0].uploaded:
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the run never uploaded its first job")
+        time.sleep(0.2)  # polling now
+        assert proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    job_id = load_state(config["work_dir"]).chunks[0].job["id"]
+    assert standin.compliance.created == [("tweets", job_id)]
+    standin.compliance.polls = 1
+    standin.compliance.jobs[job_id].polls_left = 1
+    done = subprocess.run(
+        [sys.executable, "-m", "ingest.cli", "comply", "--config", str(cfg_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "(resumed)" in done.stdout
+    types = [t for t, _ in standin.compliance.created]
+    assert types == ["tweets", "users"], "the resumed run created another tweets job"
+    assert standin.compliance.created[0][1] == job_id
+    removed = gone(*expected(standin, w))
+    out = layout.vault_paths(Path(config["vault_dir"]), H11)
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
+    assert load_state(config["work_dir"]) is None
