@@ -26,6 +26,7 @@ import yaml
 
 from ingest import complied, layout
 from ingest.clock import SystemClock
+from ingest.comply.client import ComplyError, JobClient
 from ingest.comply.run import comply, make_client
 from ingest.comply.state import load as load_state
 from ingest.config import validate_config
@@ -309,3 +310,19 @@ def test_a_run_killed_mid_job_resumes_the_same_job(tmp_path, standin):
     out = layout.vault_paths(Path(config["vault_dir"]), H11)
     assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
     assert load_state(config["work_dir"]) is None
+
+
+def test_the_client_backs_off_as_the_collector_does_and_never_runs_two_jobs_of_a_type(standin):
+    standin.fault("503", 2, client="comply")
+    standin.fault("429", 1, client="comply")
+    waits: list[float] = []
+    client = JobClient(TOKEN, standin.base_url, sleep=waits.append)
+    job = client.create("tweets", "first")
+    assert waits == [5.0, 10.0, 60.0]  # HTTP errors from 5 s doubling; 429 from a minute
+    assert [j["id"] for j in client.active("tweets")] == [job["id"]]
+    with pytest.raises(ComplyError, match="create a tweets job"):
+        client.create("tweets", "second")  # X allows one job per type at a time
+    assert client.create("users", "other")["type"] == "users"
+    with pytest.raises(ComplyError):
+        JobClient("wrong-token-0123456789", standin.base_url, sleep=waits.append).get(job["id"])
+    assert len(waits) == 3, "a refused token is not retried"
