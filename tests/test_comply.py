@@ -42,6 +42,8 @@ from tests.configs import minimal_config
 from tests.test_hourly import H11, World, on_time, read_csv, utc
 from tests.test_replicate import local
 
+pytestmark = pytest.mark.integration  # the stand-in over HTTP, comply subprocesses
+
 T = utc(2026, 1, 14, 10, 5)  # 11:05 CET, in H11
 DAY = H11.day
 TOKEN = "comply-test-token-0123456789"
