@@ -33,6 +33,7 @@ from ingest.config import validate_config
 from ingest.devtools.compliance import ComplianceJobs
 from ingest.devtools.emulator import Emulator
 from ingest.imports.importer import import_sources
+from ingest.observe.dashboard import update_dashboard
 from ingest.pull.rsync import pull_server
 from ingest.vault.records import read_record, record_path
 from ingest.vault.replicate import hour_receipt, replicate_hour
@@ -185,6 +186,14 @@ def test_comply_removes_complied_posts_and_accounts_everywhere(tmp_path, standin
     assert f"  {DAY}_compliance.tsv\n" in manifest
     report = scrub(config)
     assert not report.findings and not report.unrepaired
+    # The dashboard shows the day's removed posts by action (from the hours' stats).
+    update_dashboard(config, T, None)
+    pages = Path(config["vault_dir"]) / "dashboard"
+    by_action = ", ".join(f"{a} {n}" for a, n in sorted(result.tweets_removed.items()))
+    assert (
+        f"Posts removed for compliance: {by_action}" in (pages / "day" / f"{DAY}.html").read_text()
+    )
+    assert by_action in (pages / "index.html").read_text()
     # A second pass finds nothing new and writes no generation.
     again = run_comply(config)
     assert not again.hours_rewritten and not again.logged
