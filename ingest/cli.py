@@ -411,9 +411,10 @@ def cmd_comply(args: argparse.Namespace) -> int:
         return _fail("comply", str(e))
     except (ComplyError, LockBusy, ValueError) as e:
         return _fail("comply", str(e), 1)
+    failed = bool(result.replica_errors or result.errors)
     if args.json:
         print(json.dumps(asdict(result), indent=1))
-        return 1 if result.replica_errors else 0
+        return 1 if failed else 0
     removed = ", ".join(f"{a} {n}" for a, n in result.tweets_removed.items()) or "none"
     print(
         f"comply: {len(result.days)} day(s), "
@@ -424,9 +425,11 @@ def cmd_comply(args: argparse.Namespace) -> int:
     )
     for day, n in result.logged.items():
         print(f"  {day}: {n} new entr{'y' if n == 1 else 'ies'} in its compliance log")
+    for error in result.errors:
+        print(f"  not rewritten (repair it, then run comply again): {error}")
     for error in result.replica_errors:
         print(f"  replica not updated (the next workflow run retries): {error}")
-    return 1 if result.replica_errors else 0
+    return 1 if failed else 0
 
 
 # --- dispatch -------------------------------------------------------------------------------

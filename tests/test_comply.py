@@ -41,7 +41,7 @@ from ingest.vault.restore import restore
 from ingest.vault.scrub import scrub
 from tests.configs import minimal_config
 from tests.test_hourly import H11, World, on_time, read_csv, utc
-from tests.test_replicate import local
+from tests.test_replicate import flip_byte, local
 
 pytestmark = pytest.mark.integration  # the stand-in over HTTP, comply subprocesses
 
@@ -337,3 +337,21 @@ def test_the_client_backs_off_as_the_collector_does_and_never_runs_two_jobs_of_a
     with pytest.raises(ComplyError):
         JobClient("wrong-token-0123456789", standin.base_url, sleep=waits.append).get(job["id"])
     assert len(waits) == 3, "a refused token is not retried"
+
+
+def test_a_damaged_hour_keeps_the_pass_open_until_it_is_repaired(tmp_path, standin):
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+    flip_byte(out["tweets"])
+    result = run_comply(config)
+    assert result.errors and "differs from its record" in result.errors[0]
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
+    jobs = list(standin.compliance.created)
+    scrub(config)  # repairs the hour from the replica
+    again = run_comply(config)
+    assert again.resumed and not again.errors and again.hours_rewritten == [H11.label]
+    assert standin.compliance.created == jobs, "the same answers, no new job"
+    removed = gone(*expected(standin, w))
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
+    assert load_state(config["work_dir"]) is None

@@ -13,7 +13,9 @@
    every replica (a replica that fails gets them from the next workflow run, which copies
    every record newer than its receipt). ``scrub_geo`` answers remove nothing: the hour's
    files hold no geo data.
-3. The state goes; ``last.json`` keeps the pass's summary.
+3. The state goes; ``last.json`` keeps the pass's summary. An hour that could not be rewritten
+   (its files differ from its record: scrub or restore it) keeps the pass open: the next run
+   applies the same answers again, asking X nothing new.
 """
 
 from __future__ import annotations
@@ -37,11 +39,13 @@ from ingest.clock import Clock
 from ingest.comply import scan, state
 from ingest.comply.client import ComplyError, JobClient
 from ingest.comply.raw import scrub_raw
-from ingest.comply.rewrite import rewrite_hour
+from ingest.comply.rewrite import RewriteError, rewrite_hour
+from ingest.hours.vault_source import VaultError
 from ingest.layout import Hour, work_paths
 from ingest.locks import exclusive_lock
 from ingest.secrets import read_secret
 from ingest.vault.day import derive_manifest
+from ingest.vault.records import RecordError
 from ingest.vault.replicate import (
     ReplicaError,
     hour_receipt,
@@ -65,6 +69,7 @@ class PassResult:
     hours_rewritten: list[str] = field(default_factory=list)
     tweets_removed: dict[str, int] = field(default_factory=dict)  # action -> rows
     raw_files: int = 0
+    errors: list[str] = field(default_factory=list)  # hours not rewritten: the pass stays open
     replica_errors: list[str] = field(default_factory=list)
     resumed: bool = False
 
@@ -122,6 +127,8 @@ def comply(
             _ask(client, work, current, chunk, folder, config, sleep, log)
             result.jobs.append(chunk.job["id"] if chunk.job else "")
         _apply(config, vault, current, folder, clock, result, log)
+        if result.errors:  # the next run applies the same answers again, once repaired
+            return result
         atomic_write_json(state.comply_dir(work) / "last.json", _summary(result, clock))
         state.state_path(work).unlink()
         shutil.rmtree(folder, ignore_errors=True)
@@ -259,14 +266,20 @@ def _apply(
         for day, hours in located.hours.items():
             day_complied = complied.for_day(vault, day)
             for hour in hours:
-                done = rewrite_hour(
-                    vault,
-                    hour,
-                    day_complied,
-                    xz_preset=config["xz_preset"],
-                    xz_threads=config["xz_threads"],
-                    log=log,
-                )
+                try:
+                    done = rewrite_hour(
+                        vault,
+                        hour,
+                        day_complied,
+                        xz_preset=config["xz_preset"],
+                        xz_threads=config["xz_threads"],
+                        log=log,
+                    )
+                except (RewriteError, VaultError, RecordError) as e:
+                    # One damaged hour holds back no other; the pass stays open for it.
+                    log.error("comply: %s", e)
+                    result.errors.append(str(e))
+                    continue
                 if done is not None:
                     rewritten.append(hour)
                     removed.update(done.removed)
