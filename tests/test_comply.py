@@ -171,10 +171,15 @@ def test_comply_removes_complied_posts_and_accounts_everywhere(tmp_path, standin
     # The log: each affected ID once, the right actions.
     entries = complied.read_log(complied.log_path(config["vault_dir"], DAY))
     assert len({(e.id, e.type) for e in entries}) == len(entries)
-    assert {e.id for e in entries if e.type == "tweets"} == posts
+    # Posts: the complied ones and the complied accounts' ones (with the account's action).
+    assert {e.id for e in entries if e.type == "tweets"} == removed
     assert {e.id for e in entries if e.type == "users"} == accounts
+    authors = {tweet_id(i): int(author_of(i)) for i in range(N_TWEETS)}
     for e in entries:
-        assert e.action == standin.compliance.verdict(e.type, e.id)
+        if e.type == "tweets" and e.id not in posts:
+            assert e.action == standin.compliance.verdict("users", authors[e.id])
+        else:
+            assert e.action == standin.compliance.verdict(e.type, e.id)
     assert (replica / complied.log_path("", DAY).name).read_bytes() == complied.log_path(
         config["vault_dir"], DAY
     ).read_bytes()
@@ -214,6 +219,7 @@ def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
     vault = Path(config["vault_dir"])
     out = layout.vault_paths(vault, H11)
     ids_file = lzma.decompress(out["ids"].read_bytes())
+    by_action = json.loads(out["stats"].read_text())["complied"]  # as the rewrite counted
 
     # The secondary's copies arrive late: the pull must not bring the complied lines back.
     server = {**config["servers"][1], "rsync_from": f"{secondary}/"}
@@ -252,7 +258,9 @@ def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
     assert ids == {tweet_id(i) for i in range(N_TWEETS)} - removed
     assert not {int(r[0]) for r in tweets_rows(out["users"])} & accounts
     assert lzma.decompress(out["ids"].read_bytes()) == ids_file, "the IDs file lost its IDs"
+    assert stats["complied"] == by_action, "the rebuild counts the removed posts alike"
     assert sum(stats["complied"].values()) == len(removed)
+    assert "complied before" not in stats["complied"], "the log names every removed post"
 
 
 def test_restore_brings_back_the_new_generation_and_the_log(tmp_path, standin):

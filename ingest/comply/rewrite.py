@@ -59,13 +59,13 @@ def _fields(row: bytes) -> list[str]:
     return next(csv.reader([row.decode("utf-8", "surrogateescape")]), [])
 
 
-def _id_author(row: bytes) -> tuple[int, int | None]:
+def id_author(row: bytes) -> tuple[int, int | None]:
     """A tweets row's ID and author_id (the first three columns are IDs, rarely quoted)."""
     parts = row.split(b",", 3)
     if len(parts) == 4 and b'"' not in parts[0] + parts[2]:
         head = parts
     else:
-        head = [f.encode() for f in _fields(row)[:3]]
+        head = [f.encode("utf-8", "surrogateescape") for f in _fields(row)[:3]]
     try:
         author = int(head[2]) if head[2] else None
     except ValueError:
@@ -73,7 +73,7 @@ def _id_author(row: bytes) -> tuple[int, int | None]:
     return int(head[0]), author
 
 
-def _rows(path: Path, header: bytes) -> Iterator[bytes]:
+def csv_rows(path: Path, header: bytes = TWEETS_HEADER) -> Iterator[bytes]:
     lines = xz_lines(path)
     try:
         first = next(lines, b"")
@@ -127,8 +127,8 @@ def rewrite_hour(
     # Pass 1: which rows go, and whose user rows must be made again.
     removed: Counter[str] = Counter()
     authors: set[int] = set()  # authors who lost a post but keep their account
-    for row in _rows(out["tweets"], TWEETS_HEADER):
-        tid, author = _id_author(row)
+    for row in csv_rows(out["tweets"]):
+        tid, author = id_author(row)
         action = complied.action(tid, author)
         if action is not None:
             removed[action] += 1
@@ -146,8 +146,8 @@ def rewrite_hour(
         best: dict[int, tuple[str, int, bytes]] = {}
         kept = 0
         tweets.write(TWEETS_HEADER)
-        for row in _rows(out["tweets"], TWEETS_HEADER):
-            tid, author = _id_author(row)
+        for row in csv_rows(out["tweets"]):
+            tid, author = id_author(row)
             if complied.action(tid, author) is not None:
                 continue
             tweets.write(row)
@@ -205,7 +205,7 @@ def _write_users(
     again from ``best`` (or dropped); (rows written, rows dropped)."""
     users.write(USERS_HEADER)
     n = dropped = 0
-    for row in _rows(path, USERS_HEADER):
+    for row in csv_rows(path, USERS_HEADER):
         head = row.split(b",", 1)[0].strip(b'"')
         author = int(head) if head.isdigit() else None
         if author in complied.accounts:

@@ -253,6 +253,7 @@ def _apply(
     lock = wait_for_run_lock(config, config["comply"]["lock_wait_minutes"] * 60)
     try:
         located = scan.locate(vault, current.days, posts, accounts)
+        result.errors += located.errors  # the pass stays open for them
         manifest_lock = work_paths(config["work_dir"])["state"] / "manifest.lock"
         for day, entries in located.entries.items():
             path = complied.log_path(vault, day)

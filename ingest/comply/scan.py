@@ -3,8 +3,9 @@
 The vault's tweet IDs come from the hours' IDs files, the author IDs from their users files
 (one row per author of the hour); IDs a day's compliance log already holds are not asked
 again (a deleted post stays deleted). The answers are then located: each complied post in the
-hours whose IDs file holds it, each complied account in the hours whose users file lists it;
-that gives each day's new log entries and the hours to rewrite.
+hours whose IDs file holds it, each complied account in the hours whose users file lists it
+(and that account's posts in those hours, logged as posts with the account's action); that
+gives each day's new log entries and the hours to rewrite.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from ingest import complied
 from ingest.complied import Entry
-from ingest.hours.vault_source import xz_lines
+from ingest.comply.rewrite import csv_rows, id_author
+from ingest.hours.vault_source import VaultError, xz_lines
 from ingest.layout import Hour, vault_paths
 from ingest.vault import records
 from ingest.vault.manifest import is_day
@@ -72,12 +74,34 @@ def author_ids(vault_dir: Path, days: Iterable[str]) -> Iterator[int]:
             )
 
 
+def _posts_of(
+    tweets: Path,
+    users: set[int],
+    posts: dict[int, tuple[str, str]],
+    accounts: dict[int, tuple[str, str]],
+) -> list[Entry]:
+    """The complied accounts' posts in an hour's tweets file, with the account's action (as
+    X's tweets jobs name a suspended author's posts): each post's log line tells every later
+    build why its row is gone. A damaged file gives none: the rewrite refuses the hour, and
+    the pass, kept open, lists them once the hour is repaired."""
+    found = []
+    try:
+        for row in csv_rows(tweets):
+            tid, author = id_author(row)
+            if author in users and tid not in posts:
+                found.append(Entry(tid, "tweets", *accounts[author]))
+    except (VaultError, ValueError, IndexError):
+        return []
+    return found
+
+
 @dataclass
 class Located:
     """Per day: the log entries found, and the hours that hold a complied post or account."""
 
     entries: dict[str, list[Entry]] = field(default_factory=dict)
     hours: dict[str, list[Hour]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # hours whose files could not be read
 
 
 def locate(
@@ -93,13 +117,15 @@ def locate(
         hours: list[Hour] = []
         for hour in day_hours(vault_dir, day):
             paths = vault_paths(vault_dir, hour)
-            found = [Entry(i, "tweets", *posts[i]) for i in _ids(paths["ids"]) if i in posts]
-            if accounts:
-                found += [
-                    Entry(i, "users", *accounts[i])
-                    for i in _authors(paths["users"])
-                    if i in accounts
-                ]
+            try:
+                found = [Entry(i, "tweets", *posts[i]) for i in _ids(paths["ids"]) if i in posts]
+                users = [i for i in _authors(paths["users"]) if i in accounts] if accounts else []
+            except VaultError as e:
+                out.errors.append(f"{e} (repair it: sampled-stream scrub)")
+                continue
+            found += [Entry(i, "users", *accounts[i]) for i in users]
+            if users:
+                found += _posts_of(paths["tweets"], set(users), posts, accounts)
             if found:
                 entries += found
                 hours.append(hour)
