@@ -14,6 +14,7 @@ import json
 import logging
 import lzma
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -363,3 +364,71 @@ def test_a_damaged_hour_keeps_the_pass_open_until_it_is_repaired(tmp_path, stand
     removed = gone(*expected(standin, w))
     assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
     assert load_state(config["work_dir"]) is None
+
+
+_REWRITE = """
+import sys
+from pathlib import Path
+from ingest.complied import for_day
+from ingest.comply.rewrite import rewrite_hour
+from ingest.layout import Hour
+vault, label = Path(sys.argv[1]), sys.argv[2]
+rewrite_hour(vault, Hour.parse(label), for_day(vault, label[:10]), xz_preset=6, xz_threads=1)
+"""
+
+
+def _rewrite_process(vault: Path) -> tuple[subprocess.Popen, float]:
+    """The rewrite in its own process, once it writes its temps: (process, when it did)."""
+    proc = subprocess.Popen([sys.executable, "-c", _REWRITE, str(vault), H11.label])
+    deadline = time.monotonic() + 30
+    while proc.poll() is None and time.monotonic() < deadline:
+        if any(".tmp-" in p.name for p in (vault / DAY).iterdir()):
+            break
+        time.sleep(0.002)
+    return proc, time.monotonic()
+
+
+@pytest.mark.parametrize("share", [0.5, 0.95, 0.99])
+def test_a_rewrite_killed_at_any_point_leaves_one_whole_generation(tmp_path, share):
+    """kill -9 of a real process rewriting the hour: afterwards the hour is its old
+    generation or its new one, whole, and the next rewrite (or the commit's settle) ends at
+    the new one, with no temporary file left."""
+    from ingest.vault import day as vault_day
+    from ingest.vault.records import matches
+
+    w = World(tmp_path)
+    big = 3000
+    for i in range(big):
+        created = T + timedelta(seconds=i % 3000 // 60)
+        w.add(on_time("s1", tweet_id(i), created, author=author_of(i), text=f"post {i} " * 20))
+    _, out = w.build(H11)
+    vault = out["ids"].parent.parent
+    gone_ids = {tweet_id(i) for i in range(0, big, 7)}
+    log_text = complied.format_log(complied.Entry(i, "tweets", "deleted", DAY) for i in gone_ids)
+    complied.log_path(vault, DAY).write_text(log_text)
+    before = read_record(record_path(vault, H11))
+    # How long a rewrite writes and commits, on a copy; then killed at ``share`` of that.
+    trial = tmp_path / "trial"
+    shutil.copytree(vault, trial)
+    proc, started = _rewrite_process(trial)
+    proc.wait(60)
+    writing = time.monotonic() - started
+
+    proc, started = _rewrite_process(vault)
+    time.sleep(max(0.0, started + share * writing - time.monotonic()))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    record = read_record(record_path(vault, H11))
+    assert record.generation in (before.generation, before.generation + 1)
+    if not vault_day.settle_vault(vault) and record.generation == before.generation:
+        for name, entry in record.files.items():  # the old generation, whole
+            assert matches(vault / DAY / name, entry), name
+    subprocess.run([sys.executable, "-c", _REWRITE, str(vault), H11.label], check=True)
+    vault_day.settle_vault(vault)
+    record = read_record(record_path(vault, H11))
+    assert record.generation == before.generation + 1
+    for name, entry in record.files.items():
+        assert matches(vault / DAY / name, entry), name
+    ids = {int(r[0]) for r in tweets_rows(out["tweets"])}
+    assert ids == {tweet_id(i) for i in range(big)} - gone_ids
+    assert not [p.name for p in (vault / DAY).iterdir() if p.name.startswith(".")]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import orjson
 
-from ingest.atomic import StagedFile, XzWriter
+from ingest.atomic import StagedFile, XzWriter, remove_stale_temps
 from ingest.complied import Complied
 from ingest.hours.hourly import SMALL_FILE_DICT, tweets_block_size
 from ingest.hours.parse import AUTHOR_START, TWEET_COLUMNS, USER_COLUMNS, format_row
@@ -123,6 +123,8 @@ def rewrite_hour(
     out = vault_paths(Path(vault_dir), hour)
     day_dir = out["stats"].parent
     record = _checked_record(day_dir, hour, [out[k].name for k in ("tweets", "users", "stats")])
+    for path in out.values():  # a rewrite or build killed before its journal left them
+        remove_stale_temps(path)
 
     # Pass 1: which rows go, and whose user rows must be made again.
     removed: Counter[str] = Counter()
