@@ -38,12 +38,11 @@ class PassState:
     started: str
     days: list[str]
     chunks: list[Chunk] = field(default_factory=list)
-    applied: bool = False
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PassState:
         chunks = [Chunk(**c) for c in data.get("chunks", [])]
-        return cls(data["started"], list(data["days"]), chunks, bool(data.get("applied")))
+        return cls(data["started"], list(data["days"]), chunks)
 
 
 def comply_dir(work_dir: str | Path) -> Path:
