@@ -281,6 +281,13 @@ def test_restore_brings_back_the_new_generation_and_the_log(tmp_path, standin):
     out = layout.vault_paths(vault, H11)
     assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
     assert not scrub(config).unrepaired
+    # A log that rotted fails closed (the build stops, naming it) until restore mends it.
+    path = complied.log_path(vault, DAY)
+    path.write_bytes(log_bytes.replace(b"\ttweets\t", b"\ttwe\x00ts\t", 1))
+    with pytest.raises(complied.ComplianceLogError, match=r"_compliance.tsv: line \d+ is not"):
+        w.build(H11)
+    assert not restore(config, "disk2", [DAY])[0].failed
+    assert path.read_bytes() == log_bytes
 
 
 def test_a_run_killed_mid_job_resumes_the_same_job(tmp_path, standin):
