@@ -331,6 +331,18 @@ def add_import(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--log-every", type=float, default=60.0, metavar="SECONDS")
     p.add_argument("--json", action="store_true", help="print the receipts as JSON")
+    wait = p.add_mutually_exclusive_group()
+    wait.add_argument(
+        "--wait-minutes",
+        type=float,
+        default=60.0,
+        help="placing minute files waits this long for a workflow run to end (default 60)",
+    )
+    wait.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="fail at once, before reading, when a workflow run holds the run lock",
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=cmd_import)
 
@@ -338,7 +350,13 @@ def add_import(sub: argparse._SubParsersAction) -> None:
 def cmd_import(args: argparse.Namespace) -> int:
     setup_logging(args.log_level)
     from ingest.config import ConfigError, load_config
-    from ingest.imports.importer import ImportSetupError, Progress, describe, import_sources
+    from ingest.imports.importer import (
+        ImportBusy,
+        ImportSetupError,
+        Progress,
+        describe,
+        import_sources,
+    )
 
     if args.jobs < 1:
         return _fail("import", "--jobs must be at least 1")
@@ -352,8 +370,21 @@ def cmd_import(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
         report = import_sources(
-            config, args.server, args.sources, jobs=args.jobs, progress=progress
+            config,
+            args.server,
+            args.sources,
+            jobs=args.jobs,
+            progress=progress,
+            lock_wait_s=0 if args.no_wait else args.wait_minutes * 60,
+            on_wait=lambda busy: print(
+                f"import: waiting for the workflow run to release the run lock ({busy}); "
+                "--no-wait fails at once instead",
+                file=sys.stderr,
+                flush=True,
+            ),
         )
+    except ImportBusy as e:
+        return _fail("import", str(e), 1)
     except (ConfigError, ImportSetupError) as e:
         return _fail("import", str(e))
     if args.json:

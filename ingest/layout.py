@@ -312,4 +312,5 @@ def work_paths(work_dir: str | Path) -> dict[str, Path]:
         "built": w / "built",  # build_hour's receipts (ingest.receipts)
         "reported": w / "reported",  # day_report's receipts
         "run_lock": w / "run.lock",  # held by the running workflow (ingest.workflow_run)
+        "imports": w / "import",  # per imported server: receipts, staging, summary.json
     }

@@ -35,12 +35,13 @@ class Holder:
     pid: int
     host: str
     started: datetime  # aware
+    what: str = "workflow run"  # or "import", "scrub", "restore"
 
     def describe(self, now: datetime) -> str:
         minutes = (now - self.started).total_seconds() / 60
         return (
-            f"pid {self.pid} on {self.host}, running since {self.started.isoformat()} "
-            f"({minutes:.0f} min)"
+            f"{self.what} pid {self.pid} on {self.host}, running since "
+            f"{self.started.isoformat()} ({minutes:.0f} min)"
         )
 
 
@@ -77,8 +78,9 @@ class RunLock:
     killed or lost its machine: ``unfinished`` (the kernel released the lock, nobody said so).
     """
 
-    def __init__(self, path: str | Path, now: datetime) -> None:
-        """Take the lock without waiting; LockBusy (with ``holder``) if another run has it."""
+    def __init__(self, path: str | Path, now: datetime, what: str = "workflow run") -> None:
+        """Take the lock without waiting; LockBusy (with ``holder``) if another run has it.
+        ``what`` holds it, as the lock's record names it to whoever finds it held."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o640)
@@ -91,8 +93,13 @@ class RunLock:
             raise LockBusy(f"{self.path} is held{who}", holder) from None
         # Records without "open" were written by versions that never emptied them.
         self.unfinished = read_holder(self.path, open_only=True)
-        self.holder = Holder(os.getpid(), socket.gethostname(), now)
-        record = {"pid": self.holder.pid, "host": self.holder.host, "started": now.isoformat()}
+        self.holder = Holder(os.getpid(), socket.gethostname(), now, what)
+        record = {
+            "pid": self.holder.pid,
+            "host": self.holder.host,
+            "started": now.isoformat(),
+            "what": what,
+        }
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps({**record, "open": True}).encode() + b"\n", 0)
         os.fsync(self._fd)  # a power loss must leave the record for the next run to find
@@ -113,6 +120,11 @@ def read_holder(path: str | Path, open_only: bool = False) -> Holder | None:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if open_only and not data.get("open"):
             return None
-        return Holder(int(data["pid"]), str(data["host"]), datetime.fromisoformat(data["started"]))
+        return Holder(
+            int(data["pid"]),
+            str(data["host"]),
+            datetime.fromisoformat(data["started"]),
+            str(data.get("what", "workflow run")),
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None

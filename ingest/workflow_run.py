@@ -10,7 +10,8 @@ import atexit
 import logging
 import re
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -148,12 +149,40 @@ def take_run_lock(config: dict[str, Any], now: datetime) -> RunLock | None:
     return lock
 
 
+def wait_for_run_lock(
+    config: dict[str, Any],
+    wait_s: float,
+    poll_s: float = 5,
+    on_wait: Callable[[LockBusy], None] | None = None,
+    what: str = "workflow run",
+) -> RunLock:
+    """The workflow's run lock (work_dir/run.lock), waiting up to ``wait_s`` for a run to end;
+    LockBusy naming the holder after that. ``on_wait`` hears, once, that the lock is busy
+    (to tell the operator why nothing happens). Cron runs meanwhile find it held and do
+    nothing. Used by the commands that change what a run reads: scrub, restore, import."""
+    path = layout.work_paths(config["work_dir"])["run_lock"]
+    deadline = time.monotonic() + wait_s
+    told = False
+    while True:
+        try:
+            lock = RunLock(path, datetime.now(UTC), what)
+            report_unfinished(config, lock, datetime.now(UTC))  # a run killed just before
+            return lock
+        except LockBusy as busy:
+            if time.monotonic() >= deadline:
+                raise
+            if on_wait is not None and not told:
+                on_wait(busy)
+                told = True
+            time.sleep(poll_s)
+
+
 def report_unfinished(config: dict[str, Any], lock: RunLock, now: datetime) -> None:
     """Say, and mail once, that the lock's previous holder never finished: a run killed
     (kill -9, OOM) or cut by a power loss says nothing itself. Whoever takes the lock next
     (a run, a scrub, a restore) reports it; the next run redoes its unfinished jobs."""
-    if (gone := lock.unfinished) is None:
-        return
+    if (gone := lock.unfinished) is None or gone.what == "import":
+        return  # an import killed while placing: the next import finishes it and says so
     item = f"pid {gone.pid} on {gone.host}, started {gone.started.isoformat()}"
     print(f"the previous workflow run ({item}) never finished: redoing its jobs")
     notify_once(

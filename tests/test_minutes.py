@@ -193,7 +193,7 @@ def test_user_lines(minute_file, tmp_path):
     ]  # fmt: skip
 
 
-def test_missing_retrieved_at_takes_the_file_minute(tmp_path):
+def test_missing_retrieved_at_sorts_by_the_file_minute_and_stays_empty(tmp_path):
     raw = write_raw(
         tmp_path,
         "2026-01-14T1106+0100.jsonl",
@@ -201,8 +201,8 @@ def test_missing_retrieved_at_takes_the_file_minute(tmp_path):
     )
     parse_minute_file(raw, tmp_path / "t.tsv", tmp_path / "u.tsv", "s", CET, 6)
     (ln,) = body(tmp_path / "t.tsv")
-    assert ln[21:T_KEY_END] == b"2026-01-14T10:06:00.000000+00:00"
-    assert b",2026-01-14 10:06:00+00:00," in ln
+    assert ln[21:T_KEY_END] == b"2026-01-14T10:06:00.000000+00:00"  # the copy's order
+    assert b",2026-01-14 10:05:30+00:00,," in ln  # created_at, then no retrieved_at
 
 
 def test_empty_file_is_connected_with_nothing(tmp_path):

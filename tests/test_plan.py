@@ -2,6 +2,7 @@ import hashlib
 import json
 import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -209,6 +210,7 @@ def test_a_damaged_stats_file_rebuilds_its_hour_and_says_so(tmp_path):
     p.write_text('{"inputs": ')
     with pytest.raises(StatsError):  # as the build and the report read it
         read_stats(p)
+    Path(c["servers"][1]["raw_dir"]).mkdir()  # else its absence is a warning too
     got = plan.make_plan(c, utc(2026, 1, 14, 12))
     assert got.build == [hour] and got.reports == ["2026-01-14"]
     assert len(got.warnings) == 1 and "2026-01-14_10_stats.json" in got.warnings[0]

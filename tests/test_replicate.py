@@ -543,7 +543,7 @@ def test_no_repair_or_restore_while_a_workflow_run_holds_the_run_lock(tmp_path: 
             ("*", "not repaired"),
         ]
         assert tweets.read_bytes() == changed
-        with pytest.raises(LockBusy, match="run.lock is held by pid"):
+        with pytest.raises(LockBusy, match="run.lock is held by workflow run pid"):
             restore(config, lock_wait_s=0)
         flip_byte(tweets)  # back as it was: nothing to repair, nothing to wait for
         assert scrub(config, lock_wait_s=0).findings == []

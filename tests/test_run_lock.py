@@ -190,7 +190,7 @@ def hold_run_lock(path: Path, how: str) -> subprocess.Popen:
 def test_a_run_killed_just_before_a_scrub_takes_the_lock_is_reported(tmp_path, smtp, capsys):
     """The soak: a run killed, then a scrub (or restore) took the lock first and emptied the
     record, so no later run could say the killed one never finished."""
-    from ingest.vault.replicate import wait_for_run_lock
+    from ingest.workflow_run import wait_for_run_lock
 
     sink, port = smtp
     config = loaded_config(tmp_path, email=smtp_email(port))

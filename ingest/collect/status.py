@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 
 from ingest.atomic import atomic_write
 from ingest.clock import Clock
-from ingest.layout import MINUTE, parse_minute_name, raw_hours
+from ingest.layout import MINUTE, parse_minute_name, raw_hours, work_paths
 
 
 def status_dir(config: dict[str, Any]) -> Path:
@@ -77,14 +77,24 @@ def _age(delta: timedelta) -> str:
 def server_report(
     config: dict[str, Any], server_cfg: dict[str, Any], tz: ZoneInfo, now: datetime
 ) -> dict[str, Any]:
-    """One server's status file and newest minute file, as a dict (``--json`` prints these)."""
+    """One server's status file and newest minute file, as a dict (``--json`` prints these).
+    An imported server (an archive: no collector, no liveness) has its import summary
+    instead, written by ``sampled-stream import``."""
     name = server_cfg["name"]
     path = status_path(config, name)
+    raw_dir = Path(server_cfg["raw_dir"])
     report: dict[str, Any] = {
         "server": name,
+        "raw_dir": server_cfg["raw_dir"],
+        "raw_dir_exists": raw_dir.is_dir(),
+    }
+    if server_cfg.get("imported"):
+        summary = work_paths(config["work_dir"])["imports"] / name / "summary.json"
+        report["archive"] = read_status(summary) or {}
+        return report
+    report |= {
         "status_file": str(path),
         "status": read_status(path),
-        "raw_dir": server_cfg["raw_dir"],
         "newest_minute": None,
         "newest_minute_file": None,
         "newest_minute_age_seconds": None,
@@ -99,7 +109,30 @@ def server_report(
     return report
 
 
+def format_archive(report: dict[str, Any]) -> str:
+    a = report["archive"]
+    lines = [f"{report['server']}: archive (imported)"]
+    if "unreadable" in a:
+        lines.append(f"  import summary unreadable: {a['unreadable']}")
+    elif not a.get("inputs"):
+        lines.append("  nothing imported yet")
+    else:
+        lines.append(
+            f"  {a['lines']:,} lines from {a['inputs']:,} input{'s' * (a['inputs'] != 1)}, "
+            f"minutes {a['first_minute']} to {a['last_minute']}, last import {a['last_import']}"
+        )
+    return "\n".join(lines + _raw_dir_lines(report))
+
+
+def _raw_dir_lines(report: dict[str, Any]) -> list[str]:
+    if report.get("raw_dir_exists", True):
+        return []
+    return [f"  raw_dir {report['raw_dir']} does not exist (read as empty)"]
+
+
 def format_report(report: dict[str, Any]) -> str:
+    if "archive" in report:
+        return format_archive(report)
     lines = [f"{report['server']}:"]
     st = report["status"]
     if st is None:
@@ -169,7 +202,7 @@ def format_report(report: dict[str, Any]) -> str:
             f"  newest minute file: {report['newest_minute']} ({_age(age)} ago) "
             f"{report['newest_minute_file']}"
         )
-    return "\n".join(lines)
+    return "\n".join(lines + _raw_dir_lines(report))
 
 
 def report_all(

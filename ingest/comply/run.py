@@ -46,12 +46,8 @@ from ingest.locks import exclusive_lock
 from ingest.secrets import read_secret
 from ingest.vault.day import derive_manifest
 from ingest.vault.records import RecordError
-from ingest.vault.replicate import (
-    ReplicaError,
-    hour_receipt,
-    replicate_hour,
-    wait_for_run_lock,
-)
+from ingest.vault.replicate import ReplicaError, hour_receipt, replicate_hour
+from ingest.workflow_run import wait_for_run_lock
 
 _log = logging.getLogger(__name__)
 NOT_REMOVED = {"scrub_geo"}  # the hour's files hold no geo data: nothing to remove
@@ -250,7 +246,12 @@ def _apply(
     log: logging.Logger,
 ) -> None:
     posts, accounts = _answers(folder, current, result)
-    lock = wait_for_run_lock(config, config["comply"]["lock_wait_minutes"] * 60)
+    lock = wait_for_run_lock(
+        config,
+        config["comply"]["lock_wait_minutes"] * 60,
+        on_wait=lambda busy: log.info("comply: waiting for the run lock: %s", busy),
+        what="comply",
+    )
     try:
         located = scan.locate(vault, current.days, posts, accounts)
         result.errors += located.errors  # the pass stays open for them

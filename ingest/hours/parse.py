@@ -274,8 +274,13 @@ def author_csv(user: dict) -> str:
     )
 
 
-def tweet_record(t: dict, user: dict | None, retrieved_key: str | None) -> Tweet | str:
+def tweet_record(
+    t: dict, user: dict | None, retrieved_key: str | None, retrieved_known: bool = True
+) -> Tweet | str:
     """A Tweet from an API tweet object and its author (or None); a reason string if unusable.
+
+    ``retrieved_known`` false: ``retrieved_key`` is a stand-in (the file's minute) that orders
+    the copy; the CSV's retrieved_at stays empty rather than invented.
 
     This runs once per tweet copy: fields known to be safe (IDs checked here, timestamps we
     format) skip the CSV checks, short fields from the data are checked together, and only
@@ -319,7 +324,9 @@ def tweet_record(t: dict, user: dict | None, retrieved_key: str | None) -> Tweet
         conv, aid, lang, ref_type, ref_id = map(
             text_field, (conv, author_id, lang, ref_type, ref_id)
         )
-    retrieved = retrieved_key[:10] + " " + retrieved_key[11:19] + "+00:00" if retrieved_key else ""
+    retrieved = ""
+    if retrieved_key and retrieved_known:
+        retrieved = retrieved_key[:10] + " " + retrieved_key[11:19] + "+00:00"
     head = (
         f"{raw_id},{conv},{aid},{created_key[:10]} {created_key[11:19]}+00:00,{retrieved},"
         f"{text_field(t.get('source'))},{lang},{text_field(t.get('text'))},{ref_type},{ref_id}"
@@ -396,8 +403,8 @@ def parse_line(
 
     ``unterminated``: this is the file's last line and had no newline, so a parse failure
     means it was cut (a crash mid-write), reported as ``truncated``.
-    ``default_retrieved``: the retrieved_at key of copies whose line has no ``__twarc``
-    (the minute file's start).
+    ``default_retrieved``: the key that orders copies whose line has no ``__twarc`` (the minute
+    file's start); their CSV retrieved_at stays empty.
     """
     if not raw or raw.isspace():
         return Line("keepalive")
@@ -413,7 +420,10 @@ def parse_line(
         return Line("skipped", reason="not_object")
 
     data = obj.get("data")
-    retrieved = _retrieved(obj) or default_retrieved
+    retrieved = _retrieved(obj)
+    known = retrieved is not None
+    if not known:
+        retrieved = default_retrieved
     if type(data) is dict:  # stream line: the common case
         user = None
         inc = obj.get("includes")
@@ -421,7 +431,7 @@ def parse_line(
             users = inc.get("users")
             if type(users) is list and users:
                 user = _find_user(users, data.get("author_id"))
-        rec = tweet_record(data, user, retrieved)
+        rec = tweet_record(data, user, retrieved, known)
         if type(rec) is str:
             return Line("skipped", reason=rec)
         return Line("tweets", [rec])
@@ -434,7 +444,7 @@ def parse_line(
                 out.dropped.append("no_tweet")
                 continue
             aid = t.get("author_id")
-            rec = tweet_record(t, by_id.get(aid) if type(aid) is str else None, retrieved)
+            rec = tweet_record(t, by_id.get(aid) if type(aid) is str else None, retrieved, known)
             if type(rec) is str:
                 out.dropped.append(rec)
             else:
@@ -444,7 +454,7 @@ def parse_line(
         return out
     if data is None and "id" in obj:  # the seed's flattened tweet
         author = obj.get("author")
-        rec = tweet_record(obj, author if type(author) is dict else None, retrieved)
+        rec = tweet_record(obj, author if type(author) is dict else None, retrieved, known)
         if type(rec) is str:
             return Line("skipped", reason=rec)
         return Line("tweets", [rec])

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest import backoff, layout
+from ingest import backoff, changed_hours, layout
 from ingest.hours.minutes import read_meta
 from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.layout import Hour, MinuteFile
@@ -132,6 +132,19 @@ def secondary_waiting(
     )
 
 
+def server_hours(
+    config: dict[str, Any], server: dict[str, Any], rejected: set[layout.Rejected]
+) -> set[Hour]:
+    """The hours a server's raw_dir holds that the plan looks at. An imported server's raw_dir
+    is kept for good: a cron run takes the hours its imports marked changed
+    (``ingest.changed_hours``) instead of walking years of folders; ``hours=`` walks it."""
+    if server["imported"] and config.get("hours") is None:
+        marked = changed_hours.changed(config["work_dir"], server["name"])
+        if marked is not None:
+            return marked
+    return layout.raw_hours(server["raw_dir"], rejected)
+
+
 def make_plan(
     config: dict[str, Any], now: datetime, pull_state: dict[str, dict] | None = None
 ) -> Plan:
@@ -144,7 +157,11 @@ def make_plan(
     candidates: set[Hour] = set()
     rejected: set[layout.Rejected] = set()  # odd names and special files: skipped, reported
     for s in config["servers"]:
-        for h in layout.raw_hours(s["raw_dir"], rejected):
+        if not Path(s["raw_dir"]).is_dir():
+            plan.warnings.append(
+                f"servers: {s['name']}: raw_dir {s['raw_dir']} does not exist (read as empty)"
+            )
+        for h in server_hours(config, s, rejected):
             bounds = layout.hour_bounds(h, tz)
             if bounds is None:
                 continue  # a folder for an hour the DST jump skipped

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from ingest import layout
+from ingest import changed_hours, layout
 from ingest.atomic import atomic_write_json
 from ingest.hours.plan import intermediate
 from ingest.hours.stats import StatsError, input_sizes, read_stats_if_built
@@ -63,40 +63,77 @@ def clean(config: dict[str, Any], now: datetime) -> CleanSummary:
     for s in config["servers"]:
         raw_dir = Path(s["raw_dir"])
         keep_all = s["imported"] and not config["retention"]["delete_imported"]
-        hours = sorted(layout.raw_hours(raw_dir))
-        if not hours:
-            continue
-        first = layout.hour_bounds(hours[0], tz)
-        last = layout.hour_bounds(hours[-1], tz)
-        if first is None or last is None:
-            continue
-        for f in layout.minute_files(s["name"], raw_dir, first[0], last[1], tz):
-            try:
-                st = f.path.stat()
-            except FileNotFoundError:
-                continue
-            if not all(
-                built_from(h, f, st.st_size) for h in layout.hours_reading(f.minute, tz, late)
-            ):
-                continue
-            summary.intermediates_removed += _remove_intermediates(config["work_dir"], f)
-            if keep_all:
-                continue
-            if now - f.minute >= keep and now.timestamp() - st.st_mtime >= keep.total_seconds():
-                if not all(
-                    copies.on_every_replica(h) for h in layout.hours_reading(f.minute, tz, late)
-                ):
-                    summary.raw_held += 1
+        marked = changed_hours.changed(config["work_dir"], s["name"]) if s["imported"] else None
+        unbuilt: set[layout.Hour] = set()  # hours holding a file not every reader was built from
+        for hour, files in _files_by_hour(s["name"], raw_dir, tz, marked):
+            for f in files:
+                try:
+                    st = f.path.stat()
+                except FileNotFoundError:
                     continue
-                f.path.unlink(missing_ok=True)
-                summary.raw_removed += 1
-        _prune_empty_dirs(raw_dir, now)
+                if not all(
+                    built_from(h, f, st.st_size) for h in layout.hours_reading(f.minute, tz, late)
+                ):
+                    unbuilt.add(hour)
+                    continue
+                summary.intermediates_removed += _remove_intermediates(config["work_dir"], f)
+                if keep_all:
+                    continue
+                if now - f.minute >= keep and now.timestamp() - st.st_mtime >= keep.total_seconds():
+                    if not all(
+                        copies.on_every_replica(h) for h in layout.hours_reading(f.minute, tz, late)
+                    ):
+                        summary.raw_held += 1
+                        continue
+                    f.path.unlink(missing_ok=True)
+                    summary.raw_removed += 1
+        if s["imported"]:
+            _settle_marks(config["work_dir"], s["name"], marked, unbuilt)
+        if not keep_all:  # a kept raw_dir loses no file: no folder to prune, no walk
+            _prune_empty_dirs(raw_dir, now)
     _prune_empty_dirs(work_paths(config["work_dir"])["minutes"], now)
     _remove_empty_logs(work_paths(config["work_dir"])["logs"] / "parse")
     # What the health shows: raw files kept for a replica (read by ingest.observe.health).
     held = {"raw_held": summary.raw_held, "at": now.isoformat()}
     atomic_write_json(work_paths(config["work_dir"])["state"] / "retention.json", held)
     return summary
+
+
+def _files_by_hour(
+    server: str, raw_dir: Path, tz: ZoneInfo, marked: set[layout.Hour] | None
+) -> list[tuple[layout.Hour, list[MinuteFile]]]:
+    """The raw files to look at, by the hour they sit in: those of the marked hours of an
+    imported server (``ingest.changed_hours``), else every file of the raw_dir."""
+    if marked is None:  # one listing of every hour folder
+        hours = sorted(layout.raw_hours(raw_dir))
+        first = layout.hour_bounds(hours[0], tz) if hours else None
+        last = layout.hour_bounds(hours[-1], tz) if hours else None
+        if first is None or last is None:
+            return []
+        by_hour: dict[layout.Hour, list[MinuteFile]] = {}
+        for f in layout.minute_files(server, raw_dir, first[0], last[1], tz):
+            by_hour.setdefault(layout.hour_of(f.minute, tz), []).append(f)
+        return sorted(by_hour.items())
+    out = []
+    for hour in sorted(marked):
+        bounds = layout.hour_bounds(hour, tz)
+        if bounds is not None:
+            out.append((hour, layout.minute_files(server, raw_dir, bounds[0], bounds[1], tz)))
+    return out
+
+
+def _settle_marks(
+    work_dir: str, server: str, marked: set[layout.Hour] | None, unbuilt: set[layout.Hour]
+) -> None:
+    """An imported server's marks after this pass: a marked hour whose files every reader
+    was built from is done; after a full walk (no complete marks yet), the hours still to
+    build are marked and the marks declared complete, so later runs need no walk."""
+    if marked is None:
+        changed_hours.mark(work_dir, server, unbuilt)
+        changed_hours.mark_complete(work_dir, server)
+        return
+    for hour in marked - unbuilt:
+        changed_hours.unmark(work_dir, server, hour)
 
 
 class _Copies:

@@ -8,10 +8,13 @@ bytes whatever its name ends in):
   with ``includes``, ``meta``, ``errors``;
 - the seed's raw files (stream lines) and flattened tweets (tweet fields at the top level).
 
-Each such line goes, byte for byte, into the minute file of its ``__twarc.retrieved_at``, the
-arrival a collector would have filed it under; a line without one goes by its tweet's
-``created_at`` (a page by its newest tweet's: it was fetched after that), and is counted as
-such. Every other line is counted by kind (``SKIPPED``) and left out, never silently.
+Where each line's tweets go is ``ingest.imports.lines``: a stream line byte for byte into the
+minute of its ``__twarc.retrieved_at``; a page's or flattened tweet fetched after its created
+hour's read window into the minute of its ``created_at``, so that every fetch of a tweet meets
+in one hour. Every other line is counted by kind (``SKIPPED``) and left out, never silently.
+Only verified bytes are read (``ingest.imports.decompress``): a compressed unit that fails its
+check ends the input, and nothing that came out of it is placed. An input without a single
+tweet line fails and says what it holds.
 
 How an input lands (flat memory, resumable, idempotent, never overwriting):
 1. Read: the input is streamed once, decompressed and hashed (SHA-256 of its bytes as stored);
@@ -20,7 +23,9 @@ How an input lands (flat memory, resumable, idempotent, never overwriting):
    hold ``FLUSH_BYTES``, so memory stays at the buffers and one line (at most ``MAX_LINE``)
    whatever the input's size. At the end the staged files are fsynced and ``.staged.json``
    (what was read) is written: from then on the read never needs doing again.
-2. Place: under the server's place lock, each staged minute goes into raw_dir with
+2. Place: under the workflow's run lock (no run plans, builds or cleans meanwhile; held only
+   while placing, so a long read never stops the cron runs) and the server's place lock,
+   each staged minute goes into raw_dir with
    ``ingest.minutefiles.place_minute``: renamed when raw_dir lacks that minute, else replaced
    by the union of both files' lines, so another input of the same minute (or an earlier import
    of this one) keeps every line.
@@ -36,66 +41,41 @@ One import per server at a time (``import.lock``); its ``--jobs`` inputs are rea
 
 from __future__ import annotations
 
-import bz2
 import concurrent.futures as cf
 import contextlib
-import gzip
 import hashlib
 import io
 import json
 import logging
-import lzma
 import multiprocessing
 import os
 import shutil
 import sys
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 from zoneinfo import ZoneInfo
 
-import orjson
-
+from ingest import changed_hours
 from ingest.atomic import BUFFER, atomic_write_json, fsync_dir
 from ingest.clock import Clock, SystemClock
 from ingest.complied import DayCache
-from ingest.layout import minute_path
+from ingest.imports.decompress import Damaged, chunks, detect_compression
+from ingest.imports.lines import SKIPPED, WRITTEN, place_line
+from ingest.layout import Hour, minute_path, raw_hours, work_paths
 from ingest.locks import LockBusy, exclusive_lock
 from ingest.minutefiles import fsync_file, place_minute
+from ingest.workflow_run import wait_for_run_lock
 
 log = logging.getLogger(__name__)
 
-WRITTEN = {
-    "stream": "stream response (twarc2 sample/stream, the seed's raw files)",
-    "page": "response page (data is a list of tweets)",
-    "flat": "flattened tweet (tweet fields at the top level)",
-}
-SKIPPED = {
-    "blank": "empty or whitespace-only line (a keep-alive)",
-    "error": "API error or disconnect message, no tweet",
-    "v1_tweet": "v1.1 tweet (id_str, user): not the v2 format this archive keeps",
-    "no_tweet": "JSON object without a tweet (no data, no id)",
-    "no_time": "no __twarc.retrieved_at and no readable created_at",
-    "not_object": "JSON that is not an object",
-    "invalid_json": "not valid JSON",
-    "invalid_utf8": "not valid UTF-8",
-    "truncated": "last line cut short (no newline, not valid JSON)",
-    "too_long": "line longer than MAX_LINE (64 MiB)",
-}
 MAX_LINE = 64 << 20  # a line longer than this is skipped in pieces, never held whole
 FLUSH_BYTES = 16 << 20  # per input: buffered lines go to their staging files beyond this
 REPORT_BYTES = 4 << 20  # progress reports from a reader: every 4 MiB of input
 EXAMPLES = 5  # line numbers kept per skipped kind, for the operator to look at
-MAGIC = (
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
 MARKER = ".staged.json"
 
 
@@ -103,47 +83,15 @@ class ImportSetupError(ValueError):
     """The import cannot start: a server that is not ``imported``, a missing input, a busy lock."""
 
 
+class ImportBusy(ImportSetupError):
+    """The workflow's run lock is held and the import was told not to wait."""
+
+
 def import_root(config: dict[str, Any], server: str) -> Path:
-    return Path(config["work_dir"]) / "import" / server
+    return work_paths(config["work_dir"])["imports"] / server
 
 
 # --- reading --------------------------------------------------------------------------------
-
-
-def detect_compression(head: bytes) -> str:
-    """``gzip``, ``bzip2``, ``xz``, ``zstd`` by the magic bytes at the start, else ``plain``."""
-    for magic, name in MAGIC:
-        if head.startswith(magic):
-            return name
-    return "plain"
-
-
-def _zstd():
-    try:
-        from compression import zstd  # Python 3.14+
-    except ImportError:
-        from backports import zstd  # the same module, for Python < 3.14
-    return zstd
-
-
-def open_decompressed(raw: IO[bytes], compression: str) -> IO[bytes]:
-    """A readable binary stream of ``raw``'s content (concatenated members/frames included)."""
-    if compression == "plain":
-        return raw
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if compression == "bzip2":
-        return bz2.BZ2File(raw)
-    if compression == "xz":
-        return lzma.LZMAFile(raw)
-    if compression == "zstd":
-        return _zstd().ZstdFile(raw)
-    raise ValueError(f"unknown compression {compression!r}")
-
-
-def _damage_errors() -> tuple[type[BaseException], ...]:
-    """What a damaged or cut compressed input raises while it is read (and a failing disk)."""
-    return (OSError, EOFError, zlib.error, lzma.LZMAError, _zstd().ZstdError)
 
 
 class _Hashing(io.RawIOBase):
@@ -165,82 +113,20 @@ class _Hashing(io.RawIOBase):
         return n
 
 
-_MINUTES: dict[str, datetime | None] = {}  # twarc stamps are per second: many lines share one
-
-
-def utc_minute(value: object) -> datetime | None:
-    """The UTC minute of an ISO 8601 instant (naive means UTC), None if it is not one."""
-    if type(value) is not str:
-        return None
-    try:
-        return _MINUTES[value]
-    except KeyError:
-        pass
-    if len(_MINUTES) > 100_000:
-        _MINUTES.clear()
-    try:
-        dt = datetime.fromisoformat(value)
-        if dt.tzinfo is None:
-            dt = dt.replace(tzinfo=UTC)
-        minute: datetime | None = dt.astimezone(UTC).replace(second=0, microsecond=0)
-    except (ValueError, OverflowError):
-        minute = None
-    _MINUTES[value] = minute
-    return minute
-
-
-def classify(raw: bytes, unterminated: bool = False) -> tuple[str, datetime | None, bool]:
-    """(kind, UTC minute to file it under, filed by created_at) of one line (its newline, if
-    any, is JSON whitespace).
-
-    The kinds of ``WRITTEN`` come with a minute; ``SKIPPED`` kinds with None. The shapes are
-    those ``ingest.hours.parse.parse_line`` reads; ``unterminated`` marks a last line that had
-    no newline, so invalid JSON there is a cut line (``truncated``).
-    """
-    if not raw or raw.isspace():
-        return "blank", None, False
-    try:
-        obj = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        # orjson refuses some JSON that the build's parser reads (lone surrogates, big ints).
-        try:
-            obj = json.loads(raw.decode("utf-8"))
-        except UnicodeDecodeError:
-            return "invalid_utf8", None, False
-        except (ValueError, RecursionError):
-            return ("truncated" if unterminated else "invalid_json"), None, False
-    if type(obj) is not dict:
-        return "not_object", None, False
-    data = obj.get("data")
-    if type(data) is dict and "id" in data:
-        kind, created = "stream", [data.get("created_at")]
-    elif type(data) is list and any(type(t) is dict for t in data):
-        kind, created = "page", [t.get("created_at") for t in data if type(t) is dict]
-    elif data is None and "id" in obj:
-        if "id_str" in obj or type(obj.get("user")) is dict:
-            return "v1_tweet", None, False
-        kind, created = "flat", [obj.get("created_at")]
-    elif data is None and "errors" in obj:
-        return "error", None, False
-    else:
-        return "no_tweet", None, False
-    meta = obj.get("__twarc")
-    minute = utc_minute(meta.get("retrieved_at")) if type(meta) is dict else None
-    if minute is not None:
-        return kind, minute, False
-    minutes = [m for m in map(utc_minute, created) if m is not None]
-    if not minutes:
-        return "no_time", None, False
-    return kind, max(minutes), True
-
-
 class _Stager:
-    """Per-minute buffers of one input, appended to its staging files beyond FLUSH_BYTES."""
+    """Per-minute buffers of one input, appended to its staging files beyond FLUSH_BYTES.
+
+    ``checkpoint`` marks what is verified; ``rollback`` drops what was staged since (files
+    truncated back), when the compressed unit it came from fails its check.
+    """
 
     def __init__(self, root: Path, tz: ZoneInfo) -> None:
         self.root = root
         self.tz = tz
         self.minutes: dict[str, int] = {}  # relative path -> lines
+        self._bytes: dict[str, int] = {}  # relative path -> bytes staged (on disk + buffered)
+        self._verified: dict[str, tuple[int, int]] = {}  # (lines, bytes) at the checkpoint
+        self._since: set[str] = set()  # paths added to since the checkpoint
         self._buffers: dict[str, list[bytes]] = {}
         self._size = 0
         self._rel: dict[datetime, str] = {}
@@ -256,11 +142,32 @@ class _Stager:
         if buf is None:
             buf = self._buffers[rel] = []
             self.minutes.setdefault(rel, 0)
+            self._bytes.setdefault(rel, 0)
         buf.append(line)
+        self._since.add(rel)
         self.minutes[rel] += 1
+        self._bytes[rel] += len(line)
         self._size += len(line)
         if self._size >= FLUSH_BYTES:
             self.flush()
+
+    def checkpoint(self) -> None:
+        for rel in self._since:
+            self._verified[rel] = (self.minutes[rel], self._bytes[rel])
+        self._since.clear()
+
+    def rollback(self) -> None:
+        self.flush()
+        for rel in self._since:
+            lines, size = self._verified.get(rel, (0, 0))
+            path = self.root / rel
+            if size:
+                os.truncate(path, size)
+                self.minutes[rel], self._bytes[rel] = lines, size
+            else:
+                path.unlink()
+                del self.minutes[rel], self._bytes[rel]
+        self._since.clear()
 
     def flush(self) -> None:
         for rel, lines in self._buffers.items():
@@ -284,70 +191,133 @@ class _Stager:
         fsync_dir(self.root)
 
 
+@dataclass
+class _Tally:
+    """What the lines of an input were, up to a point (copied at each verified mark)."""
+
+    lines: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[int]] = field(default_factory=dict)
+    by_created: int = 0
+    n: int = 0
+    first_line: str | None = None
+
+    def copy(self) -> _Tally:
+        examples = {k: list(v) for k, v in self.examples.items()}
+        return _Tally(dict(self.lines), examples, self.by_created, self.n, self.first_line)
+
+
+class _Reader:
+    """Lines out of decompressed chunks into the stager, at most MAX_LINE held at once."""
+
+    def __init__(self, stager: _Stager, tz: ZoneInfo, late: int) -> None:
+        self.stager, self.tz, self.late = stager, tz, late
+        self.tally = _Tally()
+        self._partial = bytearray()  # the line the last chunk ended inside
+        self._too_long = False  # inside a line longer than MAX_LINE: dropped to its end
+
+    def feed(self, data: bytes) -> None:
+        parts = data.split(b"\n")
+        if len(parts) > 1:
+            first = parts[0]
+            if self._too_long or len(self._partial) + len(first) > MAX_LINE:
+                self._line(None)
+            elif self._partial:
+                self._line(bytes(self._partial) + first)
+            else:
+                self._line(first)
+            self._partial.clear()
+            self._too_long = False
+            line, most = self._line, MAX_LINE
+            for part in parts[1:-1]:  # the hot loop: a line a pass
+                line(part if len(part) <= most else None)
+        if not self._too_long:
+            self._partial += parts[-1]
+            if len(self._partial) > MAX_LINE:
+                self._partial.clear()
+                self._too_long = True
+
+    def end(self) -> None:
+        """The input ended: a last line without a newline is a line too (maybe cut)."""
+        if self._too_long:
+            self._line(None)
+        elif self._partial:
+            self._line(bytes(self._partial), unterminated=True)
+        self._partial.clear()
+        self._too_long = False
+
+    def _line(self, raw: bytes | None, unterminated: bool = False) -> None:
+        t = self.tally
+        t.n += 1
+        if raw is None:
+            kind, pieces = "too_long", ()
+        else:
+            kind, pieces, by_created = place_line(raw, self.tz, self.late, unterminated)
+            for minute, piece in pieces:
+                self.stager.add(minute, piece)
+            if by_created:
+                t.by_created += by_created
+            if t.first_line is None:
+                t.first_line = raw[:60].decode("utf-8", "replace").strip()
+        t.lines[kind] = t.lines.get(kind, 0) + 1
+        if not pieces and len(ex := t.examples.setdefault(kind, [])) < EXAMPLES:
+            ex.append(t.n)
+
+
 def read_input(
-    path: Path, stage: Path, tz: ZoneInfo, report: Callable[[int, int], None] | None = None
+    path: Path,
+    stage: Path,
+    tz: ZoneInfo,
+    late: int,
+    report: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Stream ``path`` into staged minute files under ``stage``; return what was read.
 
-    A decompression error (a cut or damaged .gz, .xz...) or a read error ends the input: what
-    was read up to there is kept, ``damaged`` says what happened and where.
+    Only what verified is staged: a compressed unit (gzip member, xz or bzip2 stream, zstd
+    frame) that fails its check or is cut short ends the input, and the lines that came out
+    of it are taken back; ``damaged`` says where. A read error ends it too.
     """
     sha = hashlib.sha256()
-    lines: dict[str, int] = {}
-    examples: dict[str, list[int]] = {}
-    by_created = 0
-    damaged = None
     stager = _Stager(stage, tz)
+    reader = _Reader(stager, tz, late)
+    verified = reader.tally.copy()
+    damaged = None
     started = time.monotonic()
     with open(path, "rb", buffering=0) as f:
         counted = _Hashing(f, sha)
         buffered = io.BufferedReader(counted, BUFFER)
         compression = detect_compression(buffered.peek(6)[:6])
-        stream = open_decompressed(buffered, compression)
-        readline = stream.readline
-        damage = _damage_errors()
-        n = reported_bytes = reported_lines = 0
-        while True:
-            try:
-                raw = readline(MAX_LINE)
-                if len(raw) == MAX_LINE and raw[-1:] != b"\n":
-                    while (rest := readline(MAX_LINE)) and rest[-1:] != b"\n":
-                        pass
-                    raw = None  # too long
-            except damage as e:
-                damaged = f"{type(e).__name__}: {e} (after {counted.count:,} bytes, line {n:,})"
-                break
-            if raw == b"":
-                break
-            n += 1
-            if raw is None:
-                kind, minute = "too_long", None
-            else:
-                unterminated = raw[-1:] != b"\n"
-                kind, minute, created = classify(raw, unterminated)  # a newline is whitespace
-                if minute is not None:
-                    stager.add(minute, raw + b"\n" if unterminated else raw)
-                    by_created += created
-            lines[kind] = lines.get(kind, 0) + 1
-            if minute is None and len(ex := examples.setdefault(kind, [])) < EXAMPLES:
-                ex.append(n)
-            if report is not None and counted.count - reported_bytes >= REPORT_BYTES:
-                report(counted.count - reported_bytes, n - reported_lines)
-                reported_bytes, reported_lines = counted.count, n
-        with contextlib.suppress(*damage):
+        reported = (0, 0)
+        try:
+            for data, ok in chunks(buffered, compression):
+                if data:
+                    reader.feed(data)
+                if ok:
+                    stager.checkpoint()
+                    verified = reader.tally.copy()
+                if report is not None and counted.count - reported[0] >= REPORT_BYTES:
+                    report(counted.count - reported[0], reader.tally.n - reported[1])
+                    reported = (counted.count, reader.tally.n)
+            reader.end()
+            stager.checkpoint()
+            verified = reader.tally.copy()
+        except (Damaged, OSError) as e:
+            stager.rollback()
+            damaged = f"{e}; imported only the {verified.n:,} lines before it"
+        with contextlib.suppress(OSError):
             while buffered.read(BUFFER):  # the checksum covers the whole file, read or not
                 pass
         if report is not None:
-            report(counted.count - reported_bytes, n - reported_lines)
+            report(counted.count - reported[0], verified.n - reported[1])
     stager.sync()
     return {
         "compression": compression,
         "size": counted.count,
         "sha256": sha.hexdigest(),
-        "lines": dict(sorted(lines.items())),
-        "lines_total": n,
-        "by_created_at": by_created,
-        "skipped_examples": examples,
+        "lines": dict(sorted(verified.lines.items())),
+        "lines_total": verified.n,
+        "by_created_at": verified.by_created,
+        "skipped_examples": verified.examples,
+        "first_line": verified.first_line,
         "damaged": damaged,
         "minutes": dict(sorted(stager.minutes.items())),
         "read_seconds": round(time.monotonic() - started, 3),
@@ -365,6 +335,8 @@ class Target:
     raw_dir: Path
     root: Path  # {work_dir}/import/{server}
     tz: str
+    late: int  # late_minutes: a page's tweet retrieved past its hour's window goes by created_at
+    work_dir: Path
     vault_dir: Path | None = None  # its compliance logs apply to every minute placed
 
     @property
@@ -380,7 +352,15 @@ class Target:
 
 
 def place_staged(target: Target, stage: Path, read: dict[str, Any]) -> dict[str, int]:
-    """Place every staged minute of one input into raw_dir (union where it exists)."""
+    """Place every staged minute of one input into raw_dir (union where it exists), its
+    hours marked changed first (``ingest.changed_hours``: the plan finds them there)."""
+    hours = {Hour(day, int(hh)) for day, hh, _ in (rel.split("/") for rel in read["minutes"])}
+    first = changed_hours.changed(target.work_dir, target.server) is None and not raw_hours(
+        target.raw_dir
+    )
+    changed_hours.mark(target.work_dir, target.server, hours)
+    if first:  # nothing imported before: the marks cover the raw_dir from the start
+        changed_hours.mark_complete(target.work_dir, target.server)
     placed = {"new": 0, "merged": 0, "same": 0, "lines_added": 0}
     dirs: set[Path] = set()
     complied = DayCache(target.vault_dir)
@@ -448,29 +428,64 @@ class Job:
     stage: Path
 
 
-def run_job(
-    job: Job, now: datetime, report: Callable[[int, int], None] | None = None
-) -> dict[str, Any]:
-    """Read, place and receipt one input; a dict with ``status`` (``imported``,
-    ``same_content``, ``failed``) and, unless failed, the receipt."""
+def read_job(job: Job, report: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+    """Read one input into its staging folder (``.staged.json`` written last): a dict with
+    ``status`` ``read`` (and ``stage``) or ``failed``. An input without a single tweet line
+    (empty, garbage, a CSV) fails, saying what it holds; nothing of it is kept."""
     stage = job.stage
+    source = str(job.path)
     try:
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir(parents=True)
-        read = read_input(job.path, stage, ZoneInfo(job.target.tz), report)
-        read = {"source": str(job.path), "seen_as": [job.seen], **read}
-        atomic_write_json(stage / MARKER, read)
+        read = read_input(job.path, stage, ZoneInfo(job.target.tz), job.target.late, report)
+        if not read["damaged"] and not any(read["lines"].get(k) for k in WRITTEN):
+            shutil.rmtree(stage, ignore_errors=True)
+            return {"status": "failed", "source": source, "error": no_tweets(read)}
+        atomic_write_json(stage / MARKER, {"source": source, "seen_as": [job.seen], **read})
     except Exception as e:  # noqa: BLE001 - one input's failure costs only that input
         shutil.rmtree(stage, ignore_errors=True)
-        return {"status": "failed", "source": str(job.path), "error": f"reading: {e}"}
+        return {"status": "failed", "source": source, "error": f"reading: {e}"}
+    return {"status": "read", "source": source, "stage": str(stage)}
+
+
+def no_tweets(read: dict[str, Any]) -> str:
+    """What an input without a tweet line holds, in one line."""
+    if read["size"] == 0:
+        return "holds no tweet: the file is empty"
+    kinds = ", ".join(f"{n:,} {k}" for k, n in read["lines"].items())
+    n = read["lines_total"]
+    text = f"holds no tweet: {n:,} line{'' if n == 1 else 's'}, none a tweet ({kinds})"
+    if read["first_line"]:
+        text += f"; first line: {read['first_line']}"
+    return text + " (twarc2 JSON lines expected)"
+
+
+def place_read(
+    target: Target, stage: Path, now: datetime, run_lock: Callable[[], Any]
+) -> dict[str, Any]:
+    """Place a read input under the workflow's run lock (``run_lock()`` takes it): no run
+    plans, builds or cleans the raw_dir while its minute files change."""
     try:
-        return finish_staged(job.target, stage, now)
-    except Exception as e:  # noqa: BLE001
+        source = json.loads((stage / MARKER).read_text())["source"]
+        lock = run_lock()
+    except LockBusy as busy:
         return {
             "status": "failed",
-            "source": str(job.path),
+            "source": source,
+            "error": f"placing: {busy}; staged: the next import places it",
+        }
+    except (OSError, ValueError, KeyError) as e:
+        return {"status": "failed", "source": str(stage), "error": f"staged read: {e}"}
+    try:
+        return finish_staged(target, stage, now)
+    except Exception as e:  # noqa: BLE001 - reported, retried by the next import
+        return {
+            "status": "failed",
+            "source": source,
             "error": f"placing: {e} (read and staged: the next import places it)",
         }
+    finally:
+        lock.release()
 
 
 # --- progress ---------------------------------------------------------------------------------
@@ -553,8 +568,8 @@ def _report_to_queue(nbytes: int, nlines: int) -> None:
     _QUEUE.put((nbytes, nlines))
 
 
-def _run_in_worker(job: Job, now: datetime) -> dict[str, Any]:
-    return run_job(job, now, _report_to_queue)
+def _read_in_worker(job: Job) -> dict[str, Any]:
+    return read_job(job, _report_to_queue)
 
 
 # --- the command ----------------------------------------------------------------------------
@@ -622,6 +637,8 @@ def import_target(config: dict[str, Any], server: str) -> Target:
                 Path(s["raw_dir"]),
                 import_root(config, server),
                 config["timezone"],
+                config["late_minutes"],
+                Path(config["work_dir"]),
                 Path(config["vault_dir"]),
             )
     known = ", ".join(s["name"] for s in config["servers"])
@@ -647,19 +664,32 @@ def import_sources(
     jobs: int = 1,
     clock: Clock | None = None,
     progress: Callable[[int], Progress] | None = None,
+    lock_wait_s: float = 3600,
+    on_wait: Callable[[LockBusy], None] | None = None,
 ) -> ImportReport:
     """Import ``sources`` into ``server``'s raw_dir (see the module docstring).
 
-    ``progress(total_bytes)`` makes the progress display; none by default.
+    ``progress(total_bytes)`` makes the progress display; none by default. Placing waits up
+    to ``lock_wait_s`` for a workflow run to release the run lock (``on_wait`` hears that it
+    waits); with 0 a held lock fails the import at once (ImportSetupError), before reading.
     """
     clock = clock or SystemClock()
     target = import_target(config, server)
     paths = expand_sources(sources)
     report = ImportReport(server)
     started = time.monotonic()
+
+    def run_lock():
+        return wait_for_run_lock(config, lock_wait_s, poll_s=1, on_wait=on_wait, what="import")
+
+    if lock_wait_s <= 0:
+        try:
+            run_lock().release()
+        except LockBusy as busy:
+            raise ImportBusy(f"the workflow's run lock is held: {busy}; nothing imported") from None
     try:
         with exclusive_lock(target.root / "import.lock", blocking=False):
-            _resume(target, clock, report)
+            _resume(target, clock, report, run_lock)
             receipts = load_receipts(target)
             todo = []
             for path in paths:
@@ -674,11 +704,14 @@ def import_sources(
             total = sum(job.path.stat().st_size for _, job in todo)
             bar = progress(total) if progress is not None and todo else None
             try:
-                for i, result in _run(todo, jobs, clock.now(), bar):
+                for i, result in _run(todo, jobs, bar):
+                    if result["status"] == "read":
+                        result = place_read(target, Path(result["stage"]), clock.now(), run_lock)
                     report.results[i] = result
             finally:
                 if bar is not None:
                     bar.close()
+                write_summary(target)
     except LockBusy:
         raise ImportSetupError(
             f"another import into server {server!r} is running ({target.root / 'import.lock'})"
@@ -687,33 +720,47 @@ def import_sources(
     return report
 
 
-def _resume(target: Target, clock: Clock, report: ImportReport) -> None:
+def write_summary(target: Target) -> None:
+    """``summary.json`` beside the receipts, derived from them: what the health shows of an
+    archive (inputs, lines, the minutes it spans, the last import), read without a walk."""
+    receipts = [json.loads(p.read_text()) for p in sorted(target.receipts.glob("*.json"))]
+    minutes = sorted(m for r in receipts for m in r["minutes"])
+    atomic_write_json(
+        target.root / "summary.json",
+        {
+            "inputs": len(receipts),
+            "lines": sum(r["lines"].get(k, 0) for r in receipts for k in WRITTEN),
+            "first_minute": Path(minutes[0]).stem if minutes else None,
+            "last_minute": Path(minutes[-1]).stem if minutes else None,
+            "last_import": max((r["imported_at"] for r in receipts), default=None),
+        },
+    )
+
+
+def _resume(
+    target: Target, clock: Clock, report: ImportReport, run_lock: Callable[[], Any]
+) -> None:
     """Finish what a killed import left: complete reads are placed, cut reads thrown away."""
     if not target.staging.is_dir():
         return
     for stage in sorted(target.staging.iterdir()):
         if (stage / MARKER).is_file():
             log.info("%s: placing the staged minutes of a killed import", stage.name)
-            try:
-                report.resumed.append(finish_staged(target, stage, clock.now()))
-            except Exception as e:  # noqa: BLE001 - reported, retried by the next import
-                report.resumed.append(
-                    {"status": "failed", "source": str(stage), "error": f"placing: {e}"}
-                )
+            report.resumed.append(place_read(target, stage, clock.now(), run_lock))
         else:
             shutil.rmtree(stage, ignore_errors=True)
             report.discarded_reads += 1
 
 
 def _run(
-    todo: list[tuple[int, Job]], jobs: int, now: datetime, bar: Progress | None
+    todo: list[tuple[int, Job]], jobs: int, bar: Progress | None
 ) -> Iterable[tuple[int, dict[str, Any]]]:
-    """(index, result) of each job as it ends: in this process for one job at a time, else in
-    ``jobs`` worker processes that report their progress through a queue."""
+    """(index, read result) of each job as it ends: in this process for one job at a time,
+    else in ``jobs`` worker processes that report their progress through a queue."""
     update = bar.update if bar is not None else None
     if jobs <= 1 or len(todo) <= 1:
         for i, job in todo:
-            yield i, run_job(job, now, update)
+            yield i, read_job(job, update)
         return
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that may hold threads
     queue = ctx.Queue()
@@ -723,7 +770,7 @@ def _run(
         initializer=_init_worker,
         initargs=(queue,),
     ) as pool:
-        futures = {pool.submit(_run_in_worker, job, now): (i, job) for i, job in todo}
+        futures = {pool.submit(_read_in_worker, job): (i, job) for i, job in todo}
         pending = set(futures)
         while pending:
             done, pending = cf.wait(pending, timeout=0.5, return_when=cf.FIRST_COMPLETED)
@@ -767,11 +814,11 @@ def describe(result: dict[str, Any]) -> str:
         f"sha256 {result['sha256'][:16]}...): {written:,} lines written ({kinds or 'none'})"
     )
     if result["by_created_at"]:
-        text += f", {result['by_created_at']:,} of them by created_at (no retrieved_at)"
+        text += f", {result['by_created_at']:,} tweets by created_at (fetched late or no time)"
     text += f"; skipped: {skipped or 'none'}; {len(result['minutes']):,} minute files"
     if status == "imported":
         p = result["placed"]
         text += f" ({p['new']:,} new, {p['merged']:,} merged, {p['same']:,} unchanged)"
     if result.get("damaged"):
-        text += f"; DAMAGED input, read up to: {result['damaged']}"
+        text += f"; DAMAGED: {result['damaged']}"
     return text

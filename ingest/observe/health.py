@@ -296,7 +296,28 @@ def _check(name: str, graded_problems: list[tuple[str, str]], fine: str) -> Chec
     return Check(name, level, "; ".join(texts) if texts else fine, texts)
 
 
+def assess_archive(report: dict[str, Any]) -> Check:
+    """An imported server: an archive has no liveness, only what it holds and its raw_dir."""
+    a = report["archive"]
+    problems: list[tuple[str, str]] = []
+    if not report.get("raw_dir_exists", True):
+        problems.append((WARNING, f"raw_dir {report['raw_dir']} does not exist"))
+    if "unreadable" in a:
+        problems.append((WARNING, f"import summary unreadable: {a['unreadable']}"))
+    if a.get("inputs"):
+        n = a["inputs"]
+        fine = (
+            f"{a['lines']:,} lines from {n:,} input{'s' * (n != 1)}, {a['first_minute']} to "
+            f"{a['last_minute']}, last import {a['last_import']}"
+        )
+    else:
+        fine = "nothing imported yet"
+    return _check(f"archive {report['server']}", problems, fine)
+
+
 def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
+    if "archive" in report:
+        return assess_archive(report)
     name = f"collector {report['server']}"
     age = report.get("newest_minute_age_seconds")
     age_limits = dict(limits["minute_file_age_minutes"])
@@ -305,7 +326,9 @@ def assess_collector(report: dict[str, Any], limits: dict[str, Any]) -> Check:
         extra = limits["pulled_allowance_minutes"]
         age_limits = {k: v + extra for k, v in age_limits.items()}
     problems: list[tuple[str, str]] = []
-    if age is None:
+    if not report.get("raw_dir_exists", True):
+        problems.append((FAILING, f"raw_dir {report['raw_dir']} does not exist"))
+    elif age is None:
         problems.append((FAILING, "no minute file at all"))
     else:
         level = graded(age / 60, age_limits)

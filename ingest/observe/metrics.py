@@ -118,8 +118,12 @@ def _collectors(out: _Exposition, collectors: list[dict[str, Any]]) -> None:
         "newest_minute_age_seconds", "Seconds since the newest minute file's minute ended"
     )
     pull_ok = out.family("pull_ok", "1 if the last pull of a secondary worked")
+    archive = out.family("archive_lines", "Tweet lines an imported server's archive holds")
     for r in collectors:
         server = r["server"]
+        if "archive" in r:  # imported: no collector, nothing live to measure
+            archive.add(r["archive"].get("lines"), server=server)
+            continue
         st = r.get("status") or {}
         if st and "unreadable" not in st:
             running = st.get("state") == "running"

@@ -30,14 +30,14 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest import backoff, complied, layout
 from ingest.atomic import atomic_write_json, fsync_dir
 from ingest.layout import Hour
-from ingest.locks import LockBusy, RunLock, exclusive_lock
+from ingest.locks import exclusive_lock
 from ingest.remote import IO_TIMEOUT_S, split_source, ssh_command
 from ingest.vault import records
 from ingest.vault.manifest import (
@@ -49,7 +49,6 @@ from ingest.vault.manifest import (
     sha256_file,
 )
 from ingest.vault.records import RecordError
-from ingest.workflow_run import report_unfinished
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts
@@ -470,22 +469,6 @@ def replica_named(config: dict[str, Any], name: str) -> Replica:
             return r
     known = ", ".join(r.name for r in replicas(config)) or "none configured"
     raise ReplicaConfigError(f"vault_replicas: no replica named {name!r} (known: {known})")
-
-
-def wait_for_run_lock(config: dict[str, Any], wait_s: float, poll_s: float = 5) -> RunLock:
-    """The workflow's run lock (work_dir/run.lock), waiting up to ``wait_s`` for a run to end;
-    LockBusy naming the holder after that. Cron runs meanwhile find it held and do nothing."""
-    path = layout.work_paths(config["work_dir"])["run_lock"]
-    deadline = time.monotonic() + wait_s
-    while True:
-        try:
-            lock = RunLock(path, datetime.now(UTC))
-            report_unfinished(config, lock, datetime.now(UTC))  # a run killed just before
-            return lock
-        except LockBusy:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(poll_s)
 
 
 # --- state across runs: back-off and alerts -------------------------------------------------

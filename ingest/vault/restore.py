@@ -52,8 +52,8 @@ from ingest.vault.replicate import (
     check_file,
     loose_generation,
     replicas,
-    wait_for_run_lock,
 )
+from ingest.workflow_run import wait_for_run_lock
 
 _log = logging.getLogger(__name__)
 

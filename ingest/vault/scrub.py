@@ -59,7 +59,6 @@ from ingest.vault.replicate import (
     ReplicaError,
     check_file,
     replicas,
-    wait_for_run_lock,
 )
 from ingest.vault.restore import (
     Claim,
@@ -70,6 +69,7 @@ from ingest.vault.restore import (
     install_verified,
     read_copy_day,
 )
+from ingest.workflow_run import wait_for_run_lock
 
 if TYPE_CHECKING:
     from ingest.notify import Alerts

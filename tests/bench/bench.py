@@ -52,6 +52,7 @@ sys.path.insert(0, str(ROOT))
 CODE = ROOT
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import import_history  # noqa: E402
 import measure  # noqa: E402
 
 from ingest import layout  # noqa: E402
@@ -1058,8 +1059,8 @@ def main(argv: list[str] | None = None) -> int:
         "--skip",
         action="append",
         default=[],
-        help="parts to skip: hourly, cold, baseline, parts, merge, import, dry, replicas,"
-        " comply (repeatable)",
+        help="parts to skip: hourly, cold, baseline, parts, merge, import, history, dry,"
+        " replicas, comply (repeatable)",
     )
     ap.add_argument(
         "--replica-mb",
@@ -1156,6 +1157,10 @@ def main(argv: list[str] | None = None) -> int:
     if "import" not in args.skip:
         imported = run_import(scale_dir, data_raw)
         log(f"import, plain: {brief(imported['plain'])}; gz: {brief(imported['gz'])}")
+    history = None
+    if "history" not in args.skip:
+        history = import_history.measure(cache)
+        log(import_history.line(history))
     dry = None
     if "dry" not in args.skip:
         dry = run_dry_year(cache, scale_dir)
@@ -1205,6 +1210,7 @@ def main(argv: list[str] | None = None) -> int:
                 if k != "intermediates"
             },
             "merge": merge and {"result": merge["result"].to_json(), "inner": merge["inner"]},
+            "import_history": history,
             "import": imported
             and {
                 k: v.to_json() if isinstance(v, measure.Result) else v for k, v in imported.items()
@@ -1478,6 +1484,9 @@ def render(res: dict, sample: float) -> str:
                 ),
             )
         )
+    if res.get("import_history"):
+        paid = import_history.line(res["import_history"])
+        import_table += f"\n\nWhat a cron run pays for past imports: {paid}."
 
     copies_table = ""
     rep = res.get("replicas")
