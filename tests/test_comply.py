@@ -440,3 +440,34 @@ def test_a_rewrite_killed_at_any_point_leaves_one_whole_generation(tmp_path, sha
     ids = {int(r[0]) for r in tweets_rows(out["tweets"])}
     assert ids == {tweet_id(i) for i in range(big)} - gone_ids
     assert not [p.name for p in (vault / DAY).iterdir() if p.name.startswith(".")]
+
+
+def test_an_imported_archive_held_in_raw_is_scrubbed_and_its_hours_marked(tmp_path, standin):
+    """An imported server's raw_dir is kept for good and never walked by the plan: comply
+    rewrites its minute files too and marks their hours changed, so the next run rebuilds
+    them from the scrubbed files."""
+    from ingest import changed_hours
+
+    w = make_world(tmp_path)
+    imported = tmp_path / "raw" / "old"
+    config = make_config(w, standin, tmp_path)
+    config["servers"].append({**config["servers"][0], "name": "old", "raw_dir": str(imported)})
+    config["servers"][-1]["imported"] = True
+    archive = tmp_path / "archive.jsonl"
+    archive.write_bytes(
+        b"".join(
+            on_time("s1", tweet_id(i), T + timedelta(seconds=20 * i), author=author_of(i)).line()
+            + b"\n"
+            for i in range(N_TWEETS)
+        )
+    )
+    assert not import_sources(config, "old", [archive]).failed
+    build_and_copy(w, config)
+    for hour in changed_hours.changed(config["work_dir"], "old") or set():
+        changed_hours.unmark(config["work_dir"], "old", hour)  # as if built since
+    removed = gone(*expected(standin, w))
+    run_comply(config)
+    lines = [json.loads(x) for p in imported.rglob("*.jsonl") for x in p.read_bytes().splitlines()]
+    ids = {int(x["data"]["id"]) for x in lines}
+    assert ids == {tweet_id(i) for i in range(N_TWEETS)} - removed
+    assert H11 in (changed_hours.changed(config["work_dir"], "old") or set())

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ingest import complied
+from ingest import changed_hours, complied
 from ingest.atomic import atomic_write, atomic_write_json
 from ingest.clock import Clock
 from ingest.comply import scan, state
@@ -285,8 +285,13 @@ def _apply(
                 if done is not None:
                     rewritten.append(hour)
                     removed.update(done.removed)
-        raw_dirs = [Path(s["raw_dir"]) for s in config["servers"]]
-        result.raw_files = scrub_raw(raw_dirs, vault, list(located.entries), log).files
+        raw_dirs = [(s["name"], Path(s["raw_dir"])) for s in config["servers"]]
+        raw = scrub_raw(raw_dirs, vault, list(located.entries), log)
+        for s in config["servers"]:
+            if s.get("imported") and raw.hours.get(s["name"]):
+                # Its raw_dir is not walked: the marks make the plan parse and rebuild them.
+                changed_hours.mark(config["work_dir"], s["name"], raw.hours[s["name"]])
+        result.raw_files = raw.files
         for day in sorted(set(located.entries) | {h.day for h in rewritten}):
             derive_manifest(vault / day, manifest_lock, log)
         result.hours_rewritten = [h.label for h in rewritten]
