@@ -5,6 +5,7 @@
     sampled-stream scrub   --config CONFIG [--days N] [--jobs N] [--mb-per-s X]
     sampled-stream restore --config CONFIG [--from REPLICA] [--days DAY ...]
     sampled-stream import  --config CONFIG --server NAME [--jobs N] SOURCE ...
+    sampled-stream comply  --config CONFIG [--days N]
 
 A plain argparse dispatch: each subcommand is ``add_<name>(subparsers)`` setting ``func``,
 so other modules can add theirs (append to ``SUBCOMMANDS``). The stream stand-in has its
@@ -388,6 +389,65 @@ def cmd_import(args: argparse.Namespace) -> int:
     return 1 if report.failed or report.damaged else 0
 
 
+# --- comply (X's batch compliance) ------------------------------------------------------------
+
+
+def add_comply(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "comply",
+        help="remove deleted, protected and suspended posts and accounts from every copy",
+        description="Ask X's batch compliance jobs about the vault's tweet and author IDs, then "
+        "rewrite each affected hour as its next generation without the complied posts and "
+        "accounts (the IDs files stay as they are), write each day's {day}_compliance.tsv, "
+        "rewrite the raw minute files still held, and copy the new generations to every "
+        "replica. A killed run, started again, picks up its jobs.",
+    )
+    p.add_argument("--config", required=True)
+    p.add_argument("--days", type=int, metavar="N", help="only the newest N day folders")
+    p.add_argument("--json", action="store_true", help="print the pass's summary as JSON")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=cmd_comply)
+
+
+def cmd_comply(args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    from dataclasses import asdict
+
+    from ingest.clock import SystemClock
+    from ingest.comply.client import ComplyError
+    from ingest.comply.run import comply, make_client
+    from ingest.config import ConfigError, load_config
+    from ingest.locks import LockBusy
+    from ingest.secrets import SecretError
+
+    try:
+        config = load_config(args.config)
+        result = comply(config, make_client(config), SystemClock(), days=args.days)
+    except (ConfigError, SecretError) as e:
+        return _fail("comply", str(e))
+    except (ComplyError, LockBusy, ValueError) as e:
+        return _fail("comply", str(e), 1)
+    failed = bool(result.replica_errors or result.errors)
+    if args.json:
+        print(json.dumps(asdict(result), indent=1))
+        return 1 if failed else 0
+    removed = ", ".join(f"{a} {n}" for a, n in result.tweets_removed.items()) or "none"
+    print(
+        f"comply: {len(result.days)} day(s), "
+        + ", ".join(f"{n} {t} IDs" for t, n in result.asked.items())
+        + f" in {len(result.jobs)} job(s){' (resumed)' if result.resumed else ''}; "
+        f"{len(result.hours_rewritten)} hour(s) rewritten, tweets removed: {removed}; "
+        f"{result.raw_files} raw file(s) rewritten"
+    )
+    for day, n in result.logged.items():
+        print(f"  {day}: {n} new entr{'y' if n == 1 else 'ies'} in its compliance log")
+    for error in result.errors:
+        print(f"  not rewritten (repair it, then run comply again): {error}")
+    for error in result.replica_errors:
+        print(f"  replica not updated (the next workflow run retries): {error}")
+    return 1 if failed else 0
+
+
 # --- dispatch -------------------------------------------------------------------------------
 
 SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
@@ -396,6 +456,7 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     add_scrub,
     add_restore,
     add_import,
+    add_comply,
 ]
 
 

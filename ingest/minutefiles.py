@@ -14,6 +14,7 @@ import shutil
 from pathlib import Path
 
 from ingest.atomic import BUFFER, atomic_file, atomic_write
+from ingest.complied import DayCache, scrub_bytes
 
 
 def union_lines(old: bytes, new: bytes) -> bytes:
@@ -56,7 +57,7 @@ def move_file(staged: Path, final: Path) -> None:
     staged.unlink()
 
 
-def place_minute(staged: Path, final: Path) -> tuple[str, int]:
+def place_minute(staged: Path, final: Path, complied: DayCache | None = None) -> tuple[str, int]:
     """Move a staged minute file into the raw_dir as ``final``, never losing a line of either.
 
     Returns ("new", 0) when ``final`` did not exist, ("same", 0) when it already held every
@@ -64,7 +65,15 @@ def place_minute(staged: Path, final: Path) -> tuple[str, int]:
     staged file is fsynced before it is renamed; a union is written to a temporary name,
     fsynced and renamed. The caller fsyncs the folders. Callers that may place the same
     ``final`` at once hold a lock around this (read, union, rename is not atomic).
+
+    ``complied``: the staged file first loses the lines of complied posts and accounts
+    (``ingest.complied.scrub_bytes``), so a late copy or an archive never brings back what a
+    comply pass removed from the primary's copy.
     """
+    if complied is not None:
+        data, changed = scrub_bytes(staged.read_bytes(), complied.for_minute_file(final))
+        if changed:
+            atomic_write(staged, data)
     fsync_file(staged)
     try:
         old = final.read_bytes()

@@ -24,12 +24,14 @@ ALLOWED = {
     "pull": {SHARED},
     "hours": {SHARED, "pull", "vault"},  # the plan waits for a secondary; the build commits records
     "vault": {SHARED},
+    "comply": {SHARED, "collect", "hours", "vault"},  # twarc's client, the merge's formats
     "observe": {SHARED, "collect", "pull", "hours", "vault"},
     "publish": {SHARED, "hours", "vault", "observe"},  # the day mail's plot and link
-    "cli": {SHARED, "collect", "imports", "observe", "vault"},
+    "cli": {SHARED, "collect", "imports", "observe", "vault", "comply"},
     "devtools": {
         SHARED,
         "cli",
+        "comply",
         "collect",
         "imports",
         "pull",

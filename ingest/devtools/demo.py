@@ -6,6 +6,9 @@
 2. Meanwhile the project's generator writes the hour before, as if collected earlier.
 3. `snakemake -n` shows what is pending, `snakemake` builds it, a second run does nothing.
 4. The day report, the files and a few rows are printed.
+5. One compliance pass (`sampled-stream comply`) against the stand-in's batch compliance
+   endpoints: the complied posts and accounts leave the hours (a new generation each), the
+   IDs files stay, each day gets its compliance log; a rebuild brings nothing back.
 Everything lands under ./demo-run (removed at the start of the next demo).
 """
 
@@ -62,6 +65,7 @@ def write_config(root: Path, stream_url: str, smtp_port: int) -> Path:
         "work_dir": str(root / "work"),
         "servers": [{"name": s, "raw_dir": str(root / "raw" / s)} for s in ("server1", "server2")],
         "stream": {"url": stream_url, "bearer_token_file": str(token), "stall_seconds": 2},
+        "comply": {"poll_seconds": 0.5},
         "osf": {"enabled": False},
         "email": {
             "enabled": True,
@@ -88,19 +92,19 @@ def retire_mail(config: Path) -> None:
     atomic_write(config, note + text)
 
 
-def collect(root: Path, smtp_port: int) -> Path:
+def collect(root: Path, smtp_port: int) -> tuple[Path, subprocess.Popen]:
     clock = FastClock(SPEED, CLOCK_START)  # a shared timeline for the stand-in and collectors
     epoch = clock.epoch
     log_dir = root / "logs"
     log_dir.mkdir(parents=True)
     emulator, url = start_stand_in(log_dir, clock, "demo-token", rate=150, keepalive=0.5)
     config = write_config(root, url, smtp_port)
-    say(f"1/4 stream stand-in at {url}; collectors server1 and server2 (1 minute = 1 s)")
+    say(f"1/5 stream stand-in at {url}; collectors server1 and server2 (1 minute = 1 s)")
     collectors = [
         start_collector(config, name, clock, log_dir / f"collector-{name}.log")
         for name in ("server1", "server2")
     ]
-    say("2/4 meanwhile: the hour before, written by the project's generator (as if collected)")
+    say("2/5 meanwhile: the hour before, written by the project's generator (as if collected)")
     summary = generate_raw_tree(
         [(s, root / "raw" / s) for s in ("server1", "server2")],
         CLOCK_START - timedelta(minutes=59, seconds=30),
@@ -135,9 +139,7 @@ def collect(root: Path, smtp_port: int) -> Path:
     # Stopped on purpose: the pages and status read "collectors stopped at ...", not an outage.
     end_demo(load_config(config), ["server1", "server2"], clock.now())
     subprocess.run(cli("status", "--config", str(config), *clock.args()), env=env(), check=False)
-    emulator.terminate()
-    emulator.wait(timeout=10)
-    return config
+    return config, emulator  # the stand-in stays up for the compliance pass
 
 
 def snakemake(config: Path, *args: str) -> subprocess.CompletedProcess:
@@ -168,6 +170,43 @@ def show_outputs(root: Path) -> None:
         print(f"   {r[0]}  {r[3]}  {r[6]:>3}  {r[8]:<10} @{r[13]}: {r[7][:60]}")
 
 
+def hour_rows(root: Path, hh: int) -> tuple[int, int]:
+    """(IDs, tweets rows) of hour ``hh`` of the demo's day."""
+    paths = layout.vault_paths(root / "vault", layout.Hour("2026-01-14", hh))
+    ids = lzma.decompress(paths["ids"].read_bytes()).count(b"\n")
+    return ids, lzma.decompress(paths["tweets"].read_bytes()).count(b"\n") - 1
+
+
+def comply_pass(root: Path, config: Path) -> bool:
+    """One ``sampled-stream comply`` against the stand-in, then a rebuild of the day."""
+    say("5/5 sampled-stream comply: X's batch compliance jobs (the stand-in), then the rewrite")
+    before = {hh: hour_rows(root, hh) for hh in (10, 11)}
+    t = time.monotonic()
+    run = subprocess.run(
+        cli("comply", "--config", str(config)), capture_output=True, text=True, env=env()
+    )
+    print("\n".join("   " + line for line in run.stdout.splitlines()))
+    if run.returncode != 0:
+        print(run.stderr[-3000:])
+        return False
+    print(f"   in {time.monotonic() - t:.1f} s (jobs polled every comply.poll_seconds)")
+    for hh, (ids, rows) in before.items():
+        after = hour_rows(root, hh)
+        print(f"   hour {hh}: IDs {ids} -> {after[0]}, tweets rows {rows} -> {after[1]}")
+    log = root / "vault" / "2026-01-14" / "2026-01-14_compliance.tsv"
+    lines = log.read_text().splitlines()
+    print(f"\n{log} ({len(lines) - 1} IDs); its first lines:")
+    for line in lines[:4]:
+        print(f"   {line}")
+    run = snakemake(config, "--config", "hours=2026-01-14", f"now={NOW.isoformat()}")
+    if run.returncode != 0:
+        print(run.stderr[-3000:])
+        return False
+    again = {hh: hour_rows(root, hh) for hh in (10, 11)}
+    print(f"\n   the day rebuilt from its (rewritten) raw files and the vault: {again}")
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default="demo-run", help="where everything goes (recreated)")
@@ -177,16 +216,17 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     mails = Sink()
     smtp = start(mails)
+    emulator = None
     try:
-        config = collect(root, smtp.port)
-        say("3/4 snakemake -n: what is pending")
+        config, emulator = collect(root, smtp.port)
+        say("3/5 snakemake -n: what is pending")
         dry = snakemake(config, "-n")
         print(
             "\n".join(
                 line for line in dry.stderr.splitlines() if line.startswith(" ") or "plan" in line
             )
         )
-        say("4/4 snakemake: build the hours, then once more (nothing to do)")
+        say("4/5 snakemake: build the hours, then once more (nothing to do)")
         t = time.monotonic()
         run = snakemake(config)
         if run.returncode != 0:
@@ -199,11 +239,16 @@ def main(argv: list[str] | None = None) -> int:
             "Nothing to be done" if "Nothing to be done" in again.stderr else again.stderr[-500:],
         )
         show_outputs(root)
+        if not comply_pass(root, config):
+            return 1
         print("\nmails the collectors sent to the loopback SMTP server:")
         for s in mails.subjects():
             print(f"   {s}")
     finally:
         smtp.stop()
+        if emulator is not None:
+            emulator.terminate()
+            emulator.wait(timeout=10)
         if (root / "config.yaml").exists():
             retire_mail(root / "config.yaml")
     print(f"\ndemo done in {time.monotonic() - started:.0f} s; everything is under {root}")

@@ -60,6 +60,12 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from ingest.clock import Clock, SystemClock
+from ingest.devtools.compliance import (
+    DOWNLOAD_PREFIX,
+    JOBS_PATH,
+    UPLOAD_PREFIX,
+    ComplianceJobs,
+)
 from ingest.devtools.generate import OPERATIONAL_DISCONNECT, TweetFactory
 
 STREAM_PATH = "/2/tweets/sample/stream"
@@ -228,6 +234,7 @@ class Emulator:
         history_minutes: float = 5.0,
         split_chunks: bool = False,
         ledger: str | Path | None = None,
+        compliance: ComplianceJobs | None = None,
     ) -> None:
         if refuse_backfill not in (None, 400, 403):
             raise ValueError("refuse_backfill must be 400, 403 or None")
@@ -240,6 +247,7 @@ class Emulator:
         self.history = timedelta(minutes=history_minutes)
         self.split_chunks = split_chunks
         self.ledger = Ledger(ledger) if ledger else None
+        self.compliance = compliance or ComplianceJobs(seed)
         self._factory = TweetFactory(seed)
         self._rnd = random.Random(seed)
         self._lock = threading.Lock()
@@ -472,6 +480,16 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         if url.path == STREAM_PATH:
             self._stream(query)
+        elif url.path == JOBS_PATH or url.path.startswith(JOBS_PATH + "/"):
+            self._compliance_get(url.path, query)
+        elif url.path.startswith(DOWNLOAD_PREFIX):
+            data = self.server.emulator.compliance.results(
+                url.path.removeprefix(DOWNLOAD_PREFIX), self.server.emulator.clock.now()
+            )
+            if data is None:
+                self._json(404, {"title": "Not Found", "status": 404})
+            else:
+                self._bytes(200, data, "application/json")
         elif url.path == "/_stats":
             self._json(200, self.server.emulator.stats())
         else:
@@ -487,7 +505,14 @@ class _Handler(BaseHTTPRequestHandler):
                 if isinstance(body, dict):
                     query.update({k: str(v) for k, v in body.items()})
         em = self.server.emulator
-        if url.path == "/_fault":
+        if url.path == JOBS_PATH:
+            if self._api_refused(query):
+                return
+            status, body = em.compliance.create(query, em.clock.now())
+            if status == 200:
+                body = {"data": body["data"].describe(em.base_url)}
+            self._json(status, body)
+        elif url.path == "/_fault":
             try:
                 f = em.fault(
                     query.get("kind", ""),
@@ -504,6 +529,56 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {"cleared": True})
         else:
             self._json(404, {"title": "Not Found", "type": "about:blank", "status": 404})
+
+    def do_PUT(self) -> None:  # noqa: N802 - stdlib name
+        url = urlsplit(self.path)
+        data = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if url.path.startswith(UPLOAD_PREFIX) and self.server.emulator.compliance.upload(
+            url.path.removeprefix(UPLOAD_PREFIX), data
+        ):
+            self._bytes(200, b"", "text/plain")
+        else:
+            self._json(404, {"title": "Not Found", "status": 404})
+
+    # -- batch compliance (ingest.devtools.compliance) -----------------------------------------
+
+    def _bytes(self, status: int, data: bytes, content_type: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _api_refused(self, query: dict[str, str]) -> bool:
+        """Answered already: a wrong token (401) or a queued 429/503 fault."""
+        em = self.server.emulator
+        client = self._client(query)
+        if em.token is not None and self.headers.get("Authorization") != f"Bearer {em.token}":
+            em._count(client, 401)
+            self._json(401, _STATUS_BODIES[401])
+            return True
+        fault = em._take_fault(client, ("429", "503"))
+        if fault is None:
+            return False
+        status = int(fault.kind)
+        em._count(client, status)
+        headers = {"x-rate-limit-reset": str(int(time.time()) + 60)} if status == 429 else {}
+        self._json(status, _STATUS_BODIES[status], headers)
+        return True
+
+    def _compliance_get(self, path: str, query: dict[str, str]) -> None:
+        em = self.server.emulator
+        if self._api_refused(query):
+            return
+        if path == JOBS_PATH:
+            jobs = em.compliance.listing(query.get("type"), query.get("status"))
+            self._json(200, {"data": [j.describe(em.base_url) for j in jobs]} if jobs else {})
+            return
+        job = em.compliance.status(path.removeprefix(JOBS_PATH + "/"))
+        if job is None:
+            self._json(404, {"errors": [{"message": "job not found"}]})
+        else:
+            self._json(200, {"data": job.describe(em.base_url)})
 
     # -- the stream --------------------------------------------------------------------------
 

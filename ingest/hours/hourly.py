@@ -43,13 +43,16 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from ingest import complied as complied_ids
 from ingest.atomic import StagedFile, XzWriter, remove_stale_temps
 from ingest.hours.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
 from ingest.hours.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
 from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
 from ingest.hours.vault_source import (
+    LAST_KEY,
     VaultError,
     VaultSource,
+    xz_lines,
     xz_readable,
     xz_uncompressed_size,
 )
@@ -290,6 +293,71 @@ def with_previous(sources: HourInputs, old: HourStats, tz: ZoneInfo) -> HourInpu
     return merged
 
 
+class Withheld:
+    """The complied posts and accounts (``ingest.complied``) an hour's merge leaves out (issue
+    24): their IDs stay in the IDs file (sharing IDs is allowed; the hour's IDs file is as
+    the comply pass left it), their rows leave the tweets and the users.
+
+    ``old_ids``: the built hour's IDs file as ID-only merge lines (after every copy of an ID:
+    a real copy's row comes first), so an ID whose row the vault no longer holds, and whose
+    raw lines the comply pass removed, stays in the IDs file. ``counts``: the rows left out,
+    by action.
+    """
+
+    def __init__(self, complied: complied_ids.Complied, old_ids=None) -> None:
+        self.complied = complied
+        self.old_ids = old_ids
+        self.counts: Counter[str] = Counter()
+
+    def withholds(self, tid: bytes, row: bytes) -> bool:
+        """Is the tweet ``tid`` (zero-padded) with CSV ``row`` left out? Counted if so."""
+        if not row:  # an ID only the old IDs file holds: its row was withheld before
+            action = self.complied.action(int(tid), None) or "complied before"
+        else:
+            action = self.complied.action(
+                int(tid), _author(row) if self.complied.accounts else None
+            )
+        if action is None:
+            return False
+        self.counts[action] += 1
+        return True
+
+    def hides_user_line(self, key: bytes) -> bool:
+        """Is a users line (sort key: author, created, tweet ID) of a complied post or account?"""
+        author, tweet = int(key[:ID_END]), int(key[U_TWEET_END - ID_END : U_TWEET_END])
+        return self.complied.action(tweet, author) is not None
+
+
+def _author(row: bytes) -> int | None:
+    """A tweets row's author_id (its third column: an ID, never quoted unless odd)."""
+    parts = row.split(b",", 3)
+    try:
+        return int(parts[2].strip(b'"')) if len(parts) > 3 else None
+    except ValueError:
+        return None
+
+
+def _id_lines(ids: Path, label: str, rank: int) -> Iterator[tuple]:
+    """(key, rank, ID-only line) of each ID of an hour's IDs file, in the merge's order."""
+    tail = b"\t%b\t%b\t" % (LAST_KEY.encode(), label.encode())
+    for line in xz_lines(ids):
+        tid = line.strip().zfill(ID_END)
+        if tid:
+            out = tid + tail
+            yield out[:T_KEY_END], rank, out
+
+
+def _withheld(hour: Hour, out: Mapping[str, Path], vault: VaultSource | None) -> Withheld | None:
+    """What the hour's merge must leave out: its day's complied IDs (None: nothing)."""
+    complied = complied_ids.for_day(out["stats"].parent.parent, hour.day)
+    if not complied:
+        return None
+    old = None
+    if vault is not None and out["ids"].is_file():
+        old = _id_lines(out["ids"], hour.label, vault.rank)
+    return Withheld(complied, old)
+
+
 class MergeProgress:
     """Logs the tweets merge's progress every ``interval`` seconds: a 10 % hour takes minutes.
 
@@ -406,10 +474,13 @@ def merge_hour(
     writers: HourWriters,
     progress: MergeProgress | None = None,
     vault: VaultSource | None = None,
+    hide: Withheld | None = None,
 ) -> tuple[dict[int, int], int]:
     """Merge the tweets and users into their xz pipes and wait for xz to finish compressing.
 
     ``vault``: the built hour's tweets as one more source, ranked after the servers.
+    ``hide``: the complied posts and accounts: their IDs stay in the IDs file, their rows
+    are left out of the tweets and users (counted in ``hide.counts``).
     Returns ({bitmask of servers that saw an ID: n IDs}, n users); on any error the three
     temporary files are removed.
     """
@@ -420,10 +491,12 @@ def merge_hour(
         # Each input is ended as soon as its rows are written: xz compresses its last block
         # (for the users and IDs, often their only one) only once its input ends.
         with ThreadPoolExecutor(1) as pool:
-            users_done = pool.submit(_merge_users, sources.user_files, label, writers.users, vault)
+            users_done = pool.submit(
+                _merge_users, sources.user_files, label, writers.users, vault, hide
+            )
             try:
                 masks = _merge_tweets(
-                    sources.tweet_files, label, writers.tweets, writers.ids, progress, vault
+                    sources.tweet_files, label, writers.tweets, writers.ids, progress, vault, hide
                 )
             except BaseException:
                 writers.users.abort()  # unblocks the users thread
@@ -490,7 +563,8 @@ def commit_hour(
     """
     hour = Hour.parse(stats["hour"])
     staged = StagedFile(out["stats"], orjson.dumps(stats, option=orjson.OPT_INDENT_2) + b"\n")
-    rows = {"ids": stats["total"], "tweets": stats["total"], "users": stats["users"]}
+    withheld = sum((stats.get("complied") or {}).values())  # IDs kept, rows removed
+    rows = {"ids": stats["total"], "tweets": stats["total"] - withheld, "users": stats["users"]}
     files = {
         w.path.name: FileEntry(w.sha256, w.size, rows[kind])
         for kind, w in (("ids", writers.ids), ("tweets", writers.tweets), ("users", writers.users))
@@ -590,8 +664,11 @@ def build_hour(
     csv_bytes = _csv_bytes(sources, vault, gone, old)
     writers = HourWriters(out, xz_preset, xz_threads, xz_blocks, csv_bytes)
     progress = MergeProgress(hour, csv_bytes, log, monotonic)
-    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault)
+    hide = _withheld(hour, out, vault)
+    masks, n_users = merge_hour(sources, hour.label.encode(), writers, progress, vault, hide)
     stats = hour_stats(hour, names, masks, n_users, sources)
+    if hide is not None and hide.counts:
+        stats["complied"] = dict(sorted(hide.counts.items()))
 
     _refuse_fewer_tweets(hour, stats, old, record, vault, writers, out)
     _commit(hour, writers, out, stats, record, from_scratch, log)
@@ -812,6 +889,7 @@ def _merge_tweets(
     ids: XzWriter,
     progress: MergeProgress | None = None,
     vault: VaultSource | None = None,
+    hide: Withheld | None = None,
 ) -> dict[int, int]:
     """Write the hour's tweet rows and IDs; return {bitmask of servers that saw it: n IDs}."""
     # A copy's bits by its source's rank: a server's own bit; the vault's, its mask.
@@ -820,6 +898,8 @@ def _merge_tweets(
     if vault is not None:
         bits[vault.rank] = vault.mask
         extra = vault.tweet_lines()
+        if hide is not None and hide.old_ids is not None:
+            extra = heapq.merge(extra, hide.old_ids)
     write_tweet = tweets.write
     write_id = ids.write
     write_tweet(format_row(TWEET_COLUMNS).encode() + b"\n")
@@ -839,8 +919,10 @@ def _merge_tweets(
             mask = bits[rank]
             # First copy of the ID in (ID, retrieved_at, server) order: the one that counts.
             row = line[T_ROW:]
-            write_tweet(row)
             write_id((tid.lstrip(b"0") or b"0") + b"\n")
+            if hide is not None and hide.withholds(tid, row):
+                continue
+            write_tweet(row)
             rows += 1
             n_bytes += len(row)
             if monotonic() >= next_at:
@@ -854,8 +936,15 @@ def _merge_tweets(
     return masks
 
 
-def _merge_users(files, label: bytes, users: XzWriter, vault: VaultSource | None = None) -> int:
-    """Write one row per author from their latest tweet of the hour; return the row count."""
+def _merge_users(
+    files,
+    label: bytes,
+    users: XzWriter,
+    vault: VaultSource | None = None,
+    hide: Withheld | None = None,
+) -> int:
+    """Write one row per author from their latest tweet of the hour (of those ``hide`` lets
+    through); return the row count."""
     extra = vault.user_lines() if vault is not None else None
     write_user = users.write
     write_user(format_row(USER_COLUMNS).encode() + b"\n")
@@ -863,7 +952,10 @@ def _merge_users(files, label: bytes, users: XzWriter, vault: VaultSource | None
     cur = None
     best_tweet = None
     best_line = b""
-    for key, _rank, line in _merged(files, U_KEY_END, U_LABEL, label, extra):
+    merged = _merged(files, U_KEY_END, U_LABEL, label, extra)
+    if hide is not None:
+        merged = (m for m in merged if not hide.hides_user_line(m[0]))
+    for key, _rank, line in merged:
         author = key[:ID_END]
         if author != cur:
             if cur is not None:

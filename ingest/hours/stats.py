@@ -34,6 +34,8 @@ class HourStats(TypedDict, total=False):
     missing_servers: list[str]  # servers without a single minute file for the hour
     # per server: raw file name -> its size when read (older builds: a list of names)
     inputs: dict[str, dict[str, int] | list[str]]
+    # complied posts (issue 24): action -> IDs in the IDs file whose rows were removed
+    complied: dict[str, int]
 
 
 class StatsError(ValueError):

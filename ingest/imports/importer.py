@@ -62,6 +62,7 @@ from zoneinfo import ZoneInfo
 from ingest import changed_hours
 from ingest.atomic import BUFFER, atomic_write_json, fsync_dir
 from ingest.clock import Clock, SystemClock
+from ingest.complied import DayCache
 from ingest.imports.decompress import Damaged, chunks, detect_compression
 from ingest.imports.lines import SKIPPED, WRITTEN, place_line
 from ingest.layout import Hour, minute_path, raw_hours, work_paths
@@ -336,6 +337,7 @@ class Target:
     tz: str
     late: int  # late_minutes: a page's tweet retrieved past its hour's window goes by created_at
     work_dir: Path
+    vault_dir: Path | None = None  # its compliance logs apply to every minute placed
 
     @property
     def staging(self) -> Path:
@@ -361,12 +363,13 @@ def place_staged(target: Target, stage: Path, read: dict[str, Any]) -> dict[str,
         changed_hours.mark_complete(target.work_dir, target.server)
     placed = {"new": 0, "merged": 0, "same": 0, "lines_added": 0}
     dirs: set[Path] = set()
+    complied = DayCache(target.vault_dir)
     for rel in read["minutes"]:
         staged = stage / rel
         if not staged.exists():
             continue  # placed by an earlier run that was killed before its receipt
         final = target.raw_dir / rel
-        outcome, added = place_minute(staged, final)
+        outcome, added = place_minute(staged, final, complied)
         placed[outcome] += 1
         placed["lines_added"] += added
         if outcome != "same":
@@ -636,6 +639,7 @@ def import_target(config: dict[str, Any], server: str) -> Target:
                 config["timezone"],
                 config["late_minutes"],
                 Path(config["work_dir"]),
+                Path(config["vault_dir"]),
             )
     known = ", ".join(s["name"] for s in config["servers"])
     raise ImportSetupError(f"servers: no server named {server!r} (known: {known})")

@@ -157,6 +157,7 @@ def day_summary(config: dict[str, Any], day: str) -> dict[str, Any]:
                 "zero": {srv: sum(1 for v in own[srv] if v == 0) for srv in servers},
                 "state": _hour_state(own, b - a),
                 "osf": osf,
+                "complied": dict(s.get("complied") or {}),  # rows removed, by action (issue 24)
             }
         )
     marker = work["mail"] / f"{day}.sent"
@@ -225,10 +226,24 @@ def index_entry(summary: dict[str, Any], fingerprint: str) -> dict[str, Any]:
         "missing": {s: sum(1 for h in hours if s in h["missing"]) for s in servers},
         "outage": {s: sum(h["outage"][s] for h in hours) for s in servers},
         "skipped": sum(sum(h["skipped"].values()) for h in hours),
+        "complied": _complied(hours),
         "osf": _osf_state(hours),
         "mail": summary["mail"],
         "damaged": len(summary["damaged_stats"]),
     }
+
+
+def _complied(hours: list[dict[str, Any]]) -> dict[str, int]:
+    """The day's posts removed for compliance, by action (the hours' stats)."""
+    out: dict[str, int] = {}
+    for h in hours:
+        for action, n in (h.get("complied") or {}).items():
+            out[action] = out.get(action, 0) + n
+    return dict(sorted(out.items()))
+
+
+def _complied_text(complied: dict[str, int]) -> str:
+    return ", ".join(f"{a} {_num(n)}" for a, n in complied.items()) or "-"
 
 
 def _osf_state(hours: list[dict[str, Any]]) -> str | None:
@@ -648,6 +663,11 @@ def day_page(config: dict[str, Any], summary: dict[str, Any], out: Path, now: da
         )
     if summary["mail"]:
         notes.append(f"<p>Day mail: {esc(summary['mail'])}</p>")
+    removed = _complied(summary["hours"])
+    if removed:
+        notes.append(
+            f'<p id="complied">Posts removed for compliance: {esc(_complied_text(removed))}</p>'
+        )
     body = (
         f"<p>{' · '.join(extra)}</p>"
         + "".join(notes)
@@ -796,6 +816,7 @@ def front_page(
             f'<td class="l">{esc(missing)}</td>',
             f'<td class="l">{esc(outage)}</td>',
             f"<td>{_num(e['skipped'])}</td>",
+            f'<td class="l" data-k="complied">{esc(_complied_text(e.get("complied") or {}))}</td>',
             f'<td class="l">{esc(e["osf"] or "off")}</td>',
             f'<td class="l">{esc(e["mail"] or "off")}</td>',
         ]
@@ -804,8 +825,8 @@ def front_page(
         '<tr><th class="l">day</th>'
         + "".join(f"<th>{esc(s)}</th>" for s in servers)
         + '<th>total</th><th>diff %</th><th>hours</th><th class="l">server missing</th>'
-        '<th class="l">outage min</th><th>skipped lines</th><th class="l">OSF</th>'
-        '<th class="l">day mail</th></tr>'
+        '<th class="l">outage min</th><th>skipped lines</th><th class="l">removed (compliance)</th>'
+        '<th class="l">OSF</th><th class="l">day mail</th></tr>'
     )
     months = sorted({d[:7] for d in days}, reverse=True)
     expected, source = expected_rate(config, summaries, servers)

@@ -28,7 +28,9 @@ def pull_job(
         # The secondary keeps its copies: pull only hours retention still keeps here, or each
         # run would fetch again every minute file retention has removed, forever.
         hours = retained_hours(config, now)
-    result = pull_server(server_cfg, now, state_dir, log, hours=hours)
+    result = pull_server(
+        server_cfg, now, state_dir, log, hours=hours, vault_dir=Path(config["vault_dir"])
+    )
     alerts = alerts_for(config, FixedClock(now), log)
     alert_unreachable(result, state_dir, alerts, now, config["email"]["alert_after_minutes"])
     write_receipt(receipt, result.to_json())

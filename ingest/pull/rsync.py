@@ -65,6 +65,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ingest.atomic import fsync_dir
+from ingest.complied import DayCache
 from ingest.layout import Hour
 from ingest.locks import exclusive_lock
 from ingest.minutefiles import place_minute
@@ -271,7 +272,12 @@ class Placed:
 
 
 def place_staged(
-    staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger, name: str
+    staging: Path,
+    raw_dir: Path,
+    placed: Placed,
+    log: logging.Logger,
+    name: str,
+    complied: DayCache | None = None,
 ) -> None:
     """Place every complete file rsync left in ``staging`` (``place_minute``), then fsync the
     folders they went into, so that they are on disk before any source copy is removed.
@@ -284,7 +290,7 @@ def place_staged(
             continue  # rsync brings none (regular files only); never follow one
         rel = staged.relative_to(staging)
         final = raw_dir / rel
-        outcome, added = place_minute(staged, final)
+        outcome, added = place_minute(staged, final, complied)
         if outcome == "new":
             placed.new.append(str(rel))
         elif outcome == "merged":
@@ -311,12 +317,14 @@ def pull_server(
     log: logging.Logger | None = None,
     hours: Iterable[Hour] | None = None,
     timeout_s: float = 3600,
+    vault_dir: Path | None = None,
 ) -> PullResult:
     """Pull a server's complete minute files from ``rsync_from`` into its ``raw_dir``.
 
     ``hours`` restricts the pull to those hour directories (needed with
     ``remove_source_files: false``, or files already removed locally by retention come back).
     Never raises for a failed transfer: the result says ok=False with rsync's error text.
+    ``vault_dir``: its compliance logs (``ingest.complied``) are applied to every file placed.
     """
     log = log or _log
     name = server_cfg["name"]
@@ -330,9 +338,12 @@ def pull_server(
         state = load_state(state_dir, name)
         placed = Placed()
         removed: set[str] = set()
-        error = _prepare(server_cfg, staging, raw_dir, placed, log)
+        complied = DayCache(vault_dir)
+        error = _prepare(server_cfg, staging, raw_dir, placed, log, complied)
         if not error:
-            error = _transfer(commands, staging, raw_dir, placed, removed, log, name, timeout_s)
+            error = _transfer(
+                commands, staging, raw_dir, placed, removed, log, name, timeout_s, complied
+            )
         if not error:
             shutil.rmtree(staging, ignore_errors=True)  # rsync's temp files of a killed pull
 
@@ -363,7 +374,12 @@ def pull_server(
 
 
 def _prepare(
-    server_cfg: dict[str, Any], staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger
+    server_cfg: dict[str, Any],
+    staging: Path,
+    raw_dir: Path,
+    placed: Placed,
+    log: logging.Logger,
+    complied: DayCache,
 ) -> str:
     """Check that a pull can run and place what a pull killed after its rsync left in
     ``staging``; an error text, or ""."""
@@ -374,7 +390,7 @@ def _prepare(
     if known_hosts and not Path(known_hosts).is_file():
         return f"known_hosts_file {known_hosts} of server {name} is not a file"
     # What a pull killed after its rsync left behind, before anything is removed.
-    error = _place(staging, raw_dir, placed, log, name)
+    error = _place(staging, raw_dir, placed, log, name, complied)
     staging.mkdir(parents=True, exist_ok=True)
     return error
 
@@ -388,6 +404,7 @@ def _transfer(
     log: logging.Logger,
     name: str,
     timeout_s: float,
+    complied: DayCache,
 ) -> str:
     """Run the rsync passes, placing what each brought before the next; the source copies
     removed go into ``removed``. The first error text ends it; "" when all went well."""
@@ -415,7 +432,7 @@ def _transfer(
                 ", ".join(skipped),
             )
         # Even after an rsync error: what it completed is placed before the next pass.
-        failed = [_place(staging, raw_dir, placed, log, name)]
+        failed = [_place(staging, raw_dir, placed, log, name, complied)]
         if proc.returncode not in OK_EXIT_CODES:
             failed.insert(0, f"rsync exit {proc.returncode}: {_explain(proc.stderr)}")
         error = "\n".join(e for e in failed if e)
@@ -447,11 +464,18 @@ def _log_result(result: PullResult, failing_since: str | None, log: logging.Logg
         )
 
 
-def _place(staging: Path, raw_dir: Path, placed: Placed, log: logging.Logger, name: str) -> str:
+def _place(
+    staging: Path,
+    raw_dir: Path,
+    placed: Placed,
+    log: logging.Logger,
+    name: str,
+    complied: DayCache,
+) -> str:
     """``place_staged``; an error text (disk full, ...) instead of raising: the pull fails and
     no source copy is removed; the staged files wait for the next pull."""
     try:
-        place_staged(staging, raw_dir, placed, log, name)
+        place_staged(staging, raw_dir, placed, log, name, complied)
     except OSError as e:
         return f"could not place pulled files into {raw_dir}: {e}"
     return ""

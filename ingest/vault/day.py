@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ingest import complied
 from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.layout import Hour, report_path
 from ingest.locks import exclusive_lock
@@ -160,6 +161,7 @@ def derive_manifest(
                 continue
             entries.update({name: e.sha256 for name, e in record.files.items()})
             entries[records.record_name(label)] = sha256_file(day_dir / records.record_name(label))
+        _log_line(day_dir, old, entries)
         report = report_path(day_dir.parent, day)
         if hash_report and report.exists():
             entries[report.name] = sha256_file(report)
@@ -170,6 +172,24 @@ def derive_manifest(
         folder = day_dir.stat().st_mtime_ns
         os.utime(path, ns=(folder, folder))  # derived as of now: see untouched
     return path
+
+
+def _log_line(day_dir: Path, old: dict[str, str], entries: dict[str, str]) -> None:
+    """The day's compliance log (``ingest.complied``) into ``entries``: hashed when written
+    since the manifest (a comply pass), else its old line, so rot is never blessed."""
+    path = complied.log_path(day_dir.parent, day_dir.name)
+    try:
+        written = path.stat().st_mtime_ns
+    except FileNotFoundError:
+        return
+    try:
+        derived = manifest_path(day_dir).stat().st_mtime_ns
+    except FileNotFoundError:
+        derived = 0
+    if path.name in old and written < derived:
+        entries[path.name] = old[path.name]
+    else:
+        entries[path.name] = sha256_file(path)
 
 
 def _old_lines(old: dict[str, str], label: str) -> dict[str, str]:

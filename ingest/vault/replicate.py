@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ingest import backoff, layout
+from ingest import backoff, complied, layout
 from ingest.atomic import atomic_write_json, fsync_dir
 from ingest.layout import Hour
 from ingest.locks import exclusive_lock
@@ -569,7 +569,8 @@ def hour_receipt(work_dir: str | Path, replica: str, hour: Hour) -> Path:
 
 def hour_files(vault_dir: Path, hour: Hour) -> list[Path]:
     """What an hour's replication copies, in the order they are renamed on the replica: its
-    vault files, its record (after the files it names), its day's report and manifest."""
+    vault files, its record (after the files it names), its day's report, compliance log
+    and manifest."""
     day_dir = Path(vault_dir) / hour.day
     files = [p for p in layout.vault_paths(vault_dir, hour).values() if p.exists()]
     return [
@@ -579,6 +580,7 @@ def hour_files(vault_dir: Path, hour: Hour) -> list[Path]:
             for p in (
                 records.record_path(vault_dir, hour),
                 layout.report_path(vault_dir, hour.day),
+                complied.log_path(vault_dir, hour.day),
                 manifest_path(day_dir),
             )
             if p.exists()

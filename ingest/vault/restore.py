@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ingest import complied
 from ingest.atomic import fsync_dir, temp_name
 from ingest.layout import Hour, report_path, work_paths
 from ingest.text import plural
@@ -452,6 +453,25 @@ def _restore_report(
     return False
 
 
+def _restore_compliance_log(
+    replica: Replica, day_dir: Path, ours: CopyDay, theirs: CopyDay, result: DayRestore
+) -> None:
+    """The day's compliance log (``ingest.complied``), checked against the primary's manifest,
+    else the replica's: without it, later builds and pulls could bring complied posts back."""
+    path = complied.log_path(day_dir.parent, day_dir.name)
+    line = (ours.manifest or {}).get(path.name) or (theirs.manifest or {}).get(path.name)
+    if line is None:
+        return
+    if check_file(path, line).status == "ok":
+        result.intact.append(path.name)
+        return
+    check = install_verified(replica, day_dir, {path.name: line})[path.name]
+    if check.status == "ok":
+        result.restored.append(path.name)
+    else:
+        result.failed[path.name] = f"{check.status} on {replica.name} {check.detail}".strip()
+
+
 def restore_day(
     replica: Replica, vault_dir: Path, day: str, lock_path: Path, log: logging.Logger
 ) -> DayRestore:
@@ -474,6 +494,7 @@ def restore_day(
         else:
             _merge(result, _restore_hour(replica, day_dir, label, mine, their))
     report_ok = _restore_report(replica, day_dir, ours, theirs, result)
+    _restore_compliance_log(replica, day_dir, ours, theirs, result)
     had_manifest = manifest_path(day_dir).exists()
     if had_manifest or records.day_records(day_dir):
         vault_day.derive_manifest(

@@ -960,6 +960,83 @@ def run_replicas(scale_dir: Path, built: dict[str, Path], target_mb: float) -> d
     return out
 
 
+_REWRITE = """
+import sys
+from pathlib import Path
+from ingest.complied import Complied
+from ingest.comply.rewrite import rewrite_hour
+from ingest.hours.vault_source import xz_lines
+from ingest.layout import Hour, vault_paths
+vault, label, every = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+hour = Hour.parse(label)
+ids = [int(x) for x in xz_lines(vault_paths(vault, hour)["ids"])]
+done = rewrite_hour(vault, hour, Complied(posts={i: "deleted" for i in ids[::every]}))
+print(done.tweets_left)
+"""
+
+
+def run_comply(scale_dir: Path, built: dict[str, Path], n_hours: int) -> dict:
+    """Issue 24: the rewrite of the built hour without 5 % of its posts (MB/s of its tweets
+    CSV, next to the build run), then ``sampled-stream comply`` over ``n_hours`` copies of it
+    (a day of 1 % data at 24) against the stream stand-in's compliance endpoints in this
+    process (its default shares: some 5 % of posts, 3.5 % of accounts)."""
+    from ingest.devtools.emulator import Emulator
+
+    run = Path(tempfile.mkdtemp(prefix="comply-", dir=scale_dir / "runs"))
+    env = sm_env()
+    one = run / "one"
+    make_vault(one / "vault", built, 1, one / "manifest.lock")
+    hour = layout.day_hours("2026-02-01", TZ)[0]
+    csv_mb = (
+        int(
+            subprocess.run(
+                ["xz", "--robot", "--list", str(built["tweets"])], capture_output=True, text=True
+            )
+            .stdout.split("totals")[1]
+            .split()[3]
+        )
+        / 1e6
+    )
+    rewrite = measure.run(
+        "rewrite of the hour, 5 % complied",
+        [PYTHON, "-c", _REWRITE, str(one / "vault"), hour.label, "20"],
+        cwd=CODE,
+        env=env,
+        sample=None,
+    )
+    log(f"comply: rewrite of the hour ({csv_mb:.0f} MB of CSV): {rewrite.wall:.1f} s")
+    day = run / "day"
+    make_vault(day / "vault", built, n_hours, day / "manifest.lock")
+    em = Emulator(rate=0.001, token="bench-token-0123456789").start()
+    try:
+        token = day / "token"
+        token.write_text("bench-token-0123456789")
+        token.chmod(0o600)
+        cfg = write_config(
+            day,
+            day / "raw",
+            vault=day / "vault",
+            extra={
+                "stream": {"url": em.url, "bearer_token_file": str(token)},
+                "comply": {"poll_seconds": 1},
+            },
+        )
+        with open(run / "comply.log", "a") as f:
+            passed = measure.run(
+                f"comply over {n_hours} hours",
+                [PYTHON, "-m", "ingest.cli", "comply", "--config", str(cfg), "--json"],
+                cwd=CODE,
+                env=env,
+                stdout=f,
+                stderr=f,
+                sample=0.5,
+            )
+    finally:
+        em.stop()
+    log(f"comply: a pass over {n_hours} hours: {passed.wall:.1f} s")
+    return {"csv_mb": csv_mb, "rewrite": rewrite, "hours": n_hours, "pass": passed}
+
+
 # --- report ---------------------------------------------------------------------------------
 
 
@@ -991,13 +1068,19 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         help="parts to skip: hourly, cold, baseline, parts, merge, import, history, dry,"
-        " replicas (repeatable)",
+        " replicas, comply (repeatable)",
     )
     ap.add_argument(
         "--replica-mb",
         type=float,
         default=400,
         help="size of the vault the replicas part copies and scrubs, MB (the built hour repeated)",
+    )
+    ap.add_argument(
+        "--comply-hours",
+        type=int,
+        default=24,
+        help="hours (copies of the built one) the compliance pass goes over: 24, a day",
     )
     ap.add_argument("--keep", action="store_true", help="keep the run directories")
     ap.add_argument(
@@ -1103,6 +1186,9 @@ def main(argv: list[str] | None = None) -> int:
     replicas = None
     if "replicas" not in args.skip:
         replicas = run_replicas(scale_dir, main_out, args.replica_mb)
+    complying = None
+    if "comply" not in args.skip:
+        complying = run_comply(scale_dir, main_out, args.comply_hours)
 
     def build_json(b: dict) -> dict:
         return {
@@ -1162,6 +1248,10 @@ def main(argv: list[str] | None = None) -> int:
             "replicas": replicas
             and {
                 k: v.to_json() if isinstance(v, measure.Result) else v for k, v in replicas.items()
+            },
+            "comply": complying
+            and {
+                k: v.to_json() if isinstance(v, measure.Result) else v for k, v in complying.items()
             },
         }
     )
@@ -1465,6 +1555,38 @@ def render(res: dict, sample: float) -> str:
             + table(rows, ("step", "wall s", "s per hour", "CPU s", "MB/s", "other load CPU s"))
         )
 
+    comply_table = ""
+    cp = res.get("comply")
+    if cp:
+        build = res["builds"]["cron"]["last"]
+        rw, ps = cp["rewrite"], cp["pass"]
+
+        def comply_row(label: str, r: dict, mb: float) -> tuple[str, ...]:
+            return (
+                label,
+                f"{r['wall_s']:.1f}",
+                f"{r['cpu_s']:.1f}",
+                f"{mb / r['wall_s']:.1f}",
+                f"{r['cpu_s'] / build['cpu_s']:.2f}" if r is not build else "1",
+                f"{r['other_cpu_s']:.0f}",
+            )
+
+        comply_table = (
+            "Deletion compliance (issue 24): the built hour rewritten without 5 % of its posts "
+            "(`rewrite_hour`: its tweets read twice, the tweets and users written again), next "
+            f"to the build run of the same hour; then `sampled-stream comply` over {cp['hours']} "
+            "copies of the hour against the stream stand-in (jobs polled every second), every "
+            "hour rewritten. MB/s: of the hours' tweets CSV:\n\n"
+            + table(
+                [
+                    comply_row("rewrite of the hour", rw, cp["csv_mb"]),
+                    comply_row("the build run of the hour", build, cp["csv_mb"]),
+                    comply_row(f"comply over {cp['hours']} hours", ps, cp["csv_mb"] * cp["hours"]),
+                ],
+                ("step", "wall s", "CPU s", "MB/s", "CPU / build run", "other load CPU s"),
+            )
+        )
+
     return (
         "\n\n".join(
             x
@@ -1481,6 +1603,7 @@ def render(res: dict, sample: float) -> str:
                 parts_table,
                 import_table,
                 copies_table,
+                comply_table,
             ]
             if x
         )
