@@ -62,6 +62,17 @@ def test_a_fault_is_traced_only_by_an_event_of_its_server_in_its_window() -> Non
     assert traced["traced"] == 1 and traced["where"] == {"status": 1}
 
 
+def test_a_stream_fault_whose_collector_stopped_at_once_is_not_met() -> None:
+    """Seen in the soak: a 2.9 s stall ended 2 s in by a SIGTERM of its collector, which then
+    reconnected afresh: the stall was never one for it to see."""
+    stall = Fault(1, 100.0, "stand-in stall", "server2", "seconds=2.9")
+    stopped = Event(102.5, "server2", "mail", "[sampled-stream] collector stopped (SIGTERM)")
+    assert assess([stall], [stopped], [], [])["stand-in stall"]["not met"] == 1
+    later = Event(130.0, "server2", "mail", "[sampled-stream] collector stopped (SIGTERM)")
+    other = Event(102.5, "server1", "mail", "[sampled-stream] collector stopped (SIGTERM)")
+    assert assess([stall], [later, other], [], [])["stand-in stall"]["no trace"] == 1
+
+
 def test_a_bad_files_trace_is_its_own_hours_skipped_lines() -> None:
     bad = Fault(
         1, 100.0, "bad file: invalid JSON", "server1", "2026-11-29/23/2026-11-29T2302+0100.jsonl"
