@@ -419,10 +419,12 @@ def stopped_meanwhile(f: Fault, events: list[Event]) -> bool:
 def superseded(f: Fault, runs: list[Run], tools: Sequence[Tool]) -> bool:
     """Did a build, a copy or a restore rename a new file over a flipped one before anything
     looked? Its byte went while a workflow run that took the run lock, or a restore, ran (they
-    and scrub hold the lock in turn: a byte gone while only a scrub ran was mended by it)."""
+    and scrub hold the lock in turn: a byte gone while only a scrub ran was mended by it). A
+    scrub killed with kill -9 may have mended it and died before it printed its findings (seen
+    in the short soak): its report is lost with it, and the kill is what the operator hears."""
     gone = f.evidence.get("gone")
     if not gone:
         return False
     writers = [r for r in runs if r.outcome() != "lock busy"]
-    writers += [t for t in tools if t.kind == "restore"]
+    writers += [t for t in tools if t.kind == "restore" or t.outcome() == "killed"]
     return any(w.started <= gone[1] and (w.ended or float("inf")) >= gone[0] for w in writers)
