@@ -200,7 +200,7 @@ def test_a_flip_is_traced_by_a_finding_and_meets_nothing_when_a_build_replaced_i
     # short soak, seed 1): its report went with it; the kill is what the operator hears.
     mended = flipped(4, f"{LABEL}_record.json", gone=[200.0, 200.05])
     killed = Tool(5, "to-kill", 195.0, None, tmp_path / "k.log", ended=201.0, kind="scrub")
-    killed.killed = True
+    killed.killed = "kill -9"
     assert assess([mended], [], [], [], [killed])["vault bit flip"]["not met"] == 1
     copies = {"primary": tmp_path / "vault", "usb": tmp_path / "usb"}
     for root in copies.values():
