@@ -143,6 +143,18 @@ def run_comply(config: dict) -> object:
     return comply(config, make_client(config), SystemClock(), sleep=lambda s: time.sleep(0.01))
 
 
+def write_archive(path: Path) -> Path:
+    """A twarc2 archive of every tweet the world's collectors saw (complied ones included)."""
+    path.write_bytes(
+        b"".join(
+            on_time("s1", tweet_id(i), T + timedelta(seconds=20 * i), author=author_of(i)).line()
+            + b"\n"
+            for i in range(N_TWEETS)
+        )
+    )
+    return path
+
+
 def test_comply_removes_complied_posts_and_accounts_everywhere(tmp_path, standin):
     w = make_world(tmp_path)
     config = make_config(w, standin, tmp_path)
@@ -228,14 +240,7 @@ def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
     assert result.ok, result.error
     assert not raw_ids(w) & removed
     # An archive holding complied posts is imported.
-    archive = tmp_path / "archive.jsonl"
-    archive.write_bytes(
-        b"".join(
-            on_time("s1", tweet_id(i), T + timedelta(seconds=20 * i), author=author_of(i)).line()
-            + b"\n"
-            for i in range(N_TWEETS)
-        )
-    )
+    archive = write_archive(tmp_path / "archive.jsonl")
     imported = tmp_path / "raw" / "old"
     config_i = validate_config(
         {
@@ -453,14 +458,7 @@ def test_an_imported_archive_held_in_raw_is_scrubbed_and_its_hours_marked(tmp_pa
     config = make_config(w, standin, tmp_path)
     config["servers"].append({**config["servers"][0], "name": "old", "raw_dir": str(imported)})
     config["servers"][-1]["imported"] = True
-    archive = tmp_path / "archive.jsonl"
-    archive.write_bytes(
-        b"".join(
-            on_time("s1", tweet_id(i), T + timedelta(seconds=20 * i), author=author_of(i)).line()
-            + b"\n"
-            for i in range(N_TWEETS)
-        )
-    )
+    archive = write_archive(tmp_path / "archive.jsonl")
     assert not import_sources(config, "old", [archive]).failed
     build_and_copy(w, config)
     for hour in changed_hours.changed(config["work_dir"], "old") or set():
