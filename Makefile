@@ -37,8 +37,12 @@ lock:
 
 # Tests run in a new random order each time (pytest-randomly), so one leaning on another's
 # leftovers fails; the last line names the seed that repeats the order.
+# Two runs: every test but the short soak on every core (pytest-xdist: most of their time is
+# waiting for Snakemake, servers and SLURM), then the soak alone, whose real-time faults need
+# the cores. The first failing run stops make.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto -m 'not alone'
+	$(BIN)/python -m pytest -q -m alone
 
 # The unit tier: no servers, processes or Snakemake runs; under a minute. The rest (marked
 # integration) is the integration tier: make test runs both.

@@ -277,6 +277,7 @@ def test_a_killed_scrub_is_traced_by_the_run_naming_its_pid_and_a_restore_by_its
 
 
 @pytest.mark.integration
+@pytest.mark.alone
 @pytest.mark.timeout(600)
 def test_short_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     if shutil.which(SSHD) is None:
