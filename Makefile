@@ -47,7 +47,7 @@ test: setup
 # The unit tier: no servers, processes or Snakemake runs; under a minute. The rest (marked
 # integration) is the integration tier: make test runs both.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m 'not integration'
+	$(BIN)/python -m pytest -q -n auto -m 'not integration'
 
 # ruff cannot parse the rule files: snakefmt formats them, and lint_workflow runs ruff on the
 # Python Snakemake compiles them to, then snakemake --lint (with a config in a temp folder).
