@@ -23,7 +23,6 @@ build_job(
         if f"{s}__tweets" in keys
     },
     threads=sm.threads,
-    xz_threads=sm.params.xz_threads,
     receipt=sm.output[0],
     log_path=sm.log[0],
     now=datetime.fromisoformat(sm.params.now),
