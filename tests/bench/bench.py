@@ -528,7 +528,8 @@ def path_line(name: str, p: dict) -> str:
     return (
         f"{name:9} {len(p['hours'])} h: wall {r['wall_s']:7.1f} s,"
         f" floor {p['floor_wall_s']:7.1f} s,"
-        f" ratio {r['wall_s'] / p['floor_wall_s']:.2f}, CPU {r['cpu_s']:.0f} s, peak RSS a job"
+        f" ratio {r['wall_s'] / p['floor_wall_s']:.2f}, CPU {r['cpu_s']:.0f} s"
+        f" (floor {p['floor_cpu_s']:.0f}), peak RSS a job"
         f" {p['job_peak_rss_mb']:.0f} MB (biggest process {r['peak_rss_mb']:.0f}), size /"
         f" xz -6 {p['built_bytes'] / p['xz6_bytes']:.3f}, other load {r['other_cpu_s']:.0f} s"
     )
