@@ -465,32 +465,16 @@ def path_cmd(run: Path, raw: Path, path: str) -> list[str]:
     return snakemake_cmd(run, cfg, due_time(HOUR), "--profile", profile, hours=hours)
 
 
-# Floors measured in this bench run, by the tweets CSV's SHA-256: the paths rebuild the same
-# hour with the same content, and a 10 % floor takes minutes.
-_FLOORS: dict[str, dict] = {}
-
-
 def hour_floor(tweets_xz: Path, tmp: Path) -> dict:
-    """``xz -6`` on every core of a built hour's own tweets CSV: wall, and the sizes."""
+    """``xz -6`` on every core of a built hour's own tweets CSV: wall, and the sizes. Measured
+    right after each path (never reused from another): on a shared machine the load moves."""
     csv = tmp / "tweets.csv"
     decompress(tweets_xz, csv)
-    digest = hashlib.sha256()
-    with open(csv, "rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    key = digest.hexdigest()
-    if key not in _FLOORS:
-        with open(tmp / "floor.xz", "wb") as f:
-            cmd = ["xz", "-6", "-T0", "-c", str(csv)]
-            res = measure.run("floor", cmd, stdout=f, sample=None)
-        _FLOORS[key] = {
-            "wall": res.wall,
-            "cpu": res.cpu,
-            "csv": csv.stat().st_size,
-            "xz6": (tmp / "floor.xz").stat().st_size,
-        }
+    with open(tmp / "floor.xz", "wb") as f:
+        res = measure.run("floor", ["xz", "-6", "-T0", "-c", str(csv)], stdout=f, sample=None)
+    sizes = {"csv": csv.stat().st_size, "xz6": (tmp / "floor.xz").stat().st_size}
     csv.unlink()
-    return {**_FLOORS[key], "built": tweets_xz.stat().st_size}
+    return {"wall": res.wall, "cpu": res.cpu, **sizes, "built": tweets_xz.stat().st_size}
 
 
 def run_path(scale_dir: Path, data_raw: Path, path: str, sample: float | None) -> dict:
