@@ -176,15 +176,16 @@ def hour_bytes(hour):
 
 
 def build_threads(wildcards):
-    """Cores for a build_hour job: its share of the run's cores by its share of the run's input
-    (ingest.hours.resources.job_threads): one hour alone gets every core, many one each.
-    backfill_threads, when set, fixes it for a backfill. A job on a cluster node keeps what the
-    main process gave it (its cores)."""
+    """Cores for a build_hour job (ingest.hours.resources.job_threads): on one machine its share
+    of the run's cores by its share of the run's input (one hour alone gets every core, many
+    one each); on a cluster backfill_threads or 1, the same in the main process that asks for
+    the job's slot and in the job itself. backfill_threads, when set, fixes it for a backfill."""
     fixed = config["backfill_threads"] if BACKFILL else 0
     cores = run_cores()
+    local = workflow.local_exec
     hours = PLAN.build
-    if fixed or not workflow.is_main_process or not hours:
-        return build_resources.job_threads(cores, 1.0, fixed)
+    if fixed or not local or not workflow.is_main_process or not hours:
+        return build_resources.job_threads(cores, 1.0, fixed, local)
     if len(hours) > MANY_HOURS_PER_CORE * cores:
         return 1
     total = sum(hour_bytes(h) for h in hours)
