@@ -25,7 +25,6 @@ with job_failures_logged("build_hour", sm.log[0]):
             if f"{s}__tweets" in keys
         },
         threads=sm.threads,
-        xz_threads=sm.params.xz_threads,
         receipt=sm.output[0],
         log_path=sm.log[0],
         now=datetime.fromisoformat(sm.params.now),

@@ -83,7 +83,6 @@ def test_a_backfill_job_mails_the_raw_files_it_could_not_read(tmp_path, smtp):
             {"s1": [str(good), str(odd)]},
             {},
             1,
-            1,
             str(receipt),
             str(tmp_path / "build.log"),
             now,
@@ -92,3 +91,28 @@ def test_a_backfill_job_mails_the_raw_files_it_could_not_read(tmp_path, smtp):
     (mail,) = sink.wait_for(1)
     assert "1 raw file(s) not built into 2026-01-14_11" in mail["Subject"]
     assert str(odd) in mail.get_content() and len(sink.messages) == 1
+
+
+def test_a_jobs_threads_follow_its_share_of_the_run():
+    # One hour alone: every core; many hours: one each; a big hour beside two small ones
+    # (a day's last hour and the next one's first minutes): what the small ones leave.
+    assert resources.job_threads(2, 1.0) == 2
+    assert resources.job_threads(8, 1 / 24) == 1
+    assert resources.job_threads(2, 0.9) == 2 and resources.job_threads(2, 0.05) == 1
+    assert resources.job_threads(8, 0.5) == 4
+    assert resources.job_threads(2, 1.0, fixed=1) == 1  # backfill_threads set: as set
+
+
+def test_a_cluster_jobs_threads_are_the_slot_it_asked_for():
+    # Under a cluster executor the main process (no --cores: Snakemake leaves them unset, read
+    # as 1) sizes the job's slot from threads; the job then runs with --cores all, the node's
+    # CPUs, and evaluates threads again. Both must agree, or the job's srun asks for more
+    # CPUs than its slot holds and fails (make slurm-test: "More processors requested than
+    # permitted"). Neither side knows the other's cores, so a cluster job takes
+    # backfill_threads, else 1.
+    asked = resources.job_threads(1, 1 / 6, local=False)
+    used = resources.job_threads(2, 1.0, local=False)
+    assert asked == used == 1
+    assert resources.job_threads(1, 1 / 6, fixed=3, local=False) == 3
+    assert resources.job_threads(64, 1.0, fixed=3, local=False) == 3
+    assert resources.job_threads(2, 1.0, local=True) == 2  # on one machine: the run's cores

@@ -360,7 +360,12 @@ def test_day_report_waits_for_this_runs_builds_and_shows_every_built_hour(world)
     assert Path(receipt).parent == root / "work" / "built" / "2026-01-14"
     assert Path(receipt).name.startswith("2026-01-14_11.")
     assert said.count("rule build_hour:") == 1
-    # A backfill's job takes one core (backfill_threads): --cores N builds N hours at once.
+    # One hour rebuilt alone takes the run's every core (--cores 2, the profile's), to parse
+    # and for xz; with backfill_threads set, that many.
+    build = said[said.index("rule build_hour:") :].split("\n\n")[0]
+    assert "threads: 2" in build, build
+    fixed = snakemake(root, "-n", *args[:-2], "backfill_threads=1", *args[-2:])
+    said = fixed.stdout + fixed.stderr
     build = said[said.index("rule build_hour:") :].split("\n\n")[0]
     assert "threads:" not in build, build
     report = layout.report_path(root / "vault", "2026-01-14")

@@ -70,7 +70,6 @@ def build_job(
     raw: dict[str, list[str]],
     intermediates: dict[str, list[tuple[str, str]]],
     threads: int,
-    xz_threads: int,
     receipt: str,
     log_path: str,
     now: datetime,
@@ -79,8 +78,9 @@ def build_job(
 
     In a backfill (``raw``: the raw minute files of the hour's read window, per server) the
     job parses them first into a folder of its own; in the cron mode ``intermediates`` are
-    the run's parsed minutes. A raw file the backfill's parse cannot read costs only itself:
-    the hour is built without it, and it is named in the log and mailed once.
+    the run's parsed minutes. ``threads``: the job's cores, for the backfill's parse
+    processes and the tweets' xz. A raw file the backfill's parse cannot read costs only
+    itself: the hour is built without it, and it is named in the log and mailed once.
     """
     from contextlib import nullcontext
 
@@ -122,8 +122,8 @@ def build_job(
             parsed.inputs,
             layout.vault_paths(Path(config["vault_dir"]), hour),
             xz_preset=config["xz_preset"],
-            xz_threads=xz_threads,
-            xz_blocks=config["xz_threads"],  # the cron build's blocks: a rebuild's same bytes
+            xz_threads=threads,
+            xz_blocks=config["xz_threads"],  # the same blocks whatever the threads: same bytes
             server_names=[s["name"] for s in config["servers"]],
             from_scratch=config["from_scratch"],
             log=log,

@@ -364,8 +364,9 @@ def parse_many(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # Round-robin chunks keep the workers' loads even (minute files have similar sizes).
-    chunks = [jobs[i::workers] for i in range(workers)]
+    # A file a task: a worker that falls behind (another process took its core for a while)
+    # takes fewer files, and the workers still end together.
+    chunks = [[job] for job in jobs]
     ctx = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
         results = list(

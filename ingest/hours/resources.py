@@ -46,3 +46,24 @@ def build_runtime_min(input_mib: float, raw: bool) -> int:
     """Minutes to ask for a build_hour job whose inputs total ``input_mib``."""
     seconds = SECONDS_PER_RAW_MIB * raw_mib(input_mib, raw) * RUNTIME_MARGIN
     return max(MIN_RUNTIME_MIN, math.ceil(seconds / 60))
+
+
+def job_threads(cores: int, share: float, fixed: int = 0, local: bool = True) -> int:
+    """Cores for one build_hour job that holds ``share`` (0-1) of its run's input bytes.
+
+    ``fixed`` (config ``backfill_threads``), when set, is the answer. On a cluster (``local``
+    false) it is that or 1: Snakemake evaluates a job's threads twice, in the main process
+    (which has no ``--cores`` under a cluster executor) to ask for the job's slot, and in the
+    job (``--cores all``: the node's CPUs, not the slot's), so neither side's cores can count,
+    and a job whose second answer exceeded its slot would fail to start. On one machine the
+    run's ``cores`` are shared in proportion to the input: a run of one hour gives it every
+    core (to parse its minute files and for the tweets' xz), a run of many hours one core
+    each (side by side they keep every core busy, each job with the least memory), and a run
+    of a few hours, one of them big (a day's last hour and the next hour's first minutes),
+    gives the big one what the small ones leave.
+    """
+    if fixed:
+        return fixed
+    if not local:
+        return 1
+    return max(1, min(cores, round(cores * share)))

@@ -446,6 +446,116 @@ def run_floor(tweets_xz: Path, tmp: Path, single_thread: bool = True) -> dict:
     }
 
 
+# --- the paths of issue 25: each against its own hours' floor ------------------------------
+
+
+# (name, what it does): every path that builds hours, timed as one snakemake run each.
+PATHS = (
+    ("hour", f"one hour rebuilt (hours={HOUR.label})"),
+    ("day", f"a day rebuilt (hours={HOUR.day}: the hours with data)"),
+    ("cron", "the cold cron run (parse checkpoint, then every hour due)"),
+    ("imported", f"an imported day's backfill (hours={HOUR.day}, servers imported)"),
+)
+
+
+def path_cmd(run: Path, raw: Path, path: str) -> list[str]:
+    """The snakemake command of one path, in the run directory ``run`` over ``raw``."""
+    extra = {"servers": [{"name": s, "raw_dir": str(raw / s), "imported": True} for s in SERVERS]}
+    cfg = write_config(run, raw, extra=extra if path == "imported" else None)
+    hours = {"hour": HOUR.label, "day": HOUR.day, "imported": HOUR.day}.get(path, "")
+    profile = str(CODE / "workflow" / "profiles" / "default")
+    return snakemake_cmd(run, cfg, due_time(HOUR), "--profile", profile, hours=hours)
+
+
+def hour_floor(tweets_xz: Path, tmp: Path) -> dict:
+    """``xz -6`` on every core of a built hour's own tweets CSV: wall, and the sizes. Measured
+    right after each path (never reused from another): on a shared machine the load moves."""
+    csv = tmp / "tweets.csv"
+    decompress(tweets_xz, csv)
+    with open(tmp / "floor.xz", "wb") as f:
+        res = measure.run("floor", ["xz", "-6", "-T0", "-c", str(csv)], stdout=f, sample=None)
+    sizes = {"csv": csv.stat().st_size, "xz6": (tmp / "floor.xz").stat().st_size}
+    csv.unlink()
+    return {"wall": res.wall, "cpu": res.cpu, **sizes, "built": tweets_xz.stat().st_size}
+
+
+def run_path(scale_dir: Path, data_raw: Path, path: str, sample: float | None) -> dict:
+    """One path: its run timed, then the floor of every hour it built, in the same bench run."""
+    run, raw = new_run_dir(scale_dir, data_raw, f"path-{path}")
+    cmd = path_cmd(run, raw, path)
+    env = sm_env()
+    jobs = dry_run_jobs(cmd, env)
+    subprocess.run(["sync"], check=False)
+    with open(run / "snakemake.log", "w") as f:
+        res = measure.run(
+            path, cmd, env=env, sample=sample, stdout=f, stderr=f, job_kind="build_hour"
+        )
+    built = sorted((run / "vault").glob("*/*_tweets.csv.xz"))
+    if len(built) != jobs.get("build_hour"):
+        raise RuntimeError(f"{path}: built {len(built)} hours, planned {jobs}")
+    floors = [hour_floor(t, Path(tempfile.mkdtemp(dir=run))) for t in built]
+    job_rss = max((j.peak_rss_mb for j in res.jobs.values()), default=0.0)
+    return {
+        "result": res.to_json(),
+        "jobs": jobs,
+        "hours": [t.name[:13] for t in built],
+        "floor_wall_s": sum(f["wall"] for f in floors),
+        "floor_cpu_s": sum(f["cpu"] for f in floors),
+        "csv_bytes": sum(f["csv"] for f in floors),
+        "xz6_bytes": sum(f["xz6"] for f in floors),
+        "built_bytes": sum(f["built"] for f in floors),
+        "job_peak_rss_mb": round(job_rss, 1),
+    }
+
+
+def path_line(name: str, p: dict) -> str:
+    """The line a path prints: wall, floor, ratio, peak RSS, size against ``xz -6``."""
+    r = p["result"]
+    return (
+        f"{name:9} {len(p['hours'])} h: wall {r['wall_s']:7.1f} s,"
+        f" floor {p['floor_wall_s']:7.1f} s,"
+        f" ratio {r['wall_s'] / p['floor_wall_s']:.2f}, CPU {r['cpu_s']:.0f} s"
+        f" (floor {p['floor_cpu_s']:.0f}), peak RSS a job"
+        f" {p['job_peak_rss_mb']:.0f} MB (biggest process {r['peak_rss_mb']:.0f}), size /"
+        f" xz -6 {p['built_bytes'] / p['xz6_bytes']:.3f}, other load {r['other_cpu_s']:.0f} s"
+    )
+
+
+def run_paths(scale_dir: Path, data_raw: Path, sample: float | None, skip: list[str]) -> dict:
+    """Every path of ``PATHS`` not in ``skip``, each printed as one line when done."""
+    out = {}
+    for name, what in PATHS:
+        if f"path-{name}" in skip:
+            continue
+        log(f"path {name}: {what}")
+        out[name] = run_path(scale_dir, data_raw, name, sample)
+        log(path_line(name, out[name]))
+    return out
+
+
+def render_paths(paths: dict, scale: float) -> str:
+    """The paths' lines and table (README, Speed), from results.json's ``paths``."""
+    lines = [path_line(name, p) for name, p in paths.items()]
+    rows = []
+    for name, what in PATHS:
+        if name in paths:
+            p, r = paths[name], paths[name]["result"]
+            rows.append(
+                (
+                    what,
+                    f"{r['wall_s']:.1f}",
+                    f"{p['floor_wall_s']:.1f}",
+                    f"**{r['wall_s'] / p['floor_wall_s']:.2f}**",
+                    f"{p['job_peak_rss_mb']:.0f}",
+                    f"{p['built_bytes'] / p['xz6_bytes']:.3f}",
+                )
+            )
+    header = ("path", "wall s", "floor s", "ratio", "peak RSS a job MB", "size / xz -6")
+    return (
+        f"### Paths, scale {scale:g}\n\n" + "\n".join(lines) + "\n\n" + table(rows, header) + "\n"
+    )
+
+
 # --- 4. the baseline -----------------------------------------------------------------------
 
 
@@ -1108,6 +1218,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="no progress bars (shown on stderr only when it is a terminal)",
     )
+    ap.add_argument(
+        "--paths-only",
+        action="store_true",
+        help="only the paths (one hour, a day, the cold cron run, an imported day), each against"
+        " its hours' floor; --skip path-hour|path-day|path-cron|path-imported leaves one out",
+    )
     args = ap.parse_args(argv)
 
     global CODE, PROGRESS
@@ -1131,6 +1247,8 @@ def main(argv: list[str] | None = None) -> int:
     data = ensure_data(scale_dir, scale)
     data_raw = scale_dir / "raw"
     results: dict = {"machine": info, "scale": scale, "hour": HOUR.label, "data": data["summary"]}
+    if args.paths_only:
+        return paths_main(scale_dir, data_raw, results, args)
 
     def brief(r: measure.Result) -> str:
         return (
@@ -1255,7 +1373,9 @@ def main(argv: list[str] | None = None) -> int:
             },
         }
     )
-    write_results(scale_dir, "results", results, render(results, args.sample))
+    results["paths"] = run_paths(scale_dir, data_raw, sample, args.skip)
+    md = render(results, args.sample) + "\n" + render_paths(results["paths"], scale)
+    write_results(scale_dir, "results", results, md)
     if not args.keep:
         shutil.rmtree(runs, ignore_errors=True)
     return 0
@@ -1277,6 +1397,16 @@ def dry_only(cache: Path, scale_dir: Path, info: dict) -> int:
     results = {"machine": info, **{k: dry[k]["result"].to_json() for k in labels}}
     write_results(scale_dir, "dry", results, md)
     shutil.rmtree(scale_dir / "runs", ignore_errors=True)
+    return 0
+
+
+def paths_main(scale_dir: Path, data_raw: Path, results: dict, args) -> int:
+    """``--paths-only``: the paths' lines alone, into ``results-paths.md`` and ``.json``."""
+    results["code"] = str(CODE)
+    results["paths"] = run_paths(scale_dir, data_raw, args.sample or None, args.skip)
+    write_results(scale_dir, "results-paths", results, render_paths(results["paths"], args.scale))
+    if not args.keep:
+        shutil.rmtree(scale_dir / "runs", ignore_errors=True)
     return 0
 
 

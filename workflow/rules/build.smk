@@ -15,15 +15,15 @@ rule build_hour:
         str(WORK["logs"] / "build/{day}_{hh}.log"),
     # Before any upload_osf (priority 0): builds never wait for OSF, however slow it is.
     priority: 1
-    # A backfill runs many hours side by side, a job a core by default (backfill_threads).
-    threads: config["backfill_threads"] if BACKFILL else 2
+    # The run's cores shared by the hours' input (common.smk): one hour alone parses and
+    # compresses on every core, many hours run side by side on a core each.
+    threads: build_threads
     # What an executor asks for (a cluster's slot), from the inputs' size: measured at 1 % and
     # 10 % (ingest.hours.resources).
     resources:
         mem_mb=lambda wildcards, input: build_resources.build_mem_mb(input.size_mb, BACKFILL),
         runtime=lambda wildcards, input: build_resources.build_runtime_min(input.size_mb, BACKFILL),
     params:
-        xz_threads=config["backfill_threads"] if BACKFILL else config["xz_threads"],
         now=NOW.isoformat(),
     script:
         "../../scripts/build_hour.py"

@@ -154,6 +154,43 @@ def hour_inputs(wildcards):
 # Backfill: the hours given are independent jobs, each parsing its own minute files (scripts/
 # build_hour.py, ingest.hours.backfill); no run-wide parse step.
 BACKFILL = bool(config.get("hours"))
+# Beyond this many hours a run gives each build one core without weighing their inputs.
+MANY_HOURS_PER_CORE = 2
+_HOUR_BYTES = {}
+
+
+def run_cores():
+    """The run's --cores (1 when Snakemake was given none, e.g. `-n` without the profile)."""
+    try:
+        return int(workflow.cores)
+    except (WorkflowError, TypeError, ValueError):
+        return 1
+
+
+def hour_bytes(hour):
+    """The raw minute files' bytes in the hour's read window (what its build reads, parses)."""
+    if hour not in _HOUR_BYTES:
+        files = planning.window_files(config, hour).values()
+        _HOUR_BYTES[hour] = sum(os.path.getsize(f.path) for fs in files for f in fs)
+    return _HOUR_BYTES[hour]
+
+
+def build_threads(wildcards):
+    """Cores for a build_hour job (ingest.hours.resources.job_threads): on one machine its share
+    of the run's cores by its share of the run's input (one hour alone gets every core, many
+    one each); on a cluster backfill_threads or 1, the same in the main process that asks for
+    the job's slot and in the job itself. backfill_threads, when set, fixes it for a backfill."""
+    fixed = config["backfill_threads"] if BACKFILL else 0
+    cores = run_cores()
+    local = workflow.local_exec
+    hours = PLAN.build
+    if fixed or not local or not workflow.is_main_process or not hours:
+        return build_resources.job_threads(cores, 1.0, fixed, local)
+    if len(hours) > MANY_HOURS_PER_CORE * cores:
+        return 1
+    total = sum(hour_bytes(h) for h in hours)
+    share = hour_bytes(hour_of(wildcards)) / total if total else 1 / len(hours)
+    return build_resources.job_threads(cores, share)
 
 
 def day_builds(wildcards):

@@ -16,7 +16,8 @@ checkpoint parse_minutes:
         str(WORK["logs"] / "parse/{run}.log"),
     # Before any upload_osf (priority 0): builds never wait for OSF, however slow it is.
     priority: 1
-    threads: 2
+    # Every core of the run: the builds wait for it.
+    threads: lambda wildcards: run_cores()
     # 82 MB for the job and its two workers at 1 % (measured), a minute file's rows each; ~10x
     # the rows at 10 %. A run parses the minutes since the last one; a backlog takes longer.
     resources:
