@@ -218,6 +218,34 @@ def test_comply_removes_complied_posts_and_accounts_everywhere(tmp_path, standin
     assert read_record(record_path(config["vault_dir"], H11)).generation == generation + 1
 
 
+def test_an_account_whose_posts_came_without_its_user_object_is_asked_about(tmp_path, standin):
+    """The stream sometimes sends a post without its author in ``includes.users`` (the soak
+    met it): the hour's users file has no row for that author, its tweets file has the
+    author_id. The account is asked about all the same, and its posts go."""
+    w = make_world(tmp_path)
+    jobs = standin.compliance
+    author = next(a for a in range(9000, 9999) if jobs.verdict("users", a) in REMOVED)
+    bare = [tweet_id(1000 + k) for k in range(3)]
+    for k, tid in enumerate(bare):
+        copy = on_time("s1", tid, T + timedelta(seconds=7 + 20 * k), author=str(author))
+        obj = json.loads(copy.line())
+        del obj["includes"]  # no user object: no row in the users file
+        w.add_raw("s1", copy.retrieved.replace(second=0, microsecond=0), json.dumps(obj).encode())
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+    assert {int(r[0]) for r in tweets_rows(out["tweets"])} >= set(bare)
+    assert str(author) not in {r[0] for r in tweets_rows(out["users"])}
+
+    run_comply(config)
+
+    for folder in (out["tweets"].parent, tmp_path / "disk2" / DAY):
+        ids = {int(r[0]) for r in tweets_rows(folder / out["tweets"].name)}
+        assert not ids & set(bare), f"the complied account's posts are left in {folder}"
+    entries = complied.read_log(complied.log_path(config["vault_dir"], DAY))
+    assert (author, "users") in {(e.id, e.type) for e in entries}
+    assert set(bare) <= {e.id for e in entries if e.type == "tweets"}
+
+
 def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
     w = make_world(tmp_path)
     config = make_config(w, standin, tmp_path)
