@@ -33,8 +33,11 @@ from ingest.comply.state import load as load_state
 from ingest.config import validate_config
 from ingest.devtools.compliance import ComplianceJobs
 from ingest.devtools.emulator import Emulator
+from ingest.hours.report import write_day_report
+from ingest.hours.stats import day_stats_paths
 from ingest.imports.importer import import_sources
 from ingest.observe.dashboard import update_dashboard
+from ingest.publish.jobs import mail_job
 from ingest.pull.rsync import pull_server
 from ingest.vault.records import read_record, record_path
 from ingest.vault.replicate import hour_receipt, replicate_hour
@@ -43,6 +46,7 @@ from ingest.vault.scrub import scrub
 from tests.configs import minimal_config
 from tests.test_hourly import H11, World, on_time, read_csv, utc
 from tests.test_replicate import flip_byte, local
+from tests.workflow_runs import smtp_email
 
 pytestmark = pytest.mark.integration  # the stand-in over HTTP, comply subprocesses
 
@@ -244,6 +248,32 @@ def test_an_account_whose_posts_came_without_its_user_object_is_asked_about(tmp_
     entries = complied.read_log(complied.log_path(config["vault_dir"], DAY))
     assert (author, "users") in {(e.id, e.type) for e in entries}
     assert set(bare) <= {e.id for e in entries if e.type == "tweets"}
+
+
+def test_the_day_report_and_its_mail_show_the_posts_removed_by_action(tmp_path, standin, smtp):
+    sink, port = smtp
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path, email=smtp_email(port))
+    vault = Path(config["vault_dir"])
+    build_and_copy(w, config)
+    report = layout.report_path(vault, DAY)
+    write_day_report(DAY, day_stats_paths(vault / DAY, DAY), report, w.servers)
+    assert "removed for compliance" not in report.read_text()
+
+    result = run_comply(config)
+
+    removed = ", ".join(f"{a} {n}" for a, n in sorted(result.tweets_removed.items()))
+    assert removed.count(" ") >= 3, "the shares must remove posts for two actions or more"
+    line = f"removed for compliance: {removed}\n"
+    assert report.read_text().endswith(line), "the day report says what was removed, by action"
+    # The replica's copy, the manifest and a scrub agree with the new report.
+    assert (tmp_path / "disk2" / DAY / report.name).read_bytes() == report.read_bytes()
+    assert not scrub(config).findings
+    # The day's mail (here a revised one: the day was mailed before the pass) says it too.
+    marker = layout.work_paths(config["work_dir"])["mail"] / f"{DAY}.sent"
+    mail_job(config, DAY, report, marker, LOG, T + timedelta(days=1), revised=True)
+    text = sink.messages[-1].get_body(("plain",)).get_content()
+    assert line in text.replace("\r\n", "\n") and "removed for compliance (sampled" in text
 
 
 def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
