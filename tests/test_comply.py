@@ -10,6 +10,7 @@ and accounts must be gone everywhere and which must all still be there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import lzma
@@ -274,6 +275,36 @@ def test_the_day_report_and_its_mail_show_the_posts_removed_by_action(tmp_path, 
     mail_job(config, DAY, report, marker, LOG, T + timedelta(days=1), revised=True)
     text = sink.messages[-1].get_body(("plain",)).get_content()
     assert line in text.replace("\r\n", "\n") and "removed for compliance (sampled" in text
+
+
+@pytest.mark.parametrize("damage", ["flipped", "deleted"])
+def test_scrub_repairs_the_primarys_compliance_log_from_a_replica(tmp_path, standin, damage):
+    """Without its log, later builds and pulls of the day could bring complied posts back:
+    a log rotted (its time stamp as it was) or deleted on the primary is found and repaired
+    from a replica that holds the one the manifest lists."""
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    build_and_copy(w, config)
+    run_comply(config)
+    log = complied.log_path(config["vault_dir"], DAY)
+    good = log.read_bytes()
+    assert (tmp_path / "disk2" / DAY / log.name).read_bytes() == good
+    if damage == "flipped":
+        st = log.stat()
+        flip_byte(log, offset=len(good) // 2)
+        os.utime(log, ns=(st.st_atime_ns, st.st_mtime_ns))  # rot changes no time stamp
+    else:
+        log.unlink()
+
+    report = scrub(config)
+
+    assert log.read_bytes() == good
+    found = [f for f in report.findings if f.name == log.name]
+    assert [(f.location, f.repair) for f in found] == [("primary", "repaired from disk2")]
+    assert found[0].status == ("missing" if damage == "deleted" else "mismatch")
+    manifest = (log.parent / f"{DAY}_SHA256SUMS").read_text()
+    assert f"{hashlib.sha256(good).hexdigest()}  {log.name}\n" in manifest
+    assert not scrub(config).findings
 
 
 def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
