@@ -12,8 +12,8 @@
    (``raw.scrub_raw``), the day reports written again (their removals by action: a day
    already mailed is mailed again, revised), the day manifests derived again, and the new
    generations copied to every replica (a replica that fails gets them from the next
-   workflow run, which copies every record newer than its receipt). ``scrub_geo`` answers remove nothing: the hour's
-   files hold no geo data.
+   workflow run, which copies every record newer than its receipt). ``scrub_geo`` answers
+   remove nothing: the hour's files hold no geo data.
 3. The state goes; ``last.json`` keeps the pass's summary. An hour that could not be rewritten
    (its files differ from its record: scrub or restore it) keeps the pass open: the next run
    applies the same answers again, asking X nothing new.
