@@ -467,6 +467,26 @@ def test_a_damaged_hour_keeps_the_pass_open_until_it_is_repaired(tmp_path, stand
     assert load_state(config["work_dir"]) is None
 
 
+def test_an_hour_whose_record_is_damaged_keeps_the_pass_open_until_it_is_repaired(
+    tmp_path, standin
+):
+    """Its IDs are asked about all the same (the soak met an hour whose record was flipped
+    before the pass: the pass ended "ok" and left its complied posts in place)."""
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+    flip_byte(record_path(config["vault_dir"], H11), offset=40)
+    result = run_comply(config)
+    assert result.errors and "record" in result.errors[0]
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
+    scrub(config)  # repairs the record from the replica
+    again = run_comply(config)
+    assert again.resumed and not again.errors and again.hours_rewritten == [H11.label]
+    removed = gone(*expected(standin, w))
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
+    assert load_state(config["work_dir"]) is None
+
+
 _REWRITE = """
 import sys
 from pathlib import Path

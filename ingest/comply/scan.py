@@ -35,9 +35,9 @@ def vault_days(vault_dir: Path, newest: int | None = None) -> list[str]:
 
 
 def day_hours(vault_dir: Path, day: str) -> list[Hour]:
-    """The day's hours with an intact record (the others are scrub's to repair first)."""
-    found = records.day_records(Path(vault_dir) / day)
-    return [Hour.parse(label) for label, r in sorted(found.items()) if isinstance(r, HourRecord)]
+    """The day's hours with a record, intact or damaged: a damaged one's IDs are asked about
+    all the same, and its rewrite waits until scrub repaired it (the pass stays open)."""
+    return [Hour.parse(label) for label in sorted(records.day_records(Path(vault_dir) / day))]
 
 
 def _ids(path: Path) -> Iterator[int]:
@@ -65,7 +65,11 @@ def tweet_ids(vault_dir: Path, days: Iterable[str]) -> Iterator[int]:
     for day in days:
         done = complied.for_day(vault_dir, day)
         for hour in day_hours(vault_dir, day):
-            yield from (i for i in _ids(vault_paths(vault_dir, hour)["ids"]) if i not in done.posts)
+            try:
+                ids = list(_ids(vault_paths(vault_dir, hour)["ids"]))
+            except VaultError:  # damaged: its hour is named by ``locate``; the next pass asks
+                continue
+            yield from (i for i in ids if i not in done.posts)
 
 
 def author_ids(vault_dir: Path, days: Iterable[str]) -> Iterator[int]:
@@ -74,7 +78,10 @@ def author_ids(vault_dir: Path, days: Iterable[str]) -> Iterator[int]:
     for day in days:
         done = complied.for_day(vault_dir, day)
         for hour in day_hours(vault_dir, day):
-            authors = _authors(vault_paths(vault_dir, hour))
+            try:
+                authors = _authors(vault_paths(vault_dir, hour))
+            except VaultError:  # as in ``tweet_ids``
+                continue
             yield from (i for i in authors if i not in done.accounts)
 
 
@@ -119,8 +126,15 @@ def locate(
     for day in days:
         entries: list[Entry] = []
         hours: list[Hour] = []
+        found_records = records.day_records(Path(vault_dir) / day)
         for hour in day_hours(vault_dir, day):
             paths = vault_paths(vault_dir, hour)
+            if not isinstance(found_records.get(hour.label), HourRecord):
+                # Not rewritten until repaired: the pass stays open for it.
+                out.errors.append(
+                    f"{found_records.get(hour.label)} (repair it: sampled-stream scrub)"
+                )
+                continue
             try:
                 found = [Entry(i, "tweets", *posts[i]) for i in _ids(paths["ids"]) if i in posts]
             except VaultError as e:
