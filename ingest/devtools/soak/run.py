@@ -7,9 +7,9 @@
    every ``interval`` seconds while the injector fires faults, at least ``faults`` of them;
 3. every fault is healed, the collectors stop, scrubs and restores end (one that failed is
    run again), the clock jumps past the last hour's late and grace minutes, and clean runs
-   follow until one has nothing to do; then one compliance pass and clean runs again, and one
-   scrub, as cron's weekly lines run them, so that every tweet has been asked about and every
-   flipped bit has had its chance to be found and mended;
+   follow until one has nothing to do; then one scrub and one compliance pass, as cron's
+   weekly lines run them, so that every flipped bit has had its chance to be found and mended
+   and every tweet has been asked about, and clean runs again;
 4. the checks; the table on stdout, the same and the evidence as JSON (``--json``, default
    DIR/soak.json). Exit 0 only if every check passed.
 """
@@ -243,11 +243,16 @@ def finish(
     # their "now" from it; a clock further ahead of the files' real times changes nothing).
     world.clock.skip_to(due)
     clean_runs(world, watch)
-    # The weekly compliance pass, once all is built: it asks about every tweet the vault holds
-    # (the end's checks rely on that). One that finishes a pass a kill left open asks only
-    # what that pass did: a new pass follows. One that could not rewrite a damaged hour says
-    # "repair it, then run comply again": the operator runs scrub, then comply again. Then
-    # clean runs again (OSF gets the days' new manifests).
+    # The weekly scrub, once: a flip the runs did not rebuild or copy over is found and mended.
+    final = world.start_scrub("final")
+    world.wait_tools()
+    injector.tick()  # which flipped bytes it mended
+    print(f"  final scrub: {final.outcome()}, {_last_line(final.output(), 'scrub: ')}", flush=True)
+    # The weekly compliance pass, once all is built and mended: it asks about every tweet the
+    # vault holds (the end's checks rely on that). One that finishes a pass a kill left open
+    # asks only what that pass did: a new pass follows. One that could not rewrite a damaged
+    # hour says "repair it, then run comply again": the operator runs scrub, then comply
+    # again. Then clean runs again: OSF gets the days' new reports and manifests.
     for _ in range(FINAL_PASSES):
         resumes = world.comply_state().exists()
         passed = world.start_comply("final")
@@ -261,11 +266,6 @@ def finish(
             world.wait_tools()
             injector.tick()
     clean_runs(world, watch)
-    # The weekly scrub, once: a flip the runs did not rebuild or copy over is found and mended.
-    final = world.start_scrub("final")
-    world.wait_tools()
-    injector.tick()  # which flipped bytes it mended
-    print(f"  final scrub: {final.outcome()}, {_last_line(final.output(), 'scrub: ')}", flush=True)
     watch.scan()
     if passed.outcome() != "ok":
         return f"the final compliance pass: {passed.outcome()} (see {passed.log})"
