@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import lzma
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from ingest.devtools.compliance import ComplianceJobs
 from ingest.devtools.soak.compliance import Expected, compliance_problems
-from ingest.devtools.soak.ledger import read_vault
+from ingest.devtools.soak.ledger import StandInLedger, Watch, _id_problems, read_vault
 
 DAY, LABEL = "2026-12-07", "2026-12-07_22"
 JOBS = ComplianceJobs(1)  # the soak's stand-in seed and shares
+ZONE = ZoneInfo("Europe/Berlin")
 
 
 def pick(kind: str, want: bool, n: int, start: int) -> list[str]:
@@ -162,3 +164,19 @@ def test_a_pass_left_open_fails(tmp_path: Path) -> None:
         JOBS, EXPECTED, copies, "primary", [], set(ARCHIVED), "state.json left"
     )
     assert found["compliance pass left open"] == ["state.json left"]
+
+
+def test_a_complied_post_need_not_be_in_the_vault_a_kept_one_must(tmp_path: Path) -> None:
+    """A pass drops a complied post's lines from the raw files of hours not built yet: its ID
+    never reaches an IDs file. Not lost; a tweet not complied missing is."""
+    made = {t: "2026-12-07T21:30:00.000Z" for t in ARCHIVED}
+    ledger = StandInLedger(made, [(1.0, "server1", ARCHIVED)])
+    watch = Watch({"server1": tmp_path / "raw"}, tmp_path / "vault")
+    watch.seen.update({t: {str(tmp_path / "raw" / "m.jsonl")} for t in ARCHIVED})
+    delivered = {t: [1.0] for t in ARCHIVED}
+    where = {t: [LABEL] for t in KEPT if t not in (BY_GONE, KEPT[0])}  # KEPT[0] lost
+    found = _id_problems(ledger, delivered, set(ARCHIVED), where, watch, ZONE, EXPECTED.posts)
+    assert found["lost"] == [KEPT[0]] and found["in a raw file but not in the vault"] == [KEPT[0]]
+    assert sorted(_id_problems(ledger, delivered, set(ARCHIVED), where, watch, ZONE)["lost"]) == (
+        sorted([KEPT[0], *EXPECTED.posts])
+    )

@@ -85,6 +85,7 @@ FLIP_TRIES = 20  # files looked at for one that another copy can mend
 SCRUB_KILL_WITHIN = 8.0  # real seconds: a scrub is killed this long after its start at most
 COMPLY_KILL_WITHIN = 1.0  # real seconds: a pass is killed this long into its rewrite at most
 COMPLY_ASKING_KILLED = 0.3  # the share of killed passes killed while they ask, not rewrite
+COMPLY_ASK_KILL_WITHIN = 3.0  # real seconds from its start (a second of it is Python's start)
 COMPLY_KILLED = 0.75  # the share of compliance passes killed
 COMPLY_EVERY = 20.0  # real seconds (20 clock minutes) between compliance passes, on average
 RESTORE_AFTER = 10.0  # real seconds (10 clock minutes) at most from the rm to the restore
@@ -647,7 +648,7 @@ class Injector:
         rnd = self.comply_rnd
         if rnd.random() < COMPLY_ASKING_KILLED:
             f.detail += " asking"
-            self.at(rnd.uniform(0.5, COMPLY_KILL_WITHIN), lambda: self._kill_tool(tool, f))
+            self.at(rnd.uniform(0.5, COMPLY_ASK_KILL_WITHIN), lambda: self._kill_tool(tool, f))
         else:
             f.detail += " rewriting"
             self._to_kill.append((tool, f, rnd.uniform(0.0, COMPLY_KILL_WITHIN)))

@@ -369,14 +369,14 @@ def check(
     operator looks."""
     vault = copies[PRIMARY]
     delivered = ledger.delivered(down)
-    dropped = dropped_by_collector(ledger.delivered_to(down), watch)
     sent_ids = {i for _, _, ids in ledger.sends for i in ids}
     expected = Expected.of(comply.jobs, ledger.made, ledger.authors)
+    dropped = dropped_by_collector(ledger.delivered_to(down), watch, expected.posts.keys())
     hours, inconsistent, unexpected = read_vault(vault, expected.posts.keys())
     for root in (r for loc, r in copies.items() if loc != PRIMARY):
         unexpected += read_vault(root)[2]  # its hours: ``hour_disagreements``
     where = _hours_of_ids(hours)
-    by_id = _id_problems(ledger, delivered, sent_ids, where, watch, tz)
+    by_id = _id_problems(ledger, delivered, sent_ids, where, watch, tz, expected.posts.keys())
     raw_files = {
         label: [p for p in watch.files if Path(p).is_relative_to(d)]
         for label, d in watch.raw_dirs.items()
@@ -448,15 +448,18 @@ def check(
 
 
 def dropped_by_collector(
-    delivered_to: dict[str, dict[str, list[float]]], watch: Watch
+    delivered_to: dict[str, dict[str, list[float]]],
+    watch: Watch,
+    complied: Collection[str] = frozenset(),
 ) -> list[str]:
     """Each collector's own ledger: a tweet written to it (and read, by ``delivered_to``) is in
     one of its minute files. The union over both collectors would hide one that lost lines the
-    other also got. Entries "server: id", sorted."""
+    other also got. Entries "server: id", sorted. A ``complied`` post may be gone from them
+    before the soak looked (a compliance pass rewrites the raw files it finds)."""
     out = []
     for client, ids in sorted(delivered_to.items()):
         roots = [d for label, d in watch.raw_dirs.items() if label.startswith(client)]
-        for tweet_id in sorted(ids):
+        for tweet_id in sorted(i for i in ids if i not in complied):
             files = watch.seen.get(tweet_id, ())
             if not any(Path(p).is_relative_to(r) for p in files for r in roots):
                 out.append(f"{client}: {tweet_id}")
@@ -479,9 +482,12 @@ def _id_problems(
     where: dict[str, list[str]],
     watch: Watch,
     tz: ZoneInfo,
+    complied: Collection[str] = frozenset(),
 ) -> dict[str, list[str]]:
-    """The checks that name tweets: problem -> its IDs, sorted (the result's order)."""
-    lost = sorted(set(delivered) - set(where))
+    """The checks that name tweets: problem -> its IDs, sorted (the result's order). A
+    ``complied`` post need not be in the vault: a compliance pass drops its lines from the raw
+    files of hours not built yet (an IDs file built before keeps it)."""
+    lost = sorted(set(delivered) - set(where) - set(complied))
     duplicated = sorted(i for i, labels in where.items() if len(labels) > 1)
     wrong_hour = sorted(
         i
@@ -489,7 +495,7 @@ def _id_problems(
         if i in ledger.made and hour_label(ledger.made[i], tz) not in labels
     )
     phantom = sorted(set(where) - sent_ids)
-    raw_unarchived = sorted(set(watch.seen) - set(where))
+    raw_unarchived = sorted(set(watch.seen) - set(where) - set(complied))
     raw_deleted = [i for i in raw_unarchived if not any(map(os.path.exists, watch.seen[i]))]
     return {
         "lost": lost,
