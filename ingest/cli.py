@@ -442,7 +442,7 @@ def cmd_comply(args: argparse.Namespace) -> int:
     for day, n in result.logged.items():
         print(f"  {day}: {n} new entr{'y' if n == 1 else 'ies'} in its compliance log")
     for error in result.errors:
-        print(f"  not rewritten (repair it, then run comply again): {error}")
+        print(f"  not rewritten (repair it or free space, then run comply again): {error}")
     for error in result.replica_errors:
         print(f"  replica not updated (the next workflow run retries): {error}")
     return 1 if failed else 0

@@ -487,6 +487,34 @@ def test_an_hour_whose_record_is_damaged_keeps_the_pass_open_until_it_is_repaire
     assert load_state(config["work_dir"]) is None
 
 
+def test_a_full_disk_during_the_rewrite_keeps_the_pass_open_not_a_traceback(
+    tmp_path, standin, monkeypatch
+):
+    """The soak's finding: a pass whose rewrite met the vault's full disk ended in a
+    traceback (``XzError`` from the xz pipe). The hour is named, the pass stays open, and the
+    next pass, with space again, finishes it."""
+    from ingest.atomic import XzError
+    from ingest.comply import run as comply_run
+
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+
+    def full(*args, **kwargs):
+        raise XzError(
+            "writing .2026-01-14_11_tweets.csv.xz.tmp: [Errno 28] No space left on device"
+        )
+
+    with monkeypatch.context() as m:
+        m.setattr(comply_run, "rewrite_hour", full)  # the disk fills during the rewrite
+        result = run_comply(config)
+    assert result.errors and "No space left" in result.errors[0]
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
+    again = run_comply(config)
+    assert again.resumed and not again.errors and again.hours_rewritten == [H11.label]
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & gone(*expected(standin, w))
+
+
 _REWRITE = """
 import sys
 from pathlib import Path

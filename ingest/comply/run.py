@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from ingest import changed_hours, complied, layout
-from ingest.atomic import atomic_write, atomic_write_json
+from ingest.atomic import XzError, atomic_write, atomic_write_json
 from ingest.clock import Clock
 from ingest.comply import scan, state
 from ingest.comply.client import ComplyError, JobClient
@@ -280,8 +280,9 @@ def _apply(
                         xz_threads=config["xz_threads"],
                         log=log,
                     )
-                except (RewriteError, VaultError, RecordError) as e:
-                    # One damaged hour holds back no other; the pass stays open for it.
+                except (RewriteError, VaultError, RecordError, OSError, XzError) as e:
+                    # One damaged hour (or a full disk) holds back no other; the pass stays
+                    # open for it.
                     log.error("comply: %s", e)
                     result.errors.append(str(e))
                     continue
