@@ -425,7 +425,8 @@ def cmd_comply(args: argparse.Namespace) -> int:
         result = comply(config, make_client(config), SystemClock(), days=args.days)
     except (ConfigError, SecretError) as e:
         return _fail("comply", str(e))
-    except (ComplyError, LockBusy, ValueError) as e:
+    except (ComplyError, LockBusy, ValueError, OSError) as e:
+        # OSError: a full or failing disk; the pass stays open for the next run.
         return _fail("comply", str(e), 1)
     failed = bool(result.replica_errors or result.errors)
     if args.json:

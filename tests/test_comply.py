@@ -515,6 +515,33 @@ def test_a_full_disk_during_the_rewrite_keeps_the_pass_open_not_a_traceback(
     assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & gone(*expected(standin, w))
 
 
+def test_a_full_disk_while_the_log_is_written_is_a_clear_error(
+    tmp_path, standin, monkeypatch, capsys
+):
+    """The soak's finding: the disk full when the day's log is written ended the command in a
+    traceback. It says what failed (exit 1) and the pass stays open for the next one."""
+    import errno
+
+    from ingest import cli
+    from ingest.comply import run as comply_run
+
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    build_and_copy(w, config)
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(json.loads(json.dumps(config))))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(comply_run, "atomic_write", full)
+    assert cli.main(["comply", "--config", str(cfg_file)]) == 1
+    err = capsys.readouterr().err
+    assert "sampled-stream comply: error:" in err and "No space left" in err
+    assert "Traceback" not in err
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
+
+
 _REWRITE = """
 import sys
 from pathlib import Path
