@@ -425,7 +425,8 @@ def cmd_comply(args: argparse.Namespace) -> int:
         result = comply(config, make_client(config), SystemClock(), days=args.days)
     except (ConfigError, SecretError) as e:
         return _fail("comply", str(e))
-    except (ComplyError, LockBusy, ValueError) as e:
+    except (ComplyError, LockBusy, ValueError, OSError) as e:
+        # OSError: a full or failing disk; the pass stays open for the next run.
         return _fail("comply", str(e), 1)
     failed = bool(result.replica_errors or result.errors)
     if args.json:
@@ -442,7 +443,7 @@ def cmd_comply(args: argparse.Namespace) -> int:
     for day, n in result.logged.items():
         print(f"  {day}: {n} new entr{'y' if n == 1 else 'ies'} in its compliance log")
     for error in result.errors:
-        print(f"  not rewritten (repair it, then run comply again): {error}")
+        print(f"  not rewritten (repair it or free space, then run comply again): {error}")
     for error in result.replica_errors:
         print(f"  replica not updated (the next workflow run retries): {error}")
     return 1 if failed else 0

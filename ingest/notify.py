@@ -446,7 +446,10 @@ def mail_day_report(
     attachments: list[Attachment] = [(f"{day}_report.txt", report, "text/plain")]
     if png:
         attachments.append((f"{day}_tweets_per_minute.png", png, "image/png"))
-    intro = "This report replaces the one mailed before: hours of the day were rebuilt.\n\n"
+    intro = (
+        "This report replaces the one mailed before: hours of the day were rebuilt, or posts "
+        "were removed for compliance (sampled-stream comply).\n\n"
+    )
     body = (intro if revised else "") + report_text
     body += f"\nThe day on the dashboard: {link}\n" if link else ""
     subject = f"report {day}" + (" (revised)" if revised else "")

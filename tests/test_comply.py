@@ -10,6 +10,7 @@ and accounts must be gone everywhere and which must all still be there.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import lzma
@@ -33,8 +34,11 @@ from ingest.comply.state import load as load_state
 from ingest.config import validate_config
 from ingest.devtools.compliance import ComplianceJobs
 from ingest.devtools.emulator import Emulator
+from ingest.hours.report import write_day_report
+from ingest.hours.stats import day_stats_paths
 from ingest.imports.importer import import_sources
 from ingest.observe.dashboard import update_dashboard
+from ingest.publish.jobs import mail_job
 from ingest.pull.rsync import pull_server
 from ingest.vault.records import read_record, record_path
 from ingest.vault.replicate import hour_receipt, replicate_hour
@@ -43,6 +47,7 @@ from ingest.vault.scrub import scrub
 from tests.configs import minimal_config
 from tests.test_hourly import H11, World, on_time, read_csv, utc
 from tests.test_replicate import flip_byte, local
+from tests.workflow_runs import smtp_email
 
 pytestmark = pytest.mark.integration  # the stand-in over HTTP, comply subprocesses
 
@@ -218,6 +223,90 @@ def test_comply_removes_complied_posts_and_accounts_everywhere(tmp_path, standin
     assert read_record(record_path(config["vault_dir"], H11)).generation == generation + 1
 
 
+def test_an_account_whose_posts_came_without_its_user_object_is_asked_about(tmp_path, standin):
+    """The stream sometimes sends a post without its author in ``includes.users`` (the soak
+    met it): the hour's users file has no row for that author, its tweets file has the
+    author_id. The account is asked about all the same, and its posts go."""
+    w = make_world(tmp_path)
+    jobs = standin.compliance
+    author = next(a for a in range(9000, 9999) if jobs.verdict("users", a) in REMOVED)
+    bare = [tweet_id(1000 + k) for k in range(3)]
+    for k, tid in enumerate(bare):
+        copy = on_time("s1", tid, T + timedelta(seconds=7 + 20 * k), author=str(author))
+        obj = json.loads(copy.line())
+        del obj["includes"]  # no user object: no row in the users file
+        w.add_raw("s1", copy.retrieved.replace(second=0, microsecond=0), json.dumps(obj).encode())
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+    assert {int(r[0]) for r in tweets_rows(out["tweets"])} >= set(bare)
+    assert str(author) not in {r[0] for r in tweets_rows(out["users"])}
+
+    run_comply(config)
+
+    for folder in (out["tweets"].parent, tmp_path / "disk2" / DAY):
+        ids = {int(r[0]) for r in tweets_rows(folder / out["tweets"].name)}
+        assert not ids & set(bare), f"the complied account's posts are left in {folder}"
+    entries = complied.read_log(complied.log_path(config["vault_dir"], DAY))
+    assert (author, "users") in {(e.id, e.type) for e in entries}
+    assert set(bare) <= {e.id for e in entries if e.type == "tweets"}
+
+
+def test_the_day_report_and_its_mail_show_the_posts_removed_by_action(tmp_path, standin, smtp):
+    sink, port = smtp
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path, email=smtp_email(port))
+    vault = Path(config["vault_dir"])
+    build_and_copy(w, config)
+    report = layout.report_path(vault, DAY)
+    write_day_report(DAY, day_stats_paths(vault / DAY, DAY), report, w.servers)
+    assert "removed for compliance" not in report.read_text()
+
+    result = run_comply(config)
+
+    removed = ", ".join(f"{a} {n}" for a, n in sorted(result.tweets_removed.items()))
+    assert removed.count(" ") >= 3, "the shares must remove posts for two actions or more"
+    line = f"removed for compliance: {removed}\n"
+    assert report.read_text().endswith(line), "the day report says what was removed, by action"
+    # The replica's copy, the manifest and a scrub agree with the new report.
+    assert (tmp_path / "disk2" / DAY / report.name).read_bytes() == report.read_bytes()
+    assert not scrub(config).findings
+    # The day's mail (here a revised one: the day was mailed before the pass) says it too.
+    marker = layout.work_paths(config["work_dir"])["mail"] / f"{DAY}.sent"
+    mail_job(config, DAY, report, marker, LOG, T + timedelta(days=1), revised=True)
+    text = sink.messages[-1].get_body(("plain",)).get_content()
+    assert line in text.replace("\r\n", "\n") and "removed for compliance (sampled" in text
+
+
+@pytest.mark.parametrize("damage", ["flipped", "deleted"])
+def test_scrub_repairs_the_primarys_compliance_log_from_a_replica(tmp_path, standin, damage):
+    """Without its log, later builds and pulls of the day could bring complied posts back:
+    a log rotted (its time stamp as it was) or deleted on the primary is found and repaired
+    from a replica that holds the one the manifest lists."""
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    build_and_copy(w, config)
+    run_comply(config)
+    log = complied.log_path(config["vault_dir"], DAY)
+    good = log.read_bytes()
+    assert (tmp_path / "disk2" / DAY / log.name).read_bytes() == good
+    if damage == "flipped":
+        st = log.stat()
+        flip_byte(log, offset=len(good) // 2)
+        os.utime(log, ns=(st.st_atime_ns, st.st_mtime_ns))  # rot changes no time stamp
+    else:
+        log.unlink()
+
+    report = scrub(config)
+
+    assert log.read_bytes() == good
+    found = [f for f in report.findings if f.name == log.name]
+    assert [(f.location, f.repair) for f in found] == [("primary", "repaired from disk2")]
+    assert found[0].status == ("missing" if damage == "deleted" else "mismatch")
+    manifest = (log.parent / f"{DAY}_SHA256SUMS").read_text()
+    assert f"{hashlib.sha256(good).hexdigest()}  {log.name}\n" in manifest
+    assert not scrub(config).findings
+
+
 def test_rebuild_late_pull_and_import_bring_nothing_back(tmp_path, standin):
     w = make_world(tmp_path)
     config = make_config(w, standin, tmp_path)
@@ -376,6 +465,81 @@ def test_a_damaged_hour_keeps_the_pass_open_until_it_is_repaired(tmp_path, stand
     removed = gone(*expected(standin, w))
     assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
     assert load_state(config["work_dir"]) is None
+
+
+def test_an_hour_whose_record_is_damaged_keeps_the_pass_open_until_it_is_repaired(
+    tmp_path, standin
+):
+    """Its IDs are asked about all the same (the soak met an hour whose record was flipped
+    before the pass: the pass ended "ok" and left its complied posts in place)."""
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+    flip_byte(record_path(config["vault_dir"], H11), offset=40)
+    result = run_comply(config)
+    assert result.errors and "record" in result.errors[0]
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
+    scrub(config)  # repairs the record from the replica
+    again = run_comply(config)
+    assert again.resumed and not again.errors and again.hours_rewritten == [H11.label]
+    removed = gone(*expected(standin, w))
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & removed
+    assert load_state(config["work_dir"]) is None
+
+
+def test_a_full_disk_during_the_rewrite_keeps_the_pass_open_not_a_traceback(
+    tmp_path, standin, monkeypatch
+):
+    """The soak's finding: a pass whose rewrite met the vault's full disk ended in a
+    traceback (``XzError`` from the xz pipe). The hour is named, the pass stays open, and the
+    next pass, with space again, finishes it."""
+    from ingest.atomic import XzError
+    from ingest.comply import run as comply_run
+
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    out = build_and_copy(w, config)
+
+    def full(*args, **kwargs):
+        raise XzError(
+            "writing .2026-01-14_11_tweets.csv.xz.tmp: [Errno 28] No space left on device"
+        )
+
+    with monkeypatch.context() as m:
+        m.setattr(comply_run, "rewrite_hour", full)  # the disk fills during the rewrite
+        result = run_comply(config)
+    assert result.errors and "No space left" in result.errors[0]
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
+    again = run_comply(config)
+    assert again.resumed and not again.errors and again.hours_rewritten == [H11.label]
+    assert not {int(r[0]) for r in tweets_rows(out["tweets"])} & gone(*expected(standin, w))
+
+
+def test_a_full_disk_while_the_log_is_written_is_a_clear_error(
+    tmp_path, standin, monkeypatch, capsys
+):
+    """The soak's finding: the disk full when the day's log is written ended the command in a
+    traceback. It says what failed (exit 1) and the pass stays open for the next one."""
+    import errno
+
+    from ingest import cli
+    from ingest.comply import run as comply_run
+
+    w = make_world(tmp_path)
+    config = make_config(w, standin, tmp_path)
+    build_and_copy(w, config)
+    cfg_file = tmp_path / "config.yaml"
+    cfg_file.write_text(yaml.safe_dump(json.loads(json.dumps(config))))
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(comply_run, "atomic_write", full)
+    assert cli.main(["comply", "--config", str(cfg_file)]) == 1
+    err = capsys.readouterr().err
+    assert "sampled-stream comply: error:" in err and "No space left" in err
+    assert "Traceback" not in err
+    assert load_state(config["work_dir"]) is not None, "the pass must stay open"
 
 
 _REWRITE = """

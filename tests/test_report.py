@@ -143,3 +143,17 @@ def test_rule_script_reports_every_built_hour_of_the_day_and_writes_its_receipt(
     assert [line.split("\t")[0] for line in report.read_text().splitlines()[1:]] == ["10", "11"]
     assert json.loads(receipt.read_text())["hours"] == 2
     assert not older.exists()  # one receipt per day remains
+
+
+def test_a_day_with_complied_posts_ends_with_its_removals_by_action():
+    a = stats("2026-01-14_10", {"s1": 10, "s2": 9}, 10, 1) | {"complied": {"deleted": 2}}
+    b = stats("2026-01-14_11", {"s1": 5, "s2": 5}, 5, 0) | {
+        "complied": {"suspended": 1, "deleted": 1}
+    }
+    other_day = stats("2026-01-15_00", {"s1": 1, "s2": 1}, 1, 0) | {"complied": {"deleted": 7}}
+    text = report_table("2026-01-14", [a, b, other_day], ["s1", "s2"])
+    lines = text.splitlines()
+    assert lines[1].startswith("10\t10\t9") and lines[2].startswith("11\t5\t5")
+    assert lines[3:] == ["removed for compliance: deleted 3, suspended 1"]
+    plain = stats("2026-01-14_10", {"s1": 10, "s2": 9}, 10, 1)
+    assert "removed" not in report_table("2026-01-14", [plain], ["s1", "s2"])

@@ -323,6 +323,10 @@ def test_short_soak_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     disagree = "hours where primary and replicas disagree"
     assert copies[disagree] == problems[disagree]["count"]
     assert "ok" in result["tools"]["scrub"]  # the final one at least
+    # Deletion compliance (issue 24): passes ran (the final one at least) and removed posts
+    # and accounts, which the compliance checks then looked for everywhere.
+    assert "ok" in result["tools"]["comply"], result["tools"]["comply"]
+    assert result["complied"]["posts archived"] > 0 and result["complied"]["accounts"] > 0
     for name, p in problems.items():
         assert p["count"] == 0 or p["items"], name  # a failure names what failed
     assert proc.stdout.rstrip().endswith("PASS" if proc.returncode == 0 else "FAILED (seed 1)")

@@ -9,10 +9,11 @@
    answers located in the vault (``scan.locate``), each day's ``{day}_compliance.tsv``
    written (the old entries and the new, each ID once), every affected hour rewritten as its
    next generation (``rewrite.rewrite_hour``), the raw minute files still held rewritten
-   (``raw.scrub_raw``), the day manifests derived again, and the new generations copied to
-   every replica (a replica that fails gets them from the next workflow run, which copies
-   every record newer than its receipt). ``scrub_geo`` answers remove nothing: the hour's
-   files hold no geo data.
+   (``raw.scrub_raw``), the day reports written again (their removals by action: a day
+   already mailed is mailed again, revised), the day manifests derived again, and the new
+   generations copied to every replica (a replica that fails gets them from the next
+   workflow run, which copies every record newer than its receipt). ``scrub_geo`` answers
+   remove nothing: the hour's files hold no geo data.
 3. The state goes; ``last.json`` keeps the pass's summary. An hour that could not be rewritten
    (its files differ from its record: scrub or restore it) keeps the pass open: the next run
    applies the same answers again, asking X nothing new.
@@ -33,13 +34,15 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from ingest import changed_hours, complied
-from ingest.atomic import atomic_write, atomic_write_json
+from ingest import changed_hours, complied, layout
+from ingest.atomic import XzError, atomic_write, atomic_write_json
 from ingest.clock import Clock
 from ingest.comply import scan, state
 from ingest.comply.client import ComplyError, JobClient
 from ingest.comply.raw import scrub_raw
 from ingest.comply.rewrite import RewriteError, rewrite_hour
+from ingest.hours.report import write_day_report
+from ingest.hours.stats import day_stats_paths
 from ingest.hours.vault_source import VaultError
 from ingest.layout import Hour, work_paths
 from ingest.locks import exclusive_lock
@@ -277,8 +280,9 @@ def _apply(
                         xz_threads=config["xz_threads"],
                         log=log,
                     )
-                except (RewriteError, VaultError, RecordError) as e:
-                    # One damaged hour holds back no other; the pass stays open for it.
+                except (RewriteError, VaultError, RecordError, OSError, XzError) as e:
+                    # One damaged hour (or a full disk) holds back no other; the pass stays
+                    # open for it.
                     log.error("comply: %s", e)
                     result.errors.append(str(e))
                     continue
@@ -292,7 +296,11 @@ def _apply(
                 # Its raw_dir is not walked: the marks make the plan parse and rebuild them.
                 changed_hours.mark(config["work_dir"], s["name"], raw.hours[s["name"]])
         result.raw_files = raw.files
+        servers = [s["name"] for s in config["servers"]]
         for day in sorted(set(located.entries) | {h.day for h in rewritten}):
+            if any(h.day == day for h in rewritten):  # its removals by action (the stats)
+                stats = day_stats_paths(vault / day, day)
+                write_day_report(day, stats, layout.report_path(vault, day), servers)
             derive_manifest(vault / day, manifest_lock, log)
         result.hours_rewritten = [h.label for h in rewritten]
         result.tweets_removed = dict(sorted(removed.items()))

@@ -27,7 +27,7 @@ User-Agent (the collector sends its server name), else by a ``client`` query par
 ``ip:port``. ``GET /_stats`` returns connections, attempts by status and pending faults.
 
 ``ledger``: a file where the stand-in records, independently of any collector, every tweet it
-made (``["g", id, created_at]``), every batch of complete tweet lines it wrote to a
+made (``["g", id, created_at, author_id]``), every batch of complete tweet lines it wrote to a
 connection (``["s", unix_seconds_after_the_write, client, connection_id, [ids]]``) and every
 stream fault that hit a connection (``["f", unix_seconds, client, connection_id, kind]``); the
 soak checks the archive against it. A line cut in half by a fault is never recorded as sent.
@@ -180,7 +180,8 @@ class Ledger:
             self._file.flush()
 
     def made(self, line: dict[str, Any]) -> None:
-        self._write(["g", line["data"]["id"], line["data"]["created_at"]])
+        data = line["data"]
+        self._write(["g", data["id"], data["created_at"], data.get("author_id")])
 
     def sent(self, client: str, conn_id: int, ids: list[str]) -> None:
         self._write(["s", time.time(), client, conn_id, ids])

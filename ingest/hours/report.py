@@ -8,6 +8,13 @@ Two servers (the seed's layout)::
 A server with no minute file at all for an hour (down, or a secondary not pulled in time)
 shows ``-`` in its column. One server: ``hour\\ttweets``. More than two: one ``serv N`` column
 per server, then total, diff (IDs not seen by every server) and diff %.
+
+A day with posts removed for compliance (issue 24) ends with one more line, after the table::
+
+    removed for compliance: deleted 1520, protected 310, suspended 402
+
+(posts, by action; the counts above are of the IDs, which stay). ``sampled-stream comply``
+writes the report again after it rewrote hours of the day.
 """
 
 from __future__ import annotations
@@ -16,8 +23,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ingest.atomic import atomic_write
-from ingest.hours.stats import HourStats, read_stats
+from ingest.hours.stats import HourStats, complied_by_action, read_stats
 from ingest.layout import Hour
+
+COMPLIED_LINE = "removed for compliance: "
 
 
 def report_table(
@@ -53,6 +62,9 @@ def report_table(
         row = [str(h.hh), *("-" if n in missing else str(counts.get(n, 0)) for n in names)]
         row += [str(s["total"]), str(s["diff"]), f"{diff_pct:.2f}%"]
         lines.append("\t".join(row))
+    removed = complied_by_action(by_hour.values())
+    if removed:
+        lines.append(COMPLIED_LINE + ", ".join(f"{a} {n}" for a, n in removed.items()))
     return "\n".join(lines) + "\n"
 
 

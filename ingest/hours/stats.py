@@ -11,8 +11,9 @@ such an hour as built from unknown inputs (its tweets file merged in, if readabl
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import orjson
 
@@ -65,6 +66,16 @@ def read_stats_if_built(path: str | Path) -> HourStats | None:
         return read_stats(path)
     except FileNotFoundError:
         return None
+
+
+def complied_by_action(hours: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Posts removed for compliance, by action, summed over hours (their stats, or anything
+    with their ``complied``): the day report's and the dashboard's count."""
+    out: dict[str, int] = {}
+    for h in hours:
+        for action, n in (h.get("complied") or {}).items():
+            out[action] = out.get(action, 0) + n
+    return dict(sorted(out.items()))
 
 
 def day_stats_paths(day_dir: str | Path, day: str) -> list[Path]:

@@ -35,7 +35,13 @@ import orjson
 from ingest import layout
 from ingest.atomic import atomic_write, atomic_write_json
 from ingest.hours import plan as planning
-from ingest.hours.stats import HourStats, StatsError, day_stats_paths, read_stats
+from ingest.hours.stats import (
+    HourStats,
+    StatsError,
+    complied_by_action,
+    day_stats_paths,
+    read_stats,
+)
 from ingest.layout import MINUTE, Hour
 from ingest.observe import health as healthmod
 from ingest.observe.plot import merge_minutes
@@ -226,20 +232,11 @@ def index_entry(summary: dict[str, Any], fingerprint: str) -> dict[str, Any]:
         "missing": {s: sum(1 for h in hours if s in h["missing"]) for s in servers},
         "outage": {s: sum(h["outage"][s] for h in hours) for s in servers},
         "skipped": sum(sum(h["skipped"].values()) for h in hours),
-        "complied": _complied(hours),
+        "complied": complied_by_action(hours),
         "osf": _osf_state(hours),
         "mail": summary["mail"],
         "damaged": len(summary["damaged_stats"]),
     }
-
-
-def _complied(hours: list[dict[str, Any]]) -> dict[str, int]:
-    """The day's posts removed for compliance, by action (the hours' stats)."""
-    out: dict[str, int] = {}
-    for h in hours:
-        for action, n in (h.get("complied") or {}).items():
-            out[action] = out.get(action, 0) + n
-    return dict(sorted(out.items()))
 
 
 def _complied_text(complied: dict[str, int]) -> str:
@@ -663,7 +660,7 @@ def day_page(config: dict[str, Any], summary: dict[str, Any], out: Path, now: da
         )
     if summary["mail"]:
         notes.append(f"<p>Day mail: {esc(summary['mail'])}</p>")
-    removed = _complied(summary["hours"])
+    removed = complied_by_action(summary["hours"])
     if removed:
         notes.append(
             f'<p id="complied">Posts removed for compliance: {esc(_complied_text(removed))}</p>'

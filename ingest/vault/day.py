@@ -176,11 +176,14 @@ def derive_manifest(
 
 def _log_line(day_dir: Path, old: dict[str, str], entries: dict[str, str]) -> None:
     """The day's compliance log (``ingest.complied``) into ``entries``: hashed when written
-    since the manifest (a comply pass), else its old line, so rot is never blessed."""
+    since the manifest (a comply pass), else its old line, so rot or a loss is never
+    blessed."""
     path = complied.log_path(day_dir.parent, day_dir.name)
     try:
         written = path.stat().st_mtime_ns
-    except FileNotFoundError:
+    except FileNotFoundError:  # lost: its line stays, for scrub or restore to mend it by
+        if path.name in old:
+            entries[path.name] = old[path.name]
         return
     try:
         derived = manifest_path(day_dir).stat().st_mtime_ns

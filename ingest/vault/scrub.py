@@ -21,8 +21,9 @@ from its files as they are: its .xz files are checked with ``xz -t``, its other 
 report) only by the replicas holding the same bytes; one copy alone, or copies that differ,
 are reported unverifiable, not blessed.
 
-Then the day: its report is checked against the primary's manifest (a report written after
-that manifest is taken as it is), else a replica's, and repaired like a file; the primary's
+Then the day: its report and its compliance log are checked against the primary's manifest
+(one written after that manifest is taken as it is), else a replica's, and repaired like a
+file; the primary's
 manifest is derived again from its records (``day.derive_manifest``); each replica gets the
 primary's report once it verifies and, when the replica's hours are now the primary's, the
 primary's manifest. A replica's malformed or wrong manifest, or damaged record, costs only its
@@ -46,6 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ingest import complied
 from ingest.layout import Hour, report_path, work_paths
 from ingest.locks import LockBusy
 from ingest.text import plural
@@ -209,6 +211,8 @@ class DayPlan:
     hours: list[HourPlan]
     report: str | None = None  # the sha256 the day report must have; None: no report known
     report_mode: str = ""  # manifest, newer (the primary's, written after its manifest), unverified
+    log: str | None = None  # the same for the day's compliance log (``ingest.complied``)
+    log_mode: str = ""
 
     def expected(self, location: str) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -216,6 +220,8 @@ class DayPlan:
             out.update(hour.expected(location))
         if self.report is not None:
             out[f"{self.day}_report.txt"] = self.report
+        if self.log is not None:
+            out[complied.log_path("", self.day).name] = self.log
         return out
 
 
@@ -257,9 +263,10 @@ def _plan_hour(day_dir: Path, label: str, copies: dict[str, CopyDay], throttle) 
     return HourPlan(label, "unverified", claims, lines=lines)
 
 
-def _plan_report(day_dir: Path, copies: dict[str, CopyDay], throttle) -> tuple[str | None, str]:
-    """(the sha256 the day report must have, how it is known)."""
-    report = report_path(day_dir.parent, day_dir.name)
+def _plan_day_file(
+    day_dir: Path, report: Path, copies: dict[str, CopyDay], throttle
+) -> tuple[str | None, str]:
+    """(the sha256 a day file, its report or compliance log, must have, how it is known)."""
     primary = copies[PRIMARY]
     written = report.stat().st_mtime_ns if report.exists() else None
     if primary.manifest is not None and written is not None:
@@ -285,8 +292,9 @@ def _plan(vault: Path, day: str, copies: dict[str, CopyDay], throttle) -> DayPla
     day_dir = vault / day
     labels = set(day_labels(day, *copies.values())) | set(day_state(day_dir).legacy)
     hours = [_plan_hour(day_dir, label, copies, throttle) for label in sorted(labels)]
-    report, mode = _plan_report(day_dir, copies, throttle)
-    return DayPlan(day, copies, hours, report, mode)
+    report, mode = _plan_day_file(day_dir, report_path(vault, day), copies, throttle)
+    log, log_mode = _plan_day_file(day_dir, complied.log_path(vault, day), copies, throttle)
+    return DayPlan(day, copies, hours, report, mode, log, log_mode)
 
 
 _Results = dict[str, dict[tuple[str, str], Check] | str]  # location -> its checks, or its error
@@ -483,7 +491,9 @@ class _Repairs:
                 self.lost_hour(plan, hour, locs)
             else:
                 self.old_hour(plan, hour, locs)
-        report_ok = self.day_report(plan, locs)
+        report_ok = self.day_file(plan, locs, report_path(self.vault, plan.day).name)
+        # A log not repaired keeps its manifest line (``day.derive_manifest``): never blessed.
+        self.day_file(plan, locs, complied.log_path(self.vault, plan.day).name)
         self.manifests(plan, locs, report_ok)
         self.unlisted(plan)
 
@@ -747,14 +757,16 @@ class _Repairs:
 
     # --- the day: its report and manifest
 
-    def day_report(self, plan: DayPlan, locs: list[str]) -> bool:
-        """The day report checked (and repaired) on every copy; whether the primary's is the
-        one expected (else the manifest does not list it as it is)."""
-        day, sha = plan.day, plan.report
+    def day_file(self, plan: DayPlan, locs: list[str], name: str) -> bool:
+        """The day report or compliance log (``name``) checked (and repaired) on every copy;
+        whether the primary's is the one expected (else the manifest does not list it as it
+        is)."""
+        day = plan.day
+        report = name == report_path(self.vault, day).name
+        sha, mode = (plan.report, plan.report_mode) if report else (plan.log, plan.log_mode)
         if sha is None:
             return True
-        name = report_path(self.vault, day).name
-        if plan.report_mode == "unverified":
+        if mode == "unverified":
             if not any(self.ok(loc, day, name) for loc in locs[1:]):
                 why = "no manifest lists it and no replica holds the same bytes"
                 self.find(PRIMARY, day, name, "unverifiable", why)

@@ -24,6 +24,7 @@ from ingest.hours import plan as planning  # noqa: E402
 from ingest.hours import resources as build_resources  # noqa: E402
 from ingest.receipts import build_receipt, report_receipt  # noqa: E402
 from ingest.vault import day as vault_day  # noqa: E402
+from ingest.vault import records  # noqa: E402
 from ingest.vault import replicate as replication  # noqa: E402
 from ingest.config import ConfigError, check_now, validate_config  # noqa: E402
 from ingest.notify import notify_once  # noqa: E402
@@ -202,7 +203,9 @@ def day_builds(wildcards):
 
 def upload_inputs(wildcards):
     """What an hour's upload waits for: this run's build, report and manifest receipts when it
-    (re)builds them, else the vault files as they are (the manifest goes along if there is one)."""
+    (re)builds them, else the vault files as they are (the manifest goes along if there is one),
+    and the hour's record: a new generation the run did not build (a compliance pass) is newer
+    than the upload's receipt, so the upload the plan lists as due runs again."""
     hour, plan = hour_of(wildcards), run_plan()
     if hour.day in plan.reports:
         day = {
@@ -211,7 +214,11 @@ def upload_inputs(wildcards):
         }
     else:
         day = {"report": report_file(hour.day)}
-    return {"ids": built(hour) if hour in plan.build else vault_path(hour, "ids"), **day}
+    if hour in plan.build:
+        return {"ids": built(hour), **day}
+    record = records.record_path(VAULT, hour)
+    found = {"record": str(record)} if record.exists() else {}
+    return {"ids": vault_path(hour, "ids"), **day, **found}
 
 
 def mail_inputs(wildcards):

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ingest.complied import log_path
 from ingest.layout import Hour, report_path
 from ingest.vault import records
 from ingest.vault.manifest import ManifestError, is_day, manifest_name, read_manifest, sha256_file
@@ -120,15 +121,15 @@ def sha_or_none(path: Path) -> str | None:
 
 def derived_manifest(day_dir: Path) -> dict[str, str]:
     """What a day's manifest must list: every file its intact records name, each record file,
-    the report (as ``day.derive_manifest`` makes it)."""
+    the report and the compliance log (as ``day.derive_manifest`` makes it)."""
     out: dict[str, str] = {}
     for label, record in records.day_records(day_dir).items():
         if isinstance(record, HourRecord):
             out.update({n: e.sha256 for n, e in record.files.items()})
             out[records.record_name(label)] = sha256_file(day_dir / records.record_name(label))
-    report = report_path(day_dir.parent, day_dir.name)
-    if report.exists():
-        out[report.name] = sha256_file(report)
+    for path in (report_path(day_dir.parent, day_dir.name), log_path(day_dir.parent, day_dir.name)):
+        if path.exists():
+            out[path.name] = sha256_file(path)
     return out
 
 
@@ -294,12 +295,12 @@ def _hour_problems(copies: dict[str, Path], day: str, label: str) -> list[str]:
 
 
 def day_disagreements(copies: dict[str, Path]) -> list[str]:
-    """Every day whose report or manifest differs between the copies, or whose primary manifest
-    is not the one its records and report derive."""
+    """Every day whose report, manifest or compliance log differs between the copies, or whose
+    primary manifest is not the one its records and report derive."""
     days = sorted({d.name for root in copies.values() for d in day_dirs(root)})
     out = []
     for day in days:
-        for name in day_names(day):
+        for name in [*day_names(day), log_path(".", day).name]:
             shas = {loc: sha_or_none(root / day / name) for loc, root in copies.items()}
             if len(set(shas.values())) > 1:
                 held = ", ".join(f"{loc} {(s or 'missing')[:12]}" for loc, s in shas.items())

@@ -22,6 +22,10 @@ then, and one killed with kill -9 at a random point; a built day's folder delete
 primary (an ``rm`` gone wrong), then ``sampled-stream restore`` of that day from a replica that
 holds it all. The injector watches each flipped byte until something renames a new file over
 it (a rebuild, a copy, a repair), and notes when.
+
+Deletion compliance (issue 24): ``sampled-stream comply`` as cron's weekly line runs it, and one
+killed with kill -9, mostly during its rewrite (once it holds the run lock), else while it
+asks the stand-in; the next pass must finish the job.
 """
 
 from __future__ import annotations
@@ -79,6 +83,11 @@ KILLED_JOB_WEIGHTS = (3, 1, 2)
 TERM_WAIT = 30.0  # seconds a collector has to exit after SIGTERM
 FLIP_TRIES = 20  # files looked at for one that another copy can mend
 SCRUB_KILL_WITHIN = 8.0  # real seconds: a scrub is killed this long after its start at most
+COMPLY_KILL_WITHIN = 1.0  # real seconds: a pass is killed this long into its rewrite at most
+COMPLY_ASKING_KILLED = 0.3  # the share of killed passes killed while they ask, not rewrite
+COMPLY_ASK_KILL_WITHIN = 3.0  # real seconds from its start (a second of it is Python's start)
+COMPLY_KILLED = 0.75  # the share of compliance passes killed
+COMPLY_EVERY = 20.0  # real seconds (20 clock minutes) between compliance passes, on average
 RESTORE_AFTER = 10.0  # real seconds (10 clock minutes) at most from the rm to the restore
 RESTORE_KILLED = 0.4  # the share of restores killed once before they are run again
 RESTORE_KILL_WITHIN = 5.0  # real seconds: a killed restore dies this long after its start at most
@@ -125,9 +134,11 @@ class Injector:
     planted: list[tuple[Fault, Path]] = field(default_factory=list)  # directories and FIFOs
     open_flips: list[tuple[Fault, Spot]] = field(default_factory=list)  # their byte still there
     _flips_seen: float = 0.0  # when the flipped bytes were last looked at
-    _tools: list[tuple[str, Tool, Fault]] = field(default_factory=list)  # running scrub, restore
+    # running scrubs, restores, compliance passes
+    _tools: list[tuple[str, Tool, Fault]] = field(default_factory=list)
     _restoring: set[str] = field(default_factory=set)  # days deleted and not yet restored
-    _scrub_to_kill: tuple[Tool, Fault] | None = None  # once it holds the run lock
+    # scrubs and compliance passes to kill once they hold the run lock, (tool, fault, delay)
+    _to_kill: list[tuple[Tool, Fault, float]] = field(default_factory=list)
     _healing: bool = False
 
     def __post_init__(self) -> None:
@@ -156,6 +167,9 @@ class Injector:
             (2, self.restore_deleted_day),
             (1, self.replica_unplugged),
         ]
+        # Compliance passes come on their own schedule (``fire_comply``) from their own random
+        # stream: the other faults of a seed are those they were before issue 24.
+        self.comply_rnd = random.Random(str(self.rnd.getstate()[1][:8]))
 
     # -- bookkeeping -----------------------------------------------------------------------------
 
@@ -183,7 +197,7 @@ class Injector:
         while self._events and self._events[0][0] <= time.time():
             heapq.heappop(self._events)[2]()
         self._check_armed_kill()
-        self._check_scrub_to_kill()
+        self._check_armed_tools()
         self.note_flips()
         self._reap_tools()
 
@@ -195,7 +209,7 @@ class Injector:
         if self._kill_fault is not None:
             self._kill_fault.detail = "no run came"
             self._kill_deadline = self._kill_fault = None
-        self._check_scrub_to_kill()  # now, wherever it is
+        self._check_armed_tools()  # now, wherever it is
 
     def settle(self) -> None:
         """Wait until every collector is old enough to have its signal handlers."""
@@ -602,17 +616,59 @@ class Injector:
             self.at(self.rnd.uniform(0.5, SCRUB_KILL_WITHIN), lambda: self._kill_tool(tool, f))
         else:
             f.detail += " holding the run lock"
-            self._scrub_to_kill = (tool, f)
+            self._to_kill.append((tool, f, 0.0))
         return True
 
-    def _check_scrub_to_kill(self) -> None:
-        """The scrub armed to be killed holding the run lock: now, if it does (or has ended)."""
-        if self._scrub_to_kill is None:
-            return
-        tool, f = self._scrub_to_kill
-        if tool.proc.poll() is not None or self._healing or self._holds_run_lock(tool):
-            self._scrub_to_kill = None
-            self._kill_tool(tool, f)
+    def fire_comply(self) -> None:
+        """A compliance pass, as cron's weekly line (the soak's weeks are short), or one
+        killed."""
+        if self.comply_rnd.random() < COMPLY_KILLED:
+            self.comply_killed()
+        else:
+            self.comply_run()
+
+    def comply_run(self) -> bool:
+        """``sampled-stream comply`` as cron's weekly line runs it (the soak's weeks are
+        short): it resumes a pass a kill left open."""
+        if "comply" in self._busy or not self._built():
+            return False
+        tool = self.world.start_comply("cron")
+        self._track("comply", tool, self._note("comply run", PRIMARY, f"comply {tool.number}"))
+        return True
+
+    def comply_killed(self) -> bool:
+        """A compliance pass killed with kill -9: mostly during its rewrite (it holds the run
+        lock from the first log written to the last copy to a replica), else while it asks
+        the stand-in (its jobs are resumed by the next pass)."""
+        if "comply" in self._busy or not self._built():
+            return False
+        tool = self.world.start_comply("to-kill")
+        f = self._note("comply killed", PRIMARY, f"comply {tool.number}")
+        self._track("comply", tool, f)
+        rnd = self.comply_rnd
+        if rnd.random() < COMPLY_ASKING_KILLED:
+            f.detail += " asking"
+            self.at(rnd.uniform(0.5, COMPLY_ASK_KILL_WITHIN), lambda: self._kill_tool(tool, f))
+        else:
+            f.detail += " rewriting"
+            self._to_kill.append((tool, f, rnd.uniform(0.0, COMPLY_KILL_WITHIN)))
+        return True
+
+    def _built(self) -> bool:
+        """Has the primary a built hour (something for a compliance pass to ask about)?"""
+        return any(self.world.vault.glob("*/*_record.json"))
+
+    def _check_armed_tools(self) -> None:
+        """A scrub or compliance pass armed to be killed holding the run lock: killed once it
+        does (or has ended), ``into`` seconds later (a pass's rewrite takes a while)."""
+        for armed in list(self._to_kill):
+            tool, f, into = armed
+            if tool.proc.poll() is not None or self._healing or self._holds_run_lock(tool):
+                self._to_kill.remove(armed)
+                if self._healing or not into:
+                    self._kill_tool(tool, f)
+                else:
+                    self.at(into, lambda tool=tool, f=f: self._kill_tool(tool, f))
 
     def _kill_tool(self, tool: Tool, f: Fault) -> None:
         if tool.proc.poll() is not None:

@@ -13,6 +13,7 @@ import re
 import stat
 from bisect import bisect_right
 from collections import Counter, defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from ingest.devtools.compliance import ComplianceJobs
 from ingest.devtools.osf_standin import Entry, OSFStandIn
+from ingest.devtools.soak.compliance import Expected, compliance_problems
 from ingest.devtools.soak.copies import (
     PRIMARY,
     Spot,
@@ -39,6 +42,7 @@ VAULT_FILE = re.compile(
     r"(IDs\.txt\.xz|tweets\.csv\.xz|users\.csv\.xz|stats\.json|record\.json)$"
 )
 REPORT_FILE = re.compile(r"^\d{4}-\d{2}-\d{2}_report\.txt$")
+COMPLIANCE_LOG = re.compile(r"^\d{4}-\d{2}-\d{2}_compliance\.tsv$")  # ``compliance``'s
 DAY_MANIFEST = re.compile(r"^\d{4}-\d{2}-\d{2}_SHA256SUMS$")  # the replicas' checksums
 TEMP_MARKS = (".part", ".tmp-", ".tmp")
 SHOWN = 20  # IDs named in a failure
@@ -110,10 +114,12 @@ class StandInLedger:
     # and what each connection was sent after them: connection -> [(time, ids)].
     hits: list[tuple[float, str, int, str]] = field(default_factory=list)
     by_conn: dict[int, list[tuple[float, list[str]]]] = field(default_factory=dict)
+    authors: dict[str, str | None] = field(default_factory=dict)  # id -> author_id
 
     @classmethod
     def read(cls, path: Path) -> StandInLedger:
         made: dict[str, str] = {}
+        authors: dict[str, str | None] = {}
         sends = []
         hits = []
         by_conn: dict[int, list[tuple[float, list[str]]]] = defaultdict(list)
@@ -125,12 +131,13 @@ class StandInLedger:
                     continue
                 if r[0] == "g":
                     made[r[1]] = r[2]
+                    authors[r[1]] = r[3] if len(r) > 3 else None
                 elif r[0] == "f":
                     hits.append((r[1], r[2], r[3], r[4]))
                 else:
                     sends.append((r[1], r[2], r[4]))
                     by_conn[r[3]].append((r[1], r[4]))
-        return cls(made, sends, hits, dict(by_conn))
+        return cls(made, sends, hits, dict(by_conn), authors)
 
     def malformed_received(self, faults: list[Fault], seen: dict[str, set[str]]) -> None:
         """Mark each "stand-in malformed" fault with whether its line can have reached the
@@ -198,8 +205,11 @@ def _record_problems(path: Path) -> list[str]:
     ]
 
 
-def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]:
-    """(hour label -> IDs in its IDs file, inconsistent hours, unexpected files)."""
+def read_vault(
+    vault: Path, complied: Collection[str] = frozenset()
+) -> tuple[dict[str, list[str]], list[str], list[str]]:
+    """(hour label -> IDs in its IDs file, inconsistent hours, unexpected files). An hour's
+    tweets file holds its IDs file's tweets but the ``complied`` ones (its IDs file stays)."""
     hours: dict[str, list[str]] = {}
     inconsistent, unexpected = [], []
     for path in sorted(Path(p) for p in _walk(vault)):
@@ -215,7 +225,7 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
             unexpected.append(str(path))
             continue
         m = VAULT_FILE.match(name)
-        if REPORT_FILE.match(name) or DAY_MANIFEST.match(name):
+        if REPORT_FILE.match(name) or DAY_MANIFEST.match(name) or COMPLIANCE_LOG.match(name):
             continue
         if m and m[3] == "record.json":
             inconsistent += _record_problems(path)
@@ -241,11 +251,12 @@ def read_vault(vault: Path) -> tuple[dict[str, list[str]], list[str], list[str]]
                 continue
             ids_path = path.with_name(f"{label}_IDs.txt.xz")
             try:
-                listed = sorted(lzma.decompress(ids_path.read_bytes()).decode().split())
+                ids = lzma.decompress(ids_path.read_bytes()).decode().split()
+                listed = sorted(i for i in ids if i not in complied)
             except (OSError, lzma.LZMAError):
                 listed = None
             if listed != tweet_ids:
-                inconsistent.append(f"{label}: IDs file and tweets file differ")
+                inconsistent.append(f"{label}: IDs file and tweets file differ (complied aside)")
     return hours, inconsistent, unexpected
 
 
@@ -329,6 +340,16 @@ def generations(vault: Path) -> dict[str, int]:
     return out
 
 
+@dataclass
+class Compliance:
+    """What the compliance checks need besides the vault: the stand-in's answers (``jobs``,
+    with its seed), the primary's raw dirs, why a pass is still open at the end (or None)."""
+
+    jobs: ComplianceJobs
+    raw_dirs: list[Path]
+    open_pass: str | None
+
+
 def check(
     ledger: StandInLedger,
     faults: list[Fault],
@@ -339,25 +360,31 @@ def check(
     write_roots: list[Path],
     tz: ZoneInfo,
     traces: dict[str, dict[str, Any]],
+    comply: Compliance,
 ) -> dict[str, Any]:
-    """Every invariant of issue 11's "at the end" and issue 21's (the vault's copies agree,
-    every bit flip was found and mended), with the evidence for each failure. ``copies``: the
-    primary's vault first, then each replica's folder. ``traces``: per fault kind, what
-    ``traces.assess`` found where an operator looks."""
+    """Every invariant of issue 11's "at the end", issue 21's (the vault's copies agree,
+    every bit flip was found and mended) and issue 24's (nothing complied is kept, anywhere),
+    with the evidence for each failure. ``copies``: the primary's vault first, then each
+    replica's folder. ``traces``: per fault kind, what ``traces.assess`` found where an
+    operator looks."""
     vault = copies[PRIMARY]
     delivered = ledger.delivered(down)
-    dropped = dropped_by_collector(ledger.delivered_to(down), watch)
     sent_ids = {i for _, _, ids in ledger.sends for i in ids}
-    hours, inconsistent, unexpected = read_vault(vault)
+    expected = Expected.of(comply.jobs, ledger.made, ledger.authors)
+    dropped = dropped_by_collector(ledger.delivered_to(down), watch, expected.posts.keys())
+    hours, inconsistent, unexpected = read_vault(vault, expected.posts.keys())
     for root in (r for loc, r in copies.items() if loc != PRIMARY):
         unexpected += read_vault(root)[2]  # its hours: ``hour_disagreements``
     where = _hours_of_ids(hours)
-    by_id = _id_problems(ledger, delivered, sent_ids, where, watch, tz)
+    by_id = _id_problems(ledger, delivered, sent_ids, where, watch, tz, expected.posts.keys())
     raw_files = {
         label: [p for p in watch.files if Path(p).is_relative_to(d)]
         for label, d in watch.raw_dirs.items()
     }
     untraced = [d for k in traces.values() for d in k.get("untraced", [])]
+    complying = compliance_problems(
+        comply.jobs, expected, copies, PRIMARY, comply.raw_dirs, set(where), comply.open_pass
+    )
     osf_bad = osf_mismatches(osf, vault)
     temps = leftovers(write_roots)
     disagree = hour_disagreements(copies)
@@ -387,6 +414,7 @@ def check(
         "faults that left no trace for the operator": (untraced, []),
         "nothing delivered (did the collectors run?)": ([] if delivered else ["0 tweets"], []),
     }
+    problems |= {name: (items, []) for name, items in complying.items()}
     return {
         "tweets": {
             "made": len(ledger.made),
@@ -398,6 +426,10 @@ def check(
             "dropped by one collector": len(dropped),
         },
         "hours": {"built": len(hours), "rebuilt": rebuilt},
+        "complied": {
+            "posts archived": len(expected.posts.keys() & where.keys()),
+            "accounts": len(expected.accounts),
+        },
         "copies": {
             "hours where primary and replicas disagree": len(disagree),
             "bit flips": len(flips),
@@ -416,15 +448,18 @@ def check(
 
 
 def dropped_by_collector(
-    delivered_to: dict[str, dict[str, list[float]]], watch: Watch
+    delivered_to: dict[str, dict[str, list[float]]],
+    watch: Watch,
+    complied: Collection[str] = frozenset(),
 ) -> list[str]:
     """Each collector's own ledger: a tweet written to it (and read, by ``delivered_to``) is in
     one of its minute files. The union over both collectors would hide one that lost lines the
-    other also got. Entries "server: id", sorted."""
+    other also got. Entries "server: id", sorted. A ``complied`` post may be gone from them
+    before the soak looked (a compliance pass rewrites the raw files it finds)."""
     out = []
     for client, ids in sorted(delivered_to.items()):
         roots = [d for label, d in watch.raw_dirs.items() if label.startswith(client)]
-        for tweet_id in sorted(ids):
+        for tweet_id in sorted(i for i in ids if i not in complied):
             files = watch.seen.get(tweet_id, ())
             if not any(Path(p).is_relative_to(r) for p in files for r in roots):
                 out.append(f"{client}: {tweet_id}")
@@ -447,9 +482,12 @@ def _id_problems(
     where: dict[str, list[str]],
     watch: Watch,
     tz: ZoneInfo,
+    complied: Collection[str] = frozenset(),
 ) -> dict[str, list[str]]:
-    """The checks that name tweets: problem -> its IDs, sorted (the result's order)."""
-    lost = sorted(set(delivered) - set(where))
+    """The checks that name tweets: problem -> its IDs, sorted (the result's order). A
+    ``complied`` post need not be in the vault: a compliance pass drops its lines from the raw
+    files of hours not built yet (an IDs file built before keeps it)."""
+    lost = sorted(set(delivered) - set(where) - set(complied))
     duplicated = sorted(i for i, labels in where.items() if len(labels) > 1)
     wrong_hour = sorted(
         i
@@ -457,7 +495,7 @@ def _id_problems(
         if i in ledger.made and hour_label(ledger.made[i], tz) not in labels
     )
     phantom = sorted(set(where) - sent_ids)
-    raw_unarchived = sorted(set(watch.seen) - set(where))
+    raw_unarchived = sorted(set(watch.seen) - set(where) - set(complied))
     raw_deleted = [i for i in raw_unarchived if not any(map(os.path.exists, watch.seen[i]))]
     return {
         "lost": lost,
@@ -518,6 +556,8 @@ def table(result: dict[str, Any]) -> str:
         lines.append(f"{'tweets ' + k:<44}{v:>8}")
     lines.append(f"{'hours built':<44}{result['hours']['built']:>8}")
     lines.append(f"{'hours rebuilt':<44}{result['hours']['rebuilt']:>8}")
+    for k, v in result["complied"].items():
+        lines.append(f"{'complied ' + k:<44}{v:>8}")
     for k, v in result["copies"].items():
         lines.append(f"{k:<44}{v:>8}")
     lines.append(f"{'raw files seen / deleted':<44}")
@@ -527,7 +567,7 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"{'workflow runs':<44}{sum(runs.values()):>8}")
     for outcome, n in sorted(runs.items()):
         lines.append(f"  {outcome:<42}{n:>8}")
-    for kind in ("scrub", "restore"):
+    for kind in ("scrub", "restore", "comply"):
         outcomes: Counter = Counter(result["tools"].get(kind, []))
         lines.append(f"{kind + ' runs':<44}{sum(outcomes.values()):>8}")
         for outcome, n in sorted(outcomes.items()):

@@ -7,8 +7,9 @@
    every ``interval`` seconds while the injector fires faults, at least ``faults`` of them;
 3. every fault is healed, the collectors stop, scrubs and restores end (one that failed is
    run again), the clock jumps past the last hour's late and grace minutes, and clean runs
-   follow until one has nothing to do; then one scrub, as cron's weekly line runs it, so that
-   every flipped bit has had its chance to be found and mended;
+   follow until one has nothing to do; then one scrub and one compliance pass, as cron's
+   weekly lines run them, so that every flipped bit has had its chance to be found and mended
+   and every tweet has been asked about, and clean runs again;
 4. the checks; the table on stdout, the same and the evidence as JSON (``--json``, default
    DIR/soak.json). Exit 0 only if every check passed.
 """
@@ -28,10 +29,18 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ingest.collect.status import newest_minute
-from ingest.devtools.soak.faults import Injector
-from ingest.devtools.soak.ledger import StandInLedger, Watch, check, osf_mismatches, table
+from ingest.devtools.compliance import ComplianceJobs
+from ingest.devtools.soak.faults import COMPLY_EVERY, Injector
+from ingest.devtools.soak.ledger import (
+    Compliance,
+    StandInLedger,
+    Watch,
+    check,
+    osf_mismatches,
+    table,
+)
 from ingest.devtools.soak.traces import Observer, assess
-from ingest.devtools.soak.world import TIMEZONE, World
+from ingest.devtools.soak.world import STAND_IN_SEED, TIMEZONE, World
 from ingest.devtools.stack import FastClock
 
 START_MINUTE = 55  # whole-hour soaks end just before an hour ends: the last hour is due soon
@@ -40,9 +49,10 @@ LATE_AND_GRACE_MINUTES = 6 + 5  # the schema's late_minutes and grace_minutes
 SCAN_EVERY = 2.0  # seconds between the soak's own looks at the raw dirs and the vault
 FINAL_RUNS = 6
 FINAL_PAUSE = 2.0  # real seconds between the clean runs at the end
+FINAL_PASSES = 4  # compliance passes at the end: one resumed, one after a repair, a new one
 OPERATOR_DELAY = 30.0  # real seconds (half a clock hour) from a bad entry to its removal
 ALERT_WAIT = 10.0  # at the end, real seconds to wait for the alerts about bad entries
-KINDS = ("scrub", "restore")  # the operator's commands the soak runs
+KINDS = ("scrub", "restore", "comply")  # the operator's commands the soak runs
 VAULT_KINDS = (
     "vault bit flip",
     "scrub run",
@@ -50,6 +60,8 @@ VAULT_KINDS = (
     "vault day deleted, restored",
     "restore killed",
     "replica unplugged",
+    "comply run",
+    "comply killed",
 )
 
 
@@ -97,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.time() < world.clock.epoch:
             time.sleep(0.05)
         soak(world, injector, watch, observer, args)
-        finish(world, injector, watch, observer, args)
+        open_pass = finish(world, injector, watch, observer, args)
         observer.finish(world.runs, world.tools)
         ledger = StandInLedger.read(root / "ledger.jsonl")
         ledger.malformed_received(injector.faults, watch.seen)
@@ -111,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             [world.primary, root / "secondary", *world.replica_dirs().values()],
             ZoneInfo(TIMEZONE),
             assess(injector.faults, observer.events, world.runs, observer.pulls, world.tools),
+            Compliance(
+                ComplianceJobs(STAND_IN_SEED),
+                [d for d in world.raw_dirs().values() if d.is_relative_to(world.primary)],
+                open_pass,
+            ),
         )
         result.update(
             command=command,
@@ -156,6 +173,7 @@ def soak(
     end = begin + args.hours * 3600 / args.speed
     gap = (end - begin) / max(1, args.faults)
     next_fault = begin + gap * injector.rnd.uniform(0.5, 1.5)
+    next_comply = begin + COMPLY_EVERY * injector.comply_rnd.uniform(0.5, 1.5)
     next_run = begin + args.interval
     next_scan = begin
     last_report = begin
@@ -164,6 +182,9 @@ def soak(
         if now >= next_fault:
             injector.fire()
             next_fault = now + gap * injector.rnd.uniform(0.5, 1.5)
+        if now >= next_comply:
+            injector.fire_comply()
+            next_comply = now + COMPLY_EVERY * injector.comply_rnd.uniform(0.5, 1.5)
         if now >= next_run:
             world.start_run("cron")
             next_run += args.interval
@@ -188,9 +209,10 @@ def soak(
 
 def finish(
     world: World, injector: Injector, watch: Watch, observer: Observer, args: argparse.Namespace
-) -> None:
+) -> str | None:
     """Heal everything (bad entries go once their alert came), stop the collectors, let the
-    last hour become due, run clean."""
+    last hour become due, run clean, run the last compliance pass and the last scrub. Returns
+    why a compliance pass is still open, or None."""
     print("  healing; then clean runs", flush=True)
     injector.heal()
     deadline = time.time() + ALERT_WAIT
@@ -220,7 +242,40 @@ def finish(
     # Nothing collects any more: the clock may jump there instead of running (the runs get
     # their "now" from it; a clock further ahead of the files' real times changes nothing).
     world.clock.skip_to(due)
-    # Clean runs until one succeeds, changes nothing in the vault and leaves OSF equal to it.
+    clean_runs(world, watch)
+    # The weekly scrub, once: a flip the runs did not rebuild or copy over is found and mended.
+    final = world.start_scrub("final")
+    world.wait_tools()
+    injector.tick()  # which flipped bytes it mended
+    print(f"  final scrub: {final.outcome()}, {_last_line(final.output(), 'scrub: ')}", flush=True)
+    # The weekly compliance pass, once all is built and mended: it asks about every tweet the
+    # vault holds (the end's checks rely on that). One that finishes a pass a kill left open
+    # asks only what that pass did: a new pass follows. One that could not rewrite a damaged
+    # hour says "repair it, then run comply again": the operator runs scrub, then comply
+    # again. Then clean runs again: OSF gets the days' new reports and manifests.
+    for _ in range(FINAL_PASSES):
+        resumes = world.comply_state().exists()
+        passed = world.start_comply("final")
+        world.wait_tools()
+        injector.tick()
+        print(f"  final comply: {passed.outcome()}, {_last_line(passed.output(), 'comply: ')}")
+        if passed.outcome() == "ok" and not resumes:
+            break
+        if "repair it" in passed.output():
+            world.start_scrub("operator")
+            world.wait_tools()
+            injector.tick()
+    clean_runs(world, watch)
+    watch.scan()
+    if passed.outcome() != "ok":
+        return f"the final compliance pass: {passed.outcome()} (see {passed.log})"
+    if world.comply_state().exists():
+        return f"{world.comply_state()} left by the final pass"
+    return None
+
+
+def clean_runs(world: World, watch: Watch) -> None:
+    """Clean runs until one succeeds, changes nothing in the vault and leaves OSF equal to it."""
     for _ in range(FINAL_RUNS):
         before = {path: list(v) for path, v in watch.versions.items()}
         run = world.start_run("final")
@@ -233,12 +288,6 @@ def finish(
         ):
             break
         time.sleep(FINAL_PAUSE)
-    # The weekly scrub, once: a flip the runs did not rebuild or copy over is found and mended.
-    final = world.start_scrub("final")
-    world.wait_tools()
-    injector.tick()  # which flipped bytes it mended
-    print(f"  final scrub: {final.outcome()}, {_last_line(final.output(), 'scrub: ')}", flush=True)
-    watch.scan()
 
 
 def newest_minutes(world: World, tz: ZoneInfo) -> list[datetime]:

@@ -104,6 +104,9 @@ def _fields(f: Fault) -> dict[str, str]:
 
 
 ALERTS = ("mail", "alert")
+# A process killed holding the run lock, as the next holder names it; and who takes the lock.
+NEVER_FINISHED = r"\(pid {pids} on \S+, started [^)]*\) never finished"
+TOOL_LOGS = ("run log", "scrub log", "restore log", "comply log")
 RULES: dict[str, Rule] = {
     "collector kill -9": Rule(r"restarted|collector (started|stopped)"),
     "collector kill -9 at minute end": Rule(r"restarted|collector (started|stopped)"),
@@ -137,16 +140,14 @@ RULES: dict[str, Rule] = {
     # A scrub's own output ends with its totals; one killed holding the run lock is named by
     # whoever takes the lock next (a workflow run, a scrub, a restore), as a killed run is.
     "scrub run": Rule(r"(?s)^scrub {tool}: .*scrub: \d+ day", ("scrub log",), False, None),
-    "scrub killed": Rule(
-        r"\(pid {pids} on \S+, started [^)]*\) never finished",
-        ("run log", "scrub log", "restore log"),
-        per_server=False,
+    "scrub killed": Rule(NEVER_FINISHED, TOOL_LOGS, per_server=False),
+    "restore killed": Rule(NEVER_FINISHED, TOOL_LOGS, per_server=False),
+    # A pass prints its totals, or why it stopped; one killed holding the run lock (during its
+    # rewrite) is named by whoever takes the lock next, as a killed scrub is.
+    "comply run": Rule(
+        r"(?s)^comply {tool}: .*(comply: \d+ day|comply: error:)", ("comply log",), False, None
     ),
-    "restore killed": Rule(
-        r"\(pid {pids} on \S+, started [^)]*\) never finished",
-        ("run log", "scrub log", "restore log"),
-        per_server=False,
-    ),
+    "comply killed": Rule(NEVER_FINISHED, TOOL_LOGS, per_server=False),
     # A copy to a folder that is not there fails its job and alerts (not mounted?); a scrub
     # names the replica unreachable for the same reason.
     "replica unplugged": Rule(r"not mounted", (*ALERTS, "job log", "scrub log"), per_server=False),
@@ -392,7 +393,8 @@ def met(
         return bool(f.evidence.get("copies tried")) or any(
             (t.ended or float("inf")) >= f.t for t in scrubs
         )
-    if f.kind in ("scrub killed", "restore killed"):  # before the run lock, it had only read
+    if f.kind in ("scrub killed", "restore killed", "comply killed"):
+        # Before the run lock, it had only read (a pass: asked the stand-in).
         return bool(f.evidence.get("held the run lock"))
     return True
 
@@ -419,12 +421,13 @@ def stopped_meanwhile(f: Fault, events: list[Event]) -> bool:
 def superseded(f: Fault, runs: list[Run], tools: Sequence[Tool]) -> bool:
     """Did a build, a copy or a restore rename a new file over a flipped one before anything
     looked? Its byte went while a workflow run that took the run lock, or a restore, ran (they
-    and scrub hold the lock in turn: a byte gone while only a scrub ran was mended by it). A
+    and scrub hold the lock in turn: a byte gone while only a scrub ran was mended by it; a
+    compliance pass copies its new generations to the replicas). A
     scrub killed with kill -9 may have mended it and died before it printed its findings (seen
     in the short soak): its report is lost with it, and the kill is what the operator hears."""
     gone = f.evidence.get("gone")
     if not gone:
         return False
     writers = [r for r in runs if r.outcome() != "lock busy"]
-    writers += [t for t in tools if t.kind == "restore" or t.outcome() == "killed"]
+    writers += [t for t in tools if t.kind in ("restore", "comply") or t.outcome() == "killed"]
     return any(w.started <= gone[1] and (w.ended or float("inf")) >= gone[0] for w in writers)

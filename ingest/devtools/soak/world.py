@@ -40,6 +40,7 @@ SERVERS = ("server1", "server2")
 TIMEZONE = "Europe/Berlin"
 CRONTAB = REPO / "config" / "cron" / "crontab.example"
 TOKEN = "soak-token"
+STAND_IN_SEED = 1  # its tweets, and its compliance answers (``ComplianceJobs.verdict``)
 COLLECTOR_MODULE = "ingest.devtools.soak.collector"
 # What the soak's config sets (clock minutes): short enough that a soak of a few stream hours
 # lives through outages longer than each of them.
@@ -55,6 +56,7 @@ REPLICAS = (SSH_REPLICA, LOCAL_REPLICA)
 # the fast clock's, hours ahead: a scrub holding the lock would look hung to every cron run.
 # (The soak kills a hung run itself, after --run-timeout.)
 RUN_LOCK_ALERT_MINUTES = 100_000
+COMPLY_LOCK_WAIT_MINUTES = 2  # real minutes a compliance pass waits for a workflow run
 
 
 def cron_command(config: Path, work_dir: Path, marker: str = "snakemake") -> str:
@@ -148,7 +150,8 @@ class Run:
 
 @dataclass
 class Tool(Run):
-    """A ``sampled-stream`` command an operator (or cron's weekly line) runs: scrub, restore."""
+    """A ``sampled-stream`` command an operator (or cron's weekly line) runs: scrub, restore,
+    comply."""
 
     kind: str = ""
 
@@ -249,7 +252,7 @@ class World:
             TOKEN,
             rate=self.rate,
             keepalive=0.5,
-            extra=("--ledger", str(self.root / "ledger.jsonl"), "--seed", "1"),
+            extra=("--ledger", str(self.root / "ledger.jsonl"), "--seed", str(STAND_IN_SEED)),
         )
         if not self.url:
             raise RuntimeError(f"the stream stand-in did not start: see {self.root}/logs")
@@ -257,6 +260,7 @@ class World:
         self.secondary_config = self._write_config("secondary", ["server2"])
         self.cron = cron_command(self.config, self.work)
         self.scrub_command = cron_command(self.config, self.work, "sampled-stream scrub")
+        self.comply_command = cron_command(self.config, self.work, "sampled-stream comply")
         for server in SERVERS:
             self.start_collector(server)
 
@@ -318,6 +322,12 @@ class World:
         if machine == "primary":
             config["vault_replicas"] = self._replica_entries()
             config["run_lock_alert_minutes"] = RUN_LOCK_ALERT_MINUTES
+            # The stand-in's jobs take two polls: real seconds here, not X's minutes.
+            config["comply"] = {
+                "poll_seconds": 0.2,
+                "backoff_scale": 0.01,
+                "lock_wait_minutes": COMPLY_LOCK_WAIT_MINUTES,
+            }
         path = self.root / f"{machine}.yaml"
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
@@ -452,6 +462,14 @@ class World:
 
     def start_scrub(self, why: str) -> Tool:
         return self.start_tool("scrub", why, self.scrub_command)
+
+    def start_comply(self, why: str) -> Tool:
+        """``sampled-stream comply`` over every day, as the weekly cron line runs it."""
+        return self.start_tool("comply", why, self.comply_command)
+
+    def comply_state(self) -> Path:
+        """A pass's state: there while a pass is open (killed, or an hour not rewritten)."""
+        return self.work / "comply" / "state.json"
 
     def start_restore(self, replica: str, day: str) -> Tool:
         command = (
