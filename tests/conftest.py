@@ -26,9 +26,11 @@ def pytest_terminal_summary(
         )
 
 
-@pytest.fixture
+@pytest.fixture(autouse=True)
 def restore_logging():
-    """The collector configures the root logger; put pytest's handlers back afterwards."""
+    """The commands (``cli.main``) and the collector configure the root logger; put pytest's
+    handlers back after every test, or a later test's server thread (aiosmtpd) logs to the
+    closed capture stream of the test that set them."""
     root = logging.getLogger()
     handlers, level = root.handlers[:], root.level
     yield
