@@ -264,27 +264,27 @@ def _plan_hour(day_dir: Path, label: str, copies: dict[str, CopyDay], throttle) 
 
 
 def _plan_day_file(
-    day_dir: Path, report: Path, copies: dict[str, CopyDay], throttle
+    day_dir: Path, path: Path, copies: dict[str, CopyDay], throttle
 ) -> tuple[str | None, str]:
     """(the sha256 a day file, its report or compliance log, must have, how it is known)."""
     primary = copies[PRIMARY]
-    written = report.stat().st_mtime_ns if report.exists() else None
+    written = path.stat().st_mtime_ns if path.exists() else None
     if primary.manifest is not None and written is not None:
-        # Written after the manifest: a day report made since (a kill before the manifest was
+        # Written after the manifest: a day file made since (a kill before the manifest was
         # derived), not rot, which changes no time stamp.
         if written > (primary.manifest_mtime_ns or 0):
-            return sha256_file(report, throttle), "newer"
-    lines = [c.manifest[report.name] for c in copies.values() if report.name in (c.manifest or {})]
+            return sha256_file(path, throttle), "newer"
+    lines = [c.manifest[path.name] for c in copies.values() if path.name in (c.manifest or {})]
     if written is not None and len(set(lines)) > 1:
-        # The manifests disagree: one that lists the report as it is vouches for it (the
-        # other's line rotted); else the primary's manifest decides (the report rotted).
-        actual = sha256_file(report, throttle)
+        # The manifests disagree: one that lists the file as it is vouches for it (the
+        # other's line rotted); else the primary's manifest decides (the file rotted).
+        actual = sha256_file(path, throttle)
         if actual in lines:
             return actual, "manifest"
     if lines:  # the primary's manifest first
         return lines[0], "manifest"
     if written is not None:
-        return sha256_file(report, throttle), "unverified"
+        return sha256_file(path, throttle), "unverified"
     return None, ""
 
 
