@@ -9,6 +9,7 @@ stand-in on the true time and the collector on a stepped clock.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -405,6 +406,11 @@ def test_a_clock_ahead_at_start_files_every_line_under_its_true_minute(
     assert filed_by_the_true_time(raw, base, timedelta(minutes=1)) == c.counters.tweets_total > 150
     wait_for(lambda: any("s ahead of the tweets" in s for s in sink.subjects()), 5, "mail")
     assert "(it is ahead)" in caplog.text
+    # The alert log (the health view's "alerts of 24 h", the hourly limit) keeps the true time
+    # too: the soak once lost the trace of a step whose alert was stamped an hour early.
+    recent = json.loads((tmp_path / "alerts.json").read_text())["recent"]
+    stamped = [datetime.fromisoformat(a["at"]) for a in recent if a["kind"].startswith("clock")]
+    assert stamped and all(abs(at - base.now()) < timedelta(minutes=5) for at in stamped), recent
 
 
 def test_lines_after_a_step_wait_for_its_verdict() -> None:
