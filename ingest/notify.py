@@ -191,6 +191,10 @@ class Alerts:
         self.max_per_hour = max_per_hour
         self.log = log or _log
 
+    def stamped_by(self, clock: Clock) -> Alerts:
+        """These alerts with their times read from ``clock`` (a collector's judged time)."""
+        return Alerts(self.mailer, self.state_path, clock, self.max_per_hour, self.log)
+
     @classmethod
     def from_config(
         cls,

@@ -195,6 +195,10 @@ class ClockJudge:
                 ) or mono - self._first >= self.start_wait
             return wall + timedelta(seconds=self.correction)
 
+    def monotonic(self) -> float:
+        """The clock's monotonic reading (so the judge is a ``Clock`` itself)."""
+        return self.clock.monotonic()
+
     def connected(self) -> None:
         """The stream is connected: without tweets within ``start_wait`` s, the first verdict
         is to go by the clock (nothing to judge it by)."""

@@ -91,7 +91,6 @@ class Collector:
         self.token_source = token_source
         self.clock = clock or SystemClock()
         self.backoff = Backoff(settings.backoff_scale)
-        self.alerting = Alerting(settings, alerts)
         # Set to 0 if the API refuses backfill (not every access level has it).
         self.backfill_minutes = settings.backfill_minutes
 
@@ -101,6 +100,9 @@ class Collector:
         self._writer = MinuteWriter(settings.raw_dir, settings.tz, settings.fsync)
         self._pruner = Pruner(settings.raw_dir, settings.tz, settings.keep_raw_days)
         self._judge = ClockJudge(self.clock)  # the time minutes are filed and stamped by
+        # Alerts too: a wall clock an hour off must not date the alert log (and its hourly
+        # limit) an hour off.
+        self.alerting = Alerting(settings, alerts.stamped_by(self._judge) if alerts else None)
         self._filer = MinuteFiler(self._writer, self._judge, self.clock)
         self._raw_lock: contextlib.ExitStack | None = None
         self._threads: list[threading.Thread] = []
