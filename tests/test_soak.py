@@ -26,7 +26,7 @@ from ingest.devtools.soak.copies import (
     spot_problem,
     still_flipped,
 )
-from ingest.devtools.soak.faults import Fault
+from ingest.devtools.soak.faults import Fault, longest_run
 from ingest.devtools.soak.ledger import StandInLedger, flips_not_repaired
 from ingest.devtools.soak.run import clock_start
 from ingest.devtools.soak.traces import Event, assess
@@ -71,6 +71,26 @@ def test_a_stream_fault_whose_collector_stopped_at_once_is_not_met() -> None:
     later = Event(130.0, "server2", "mail", "[sampled-stream] collector stopped (SIGTERM)")
     other = Event(102.5, "server1", "mail", "[sampled-stream] collector stopped (SIGTERM)")
     assert assess([stall], [later, other], [], [])["stand-in stall"]["no trace"] == 1
+
+
+def test_a_clock_step_no_collector_ran_long_enough_to_judge_is_not_met() -> None:
+    """Seen in CI: a 14.5 s step of server2's clock during which its collector was killed,
+    SIGTERMed and killed again; no process ran long enough to judge the clock by the tweets."""
+    churn = [[97.4, 103.0], [105.2, 106.5], [112.6, 116.0]]
+    assert longest_run(churn, 100.0, 114.5) == pytest.approx(6.1)  # 106.5 to 112.6
+    assert longest_run([[97.4, 101.0], [103.0, 105.0], [107.0, 111.0]], 100, 114.5) == 3.5
+    assert longest_run([[90.0, 95.0], [120.0, None]], 100.0, 114.5) == 14.5  # up throughout
+    assert longest_run([[99.0, None]], 100.0, 114.5) == 0.0  # down throughout
+
+    def step(run: float) -> Fault:
+        return Fault(
+            1, 100.0, "collector clock step", "server2", "-76 min", 114.5, {"longest run": run}
+        )
+
+    assert assess([step(3.5)], [], [], [])["collector clock step"]["not met"] == 1
+    assert assess([step(6.1)], [], [], [])["collector clock step"]["no trace"] == 1
+    traced = Event(104.0, "server2", "status", "clock step (clock_steps 1)")
+    assert assess([step(6.1)], [traced], [], [])["collector clock step"]["traced"] == 1
 
 
 def test_a_bad_files_trace_is_its_own_hours_skipped_lines() -> None:

@@ -114,6 +114,21 @@ class Fault:
         return f"#{self.id} {self.kind} {self.target} {self.detail}{span}".replace("  ", " ")
 
 
+def longest_run(down: list[list[float | None]], start: float, end: float) -> float:
+    """The longest stretch of [start, end] (real seconds) that one process of a collector
+    ran through, from its start or ``start``, whichever is later; ``down`` holds the
+    collector's [stopped, started again] times (None: not yet)."""
+    longest, up_since = 0.0, start
+    for down_at, up_at in down:
+        if down_at >= end:
+            break
+        if up_at is not None and up_at <= start:
+            continue
+        longest = max(longest, down_at - up_since)
+        up_since = up_at if up_at is not None else end
+    return max(longest, end - up_since)
+
+
 @dataclass
 class Injector:
     world: World
@@ -296,6 +311,7 @@ class Injector:
             self._set_offset(server, 0)
             self._busy.discard(f"clock-{server}")
             self._ended(f)
+            f.evidence["longest run"] = longest_run(self.down[server], f.t, f.end or f.t)
 
         self.at(self.rnd.uniform(3, 20), back)
         return True
