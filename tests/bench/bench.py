@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import os
 import platform
@@ -146,6 +147,11 @@ def machine() -> dict:
         "xz": version(["xz", "--version"]),
         "jq": version(["jq", "--version"]),
         "kernel": platform.release(),
+        # Installed with SLURM's client and no controller, the plugin makes every snakemake
+        # start wait ~9 s for `scontrol` (README, Speed): a bench run with it measures that.
+        "slurm_plugin_wait": bool(
+            importlib.util.find_spec("snakemake_executor_plugin_slurm") and shutil.which("scontrol")
+        ),
     }
 
 
@@ -1241,6 +1247,11 @@ def main(argv: list[str] | None = None) -> int:
     sample = args.sample or None
     info = machine()
     log(f"machine: {info['nproc']} x {info['cpu']}, {info['mem_gb']} GB")
+    if info["slurm_plugin_wait"]:
+        log(
+            "WARNING: snakemake-executor-plugin-slurm is installed and scontrol is on PATH: every"
+            " snakemake start may wait ~9 s for it; bench from a venv without the plugin"
+        )
     if args.dry_only:
         return dry_only(cache, scale_dir, info)
 
