@@ -514,6 +514,15 @@ def run_path(scale_dir: Path, data_raw: Path, path: str, sample: float | None) -
     }
 
 
+def kinds_cpu(result: dict) -> str:
+    """The sampled CPU seconds by process kind (xz, the build job's Python, Snakemake, whose
+    own process also runs the parse job's script), biggest first: where a path's CPU goes."""
+    kinds = sorted(
+        (k.get("cpu_s_sampled", 0.0), name) for name, k in (result.get("kinds") or {}).items()
+    )
+    return ", ".join(f"{name} {cpu:.0f}" for cpu, name in reversed(kinds) if cpu >= 0.5)
+
+
 def path_line(name: str, p: dict) -> str:
     """The line a path prints: wall, floor, ratio, peak RSS, size against ``xz -6``."""
     r = p["result"]
@@ -521,7 +530,7 @@ def path_line(name: str, p: dict) -> str:
         f"{name:9} {len(p['hours'])} h: wall {r['wall_s']:7.1f} s,"
         f" floor {p['floor_wall_s']:7.1f} s,"
         f" ratio {r['wall_s'] / p['floor_wall_s']:.2f}, CPU {r['cpu_s']:.0f} s"
-        f" (floor {p['floor_cpu_s']:.0f}), peak RSS a job"
+        f" (floor {p['floor_cpu_s']:.0f}; sampled: {kinds_cpu(r)}), peak RSS a job"
         f" {p['job_peak_rss_mb']:.0f} MB (biggest process {r['peak_rss_mb']:.0f}), size /"
         f" xz -6 {p['built_bytes'] / p['xz6_bytes']:.3f}, other load {r['other_cpu_s']:.0f} s"
     )
