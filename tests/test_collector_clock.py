@@ -407,7 +407,7 @@ def test_a_clock_ahead_at_start_files_every_line_under_its_true_minute(
     wait_for(lambda: any("s ahead of the tweets" in s for s in sink.subjects()), 5, "mail")
     assert "(it is ahead)" in caplog.text
     # The alert log (the health view's "alerts of 24 h", the hourly limit) keeps the true time
-    # too: the soak once lost the trace of a step whose alert was stamped an hour early.
+    # too, not the wall clock's reading (it put a soak's clock alert before its step).
     recent = json.loads((tmp_path / "alerts.json").read_text())["recent"]
     stamped = [datetime.fromisoformat(a["at"]) for a in recent if a["kind"].startswith("clock")]
     assert stamped and all(abs(at - base.now()) < timedelta(minutes=5) for at in stamped), recent
