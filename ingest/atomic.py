@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -220,6 +220,10 @@ class XzError(RuntimeError):
     """xz failed (exit code, or it could not be started)."""
 
 
+def _lzma2_option(preset: int, options: Mapping[str, int]) -> str:
+    return ",".join([f"--lzma2=preset={preset}", *(f"{k}={int(v)}" for k, v in options.items())])
+
+
 class XzWriter:
     """Compress bytes written to it with an ``xz`` subprocess into a temporary file.
 
@@ -233,6 +237,9 @@ class XzWriter:
     xz's output comes back through a pipe and a thread that writes it to the temporary file
     and hashes it: after ``finish``, ``sha256`` and ``size`` describe the file. The temporary
     file's lock is held until the rename; killed, Python takes xz's pipe with it.
+
+    ``lzma2``: options over the preset's, as ``xz --lzma2`` takes them (``dict``, ``nice``,
+    ``depth``...).
     """
 
     def __init__(
@@ -241,7 +248,7 @@ class XzWriter:
         preset: int = 6,
         threads: int = 2,
         block_size: int | None = None,
-        dict_size: int | None = None,
+        lzma2: Mapping[str, int] | None = None,
     ) -> None:
         if not (0 <= int(preset) <= 9) or int(threads) < 0:
             raise ValueError(f"xz preset must be 0-9 and threads >= 0 (got {preset}, {threads})")
@@ -272,7 +279,7 @@ class XzWriter:
                     "-q",
                 ]
                 + ([f"--block-size={int(block_size)}"] if block_size else [])
-                + ([f"--lzma2=preset={int(preset)},dict={int(dict_size)}"] if dict_size else []),
+                + ([_lzma2_option(int(preset), lzma2)] if lzma2 else []),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=self._err,

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import orjson
 import pytest
 
 from ingest import layout
@@ -391,6 +392,62 @@ def test_a_bad_raw_file_costs_only_itself(tmp_path, monkeypatch, workers):
     )
     text = log.read_text()
     assert all(f"{p}: {reasons[str(p)]}: file skipped" in text for p in [*bad, locked])
+
+
+def collected(t: dict, users: list[dict], retrieved: str | None) -> bytes:
+    """A line as the collector writes it: orjson, twarc's ``__twarc`` the last key."""
+    obj: dict = {"data": t, "includes": {"users": users}}
+    obj["__twarc"] = {"url": "u", "version": "2.14.0"}
+    if retrieved:
+        obj["__twarc"]["retrieved_at"] = retrieved
+    return orjson.dumps(obj)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_minutes_copies_from_two_servers_are_parsed_once_and_restamped(
+    tmp_path, monkeypatch, workers
+):
+    """Both servers' files of a minute are one task: a line with the same bytes before its
+    ``__twarc`` as one parsed before is restamped with its own retrieved_at, not parsed again.
+    The intermediates are those of each file parsed alone."""
+    from ingest.hours import parse as parse_module
+
+    created = "2026-01-14T10:06:00.000Z"
+    at1, at2 = "2026-01-14T10:06:01+00:00", "2026-01-14T10:06:02+00:00"
+    s1 = [collected(tweet(i, created, text=f"t{i}"), [user()], at1) for i in range(1, 4)]
+    # No retrieved_at: the file's minute orders it, the CSV's field stays empty.
+    s1.append(collected(tweet(4, created, text="t4"), [user()], None))
+    s1.append(collected(tweet(5, created), [user(followers=10)], at1))
+    s2 = [collected(tweet(i, created, text=f"t{i}"), [user()], at2) for i in range(1, 5)]
+    s2.append(collected(tweet(5, created), [user(followers=11)], at2))  # not the same bytes
+    s2.append(s2[0][:-1] + b',"later":1}')  # __twarc not the last key: parsed whole
+    name = "2026-01-14T1106+0100.jsonl"
+    raws = {s: write_raw(tmp_path / s, name, lines) for s, lines in (("s1", s1), ("s2", s2))}
+
+    def job(server: str, out: str) -> tuple[str, str, str, str]:
+        d = tmp_path / out
+        d.mkdir(exist_ok=True)
+        return (str(raws[server]), str(d / f"{server}.t"), str(d / f"{server}.u"), server)
+
+    alone = [parse_many([job(s, "alone")], "CET", 6) for s in raws]
+    records = []
+    real_record = parse_module.tweet_record
+    monkeypatch.setattr(
+        parse_module, "tweet_record", lambda *a: records.append(a[0]["id"]) or real_record(*a)
+    )
+    together = parse_many([job("s1", "together"), job("s2", "together")], "CET", 6, workers)
+
+    assert together.metas == [m for r in alone for m in r.metas]
+    for s in raws:
+        for k in "tu":
+            assert (tmp_path / "together" / f"{s}.{k}").read_bytes() == (
+                tmp_path / "alone" / f"{s}.{k}"
+            ).read_bytes()
+    if workers == 1:  # in this process: s1's five, then s2's own 5 and its line of 1 whole
+        assert records == ["1", "2", "3", "4", "5", "5", "1"]
+    rows = body(tmp_path / "together" / "s2.t")
+    assert [r.split(b",")[4] for r in rows] == [b"2026-01-14 10:06:02+00:00"] * 6
+    assert body(tmp_path / "together" / "s1.t")[3].split(b",")[4] == b""
 
 
 def test_a_read_error_skips_only_that_file(tmp_path, monkeypatch):

@@ -26,7 +26,7 @@ import orjson
 
 from ingest.atomic import StagedFile, XzWriter, remove_stale_temps
 from ingest.complied import Complied
-from ingest.hours.hourly import SMALL_FILE_DICT, tweets_block_size
+from ingest.hours.compression import tweets_writer, users_writer
 from ingest.hours.parse import AUTHOR_START, TWEET_COLUMNS, USER_COLUMNS, format_row
 from ingest.hours.stats import read_stats
 from ingest.hours.vault_source import xz_lines, xz_uncompressed_size
@@ -140,8 +140,7 @@ def rewrite_hour(
         return None
 
     csv_bytes = xz_uncompressed_size(out["tweets"]) or 0
-    block = tweets_block_size(csv_bytes, xz_threads)
-    tweets = XzWriter(out["tweets"], xz_preset, xz_threads, block)
+    tweets = tweets_writer(out["tweets"], xz_preset, xz_threads, csv_bytes)
     staged = [tweets]
     try:
         # Pass 2: the rows kept, and each affected author's latest remaining tweet.
@@ -161,7 +160,7 @@ def rewrite_hour(
                     best[author] = (*key, _user_row(fields))
         tweets.end_input()
 
-        users = XzWriter(out["users"], xz_preset, 1, dict_size=SMALL_FILE_DICT)
+        users = users_writer(out["users"], xz_preset)
         staged.append(users)
         n_users, users_removed = _write_users(out["users"], users, complied, authors, best)
         tweets.finish()

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import heapq
 import logging
-import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -45,6 +44,7 @@ import orjson
 
 from ingest import complied as complied_ids
 from ingest.atomic import StagedFile, XzWriter, remove_stale_temps
+from ingest.hours.compression import MIB, ids_writer, tweets_writer, users_writer
 from ingest.hours.minutes import T_KEY_END, T_LABEL, T_ROW, U_KEY_END, U_LABEL, U_ROW, U_TWEET_END
 from ingest.hours.parse import TWEET_COLUMNS, USER_COLUMNS, format_row
 from ingest.hours.stats import HourStats, StatsError, input_sizes, read_stats_if_built
@@ -125,25 +125,6 @@ def _merged(
 def _minute_key(minute: datetime, tz: ZoneInfo) -> str:
     """A minute of the stats: local time with its offset, unique also when DST repeats a hour."""
     return minute.astimezone(tz).isoformat(timespec="minutes")
-
-
-MIB = 1 << 20
-
-
-def tweets_block_size(csv_bytes: int, threads: int) -> int:
-    """xz block size that cuts the hour's tweets CSV (about ``csv_bytes``) into a block a thread.
-
-    xz -T compresses blocks independently, each block in one thread. Its default (24 MiB at -6)
-    cut a 1 % hour into 24 + 24 + 14 MiB: each cut costs dictionary context (3.7 % larger than
-    one block, measured) and the short last block leaves a core idle. Equal blocks, one per
-    thread, keep every core busy to the end with the fewest cuts; 2 % extra so that the
-    estimate's error makes no tiny last block. 64 MiB at most bounds xz's memory at the 10 %
-    rate.
-    """
-    threads = threads or os.cpu_count() or 1  # 0: xz's one thread per core
-    if threads == 1:
-        return 0  # one thread: xz writes a single block anyway
-    return int(min(64 * MIB, max(MIB, csv_bytes * 1.02 / threads)))
 
 
 def _row_bytes(meta: dict, label: str, tweets_tsv: Path) -> int:
@@ -399,28 +380,6 @@ class MergeProgress:
         return self.next_at
 
 
-# xz's dictionary at each preset (xz(1)); the match finder takes ~11 times it in memory.
-PRESET_DICT = (
-    MIB // 4,
-    MIB,
-    2 * MIB,
-    4 * MIB,
-    4 * MIB,
-    8 * MIB,
-    8 * MIB,
-    16 * MIB,
-    32 * MIB,
-    64 * MIB,
-)
-# The IDs and users files are small (1 %: ~4 and ~15 MB) and their redundancy is near (a row,
-# the rows around it). xz -6 through a pipe allocates for its 8 MiB dictionary whatever the
-# input: at 1 % the IDs' and users' xz took 46 and 100 MB of a job's memory. With 1 MiB: 14
-# and 15 MB, and the users' xz 40 % less CPU (6.1 s, not 10.4), for a users file 1.9 % larger
-# (the bench hour's users CSV; the IDs file is as large). One thread each: their seconds of
-# work overlap the tweets' xz, which has the threads.
-SMALL_FILE_DICT = MIB
-
-
 class HourWriters:
     """The hour's three xz pipes (ids, tweets, users): they compress while the merge runs."""
 
@@ -434,17 +393,14 @@ class HourWriters:
     ) -> None:
         self.all: list[XzWriter] = []
         try:
-            self.ids = self._small(out["ids"], preset)
-            block = tweets_block_size(csv_bytes, threads if blocks is None else blocks)
-            self.tweets = self._add(XzWriter(out["tweets"], preset, threads, block))
-            self.users = self._small(out["users"], preset)
+            self.ids = self._add(ids_writer(out["ids"], preset))
+            self.tweets = self._add(
+                tweets_writer(out["tweets"], preset, threads, csv_bytes, blocks)
+            )
+            self.users = self._add(users_writer(out["users"], preset))
         except BaseException:
             self.abort()
             raise
-
-    def _small(self, path: Path, preset: int) -> XzWriter:
-        dict_size = min(SMALL_FILE_DICT, PRESET_DICT[preset])
-        return self._add(XzWriter(path, preset, 1, dict_size=dict_size))
 
     def _add(self, w: XzWriter) -> XzWriter:
         self.all.append(w)
@@ -627,7 +583,7 @@ def build_hour(
     (``with_previous``). A merge with fewer tweets than the built hour's stats is a
     ``VaultError``, nothing written.
 
-    ``xz_blocks``: the tweets file is cut into this many xz blocks (``tweets_block_size``;
+    ``xz_blocks``: the tweets file is cut into this many xz blocks (``compression``;
     default one per thread). The bytes depend on the blocks, not on the threads: a backfill
     job of one thread, given the cron mode's count, writes what the cron build wrote.
 

@@ -47,7 +47,7 @@ import orjson
 
 from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.hours.assign import HourAssigner
-from ingest.hours.parse import iter_lines, parse_line
+from ingest.hours.parse import Copies, iter_lines
 from ingest.layout import Rejected, parse_minute_name
 
 MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
@@ -175,11 +175,13 @@ def parse_minute_file(
     log=None,
     *,
     durable: bool = True,
+    copies: Copies | None = None,
 ) -> MinuteSummary:
     """Parse one raw minute file into its two sorted intermediates (written atomically).
 
     ``log``: a file object (``write``) or a ``logging.Logger`` for skipped lines.
     ``durable=False``: skip the fsyncs (the files are still renamed into place whole).
+    ``copies``: shared with the files that hold the same tweets (the minute's other servers).
     Raises ``UnusableInput`` (nothing written) for a file that cannot be read at all.
     """
     # The parsed objects hold no cycles; the cyclic collector would only rescan the growing
@@ -188,7 +190,7 @@ def parse_minute_file(
     gc.disable()
     try:
         return _parse_minute_file(
-            Path(raw_path), out_tweets, out_users, server, tz, late_minutes, log, durable
+            Path(raw_path), out_tweets, out_users, server, tz, late_minutes, log, durable, copies
         )
     finally:
         if gc_was_enabled:
@@ -205,7 +207,9 @@ def _parse_minute_file(
     late_minutes: int,
     log,
     durable: bool,
+    copies: Copies | None,
 ) -> MinuteSummary:
+    parse_line = (copies or Copies()).parse_line
     summary, assigner = _start_minute(raw_path, out_tweets, out_users, server, tz, late_minutes)
     label_of = assigner.label
     file_key = assigner.file_key
@@ -247,9 +251,11 @@ def _parse_minute_file(
                     # character). "replace": a lone surrogate (kept by the json fallback) must not
                     # stop the file.
                     author = t.author.encode("utf-8", "replace")
-                    tweet_line = b"%b%b,%b\n" % (
+                    tweet_line = b"%b%b%b%b,%b\n" % (
                         f"{tid}\t{rkey}\t{label}\t".encode(),
-                        t.head.encode("utf-8", "replace"),
+                        t.head_pre.encode("utf-8", "replace"),
+                        t.retrieved_csv.encode(),
+                        t.head_post.encode("utf-8", "replace"),
                         author,
                     )
                     tweet_lines.append(tweet_line)
@@ -328,11 +334,12 @@ def _parse_chunk(args: tuple[list[Job], str, int, str | None, bool]) -> list[dic
     # O_APPEND: lines from several workers interleave whole, never mixed within a line.
     log = open(log_path, "a", encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
     out: list[dict | Rejected] = []
+    copies = Copies()  # the chunk is one minute's files: the servers' copies of its tweets
     try:
         for raw, out_t, out_u, server in jobs:
             try:
                 summary = parse_minute_file(
-                    raw, out_t, out_u, server, tz, late_minutes, log, durable=durable
+                    raw, out_t, out_u, server, tz, late_minutes, log, durable=durable, copies=copies
                 )
             except UnusableInput as e:  # costs only this file; a failed write still raises
                 emit(log, f"{e}: file skipped")
@@ -357,26 +364,34 @@ def parse_many(
     the files that could not be read at all (see ``UnusableInput``), each skipped alone.
 
     One process for many files: Snakemake's cost per job (~0.3 s here) and Python's start-up
-    would otherwise exceed the parsing itself (see README, Speed).
+    would otherwise exceed the parsing itself (see README, Speed). A minute's files of all
+    servers are one task, so that a tweet's second copy is not parsed again (``Copies``).
     """
-    if workers <= 1 or len(jobs) < 2:
-        return _result(_parse_chunk((jobs, tz_name, late_minutes, log_path, durable)))
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
+    # A minute a task: a worker that falls behind (another process took its core for a while)
+    # takes fewer minutes, and the workers still end together.
+    chunks = [(c, tz_name, late_minutes, log_path, durable) for c in by_minute(jobs)]
+    if workers <= 1 or len(chunks) < 2:
+        results = list(map(_parse_chunk, chunks))
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    # A file a task: a worker that falls behind (another process took its core for a while)
-    # takes fewer files, and the workers still end together.
-    chunks = [[job] for job in jobs]
-    ctx = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
-        results = list(
-            pool.map(_parse_chunk, [(c, tz_name, late_minutes, log_path, durable) for c in chunks])
-        )
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+            results = list(pool.map(_parse_chunk, chunks))
     order = {job[0]: i for i, job in enumerate(jobs)}
     done = [m for r in results for m in r]
     return _result(
         sorted(done, key=lambda m: order[m.path if isinstance(m, Rejected) else m["file"]])
     )
+
+
+def by_minute(jobs: list[Job]) -> list[list[Job]]:
+    """The jobs grouped by raw file name (a minute's files of every server), in first order."""
+    groups: dict[str, list[Job]] = {}
+    for job in jobs:
+        groups.setdefault(os.path.basename(job[0]), []).append(job)
+    return list(groups.values())
 
 
 def _result(done: list[dict | Rejected]) -> ParseResult:
