@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 SCALE ?= 1
+ROUNDS ?= 3
 BENCH_CACHE ?= bench-cache
 # Every package's exact version (pyproject.toml gives the ranges): setup and CI install from it.
 LOCK := constraints.txt
@@ -85,7 +86,7 @@ slurm-test: setup-slurm
 	SAMPLED_STREAM_SLURM_TEST=required $(BIN)/python -m pytest -q -p no:randomly tests/test_slurm.py
 
 bench: $(VENV)/.extra-bench
-	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --cache $(BENCH_CACHE)
+	$(BIN)/python tests/bench/bench.py --scale $(SCALE) --rounds $(ROUNDS) --cache $(BENCH_CACHE)
 
 # A day's backfill (issue 13): 24 hours of two servers on --cores 2 vs the sum of the hours'
 # xz floors, and the peak memory per job; the day's raw data (~20 GB at SCALE=1) is cached.
