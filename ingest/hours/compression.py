@@ -6,14 +6,15 @@ users, 4 MB of IDs; ``make bench``, README "Speed"):
 
 - The tweets, the floor's own work, in equal blocks, one a thread (``tweets_block_size``).
   From preset 6 up xz searches each match with nice=64 and a match finder depth of 48;
-  48 and 24 find nearly the same matches: about a fifth less CPU for a file 1.2 % larger,
-  still no larger than ``xz -PRESET`` on every core writes (whose 24 MiB blocks lose more).
+  48 and 24 find nearly the same matches: 5 % less CPU in the two threads over the whole
+  CSV (8 % in one over 8 MB) for a file 1.15 % larger, still no larger than ``xz -PRESET``
+  on every core writes (whose 24 MiB blocks lose more).
 - The users and IDs are small and their redundancy near (a row, the rows around it), so a
   small dictionary costs little: xz through a pipe allocates for the preset's dictionary
   whatever the input (-6: 8 MiB, ~100 MB of memory). Users: 1 MiB (14 MB of memory, 40 %
-  less CPU, a file 1.9 % larger) and nice=32, depth=16 (a fifth less again, 2.6 % larger
-  again: their xz was a fifth of the floor's CPU); the sorted IDs 256 KiB (6 MB of memory,
-  the same size). One thread each: their seconds overlap the tweets' xz.
+  less CPU, a file 1.9 % larger) and nice=32, depth=16 (15 % less again, 2.6 % larger
+  again: their xz was a seventh of the floor's CPU); the sorted IDs 256 KiB (6 MB of
+  memory, the same size). One thread each: their seconds overlap the tweets' xz.
 """
 
 from __future__ import annotations
