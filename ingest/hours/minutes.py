@@ -47,7 +47,7 @@ import orjson
 
 from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.hours.assign import HourAssigner
-from ingest.hours.parse import Copies, iter_lines
+from ingest.hours.parse import Copies, iter_lines, parse_line
 from ingest.layout import Rejected, parse_minute_name
 
 MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
@@ -209,7 +209,7 @@ def _parse_minute_file(
     durable: bool,
     copies: Copies | None,
 ) -> MinuteSummary:
-    parse_line = (copies or Copies()).parse_line
+    parse = copies.parse_line if copies is not None else parse_line  # alone: nothing to share
     summary, assigner = _start_minute(raw_path, out_tweets, out_users, server, tz, late_minutes)
     label_of = assigner.label
     file_key = assigner.file_key
@@ -224,7 +224,7 @@ def _parse_minute_file(
         try:
             for lineno, raw, unterminated in iter_lines(f):
                 summary.lines += 1
-                line = parse_line(raw, unterminated=unterminated, default_retrieved=file_key)
+                line = parse(raw, unterminated=unterminated, default_retrieved=file_key)
                 kind = line.kind
                 if kind != "tweets":
                     if kind == "keepalive":

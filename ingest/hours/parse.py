@@ -363,7 +363,7 @@ def tweet_record(
 
 
 def _retrieved_csv(key: str | None, known: bool) -> str:
-    return key[:10] + " " + key[11:19] + "+00:00" if key and known else ""
+    return key_to_csv(key) if key and known else ""
 
 
 def _users_by_id(obj: dict) -> list | None:
