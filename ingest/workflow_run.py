@@ -195,3 +195,19 @@ def report_unfinished(config: dict[str, Any], lock: RunLock, now: datetime) -> N
         "the cron log and work_dir/logs/ around that time say how far it got.",
         now,
     )
+
+
+def cancel_timers() -> int:
+    """Cancel the ``threading.Timer`` threads still waiting in this process; how many.
+
+    Snakemake's scheduler arms a 1 s timer at every scheduling step (its job rate limiter's
+    next look), and Python joins such threads before it exits: every run ended up to a second
+    after its last job, doing nothing (and its dashboard and health came that much later).
+    Called when the run is over (onsuccess, onerror), when nothing is left to schedule.
+    """
+    import threading
+
+    timers = [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+    for t in timers:
+        t.cancel()
+    return len(timers)

@@ -488,19 +488,25 @@ def hour_floor(tweets_xz: Path, tmp: Path) -> dict:
 def run_path(
     scale_dir: Path, data_raw: Path, path: str, sample: float | None, rounds: int = 1
 ) -> dict:
-    """One path ``rounds`` times, each run followed by the floor of every hour it built: the
-    best wall of the runs against the best of the floors (best of N: this machine's load and
-    clock speed move by 15 % from minute to minute, and they only ever add time)."""
-    tries = [_path_round(scale_dir, data_raw, path, sample) for _ in range(rounds)]
-    best = min(tries, key=lambda t: t["result"]["wall_s"])
-    floor = min(tries, key=lambda t: t["floor_wall_s"])
+    """One path ``rounds`` times, each run followed right away by the floor of every hour it
+    built; the path's figures are its median round's (of an even count, the better of the
+    middle two). A round's ratio compares two runs a few seconds apart: this machine's clock
+    speed moves by 15-20 % over minutes, which a best path against a best floor from other
+    rounds would mix in."""
+    tries = sorted(
+        (_path_round(scale_dir, data_raw, path, sample) for _ in range(rounds)), key=_ratio
+    )
+    median = tries[(len(tries) - 1) // 2]
     return {
-        **best,
-        "floor_wall_s": floor["floor_wall_s"],
-        "floor_cpu_s": floor["floor_cpu_s"],
+        **median,
         "job_peak_rss_mb": max(t["job_peak_rss_mb"] for t in tries),
         "rounds": [[t["result"]["wall_s"], t["floor_wall_s"]] for t in tries],
     }
+
+
+def _ratio(p: dict) -> float:
+    """A path's wall over its floor's."""
+    return p["result"]["wall_s"] / p["floor_wall_s"]
 
 
 def _path_round(scale_dir: Path, data_raw: Path, path: str, sample: float | None) -> dict:
@@ -546,7 +552,7 @@ def path_line(name: str, p: dict) -> str:
     return (
         f"{name:9} {len(p['hours'])} h: wall {r['wall_s']:7.1f} s,"
         f" floor {p['floor_wall_s']:7.1f} s,"
-        f" ratio {r['wall_s'] / p['floor_wall_s']:.2f}, CPU {r['cpu_s']:.0f} s"
+        f" ratio {_ratio(p):.2f}, CPU {r['cpu_s']:.0f} s"
         f" (floor {p['floor_cpu_s']:.0f}; sampled: {kinds_cpu(r)}), peak RSS a job"
         f" {p['job_peak_rss_mb']:.0f} MB (biggest process {r['peak_rss_mb']:.0f}), size /"
         f" xz -6 {p['built_bytes'] / p['xz6_bytes']:.3f}, other load {r['other_cpu_s']:.0f} s"
@@ -555,11 +561,14 @@ def path_line(name: str, p: dict) -> str:
 
 
 def _rounds(p: dict) -> str:
-    """Each round's wall and floor, when there were several (the line shows the best)."""
+    """Each round's wall, floor and ratio, best first, when there were several (the line
+    shows the median one)."""
     rounds = p.get("rounds") or []
     if len(rounds) < 2:
         return ""
-    return "; rounds (wall/floor s): " + ", ".join(f"{w:.1f}/{f:.1f}" for w, f in rounds)
+    return "; rounds (wall/floor s): " + ", ".join(
+        f"{w:.1f}/{f:.1f} = {w / f:.2f}" for w, f in rounds
+    )
 
 
 def run_paths(
@@ -588,7 +597,7 @@ def render_paths(paths: dict, scale: float) -> str:
                     what,
                     f"{r['wall_s']:.1f}",
                     f"{p['floor_wall_s']:.1f}",
-                    f"**{r['wall_s'] / p['floor_wall_s']:.2f}**",
+                    f"**{_ratio(p):.2f}**",
                     f"{p['job_peak_rss_mb']:.0f}",
                     f"{p['built_bytes'] / p['xz6_bytes']:.3f}",
                 )

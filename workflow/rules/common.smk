@@ -286,6 +286,13 @@ def retention_cleanup():
         print(f"retention: kept {summary.raw_held} raw minute files until every replica has them")
 
 
+def end_scheduling():
+    """The run is over: its scheduler's pending timers would only delay the exit."""
+    from ingest.workflow_run import cancel_timers
+
+    cancel_timers()
+
+
 def mail_failure(log_path):
     if WATCH is not None:
         WATCH.on_error(log_path)
