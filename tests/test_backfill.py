@@ -116,3 +116,40 @@ def test_a_cluster_jobs_threads_are_the_slot_it_asked_for():
     assert resources.job_threads(1, 1 / 6, fixed=3, local=False) == 3
     assert resources.job_threads(64, 1.0, fixed=3, local=False) == 3
     assert resources.job_threads(2, 1.0, local=True) == 2  # on one machine: the run's cores
+
+
+def test_a_backfill_job_keeps_its_late_copies_from_the_files_around_its_hour(tmp_path, monkeypatch):
+    """The job of 11 h reads the 12:02 file for its late copies only: the other lines there
+    (12 h's) are passed over unparsed, and the late copy is in the built hour."""
+    from ingest.hours import backfill
+
+    factory = TweetFactory(seed=3)
+    in_hour = datetime(2026, 1, 14, 10, 30, tzinfo=UTC)  # 11:30 in Berlin
+    after = datetime(2026, 1, 14, 11, 2, tzinfo=UTC)  # 12:02
+    own = minute_file(tmp_path / "raw", in_hour, [factory.make(in_hour) for _ in range(4)])
+    late = factory.make(datetime(2026, 1, 14, 10, 59, 59, tzinfo=UTC))
+    edge = minute_file(tmp_path / "raw", after, [factory.make(after) for _ in range(5)] + [late])
+    metas = []
+    parse_many = backfill.parse_many
+    monkeypatch.setattr(
+        backfill,
+        "parse_many",
+        lambda *a, **k: metas.extend((r := parse_many(*a, **k)).metas) or r,
+    )
+    config = loaded_config(tmp_path, xz_preset=0)
+    hour = layout.Hour("2026-01-14", 11)
+    receipt = tmp_path / "work" / "built" / "2026-01-14" / "2026-01-14_11.run1.json"
+    stats = build_job(
+        config,
+        hour,
+        {"s1": [str(own), str(edge)]},
+        {},
+        2,
+        str(receipt),
+        str(tmp_path / "build.log"),
+        datetime(2026, 1, 20, tzinfo=UTC),
+    )
+    assert stats["total"] == 5  # the hour's four and its late copy
+    by_file = {Path(m["file"]).name: m for m in metas}
+    assert by_file[edge.name]["passed_over"] == 5 and by_file[edge.name]["tweets"] == 1
+    assert "passed_over" not in by_file[own.name]

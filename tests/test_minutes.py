@@ -10,7 +10,8 @@ import logging
 import os
 import subprocess
 import sys
-from datetime import UTC, datetime
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -610,3 +611,116 @@ def test_main_in_process(minute_file, tmp_path, capsys):
         == 0
     )
     assert "truncated" in capsys.readouterr().err
+
+
+# --- a backfill's parse for one hour: the files around it (OtherHours) -----------------------
+
+HOUR_11 = layout.Hour("2026-01-14", 11)  # CET: 10:00-11:00 UTC
+
+
+def hour_lines(path: Path, label: bytes, at: slice) -> list[bytes]:
+    return [ln for ln in body(path) if ln[at] == label]
+
+
+def parse_both_ways(raw: Path, tmp_path: Path, hour: layout.Hour, tz=CET) -> tuple:
+    """(meta parsed for ``hour``, meta parsed for every hour); asserts the hour's tweets and
+    users lines are the same bytes either way."""
+    outs = {}
+    for way, for_hour in (("one", hour), ("all", None)):
+        t, u = tmp_path / f"{way}.t", tmp_path / f"{way}.u"
+        outs[way] = parse_minute_file(raw, t, u, "s", tz, 6, None, for_hour=for_hour).meta()
+    label = hour.label.encode()
+    for kind, at in (("t", T_LABEL), ("u", U_LABEL)):
+        mine = hour_lines(tmp_path / f"one.{kind}", label, at)
+        assert mine == hour_lines(tmp_path / f"all.{kind}", label, at)
+    return outs["one"], outs["all"]
+
+
+def test_a_file_outside_the_hour_passes_over_only_lines_that_cannot_hold_its_copies(tmp_path):
+    """A backfill job of 11 h reads the 12:03 file for the late copies of its own tweets: a
+    line is passed over only when every created_at in it is one the parser reads as is and
+    none is in the hour; any other line is parsed as before."""
+    at = "2026-01-14T11:03:05+00:00"  # within 11 h's read window (late_minutes 6)
+    mine = "2026-01-14T10:59:58.000Z"  # created in 11 h CET
+    other = "2026-01-14T11:02:30.000Z"  # 12 h
+
+    def page(*tweets: dict) -> bytes:
+        obj = {"data": list(tweets), "includes": {"users": [user()]}}
+        return orjson.dumps({**obj, "__twarc": {"retrieved_at": at}})
+
+    escaped = collected(tweet(6, mine), [user()], at).replace(
+        b'"created_at":"2026-01-14T10', b'"created\\u005fat":"2026-01-14T10'
+    )
+    lines = [
+        collected(tweet(1, other), [user()], at),  # passed over
+        collected(tweet(2, mine), [user()], at),  # a late copy of 11 h
+        collected(tweet(3, "2026-01-14T10:59:00+00:00"), [user()], at),  # twarc's form
+        collected(tweet(4, "2026-01-14T11:59:00+01:00"), [user()], at),  # = 10:59 UTC
+        line(tweet(5, mine), [user()], at),  # '"created_at": "...' with a space
+        escaped,  # the key spelt with an escape: the user's created_at alone is readable
+        page(tweet(7, other), tweet(8, mine)),
+        page(tweet(9, other), tweet(10, other)),  # passed over
+        collected(tweet(11, other), [user()], at)[:-20],  # cut, but not this hour's: passed
+        b'{"errors": [{"title": "operational-disconnect"}]}',  # no created_at: parsed
+        b"{not json",
+    ]
+    raw = write_raw(tmp_path / "raw", "2026-01-14T1203+0100.jsonl", lines)
+
+    one, every = parse_both_ways(raw, tmp_path, HOUR_11)
+    assert one["passed_over"] == 3
+    assert "passed_over" not in every
+    assert every["skipped"] == {"error_message": 1, "invalid_json": 2}
+    assert one["skipped"] == {"error_message": 1, "invalid_json": 1}  # the cut line passed
+    ids = {int(ln[:20]) for ln in hour_lines(tmp_path / "one.t", b"2026-01-14_11", T_LABEL)}
+    assert ids == {2, 3, 4, 5, 6, 8}
+
+
+def test_a_file_of_the_hour_itself_is_parsed_whole(minute_file, tmp_path):
+    one, every = parse_both_ways(minute_file, tmp_path, HOUR_11)
+    assert one == every  # nothing passed over, no passed_over in the meta
+    assert (tmp_path / "one.t").read_bytes() == (tmp_path / "all.t").read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in FIXTURES.glob("*.jsonl")))
+def test_real_payloads_around_their_hour_keep_every_copy_of_it(tmp_path, name):
+    """Real lines, written as the collector writes them (orjson, __twarc last), arriving just
+    after each hour their tweets were created in: parsed for that hour, the hour's lines are
+    those of the whole parse, and the other hours' lines are passed over."""
+    raw_lines = (FIXTURES / name).read_bytes().splitlines()
+    created: Counter[str] = Counter()  # tweets by the UTC hour they were created in
+    for raw in raw_lines:
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        data = obj.get("data", obj) if isinstance(obj, dict) else None
+        for t in data if isinstance(data, list) else [data]:
+            if isinstance(t, dict) and isinstance(t.get("created_at"), str):
+                created[t["created_at"][:13]] += 1
+    assert created
+    for prefix, n in sorted(created.items())[:3]:
+        start = datetime.fromisoformat(prefix + ":00:00+00:00")
+        hour = layout.hour_of(start, UTC)
+        arrival = start + timedelta(hours=1, minutes=2)  # the next hour's 2nd minute
+        lines = []
+        for raw in raw_lines:
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                lines.append(raw)  # as it is: the parse skips it either way
+                continue
+            if isinstance(obj, dict):
+                obj.pop("__twarc", None)
+                obj["__twarc"] = {
+                    "url": "u",
+                    "version": "2.14.0",
+                    "retrieved_at": arrival.isoformat(),
+                }
+            lines.append(orjson.dumps(obj))
+        folder = tmp_path / prefix
+        name = f"{arrival:%Y-%m-%dT%H%M}+0000.jsonl"
+        one, every = parse_both_ways(write_raw(folder / "raw", name, lines), folder, hour, UTC)
+        assert len(hour_lines(folder / "one.t", hour.label.encode(), T_LABEL)) == n
+        if len(created) > 1:  # other hours' tweets: their lines passed over
+            assert one["passed_over"] > 0
+            assert one["tweets"] < every["tweets"]

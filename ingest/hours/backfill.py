@@ -4,9 +4,10 @@ No run-wide parse step and no state shared between jobs except files: the job pa
 minute files of its hour's read window into a temporary folder of its own (``$TMPDIR``, which
 clusters point at node-local scratch), builds the hour from those intermediates and removes
 the folder. So the hours of a range are independent jobs that run anywhere, in any order, on
-as many cores or nodes as there are. The price: a minute file at an hour's edge is parsed by
-both hours it may count for (``late_minutes`` + 1 of ~60 files, about 12 % more parsing with
-the default 6). The cron mode keeps its run-wide parse of the minutes that arrived.
+as many cores or nodes as there are. The price: a minute file at an hour's edge is read by
+both hours it may count for (``late_minutes`` + 1 of ~60 files), though in the files outside
+its hour a job parses only the lines that may hold its own late copies (``OtherHours``). The
+cron mode keeps its run-wide parse of the minutes that arrived.
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ def parse_window(
     late_minutes: int,
     workers: int = 1,
     log_path: str | None = None,
+    for_hour: str | None = None,
 ) -> ParsedWindow:
-    """Parse each server's raw minute files (``raw``) into intermediates under ``folder``."""
+    """Parse each server's raw minute files (``raw``) into intermediates under ``folder``;
+    ``for_hour``: the label of the only hour the intermediates are for (``parse_many``)."""
     started = time.monotonic()
     jobs = []
     for server, files in raw.items():
@@ -49,7 +52,9 @@ def parse_window(
             base = folder / server / f"{i:05d}"
             jobs.append((str(path), f"{base}.tweets.tsv", f"{base}.users.tsv", server))
     # No fsync: the folder is gone with the job whatever happens; a new job parses again.
-    result = parse_many(jobs, tz_name, late_minutes, workers, log_path, durable=False)
+    result = parse_many(
+        jobs, tz_name, late_minutes, workers, log_path, durable=False, for_hour=for_hour
+    )
     unusable = {r.path for r in result.skipped_files}
     inputs: dict[str, list[tuple[str, str]]] = {server: [] for server in raw}
     for path, tweets, users, server in jobs:
@@ -65,7 +70,8 @@ def parsed_window(
     late_minutes: int,
     workers: int = 1,
     log_path: str | None = None,
+    for_hour: str | None = None,
 ) -> Iterator[ParsedWindow]:
     """``parse_window`` into a temporary folder, removed when the block ends (or fails)."""
     with tempfile.TemporaryDirectory(prefix="sampled-stream-window-") as tmp:
-        yield parse_window(raw, Path(tmp), tz_name, late_minutes, workers, log_path)
+        yield parse_window(raw, Path(tmp), tz_name, late_minutes, workers, log_path, for_hour)

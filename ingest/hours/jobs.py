@@ -92,7 +92,7 @@ def build_job(
     log = job_logger("build_hour", log_path)
     tz, late = config["timezone"], config["late_minutes"]
     window = (
-        parsed_window(raw, tz, late, threads, log_path)
+        parsed_window(raw, tz, late, threads, log_path, for_hour=hour.label)
         if raw
         else nullcontext(ParsedWindow(intermediates, []))
     )

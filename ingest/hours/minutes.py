@@ -35,6 +35,7 @@ import argparse
 import errno
 import gc
 import os
+import re
 import stat
 import sys
 from dataclasses import dataclass, field
@@ -47,8 +48,8 @@ import orjson
 
 from ingest.atomic import atomic_write, remove_stale_temps
 from ingest.hours.assign import HourAssigner
-from ingest.hours.parse import Copies, iter_lines, parse_line
-from ingest.layout import Rejected, parse_minute_name
+from ingest.hours.parse import DATE_TIME, UTC_TAILS, Copies, iter_lines, parse_line
+from ingest.layout import Hour, Rejected, hour_bounds, hour_of, parse_minute_name
 
 MAX_LOGGED = 20  # skipped-line messages per file; the rest are summed up in one line
 
@@ -78,8 +79,11 @@ class MinuteSummary:
     skipped: dict[str, int] = field(default_factory=dict)
     # Bytes of the tweets CSV rows by hour label: the hourly build sizes xz's blocks with them.
     row_bytes: dict[str, int] = field(default_factory=dict)
+    # Parsed for one hour (a backfill's edge file): the lines passed over (``OtherHours``).
+    passed_over: int | None = None
 
     def meta(self) -> dict:
+        extra = {} if self.passed_over is None else {"passed_over": self.passed_over}
         return {
             "server": self.server,
             "file": self.file,
@@ -90,6 +94,7 @@ class MinuteSummary:
             "size": self.size,
             "skipped": dict(sorted(self.skipped.items())),
             "row_bytes": dict(sorted(self.row_bytes.items())),
+            **extra,
         }
 
 
@@ -156,6 +161,46 @@ def open_raw(path: Path) -> BinaryIO:
         raise
 
 
+# What follows a "created_at" key when the parser reads its value as it is (time_key's fast
+# paths: the API's or twarc's UTC form); the value's first 16 characters are the key's minute.
+CREATED_AT = b'"created_at"'
+_UTC_VALUE = re.compile(
+    rb':"(' + DATE_TIME.encode() + rb")(?:" + "|".join(UTC_TAILS).encode() + rb')"'
+).match
+
+
+class OtherHours:
+    """Which lines of a minute file outside ``hour`` hold no copy that counts for it, told
+    without parsing them: a backfill job parses the files around its hour (an eighth of its
+    files) for the few late copies of its own tweets they hold.
+
+    In a file outside the hour, a copy counts for it only when created in it
+    (``ingest.hours.assign``). A line is passed over when each ``"created_at"`` in its bytes
+    has a value the parser reads as is, none of them in the hour: a tweet's created_at is one
+    of them, whatever the line's shape (a page's tweets too). A line with a created_at in any
+    other form, with none, or with a ``\\u`` escape (which can spell the key) is parsed.
+    """
+
+    def __init__(self, hour: Hour, tz: ZoneInfo) -> None:
+        bounds = hour_bounds(hour, tz)
+        if bounds is None:
+            raise ValueError(f"hour {hour} does not exist in {tz.key}")
+        self.lo, self.hi = (t.strftime("%Y-%m-%dT%H:%M").encode() for t in bounds)
+
+    def holds_none(self, raw: bytes) -> bool:
+        if b"\\u" in raw:
+            return False
+        at = raw.find(CREATED_AT)
+        if at < 0:
+            return False
+        while at >= 0:
+            m = _UTC_VALUE(raw, at + len(CREATED_AT))
+            if m is None or self.lo <= m[1][:16] < self.hi:
+                return False
+            at = raw.find(CREATED_AT, m.end())
+        return True
+
+
 def read_meta(path: str | Path) -> dict:
     """The ``#`` metadata line of an intermediate file."""
     with open(path, "rb") as f:
@@ -176,12 +221,16 @@ def parse_minute_file(
     *,
     durable: bool = True,
     copies: Copies | None = None,
+    for_hour: Hour | None = None,
 ) -> MinuteSummary:
     """Parse one raw minute file into its two sorted intermediates (written atomically).
 
     ``log``: a file object (``write``) or a ``logging.Logger`` for skipped lines.
     ``durable=False``: skip the fsyncs (the files are still renamed into place whole).
     ``copies``: shared with the files that hold the same tweets (the minute's other servers).
+    ``for_hour``: only that hour's copies are wanted (a backfill job's own parse): a file
+    outside it passes over the lines ``OtherHours`` finds without any (counted in the meta's
+    ``passed_over``; the lines of other hours it parses are written as usual).
     Raises ``UnusableInput`` (nothing written) for a file that cannot be read at all.
     """
     # The parsed objects hold no cycles; the cyclic collector would only rescan the growing
@@ -190,7 +239,16 @@ def parse_minute_file(
     gc.disable()
     try:
         return _parse_minute_file(
-            Path(raw_path), out_tweets, out_users, server, tz, late_minutes, log, durable, copies
+            Path(raw_path),
+            out_tweets,
+            out_users,
+            server,
+            tz,
+            late_minutes,
+            log,
+            durable,
+            copies,
+            for_hour,
         )
     finally:
         if gc_was_enabled:
@@ -208,9 +266,14 @@ def _parse_minute_file(
     log,
     durable: bool,
     copies: Copies | None,
+    for_hour: Hour | None,
 ) -> MinuteSummary:
     parse = copies.parse_line if copies is not None else parse_line  # alone: nothing to share
     summary, assigner = _start_minute(raw_path, out_tweets, out_users, server, tz, late_minutes)
+    holds_none = None
+    if for_hour is not None and hour_of(summary.minute, tz) != for_hour:
+        holds_none = OtherHours(for_hour, tz).holds_none
+        summary.passed_over = 0
     label_of = assigner.label
     file_key = assigner.file_key
     skip = SkipLog(log, str(raw_path))
@@ -224,6 +287,9 @@ def _parse_minute_file(
         try:
             for lineno, raw, unterminated in iter_lines(f):
                 summary.lines += 1
+                if holds_none is not None and holds_none(raw):
+                    summary.passed_over += 1  # type: ignore[operator]
+                    continue
                 line = parse(raw, unterminated=unterminated, default_retrieved=file_key)
                 kind = line.kind
                 if kind != "tweets":
@@ -328,9 +394,12 @@ class ParseResult:
     skipped_files: list[Rejected]  # raw files not parsed at all: nothing was written for them
 
 
-def _parse_chunk(args: tuple[list[Job], str, int, str | None, bool]) -> list[dict | Rejected]:
-    jobs, tz_name, late_minutes, log_path, durable = args
+def _parse_chunk(
+    args: tuple[list[Job], str, int, str | None, bool, str | None],
+) -> list[dict | Rejected]:
+    jobs, tz_name, late_minutes, log_path, durable, for_hour = args
     tz = ZoneInfo(tz_name)
+    hour = Hour.parse(for_hour) if for_hour else None
     # O_APPEND: lines from several workers interleave whole, never mixed within a line.
     log = open(log_path, "a", encoding="utf-8") if log_path else sys.stderr  # noqa: SIM115
     out: list[dict | Rejected] = []
@@ -339,7 +408,16 @@ def _parse_chunk(args: tuple[list[Job], str, int, str | None, bool]) -> list[dic
         for raw, out_t, out_u, server in jobs:
             try:
                 summary = parse_minute_file(
-                    raw, out_t, out_u, server, tz, late_minutes, log, durable=durable, copies=copies
+                    raw,
+                    out_t,
+                    out_u,
+                    server,
+                    tz,
+                    late_minutes,
+                    log,
+                    durable=durable,
+                    copies=copies,
+                    for_hour=hour,
                 )
             except UnusableInput as e:  # costs only this file; a failed write still raises
                 emit(log, f"{e}: file skipped")
@@ -359,9 +437,11 @@ def parse_many(
     workers: int = 1,
     log_path: str | None = None,
     durable: bool = True,
+    for_hour: str | None = None,
 ) -> ParseResult:
     """Parse many minute files in ``workers`` processes: each parsed file's meta, in order, and
     the files that could not be read at all (see ``UnusableInput``), each skipped alone.
+    ``for_hour``: a label, when only that hour's copies are wanted (``parse_minute_file``).
 
     One process for many files: Snakemake's cost per job (~0.3 s here) and Python's start-up
     would otherwise exceed the parsing itself (see README, Speed). A minute's files of all
@@ -369,7 +449,7 @@ def parse_many(
     """
     # A minute a task: a worker that falls behind (another process took its core for a while)
     # takes fewer minutes, and the workers still end together.
-    chunks = [(c, tz_name, late_minutes, log_path, durable) for c in by_minute(jobs)]
+    chunks = [(c, tz_name, late_minutes, log_path, durable, for_hour) for c in by_minute(jobs)]
     if workers <= 1 or len(chunks) < 2:
         results = list(map(_parse_chunk, chunks))
     else:
